@@ -1,0 +1,15 @@
+//! The one `bindgen!` of the host: Rust types and host traits for the
+//! `kefu:workflow` contract in `wit/`.
+//!
+//! The `host-imports` world holds every import a plugin may use; the four step
+//! worlds include it and add one export each, which `crate::step` calls
+//! through typed functions.
+
+wasmtime::component::bindgen!({
+    world: "host-imports",
+    path: "../wit",
+    additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+});
+
+pub use kefu::workflow::types;
+pub use kefu::workflow::{clock, config, log, state};

@@ -1,0 +1,60 @@
+//! Command-line interface: parse arguments and dispatch to a subcommand.
+
+mod check;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kefu",
+    version,
+    about = "WebAssembly plugin host for shops' customer-service workflows"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one plugin call locally and print the output as JSON.
+    Run(run::RunArgs),
+    /// Say which step world a component implements, or why it implements none.
+    Check(check::CheckArgs),
+}
+
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::check(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Where compiled plugins are cached by default: `$KEFU_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/kefu/compiled`, else `~/.cache/kefu/compiled`.
+pub fn default_cache_dir() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("KEFU_CACHE_DIR") {
+        return Some(dir.into());
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")))?;
+    Some(base.join("kefu").join("compiled"))
+}

@@ -1,0 +1,26 @@
+//! kefu: a WebAssembly plugin host for online shops' customer-service steps.
+//!
+//! A shop's rules for each step (greeting, order confirmation, refund
+//! policy, revisit planning) run as a sandboxed WebAssembly component that
+//! implements that step's world of the `kefu:workflow` WIT package.
+//!
+//! - [`Runtime`] compiles, validates and caches components and runs calls
+//!   with per-call limits.
+//! - [`Step`], [`StepInput`] and [`StepOutput`] describe the four steps.
+//! - [`StateStore`] is where plugins keep their key-value state.
+
+mod bindings;
+mod checks;
+mod error;
+mod runtime;
+mod state;
+mod step;
+
+pub use bindings::types;
+pub use error::{CallError, LoadError};
+pub use runtime::read_plugin;
+pub use runtime::{
+    CallContext, CallOutcome, Limits, LogLevel, LogLine, Plugin, Runtime, RuntimeConfig,
+};
+pub use state::{MemoryStateStore, StateError, StateScope, StateStore};
+pub use step::{InputError, Step, StepInput, StepOutput, UnknownStep};

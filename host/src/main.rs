@@ -1,0 +1,7 @@
+//! The `kefu` command.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

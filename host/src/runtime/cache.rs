@@ -1,0 +1,166 @@
+//! Compiled components, keyed by the SHA-256 of their bytes, in memory and
+//! on disk so that a restart does not recompile.
+
+use crate::error::LoadError;
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Magic of every WebAssembly binary.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+/// Version and layer of a core module.
+const CORE_MODULE: [u8; 4] = [1, 0, 0, 0];
+
+pub struct CompileCache {
+    dir: Option<PathBuf>,
+    /// Engine settings fingerprint: artifacts of another build or config
+    /// are never mixed up with ours.
+    fingerprint: String,
+    memory: Mutex<HashMap<String, Component>>,
+    compilations: AtomicU64,
+}
+
+/// Hex SHA-256 of a component's bytes: its identity everywhere in kefu.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl CompileCache {
+    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Result<Self, LoadError> {
+        if let Some(dir) = &dir {
+            std::fs::create_dir_all(dir).map_err(|source| LoadError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(CompileCache {
+            dir,
+            fingerprint: format!("{:016x}", hasher.finish()),
+            memory: Mutex::new(HashMap::new()),
+            compilations: AtomicU64::new(0),
+        })
+    }
+
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
+    }
+
+    pub fn get_or_compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+    ) -> Result<(String, Component), LoadError> {
+        sniff(bytes)?;
+        let digest = digest(bytes);
+        if let Some(component) = self.lock().get(&digest) {
+            return Ok((digest, component.clone()));
+        }
+        let component = match self.artifact_path(&digest) {
+            Some(path) => match load_artifact(engine, &path) {
+                Some(component) => component,
+                None => {
+                    let component = self.compile(engine, bytes)?;
+                    store_artifact(&component, &path);
+                    component
+                }
+            },
+            None => self.compile(engine, bytes)?,
+        };
+        self.lock().insert(digest.clone(), component.clone());
+        Ok((digest, component))
+    }
+
+    fn compile(&self, engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
+        self.compilations.fetch_add(1, Ordering::Relaxed);
+        Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
+    }
+
+    fn artifact_path(&self, digest: &str) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        Some(dir.join(format!("{digest}-{}.cwasm", self.fingerprint)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Reject what is plainly not a component before compiling it.
+fn sniff(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
+        let what = if bytes.is_empty() {
+            "the file is empty".to_string()
+        } else if bytes.len() < 8 && WASM_MAGIC.starts_with(&bytes[..bytes.len().min(4)]) {
+            format!("the file is truncated ({} bytes)", bytes.len())
+        } else {
+            "missing the `\\0asm` header".to_string()
+        };
+        return Err(LoadError::NotWasm(what));
+    }
+    if bytes[4..8] == CORE_MODULE {
+        return Err(LoadError::CoreModule);
+    }
+    Ok(())
+}
+
+/// A cached artifact, or `None` when it is missing or unusable (then the
+/// caller recompiles and overwrites it).
+fn load_artifact(engine: &Engine, path: &Path) -> Option<Component> {
+    if !path.exists() {
+        return None;
+    }
+    // SAFETY: artifacts are only ever written by `store_artifact` into the
+    // host's own cache directory, named by the digest of the source and the
+    // engine's compatibility fingerprint; wasmtime still checks the header.
+    match unsafe { Component::deserialize_file(engine, path) } {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled artifact");
+            let _ = std::fs::remove_file(path);
+            None
+        }
+    }
+}
+
+/// Write an artifact atomically (temp file + rename); failures only cost a
+/// recompile later, so they are logged, not returned.
+fn store_artifact(component: &Component, path: &Path) {
+    let result = component
+        .serialize()
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, bytes)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write compiled artifact");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniff_names_the_problem() {
+        assert!(matches!(sniff(b""), Err(LoadError::NotWasm(m)) if m.contains("empty")));
+        assert!(matches!(sniff(b"\0asm"), Err(LoadError::NotWasm(m)) if m.contains("truncated")));
+        assert!(
+            matches!(sniff(b"hello world"), Err(LoadError::NotWasm(m)) if m.contains("header"))
+        );
+        assert!(matches!(
+            sniff(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
+        assert!(sniff(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

@@ -1,0 +1,220 @@
+//! One call of a plugin: a fresh store with limits, the typed export call,
+//! error classification and the host's checks of the output.
+
+use super::Runtime;
+use super::engine::deadline_ticks;
+use super::host_impl::{CallSetup, CallState, LogLine, MemoryExceeded};
+use super::load::Plugin;
+use crate::bindings::types::{
+    Confirmation, ConfirmationRequest, GreetingReply, GreetingRequest, RefundDecision,
+    RefundRequest, RevisitPlan, RevisitRequest,
+};
+use crate::checks;
+use crate::error::CallError;
+use crate::state::{StateScope, StateStore};
+use crate::step::{Step, StepInput, StepOutput};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower};
+use wasmtime::{Store, Trap};
+
+/// Who a call is for and what the host gives the plugin.
+#[derive(Clone)]
+pub struct CallContext {
+    /// Shop the call is for.
+    pub shop: String,
+    /// Plugin name within the shop, scoping its state (the step by default).
+    pub plugin: String,
+    /// The shop's config for this plugin, a JSON object.
+    pub config_json: String,
+    /// The call's time, unix seconds (what the clock import returns).
+    pub now: i64,
+    /// Where the plugin's state lives.
+    pub state: Arc<dyn StateStore>,
+}
+
+/// What a call produced, including its log, whether it succeeded or not.
+#[derive(Debug)]
+pub struct CallOutcome {
+    pub result: Result<StepOutput, CallError>,
+    /// Wall-clock time of the call, instantiation included.
+    pub duration: Duration,
+    /// Peak linear memory of the instance, in bytes.
+    pub memory_peak: usize,
+    /// The plugin's log lines (log calls, then stdout and stderr).
+    pub logs: Vec<LogLine>,
+    /// Bytes of log dropped past the limit.
+    pub logs_dropped: usize,
+}
+
+fn new_store(rt: &Runtime, ctx: CallContext) -> Store<CallState> {
+    let limits = rt.limits();
+    let state = CallState::new(CallSetup {
+        scope: StateScope {
+            shop: ctx.shop,
+            plugin: ctx.plugin,
+        },
+        store: ctx.state,
+        config_json: ctx.config_json,
+        now: ctx.now,
+        memory_limit: limits.memory_bytes(),
+        log_bytes: limits.log_bytes(),
+    });
+    let mut store = Store::new(&rt.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(deadline_ticks(limits.timeout()));
+    store.epoch_deadline_trap();
+    store
+}
+
+impl Plugin {
+    /// Run the plugin once on `input`, in a fresh instance.
+    pub fn call(&self, rt: &Runtime, ctx: CallContext, input: &StepInput) -> CallOutcome {
+        let start = Instant::now();
+        if input.step() != self.step {
+            return CallOutcome {
+                result: Err(CallError::WrongStep {
+                    plugin: self.step,
+                    input: input.step(),
+                }),
+                duration: start.elapsed(),
+                memory_peak: 0,
+                logs: Vec::new(),
+                logs_dropped: 0,
+            };
+        }
+        let now = ctx.now;
+        let mut store = new_store(rt, ctx);
+        let result = self
+            .invoke(&mut store, input)
+            .map_err(|e| classify(e, rt.limits().timeout()))
+            .and_then(|r| r.map_err(CallError::Plugin))
+            .and_then(|output| {
+                checks::output_size(&output, rt.limits().output_bytes())?;
+                checks::check(input, &output, now)?;
+                Ok(output)
+            });
+        let duration = start.elapsed();
+        let data = store.data_mut();
+        data.collect_output();
+        CallOutcome {
+            result,
+            duration,
+            memory_peak: data.limiter.peak,
+            logs: std::mem::take(&mut data.logs),
+            logs_dropped: data.logs_dropped,
+        }
+    }
+
+    fn invoke(
+        &self,
+        store: &mut Store<CallState>,
+        input: &StepInput,
+    ) -> wasmtime::Result<Result<StepOutput, String>> {
+        let instance = self.pre.instantiate(&mut *store)?;
+        Ok(match input {
+            StepInput::Greeting(req) => {
+                call_typed::<GreetingRequest, GreetingReply>(store, &instance, self, req)?
+                    .map(StepOutput::Greeting)
+            }
+            StepInput::OrderConfirmation(req) => {
+                call_typed::<ConfirmationRequest, Confirmation>(store, &instance, self, req)?
+                    .map(StepOutput::OrderConfirmation)
+            }
+            StepInput::RefundPolicy(req) => {
+                call_typed::<RefundRequest, RefundDecision>(store, &instance, self, req)?
+                    .map(StepOutput::RefundPolicy)
+            }
+            StepInput::RevisitPlanner(req) => {
+                call_typed::<RevisitRequest, RevisitPlan>(store, &instance, self, req)?
+                    .map(StepOutput::RevisitPlanner)
+            }
+        })
+    }
+}
+
+fn call_typed<P, R>(
+    store: &mut Store<CallState>,
+    instance: &Instance,
+    plugin: &Plugin,
+    req: &P,
+) -> wasmtime::Result<Result<R, String>>
+where
+    P: Lower + Sync,
+    R: Lift + Send + Sync + 'static,
+    for<'a> (&'a P,): ComponentNamedList + Lower,
+    (Result<R, String>,): ComponentNamedList + Lift,
+{
+    let func =
+        instance.get_typed_func::<(&P,), (Result<R, String>,)>(&mut *store, &plugin.export)?;
+    let (result,) = func.call(&mut *store, (req,))?;
+    Ok(result)
+}
+
+/// Check the export's signature against the step by instantiating once in
+/// a throwaway store (with the usual limits, so a hostile start function
+/// cannot hang or bloat the host).
+pub(super) fn typecheck(rt: &Runtime, plugin: &Plugin) -> Result<(), String> {
+    let ctx = CallContext {
+        shop: String::new(),
+        plugin: String::new(),
+        config_json: "{}".into(),
+        now: 0,
+        state: Arc::new(crate::state::MemoryStateStore::default()),
+    };
+    let mut store = new_store(rt, ctx);
+    let instance = plugin.pre.instantiate(&mut store).map_err(|e| {
+        format!(
+            "instantiation failed: {}",
+            classify(e, rt.limits().timeout())
+        )
+    })?;
+    fn check<P, R>(
+        store: &mut Store<CallState>,
+        instance: &Instance,
+        plugin: &Plugin,
+    ) -> Result<(), String>
+    where
+        P: Lower + Sync + 'static,
+        R: Lift + Send + Sync + 'static,
+        (P,): ComponentNamedList + Lower,
+        (Result<R, String>,): ComponentNamedList + Lift,
+    {
+        instance
+            .get_typed_func::<(P,), (Result<R, String>,)>(&mut *store, &plugin.export)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
+    match plugin.step {
+        Step::Greeting => check::<GreetingRequest, GreetingReply>(&mut store, &instance, plugin),
+        Step::OrderConfirmation => {
+            check::<ConfirmationRequest, Confirmation>(&mut store, &instance, plugin)
+        }
+        Step::RefundPolicy => check::<RefundRequest, RefundDecision>(&mut store, &instance, plugin),
+        Step::RevisitPlanner => check::<RevisitRequest, RevisitPlan>(&mut store, &instance, plugin),
+    }
+}
+
+/// Turn a wasmtime error into the typed error the host reports.
+fn classify(err: wasmtime::Error, timeout: Duration) -> CallError {
+    if let Some(m) = err.downcast_ref::<MemoryExceeded>() {
+        return CallError::MemoryLimit {
+            limit: m.limit,
+            requested: m.requested,
+        };
+    }
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::Interrupt => CallError::Timeout(timeout),
+            Trap::StackOverflow => CallError::StackOverflow,
+            other => CallError::Trap(other.to_string()),
+        };
+    }
+    if err
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return CallError::Host(format!("too many plugin instances at once: {err}"));
+    }
+    CallError::Trap(format!("{err:#}"))
+}

@@ -1,0 +1,72 @@
+//! The shared wasmtime engine and the epoch ticker that enforces timeouts.
+
+use super::limits::Limits;
+use crate::error::LoadError;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. A call's deadline is counted in ticks, so
+/// a timeout fires at most one tick late.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// Instances that may be alive at once across all calls.
+const POOL_INSTANCES: u32 = 1_000;
+
+pub fn build(limits: &Limits) -> Result<Engine, LoadError> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 4)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 4)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(64)
+        .table_elements(100_000)
+        // The pool bounds every memory; the per-call limiter enforces the
+        // configured limit below it with a clear error.
+        .max_memory_size(limits.memory_bytes().saturating_mul(2).max(64 << 20));
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(|e| LoadError::Invalid(format!("cannot build engine: {e:#}")))
+}
+
+/// Advances the engine's epoch every [`TICK`] until dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("kefu-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn epoch ticker thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Ticks to allow for a timeout, rounded up, plus one for the partial
+/// tick the call starts in.
+pub fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = TICK.as_micros().max(1);
+    (timeout.as_micros().div_ceil(tick) as u64).max(1) + 1
+}

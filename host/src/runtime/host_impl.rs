@@ -1,0 +1,299 @@
+//! What a plugin can reach: the per-call store data and the kefu host
+//! imports (state, log, config, clock). WASI is linked with nothing
+//! granted: no files, sockets, environment or arguments.
+
+use super::output::CapturedOutput;
+use crate::bindings::{self, clock, config, log, state, types::Timestamp};
+use crate::error::LoadError;
+use crate::state::{StateError, StateScope, StateStore};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+/// Longest key a plugin may use, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+/// Largest value a plugin may store under one key, in bytes.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Most keys one `list-keys` call returns.
+pub const MAX_LIST_KEYS: u32 = 1_000;
+
+/// Severity of a plugin log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    /// A line the plugin printed to stdout.
+    Stdout,
+    /// A line the plugin printed to stderr.
+    Stderr,
+}
+
+/// One line of a plugin's log for a call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// Data of the store of one call.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limiter: MemoryLimiter,
+    scope: StateScope,
+    store: Arc<dyn StateStore>,
+    config_json: String,
+    now: i64,
+    pub(super) logs: Vec<LogLine>,
+    log_room: usize,
+    pub(super) logs_dropped: usize,
+    pub(super) stdout: CapturedOutput,
+    pub(super) stderr: CapturedOutput,
+}
+
+pub struct CallSetup {
+    pub scope: StateScope,
+    pub store: Arc<dyn StateStore>,
+    pub config_json: String,
+    pub now: i64,
+    pub memory_limit: usize,
+    pub log_bytes: usize,
+}
+
+impl CallState {
+    pub fn new(setup: CallSetup) -> Self {
+        let stdout = CapturedOutput::new(setup.log_bytes);
+        let stderr = CapturedOutput::new(setup.log_bytes);
+        let now = setup.now;
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            // WASI clocks agree with the host clock import: fixed per call.
+            .wall_clock(FixedClock(now))
+            .monotonic_clock(FixedClock(now))
+            .build();
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(setup.memory_limit),
+            scope: setup.scope,
+            store: setup.store,
+            config_json: setup.config_json,
+            now,
+            logs: Vec::new(),
+            log_room: setup.log_bytes,
+            logs_dropped: 0,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn push_log(&mut self, level: LogLevel, mut message: String) {
+        if message.len() > self.log_room {
+            self.logs_dropped += message.len() - self.log_room;
+            let mut cut = self.log_room;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        if message.is_empty() {
+            return;
+        }
+        self.log_room -= message.len();
+        self.logs.push(LogLine { level, message });
+    }
+
+    /// Move captured stdout/stderr into the log, line by line.
+    pub fn collect_output(&mut self) {
+        for (level, pipe) in [
+            (LogLevel::Stdout, self.stdout.clone()),
+            (LogLevel::Stderr, self.stderr.clone()),
+        ] {
+            let (text, dropped) = pipe.take();
+            self.logs_dropped += dropped;
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                self.push_log(level, line.to_string());
+            }
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A clock stopped at the call's time (unix seconds).
+struct FixedClock(i64);
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_secs(self.0.max(0) as u64)
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        (self.0.max(0) as u64).saturating_mul(1_000_000_000)
+    }
+}
+
+/// Enforces the per-call memory limit and records the peak.
+pub struct MemoryLimiter {
+    limit: usize,
+    pub total: usize,
+    pub peak: usize,
+}
+
+/// The trap raised when a plugin asks for more memory than allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit of {limit} bytes exceeded (asked for {requested})")]
+pub struct MemoryExceeded {
+    pub limit: usize,
+    pub requested: usize,
+}
+
+impl MemoryLimiter {
+    fn new(limit: usize) -> Self {
+        MemoryLimiter {
+            limit,
+            total: 0,
+            peak: 0,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let requested = self.total - current.min(self.total) + desired;
+        if requested > self.limit {
+            return Err(wasmtime::Error::new(MemoryExceeded {
+                limit: self.limit,
+                requested,
+            }));
+        }
+        self.total = requested;
+        self.peak = self.peak.max(requested);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// The linker every plugin is instantiated with.
+pub fn linker(engine: &Engine) -> Result<Linker<CallState>, LoadError> {
+    let mut linker = Linker::new(engine);
+    let setup = |e: wasmtime::Error| LoadError::Invalid(format!("cannot set up linker: {e:#}"));
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+    bindings::HostImports::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(setup)?;
+    Ok(linker)
+}
+
+impl bindings::types::Host for CallState {}
+
+impl state::Host for CallState {
+    fn get(&mut self, key: String) -> Option<String> {
+        match self.store.get(&self.scope, &key) {
+            Ok(value) => value,
+            Err(e) => {
+                self.push_log(LogLevel::Error, format!("state get `{key}` failed: {e}"));
+                None
+            }
+        }
+    }
+
+    fn set(&mut self, key: String, value: String) -> Result<(), state::StateError> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(state::StateError::TooLarge(format!(
+                "key is {} bytes, the limit is {MAX_KEY_BYTES}",
+                key.len()
+            )));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(state::StateError::TooLarge(format!(
+                "value is {} bytes, the limit is {MAX_VALUE_BYTES}",
+                value.len()
+            )));
+        }
+        self.store
+            .set(&self.scope, &key, &value)
+            .map_err(|e| match e {
+                StateError::TooLarge(m) => state::StateError::TooLarge(m),
+                StateError::QuotaExceeded(m) => state::StateError::QuotaExceeded(m),
+                StateError::Unavailable(m) => state::StateError::Unavailable(m),
+            })
+    }
+
+    fn delete(&mut self, key: String) -> bool {
+        self.store.delete(&self.scope, &key).unwrap_or_else(|e| {
+            self.push_log(LogLevel::Error, format!("state delete `{key}` failed: {e}"));
+            false
+        })
+    }
+
+    fn list_keys(&mut self, prefix: String, limit: u32) -> Vec<String> {
+        let limit = limit.min(MAX_LIST_KEYS) as usize;
+        self.store
+            .list_keys(&self.scope, &prefix, limit)
+            .unwrap_or_else(|e| {
+                self.push_log(LogLevel::Error, format!("state list-keys failed: {e}"));
+                Vec::new()
+            })
+    }
+}
+
+impl log::Host for CallState {
+    fn write(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        self.push_log(level, message);
+    }
+}
+
+impl config::Host for CallState {
+    fn get(&mut self) -> String {
+        self.config_json.clone()
+    }
+}
+
+impl clock::Host for CallState {
+    fn now(&mut self) -> Timestamp {
+        self.now
+    }
+}

@@ -1,0 +1,45 @@
+//! Per-call limits.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Limits applied to every plugin call. Deserialized from the `[limits]`
+/// table of the server config; missing fields keep their defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Wall-clock time a call may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// Linear memory a plugin may use, in MiB.
+    pub memory_mib: u64,
+    /// Size of a call's output (as JSON), in KiB.
+    pub output_kib: u64,
+    /// Bytes of log (log calls, stdout, stderr) kept per call, in KiB.
+    pub log_kib: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout_ms: 1_000,
+            memory_mib: 128,
+            output_kib: 256,
+            log_kib: 64,
+        }
+    }
+}
+
+impl Limits {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+    pub fn memory_bytes(&self) -> usize {
+        usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+    pub fn output_bytes(&self) -> usize {
+        usize::try_from(self.output_kib.saturating_mul(1 << 10)).unwrap_or(usize::MAX)
+    }
+    pub fn log_bytes(&self) -> usize {
+        usize::try_from(self.log_kib.saturating_mul(1 << 10)).unwrap_or(usize::MAX)
+    }
+}

@@ -1,0 +1,128 @@
+//! Helpers shared by the default plugins. Nothing here knows the WIT
+//! types: each plugin binds its own world.
+
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+
+pub const SECS_PER_DAY: i64 = 86_400;
+pub const SECS_PER_HOUR: i64 = 3_600;
+
+/// Parse a plugin's config JSON into `T`, filling gaps from `T::default()`
+/// (serde `#[serde(default)]` on the struct). The error names the field.
+pub fn load_config<T: DeserializeOwned>(json: &str) -> Result<T, String> {
+    let json = if json.trim().is_empty() { "{}" } else { json };
+    serde_json::from_str(json).map_err(|e| format!("invalid plugin config: {e}"))
+}
+
+/// A shop's clock: unix seconds seen in the shop's time zone.
+#[derive(Clone, Copy, Debug)]
+pub struct ShopTime {
+    /// Offset of the shop's time zone from UTC, in minutes (China: 480).
+    pub offset_minutes: i32,
+}
+
+impl ShopTime {
+    fn offset(self) -> i64 {
+        i64::from(self.offset_minutes) * 60
+    }
+
+    /// Minutes since local midnight (0..1440).
+    pub fn minute_of_day(self, ts: i64) -> u32 {
+        ((ts + self.offset()).rem_euclid(SECS_PER_DAY) / 60) as u32
+    }
+
+    /// Unix time of local midnight of the day `ts` falls in.
+    pub fn day_start(self, ts: i64) -> i64 {
+        let local = ts + self.offset();
+        local - local.rem_euclid(SECS_PER_DAY) - self.offset()
+    }
+
+    /// Unix time of `hour:minute` local, `days` days after the day of `ts`.
+    pub fn at(self, ts: i64, days: i64, hour: u32, minute: u32) -> i64 {
+        self.day_start(ts)
+            + days * SECS_PER_DAY
+            + i64::from(hour) * SECS_PER_HOUR
+            + i64::from(minute) * 60
+    }
+}
+
+/// Parse "HH:MM" (00:00 to 24:00) into minutes since midnight.
+pub fn parse_hhmm(text: &str) -> Result<u32, String> {
+    let bad = || format!("invalid time `{text}`: expected HH:MM");
+    let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
+    let h: u32 = h.parse().map_err(|_| bad())?;
+    let m: u32 = m.parse().map_err(|_| bad())?;
+    if m >= 60 || h > 24 || (h == 24 && m != 0) {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+/// Format minutes since midnight as "HH:MM".
+pub fn format_hhmm(minutes: u32) -> String {
+    format!("{:02}:{:02}", (minutes / 60) % 24, minutes % 60)
+}
+
+/// Fill `{name}` placeholders from `vars`; unknown placeholders stay as-is.
+pub fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) if vars.contains_key(&after[..close]) => {
+                out.push_str(&vars[&after[..close]]);
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Format fen as yuan, e.g. 12950 -> "129.50".
+pub fn yuan(fen: u64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CST: ShopTime = ShopTime {
+        offset_minutes: 480,
+    };
+
+    #[test]
+    fn shop_time_in_china() {
+        // 2026-11-22T01:30:00Z is 09:30 in Beijing.
+        let ts = 1_795_311_000;
+        assert_eq!(CST.minute_of_day(ts), 9 * 60 + 30);
+        assert_eq!(
+            CST.at(ts, 7, 10, 0) - CST.day_start(ts),
+            7 * SECS_PER_DAY + 10 * SECS_PER_HOUR
+        );
+        assert_eq!(CST.minute_of_day(CST.day_start(ts)), 0);
+    }
+
+    #[test]
+    fn hhmm_round_trip_and_errors() {
+        assert_eq!(parse_hhmm("08:30"), Ok(510));
+        assert_eq!(parse_hhmm("24:00"), Ok(1440));
+        assert!(parse_hhmm("24:30").is_err());
+        assert!(parse_hhmm("8h").is_err());
+        assert_eq!(format_hhmm(510), "08:30");
+    }
+
+    #[test]
+    fn fill_keeps_unknown_placeholders() {
+        let vars = BTreeMap::from([("shop", "茶油铺".to_string())]);
+        assert_eq!(fill("欢迎光临{shop}{x} :)", &vars), "欢迎光临茶油铺{x} :)");
+        assert_eq!(yuan(12950), "129.50");
+    }
+}

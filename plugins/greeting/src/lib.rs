@@ -1,0 +1,213 @@
+//! Default greeting plugin (进门问好 / 自动回复): the standard welcome,
+//! returning customers and members greeted as such, keyword replies,
+//! hand-off to a human, and the off-hours auto-reply.
+
+wit_bindgen::generate!({ world: "greeting", path: "../../wit" });
+
+use kefu::workflow::{clock, config};
+use kefu_plugin_common::{ShopTime, fill, format_hhmm, load_config, parse_hhmm};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Config {
+    shop_name: String,
+    agent_name: String,
+    timezone_offset_minutes: i32,
+    /// Staffed shifts, "HH:MM"-"HH:MM" local; an end before the start runs
+    /// past midnight (e.g. 17:00-01:00).
+    shifts: Vec<Shift>,
+    welcome: String,
+    returning_welcome: String,
+    member_welcome: String,
+    offline_reply: String,
+    handoff_reply: String,
+    /// Keyword replies (关键词回复), checked in order.
+    keywords: Vec<KeywordReply>,
+    /// Words that ask for a person (人工, 投诉...).
+    handoff_keywords: Vec<String>,
+    /// Words that are only a greeting and need no answer of their own.
+    small_talk: Vec<String>,
+    quick_replies: Vec<String>,
+    courier: String,
+    delivery_days: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Shift {
+    start: String,
+    end: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeywordReply {
+    keywords: Vec<String>,
+    reply: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let kw = |words: &[&str], reply: &str| KeywordReply {
+            keywords: words.iter().map(|w| w.to_string()).collect(),
+            reply: reply.to_string(),
+        };
+        Config {
+            shop_name: "本店".into(),
+            agent_name: "小美".into(),
+            timezone_offset_minutes: 480,
+            shifts: vec![
+                Shift { start: "08:30".into(), end: "17:00".into() },
+                Shift { start: "16:30".into(), end: "24:00".into() },
+            ],
+            welcome: "您好，欢迎光临{shop}，我是客服{agent}，很高兴为您效劳，请问有什么可以为您服务 :)".into(),
+            returning_welcome: "{nickname}您好，欢迎回来！我是客服{agent}，很高兴再次为您服务，请问有什么可以帮您 :)".into(),
+            member_welcome: "尊敬的{level}{nickname}，欢迎回来！我是客服{agent}，很高兴为您服务，请问有什么可以帮您 :)".into(),
+            offline_reply: "您好，欢迎光临{shop}！现在是非工作时间，客服将于{next_open}上线，您的留言我们已经收到，上线后会第一时间回复您，请您谅解 :)".into(),
+            handoff_reply: "请您稍等，正在为您转接人工客服 :)".into(),
+            keywords: vec![
+                kw(&["正品", "真的吗", "假货", "假的"], "请您放心，本店商品均为品牌授权正品，有正规渠道备案，支持验货 :)"),
+                kw(&["便宜", "优惠", "打折", "少点", "折扣", "包邮吗"], "亲，价格是公司统一制定的，客服没有改价权限哦。现在满额有赠品、满包邮，多件搭配购买更划算，您可以看看哦 :)"),
+                kw(&["快递", "几天到", "发货", "什么时候到"], "亲，我们默认发{courier}，付款后48小时内发货，一般{delivery_days}天送达 :)"),
+            ],
+            handoff_keywords: ["人工", "投诉", "差评", "举报"].map(String::from).to_vec(),
+            small_talk: ["在吗", "在不在", "你好", "您好", "hello", "hi", "亲", "客服"].map(String::from).to_vec(),
+            quick_replies: ["查询物流", "退换货", "优惠活动", "联系人工"].map(String::from).to_vec(),
+            courier: "中通快递".into(),
+            delivery_days: "2-4".into(),
+        }
+    }
+}
+
+struct Plugin;
+
+impl Guest for Plugin {
+    fn greet(req: GreetingRequest) -> Result<GreetingReply, String> {
+        let cfg: Config = load_config(&config::get())?;
+        greet(&cfg, &req, clock::now())
+    }
+}
+
+export!(Plugin);
+
+fn greet(cfg: &Config, req: &GreetingRequest, now: i64) -> Result<GreetingReply, String> {
+    let time = ShopTime {
+        offset_minutes: cfg.timezone_offset_minutes,
+    };
+    let shifts = cfg
+        .shifts
+        .iter()
+        .map(|s| Ok((parse_hhmm(&s.start)?, parse_hhmm(&s.end)?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    let c = &req.customer;
+    let vars = BTreeMap::from([
+        ("shop", cfg.shop_name.clone()),
+        (
+            "agent",
+            req.agent_name
+                .clone()
+                .unwrap_or_else(|| cfg.agent_name.clone()),
+        ),
+        ("nickname", c.nickname.clone()),
+        ("level", c.member_level.clone().unwrap_or_default()),
+        ("courier", cfg.courier.clone()),
+        ("delivery_days", cfg.delivery_days.clone()),
+    ]);
+    let message = req.message.trim();
+    let mut matched = Vec::new();
+    let mut answers = Vec::new();
+    for entry in &cfg.keywords {
+        if let Some(word) = entry
+            .keywords
+            .iter()
+            .find(|k| !k.is_empty() && message.contains(k.as_str()))
+        {
+            matched.push(word.clone());
+            answers.push(fill(&entry.reply, &vars));
+        }
+    }
+    let wants_person = cfg
+        .handoff_keywords
+        .iter()
+        .any(|k| !k.is_empty() && message.contains(k.as_str()));
+    let unanswered = answers.is_empty() && !is_small_talk(message, &cfg.small_talk);
+    let minute = time.minute_of_day(now);
+
+    if !shifts.iter().any(|&(s, e)| in_shift(minute, s, e)) {
+        let mut vars = vars;
+        vars.insert("next_open", next_open(minute, &shifts));
+        let mut reply = fill(&cfg.offline_reply, &vars);
+        for a in &answers {
+            reply.push('\n');
+            reply.push_str(a);
+        }
+        return Ok(GreetingReply {
+            reply,
+            quick_replies: cfg.quick_replies.clone(),
+            // Whatever the auto-reply could not answer waits for a person.
+            hand_off: wants_person || unanswered,
+            matched_keywords: matched,
+            off_hours: true,
+        });
+    }
+
+    let template = if c.member_level.as_deref().is_some_and(|l| !l.is_empty())
+        && (c.returning || c.order_count > 0)
+    {
+        &cfg.member_welcome
+    } else if c.returning || c.order_count > 0 {
+        &cfg.returning_welcome
+    } else {
+        &cfg.welcome
+    };
+    let mut reply = fill(template, &vars);
+    for a in &answers {
+        reply.push('\n');
+        reply.push_str(a);
+    }
+    if wants_person {
+        reply.push('\n');
+        reply.push_str(&fill(&cfg.handoff_reply, &vars));
+    }
+    Ok(GreetingReply {
+        reply,
+        quick_replies: cfg.quick_replies.clone(),
+        hand_off: wants_person || unanswered,
+        matched_keywords: matched,
+        off_hours: false,
+    })
+}
+
+/// Whether `minute` (since local midnight) falls in the shift; an end at
+/// or before the start means the shift runs past midnight.
+fn in_shift(minute: u32, start: u32, end: u32) -> bool {
+    if start < end {
+        (start..end).contains(&minute)
+    } else {
+        minute >= start || minute < end
+    }
+}
+
+/// The next shift start after `minute`, as "HH:MM" (prefixed 明天 when it
+/// is tomorrow).
+fn next_open(minute: u32, shifts: &[(u32, u32)]) -> String {
+    let today = shifts.iter().map(|&(s, _)| s).filter(|&s| s > minute).min();
+    match today {
+        Some(s) => format!("今天{}", format_hhmm(s)),
+        None => match shifts.iter().map(|&(s, _)| s).min() {
+            Some(s) => format!("明天{}", format_hhmm(s)),
+            None => "工作时间".into(),
+        },
+    }
+}
+
+/// A message that is only a greeting ("在吗", "您好~") or nothing at all.
+fn is_small_talk(message: &str, words: &[String]) -> bool {
+    let mut rest = message.to_lowercase();
+    for w in words {
+        rest = rest.replace(&w.to_lowercase(), "");
+    }
+    rest.chars().all(|c| !c.is_alphanumeric())
+}
