@@ -11,5 +11,5 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
-pub use kefu::workflow::types;
-pub use kefu::workflow::{clock, config, log, state};
+pub use self::kefu::workflow::types;
+pub use self::kefu::workflow::{clock, config, log, state};

@@ -113,13 +113,13 @@ fn sniff(bytes: &[u8]) -> Result<(), LoadError> {
 /// A cached artifact, or `None` when it is missing or unusable (then the
 /// caller recompiles and overwrites it).
 fn load_artifact(engine: &Engine, path: &Path) -> Option<Component> {
-    if !path.exists() {
-        return None;
-    }
+    // Read, not mmap: a cache file truncated by someone else must not be
+    // able to crash the host with SIGBUS.
+    let bytes = std::fs::read(path).ok()?;
     // SAFETY: artifacts are only ever written by `store_artifact` into the
     // host's own cache directory, named by the digest of the source and the
     // engine's compatibility fingerprint; wasmtime still checks the header.
-    match unsafe { Component::deserialize_file(engine, path) } {
+    match unsafe { Component::deserialize(engine, &bytes) } {
         Ok(component) => Some(component),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled artifact");

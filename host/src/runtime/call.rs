@@ -97,6 +97,11 @@ impl Plugin {
         let duration = start.elapsed();
         let data = store.data_mut();
         data.collect_output();
+        let result = result.map_err(|e| match e {
+            // A guest panic says why on stderr: put that in the error.
+            CallError::Trap(msg) => CallError::Trap(with_stderr(msg, &data.logs)),
+            other => other,
+        });
         CallOutcome {
             result,
             duration,
@@ -193,6 +198,28 @@ pub(super) fn typecheck(rt: &Runtime, plugin: &Plugin) -> Result<(), String> {
         Step::RefundPolicy => check::<RefundRequest, RefundDecision>(&mut store, &instance, plugin),
         Step::RevisitPlanner => check::<RevisitRequest, RevisitPlan>(&mut store, &instance, plugin),
     }
+}
+
+/// Append the plugin's stderr (its panic message, usually) to a trap.
+fn with_stderr(msg: String, logs: &[LogLine]) -> String {
+    let stderr: Vec<&str> = logs
+        .iter()
+        .filter(|l| l.level == super::LogLevel::Stderr)
+        .map(|l| l.message.as_str())
+        .collect();
+    if stderr.is_empty() {
+        return msg;
+    }
+    let mut text = stderr.join(" ");
+    if text.len() > 500 {
+        let mut cut = 500;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    format!("{msg}; plugin stderr: {text}")
 }
 
 /// Turn a wasmtime error into the typed error the host reports.

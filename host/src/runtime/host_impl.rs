@@ -113,7 +113,8 @@ impl CallState {
         self.logs.push(LogLine { level, message });
     }
 
-    /// Move captured stdout/stderr into the log, line by line.
+    /// Move captured stdout/stderr into the log, line by line. Each pipe
+    /// has its own cap (the log budget), separate from log calls.
     pub fn collect_output(&mut self) {
         for (level, pipe) in [
             (LogLevel::Stdout, self.stdout.clone()),
@@ -121,9 +122,10 @@ impl CallState {
         ] {
             let (text, dropped) = pipe.take();
             self.logs_dropped += dropped;
-            for line in text.lines().filter(|l| !l.is_empty()) {
-                self.push_log(level, line.to_string());
-            }
+            self.logs.extend(text.lines().filter(|l| !l.is_empty()).map(|l| LogLine {
+                level,
+                message: l.to_string(),
+            }));
         }
     }
 }

@@ -1,0 +1,97 @@
+//! A refund-policy plugin that misbehaves on purpose. Its config picks the
+//! behaviour: `{"behavior": "loop"}` and so on; see `decide` below.
+
+wit_bindgen::generate!({ world: "refund-policy", path: "../../../wit" });
+
+use kefu::workflow::types::{RefundOutcome, ReturnShipping};
+use kefu::workflow::{config, log, state};
+
+struct Plugin;
+
+fn reject(message: &str) -> RefundDecision {
+    RefundDecision {
+        outcome: RefundOutcome::Reject("hostile plugin".into()),
+        amount: 0,
+        return_required: false,
+        return_shipping: ReturnShipping::None,
+        message: message.into(),
+    }
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64, sink: &mut [u64; 64]) -> u64 {
+    sink[(depth % 64) as usize] = depth;
+    let below = recurse(depth + 1, sink);
+    std::hint::black_box(below + sink[(depth % 7) as usize])
+}
+
+impl Guest for Plugin {
+    fn decide(req: RefundRequest) -> Result<RefundDecision, String> {
+        let cfg: serde_json::Value = serde_json::from_str(&config::get()).map_err(|e| e.to_string())?;
+        let arg = |name: &str| cfg.get(name).and_then(|v| v.as_u64()).unwrap_or(0);
+        match cfg.get("behavior").and_then(|b| b.as_str()).unwrap_or("ok") {
+            // Spin forever: the host's timeout must stop it.
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            // Allocate until the memory limit stops it.
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    let mut chunk = vec![0u8; 1 << 20];
+                    chunk[0] = 1;
+                    hoard.push(std::hint::black_box(chunk));
+                }
+            }
+            // Allocate `bytes` bytes, touch them, and answer normally.
+            "allocate" => {
+                let mut block = vec![0u8; arg("bytes") as usize];
+                for i in (0..block.len()).step_by(4096) {
+                    block[i] = 1;
+                }
+                Ok(reject(&format!("allocated {}", std::hint::black_box(block).len())))
+            }
+            "trap" => panic!("hostile plugin panics on purpose"),
+            "stack-overflow" => {
+                let mut sink = [0u64; 64];
+                Ok(reject(&recurse(0, &mut sink).to_string()))
+            }
+            // A message of `bytes` bytes (10 MB by default).
+            "huge-output" => {
+                let size = match arg("bytes") { 0 => 10 << 20, n => n as usize };
+                Ok(reject(&"x".repeat(size)))
+            }
+            // Approve more than was paid: the host must refuse the output.
+            "over-refund" => Ok(RefundDecision {
+                outcome: RefundOutcome::Approve,
+                amount: req.order.total_paid + 1,
+                return_required: false,
+                return_shipping: ReturnShipping::None,
+                message: String::new(),
+            }),
+            // Print a lot to stdout and stderr and log a lot.
+            "chatty" => {
+                for i in 0..arg("lines").max(1) {
+                    println!("stdout line {i}");
+                    eprintln!("stderr line {i}");
+                    log::write(log::Level::Info, &format!("log line {i}"));
+                }
+                Ok(reject("chatty"))
+            }
+            // Count calls in state: shows what state a shop's plugin sees.
+            "counter" => {
+                let n: u64 = state::get("count").and_then(|v| v.parse().ok()).unwrap_or(0) + 1;
+                state::set("count", &n.to_string()).map_err(|e| format!("{e:?}"))?;
+                Ok(reject(&n.to_string()))
+            }
+            "error" => Err("hostile plugin refuses to decide".into()),
+            _ => Ok(reject("ok")),
+        }
+    }
+}
+
+export!(Plugin);
