@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 use support::{example, wasm};
 
 fn runtime(limits: Limits) -> Runtime {
-    Runtime::new(RuntimeConfig { cache_dir: None, limits }).expect("runtime")
+    Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        limits,
+    })
+    .expect("runtime")
 }
 
 fn refund_input() -> StepInput {
@@ -31,33 +35,61 @@ fn ctx(shop: &str, config: &str, store: Arc<dyn StateStore>) -> CallContext {
 }
 
 fn hostile(rt: &Runtime, behavior: &str) -> (Result<kefu::StepOutput, CallError>, Duration) {
-    let plugin = rt.load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy).unwrap();
+    let plugin = rt
+        .load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy)
+        .unwrap();
     let config = format!(r#"{{"behavior":"{behavior}"}}"#);
-    let out = plugin.call(rt, ctx("s", &config, Arc::new(MemoryStateStore::default())), &refund_input());
+    let out = plugin.call(
+        rt,
+        ctx("s", &config, Arc::new(MemoryStateStore::default())),
+        &refund_input(),
+    );
     (out.result, out.duration)
 }
 
 /// The default refund plugin still answers on the same runtime.
 fn still_serving(rt: &Runtime) {
-    let plugin = rt.load_file(wasm::REFUND_POLICY.as_ref(), Step::RefundPolicy).unwrap();
-    let out = plugin.call(rt, ctx("s", "{}", Arc::new(MemoryStateStore::default())), &refund_input());
-    assert!(out.result.is_ok(), "runtime stopped serving: {:?}", out.result);
+    let plugin = rt
+        .load_file(wasm::REFUND_POLICY.as_ref(), Step::RefundPolicy)
+        .unwrap();
+    let out = plugin.call(
+        rt,
+        ctx("s", "{}", Arc::new(MemoryStateStore::default())),
+        &refund_input(),
+    );
+    assert!(
+        out.result.is_ok(),
+        "runtime stopped serving: {:?}",
+        out.result
+    );
 }
 
 #[test]
 fn infinite_loop_is_stopped_within_twice_the_timeout() {
-    let limits = Limits { timeout_ms: 500, ..Limits::default() };
+    let limits = Limits {
+        timeout_ms: 500,
+        ..Limits::default()
+    };
     let rt = runtime(limits);
     let (result, took) = hostile(&rt, "loop");
-    assert!(matches!(result, Err(CallError::Timeout(t)) if t == Duration::from_millis(500)), "{result:?}");
+    assert!(
+        matches!(result, Err(CallError::Timeout(t)) if t == Duration::from_millis(500)),
+        "{result:?}"
+    );
     assert!(took < Duration::from_millis(1000), "stopped after {took:?}");
-    assert!(took >= Duration::from_millis(500), "stopped early, after {took:?}");
+    assert!(
+        took >= Duration::from_millis(500),
+        "stopped early, after {took:?}"
+    );
     still_serving(&rt);
 }
 
 #[test]
 fn memory_bomb_hits_the_memory_limit() {
-    let rt = runtime(Limits { memory_mib: 32, ..Limits::default() });
+    let rt = runtime(Limits {
+        memory_mib: 32,
+        ..Limits::default()
+    });
     let (result, _) = hostile(&rt, "memory-bomb");
     match result {
         Err(CallError::MemoryLimit { limit, requested }) => {
@@ -71,16 +103,32 @@ fn memory_bomb_hits_the_memory_limit() {
 
 #[test]
 fn allocation_under_the_limit_succeeds_and_over_it_fails() {
-    let rt = runtime(Limits { memory_mib: 32, ..Limits::default() });
-    let plugin = rt.load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy).unwrap();
+    let rt = runtime(Limits {
+        memory_mib: 32,
+        ..Limits::default()
+    });
+    let plugin = rt
+        .load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy)
+        .unwrap();
     let call = |bytes: u64| {
         let config = format!(r#"{{"behavior":"allocate","bytes":{bytes}}}"#);
-        plugin.call(&rt, ctx("s", &config, Arc::new(MemoryStateStore::default())), &refund_input())
+        plugin.call(
+            &rt,
+            ctx("s", &config, Arc::new(MemoryStateStore::default())),
+            &refund_input(),
+        )
     };
     let under = call(24 << 20);
     assert!(under.result.is_ok(), "{:?}", under.result);
-    assert!(under.memory_peak >= 24 << 20 && under.memory_peak <= 32 << 20, "peak {}", under.memory_peak);
-    assert!(matches!(call(40 << 20).result, Err(CallError::MemoryLimit { .. })));
+    assert!(
+        under.memory_peak >= 24 << 20 && under.memory_peak <= 32 << 20,
+        "peak {}",
+        under.memory_peak
+    );
+    assert!(matches!(
+        call(40 << 20).result,
+        Err(CallError::MemoryLimit { .. })
+    ));
 }
 
 #[test]
@@ -97,7 +145,10 @@ fn trap_is_reported_with_the_panic_message() {
 #[test]
 fn stack_overflow_is_its_own_error() {
     let rt = runtime(Limits::default());
-    assert!(matches!(hostile(&rt, "stack-overflow").0, Err(CallError::StackOverflow)));
+    assert!(matches!(
+        hostile(&rt, "stack-overflow").0,
+        Err(CallError::StackOverflow)
+    ));
     still_serving(&rt);
 }
 
@@ -118,7 +169,9 @@ fn huge_output_is_refused() {
 fn refund_above_what_was_paid_is_refused() {
     let rt = runtime(Limits::default());
     match hostile(&rt, "over-refund").0 {
-        Err(CallError::InvalidOutput(msg)) => assert!(msg.contains("exceeds the refundable 12800 fen"), "{msg}"),
+        Err(CallError::InvalidOutput(msg)) => {
+            assert!(msg.contains("exceeds the refundable 12800 fen"), "{msg}")
+        }
         other => panic!("expected invalid output, got {other:?}"),
     }
 }
@@ -131,13 +184,29 @@ fn plugin_error_is_passed_on() {
 
 #[test]
 fn plugin_output_is_captured_and_capped() {
-    let rt = runtime(Limits { log_kib: 1, ..Limits::default() });
-    let plugin = rt.load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy).unwrap();
-    let out = plugin.call(&rt, ctx("s", r#"{"behavior":"chatty","lines":500}"#, Arc::new(MemoryStateStore::default())), &refund_input());
+    let rt = runtime(Limits {
+        log_kib: 1,
+        ..Limits::default()
+    });
+    let plugin = rt
+        .load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy)
+        .unwrap();
+    let out = plugin.call(
+        &rt,
+        ctx(
+            "s",
+            r#"{"behavior":"chatty","lines":500}"#,
+            Arc::new(MemoryStateStore::default()),
+        ),
+        &refund_input(),
+    );
     assert!(out.result.is_ok(), "{:?}", out.result);
     use kefu::LogLevel::*;
     for level in [Info, Stdout, Stderr] {
-        assert!(out.logs.iter().any(|l| l.level == level), "no {level:?} line");
+        assert!(
+            out.logs.iter().any(|l| l.level == level),
+            "no {level:?} line"
+        );
     }
     assert!(out.logs.iter().any(|l| l.message == "stdout line 0"));
     let kept: usize = out.logs.iter().map(|l| l.message.len()).sum();
@@ -148,10 +217,16 @@ fn plugin_output_is_captured_and_capped() {
 #[test]
 fn state_is_kept_per_shop() {
     let rt = runtime(Limits::default());
-    let plugin = rt.load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy).unwrap();
+    let plugin = rt
+        .load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy)
+        .unwrap();
     let store: Arc<dyn StateStore> = Arc::new(MemoryStateStore::default());
     let count = |shop: &str| {
-        let out = plugin.call(&rt, ctx(shop, r#"{"behavior":"counter"}"#, store.clone()), &refund_input());
+        let out = plugin.call(
+            &rt,
+            ctx(shop, r#"{"behavior":"counter"}"#, store.clone()),
+            &refund_input(),
+        );
         match out.result.unwrap() {
             kefu::StepOutput::RefundPolicy(d) => d.message,
             other => panic!("{other:?}"),
@@ -165,49 +240,98 @@ fn state_is_kept_per_shop() {
 #[test]
 fn component_of_another_world_is_rejected_naming_world_and_export() {
     let rt = runtime(Limits::default());
-    let err = rt.load_file(wasm::GREETING.as_ref(), Step::RefundPolicy).unwrap_err();
-    assert!(matches!(err, LoadError::MissingExport { world: "refund-policy", export: "decide", .. }), "{err}");
+    let err = rt
+        .load_file(wasm::GREETING.as_ref(), Step::RefundPolicy)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LoadError::MissingExport {
+                world: "refund-policy",
+                export: "decide",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("it exports: greet"), "{err}");
-    let err = rt.load_file(wasm::WRONG_SIGNATURE.as_ref(), Step::RefundPolicy).unwrap_err();
-    assert!(matches!(err, LoadError::MismatchedExport { world: "refund-policy", export: "decide", .. }), "{err}");
+    let err = rt
+        .load_file(wasm::WRONG_SIGNATURE.as_ref(), Step::RefundPolicy)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LoadError::MismatchedExport {
+                world: "refund-policy",
+                export: "decide",
+                ..
+            }
+        ),
+        "{err}"
+    );
     still_serving(&rt);
 }
 
 #[test]
 fn files_that_are_not_components_are_rejected() {
     let rt = runtime(Limits::default());
-    assert!(matches!(rt.load(b"not wasm at all", Step::Greeting), Err(LoadError::NotWasm(_))));
-    assert!(matches!(rt.load(b"", Step::Greeting), Err(LoadError::NotWasm(_))));
+    assert!(matches!(
+        rt.load(b"not wasm at all", Step::Greeting),
+        Err(LoadError::NotWasm(_))
+    ));
+    assert!(matches!(
+        rt.load(b"", Step::Greeting),
+        Err(LoadError::NotWasm(_))
+    ));
     // The smallest valid core module.
-    assert!(matches!(rt.load(b"\0asm\x01\0\0\0", Step::Greeting), Err(LoadError::CoreModule)));
+    assert!(matches!(
+        rt.load(b"\0asm\x01\0\0\0", Step::Greeting),
+        Err(LoadError::CoreModule)
+    ));
     // A half-written component.
     let whole = std::fs::read(wasm::GREETING).unwrap();
     let half = &whole[..whole.len() / 2];
-    assert!(matches!(rt.load(half, Step::Greeting), Err(LoadError::Invalid(_))));
+    assert!(matches!(
+        rt.load(half, Step::Greeting),
+        Err(LoadError::Invalid(_))
+    ));
     still_serving(&rt);
 }
 
 #[test]
 fn input_for_another_step_is_refused() {
     let rt = runtime(Limits::default());
-    let plugin = rt.load_file(wasm::REFUND_POLICY.as_ref(), Step::RefundPolicy).unwrap();
+    let plugin = rt
+        .load_file(wasm::REFUND_POLICY.as_ref(), Step::RefundPolicy)
+        .unwrap();
     let json = std::fs::read(example("requests/greeting/first-visit.json")).unwrap();
     let input = Step::Greeting.parse_input(&json).unwrap();
-    let out = plugin.call(&rt, ctx("s", "{}", Arc::new(MemoryStateStore::default())), &input);
+    let out = plugin.call(
+        &rt,
+        ctx("s", "{}", Arc::new(MemoryStateStore::default())),
+        &input,
+    );
     assert!(matches!(out.result, Err(CallError::WrongStep { .. })));
 }
 
 #[test]
 fn compiled_code_is_cached_on_disk_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let config = || RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), limits: Limits::default() };
+    let config = || RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        limits: Limits::default(),
+    };
     let first = Runtime::new(config()).unwrap();
-    first.load_file(wasm::REFUND_POLICY.as_ref(), Step::RefundPolicy).unwrap();
+    first
+        .load_file(wasm::REFUND_POLICY.as_ref(), Step::RefundPolicy)
+        .unwrap();
     assert_eq!(first.compilations(), 1);
     drop(first);
     let second = Runtime::new(config()).unwrap();
     let started = Instant::now();
-    second.load_file(wasm::REFUND_POLICY.as_ref(), Step::RefundPolicy).unwrap();
+    second
+        .load_file(wasm::REFUND_POLICY.as_ref(), Step::RefundPolicy)
+        .unwrap();
     assert_eq!(second.compilations(), 0, "a restart must not recompile");
     eprintln!("load from cache took {:?}", started.elapsed());
     // A corrupt artifact is discarded and rebuilt, not trusted.
@@ -215,7 +339,9 @@ fn compiled_code_is_cached_on_disk_across_restarts() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
     }
     let third = Runtime::new(config()).unwrap();
-    third.load_file(wasm::REFUND_POLICY.as_ref(), Step::RefundPolicy).unwrap();
+    third
+        .load_file(wasm::REFUND_POLICY.as_ref(), Step::RefundPolicy)
+        .unwrap();
     assert_eq!(third.compilations(), 1);
     still_serving(&third);
 }

@@ -10,11 +10,28 @@ use support::{Run, output, run_example, text};
 const MORNING: &str = "2026-11-20T10:00:00+08:00";
 
 fn run(step: &str, case: &str, now: &str) -> serde_json::Value {
-    output(&run_example(step, case, Run { now, ..Run::default() })).clone()
+    output(&run_example(
+        step,
+        case,
+        Run {
+            now,
+            ..Run::default()
+        },
+    ))
+    .clone()
 }
 
 fn run_shop(step: &str, case: &str, now: &str, shop: &str) -> serde_json::Value {
-    output(&run_example(step, case, Run { now, shop: Some(shop), ..Run::default() })).clone()
+    output(&run_example(
+        step,
+        case,
+        Run {
+            now,
+            shop: Some(shop),
+            ..Run::default()
+        },
+    ))
+    .clone()
 }
 
 // ------------------------------------------------------------ greeting
@@ -35,7 +52,10 @@ fn first_visit_gets_the_standard_welcome() {
 #[test]
 fn returning_member_is_greeted_as_such() {
     let out = run("greeting", "returning-member", MORNING);
-    assert!(text(&out, "reply").starts_with("尊敬的金卡会员小王，欢迎回来！"), "{out}");
+    assert!(
+        text(&out, "reply").starts_with("尊敬的金卡会员小王，欢迎回来！"),
+        "{out}"
+    );
     assert_eq!(out["hand_off"], false, "small talk needs no person");
 }
 
@@ -44,9 +64,17 @@ fn off_hours_auto_reply_says_when_an_agent_is_back() {
     let out = run("greeting", "first-visit", "2026-11-21T02:00:00+08:00");
     assert_eq!(out["off_hours"], true);
     let reply = text(&out, "reply");
-    assert!(reply.contains("非工作时间") && reply.contains("今天08:30") && reply.contains("留言"), "{reply}");
+    assert!(
+        reply.contains("非工作时间") && reply.contains("今天08:30") && reply.contains("留言"),
+        "{reply}"
+    );
     // The apparel shop closes at 22:00 and opens at 09:00.
-    let late = run_shop("greeting", "first-visit", "2026-11-20T23:30:00+08:00", "apparel");
+    let late = run_shop(
+        "greeting",
+        "first-visit",
+        "2026-11-20T23:30:00+08:00",
+        "apparel",
+    );
     assert_eq!(late["off_hours"], true);
     assert!(text(&late, "reply").contains("明天09:00"));
     // Within the night shift (16:30-24:00) the default shop answers.
@@ -68,7 +96,10 @@ fn several_keywords_answer_in_table_order() {
     assert_eq!(out["matched_keywords"], json!(["正品", "快递"]));
     assert!(text(&out, "reply").contains("中通快递"));
     let tea = run_shop("greeting", "genuine-and-courier", MORNING, "tea-oil");
-    assert!(text(&tea, "reply").contains("顺丰快递"), "shop config sets the courier");
+    assert!(
+        text(&tea, "reply").contains("顺丰快递"),
+        "shop config sets the courier"
+    );
 }
 
 #[test]
@@ -77,7 +108,10 @@ fn complaints_and_unanswerable_questions_go_to_a_person() {
     assert_eq!(out["hand_off"], true);
     assert!(text(&out, "reply").contains("转接人工"));
     let unknown = run("greeting", "unknown-question", MORNING);
-    assert_eq!(unknown["hand_off"], true, "nothing matched: a person must answer");
+    assert_eq!(
+        unknown["hand_off"], true,
+        "nothing matched: a person must answer"
+    );
     // The tea-oil shop has a keyword reply for it.
     let tea = run_shop("greeting", "unknown-question", MORNING, "tea-oil");
     assert_eq!(tea["hand_off"], false);
@@ -90,11 +124,17 @@ fn complaints_and_unanswerable_questions_go_to_a_person() {
 fn good_order_is_confirmed_with_remark_and_merge() {
     let out = run("order-confirmation", "ok-with-remark", MORNING);
     assert_eq!(out["verdict"], "Ok");
-    assert_eq!(out["remark"], json!({"text": "发邮政快递_慧兰", "flag": "Red"}));
+    assert_eq!(
+        out["remark"],
+        json!({"text": "发邮政快递_慧兰", "flag": "Red"})
+    );
     // Same buyer and address merges; another address does not.
     assert_eq!(out["merge_with"], json!(["T20261118002"]));
     let msg = text(&out, "message");
-    assert!(msg.contains("野生山茶油500ml（500ml） x2，¥128.00"), "{msg}");
+    assert!(
+        msg.contains("野生山茶油500ml（500ml） x2，¥128.00"),
+        "{msg}"
+    );
     assert!(msg.contains("快递单号") && msg.contains("浙江省杭州市西湖区"));
 }
 
@@ -116,7 +156,10 @@ fn twin_accounts_must_be_confirmed() {
     assert_eq!(issues.len(), 1);
     assert_eq!(issues[0]["kind"], "TwinAccount");
     let detail = text(&issues[0], "detail");
-    assert!(detail.contains("tb_xiaowang1") && !detail.contains("tb_xiaowang,"), "{detail}");
+    assert!(
+        detail.contains("tb_xiaowang1") && !detail.contains("tb_xiaowang,"),
+        "{detail}"
+    );
 }
 
 #[test]
@@ -127,7 +170,11 @@ fn unpaid_order_is_reminded_once_after_the_delay() {
         output(&run_example(
             "order-confirmation",
             "unpaid",
-            Run { now, state: Some(&state), ..Run::default() },
+            Run {
+                now,
+                state: Some(&state),
+                ..Run::default()
+            },
         ))
         .clone()
     };
@@ -168,45 +215,81 @@ fn no_reason_return_day_6_approved_day_8_rejected() {
     assert_eq!(outcome(&day6), "Approve");
     assert_eq!(day6["amount"], 12800);
     assert_eq!(day6["return_required"], true);
-    assert_eq!(day6["return_shipping"], "Insurance", "the order has shipping insurance");
+    assert_eq!(
+        day6["return_shipping"], "Insurance",
+        "the order has shipping insurance"
+    );
     let day8 = run("refund-policy", "no-reason", "2026-11-28T14:00:00+08:00");
     assert_eq!(outcome(&day8), "Reject");
     assert_eq!(day8["amount"], 0);
     // The apparel shop allows 15 days.
-    let apparel = run_shop("refund-policy", "no-reason", "2026-11-28T14:00:00+08:00", "apparel");
+    let apparel = run_shop(
+        "refund-policy",
+        "no-reason",
+        "2026-11-28T14:00:00+08:00",
+        "apparel",
+    );
     assert_eq!(outcome(&apparel), "Approve");
 }
 
 #[test]
 fn final_sale_items_have_no_no_reason_return() {
-    let out = run("refund-policy", "no-reason-final-sale", "2026-11-21T10:00:00+08:00");
+    let out = run(
+        "refund-policy",
+        "no-reason-final-sale",
+        "2026-11-21T10:00:00+08:00",
+    );
     assert_eq!(outcome(&out), "Reject");
     assert!(text(&out["outcome"], "Reject").contains("CY-GIFT"));
 }
 
 #[test]
 fn quality_claim_without_photos_asks_for_evidence() {
-    let out = run("refund-policy", "quality-no-photos", "2026-11-21T10:00:00+08:00");
+    let out = run(
+        "refund-policy",
+        "quality-no-photos",
+        "2026-11-21T10:00:00+08:00",
+    );
     assert_eq!(outcome(&out), "RequestEvidence");
     assert!(text(&out, "message").contains("照片"));
-    let with = run("refund-policy", "quality-with-photos", "2026-11-21T10:00:00+08:00");
+    let with = run(
+        "refund-policy",
+        "quality-with-photos",
+        "2026-11-21T10:00:00+08:00",
+    );
     assert_eq!(outcome(&with), "Approve");
-    assert_eq!(with["return_shipping"], "Shop", "the shop pays for quality problems");
+    assert_eq!(
+        with["return_shipping"], "Shop",
+        "the shop pays for quality problems"
+    );
 }
 
 #[test]
 fn amount_over_the_threshold_escalates() {
-    let out = run("refund-policy", "over-threshold", "2026-11-21T10:00:00+08:00");
+    let out = run(
+        "refund-policy",
+        "over-threshold",
+        "2026-11-21T10:00:00+08:00",
+    );
     assert_eq!(outcome(&out), "Escalate");
     assert!(text(&out["outcome"], "Escalate").contains("68000"));
     // The apparel shop's threshold is 1000 yuan.
-    let apparel = run_shop("refund-policy", "over-threshold", "2026-11-21T10:00:00+08:00", "apparel");
+    let apparel = run_shop(
+        "refund-policy",
+        "over-threshold",
+        "2026-11-21T10:00:00+08:00",
+        "apparel",
+    );
     assert_eq!(outcome(&apparel), "Approve");
 }
 
 #[test]
 fn repeat_refunders_escalate() {
-    let out = run("refund-policy", "repeat-refunder", "2026-11-21T10:00:00+08:00");
+    let out = run(
+        "refund-policy",
+        "repeat-refunder",
+        "2026-11-21T10:00:00+08:00",
+    );
     assert_eq!(outcome(&out), "Escalate");
 }
 
@@ -222,7 +305,11 @@ fn parcels_not_received_follow_logistics() {
 
 #[test]
 fn misunderstanding_is_explained_before_any_refund() {
-    let out = run("refund-policy", "misunderstanding", "2026-11-21T10:00:00+08:00");
+    let out = run(
+        "refund-policy",
+        "misunderstanding",
+        "2026-11-21T10:00:00+08:00",
+    );
     assert_eq!(outcome(&out), "Explain");
     assert_eq!(out["amount"], 0);
 }
@@ -247,10 +334,18 @@ fn delivered_order_gets_a_revisit_at_delivery_plus_7_days_with_retries() {
     assert_eq!(revisits[0]["due_at"], 1795744800);
     assert_eq!(revisits[0]["purpose"], "satisfaction");
     assert_eq!(revisits[0]["channel"], "Chat");
-    assert_eq!(revisits[0]["attempts"], json!({"max_attempts": 3, "retry_after_hours": 24}));
+    assert_eq!(
+        revisits[0]["attempts"],
+        json!({"max_attempts": 3, "retry_after_hours": 24})
+    );
     // The tea-oil shop adds a refill reminder 60 days out.
     let tea = run_shop("revisit-planner", "delivered", MORNING, "tea-oil");
-    let purposes: Vec<&str> = tea["revisits"].as_array().unwrap().iter().map(|r| r["purpose"].as_str().unwrap()).collect();
+    let purposes: Vec<&str> = tea["revisits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["purpose"].as_str().unwrap())
+        .collect();
     assert_eq!(purposes, ["satisfaction", "refill"]);
 }
 
@@ -278,6 +373,10 @@ fn shop_anniversary_is_planned_on_its_day_and_past_dates_plan_nothing() {
     assert_eq!(r["due_at"], 1796695200, "2026-12-08 10:00");
     assert_eq!(r["purpose"], "anniversary");
     assert!(text(r, "message").contains("店庆"));
-    let after = run("revisit-planner", "anniversary", "2026-12-09T10:00:00+08:00");
+    let after = run(
+        "revisit-planner",
+        "anniversary",
+        "2026-12-09T10:00:00+08:00",
+    );
     assert_eq!(after["revisits"], json!([]));
 }

@@ -149,7 +149,13 @@ mod tests {
     }
 
     fn customer() -> Customer {
-        Customer { id: "b".into(), nickname: "n".into(), member_level: None, order_count: 0, returning: false }
+        Customer {
+            id: "b".into(),
+            nickname: "n".into(),
+            member_level: None,
+            order_count: 0,
+            returning: false,
+        }
     }
 
     fn refund(total: u64, refunded: u64) -> StepInput {
@@ -164,7 +170,10 @@ mod tests {
             goods_unused: true,
             logistics: LogisticsState::Delivered,
             shipping_insurance: false,
-            history: RefundHistory { refunds_last_90_days: 0, refunds_total: 0 },
+            history: RefundHistory {
+                refunds_last_90_days: 0,
+                refunds_total: 0,
+            },
             buyer_message: String::new(),
         })
     }
@@ -184,7 +193,10 @@ mod tests {
         let input = refund(1000, 300);
         assert!(check(&input, &decision(RefundOutcome::Approve, 700), 0).is_ok());
         let err = check(&input, &decision(RefundOutcome::Approve, 701), 0).unwrap_err();
-        assert!(err.to_string().contains("exceeds the refundable 700 fen"), "{err}");
+        assert!(
+            err.to_string().contains("exceeds the refundable 700 fen"),
+            "{err}"
+        );
         let err = check(&input, &decision(RefundOutcome::Reject("no".into()), 5), 0).unwrap_err();
         assert!(err.to_string().contains("must be 0"), "{err}");
     }
@@ -196,7 +208,10 @@ mod tests {
                 channel: Channel::Chat,
                 purpose: "satisfaction".into(),
                 message: "hi".into(),
-                attempts: AttemptPolicy { max_attempts, retry_after_hours },
+                attempts: AttemptPolicy {
+                    max_attempts,
+                    retry_after_hours,
+                },
             }],
         })
     }
@@ -211,8 +226,14 @@ mod tests {
         assert!(check(&input, &plan(1_000, 3, 24), 1_000).is_ok());
         let err = check(&input, &plan(999, 3, 24), 1_000).unwrap_err();
         assert!(err.to_string().contains("before now"), "{err}");
-        assert!(check(&input, &plan(2_000, 0, 24), 1_000).is_err(), "zero attempts");
-        assert!(check(&input, &plan(2_000, 3, 0), 1_000).is_err(), "retries with no gap");
+        assert!(
+            check(&input, &plan(2_000, 0, 24), 1_000).is_err(),
+            "zero attempts"
+        );
+        assert!(
+            check(&input, &plan(2_000, 3, 0), 1_000).is_err(),
+            "retries with no gap"
+        );
     }
 
     #[test]
@@ -242,7 +263,11 @@ mod tests {
 
     #[test]
     fn empty_greeting_without_hand_off_is_refused() {
-        let input = StepInput::Greeting(GreetingRequest { customer: customer(), message: String::new(), agent_name: None });
+        let input = StepInput::Greeting(GreetingRequest {
+            customer: customer(),
+            message: String::new(),
+            agent_name: None,
+        });
         let reply = |text: &str, hand_off| {
             StepOutput::Greeting(GreetingReply {
                 reply: text.into(),

@@ -10,13 +10,17 @@
 //! - [`StateStore`] is where plugins keep their key-value state.
 
 mod bindings;
+mod bundled;
 mod checks;
 mod error;
 mod runtime;
+pub mod server;
 mod state;
 mod step;
+mod storage;
 
 pub use bindings::types;
+pub use bundled::default_plugin;
 pub use error::{CallError, LoadError};
 pub use runtime::read_plugin;
 pub use runtime::{
@@ -24,3 +28,4 @@ pub use runtime::{
 };
 pub use state::{MemoryStateStore, StateError, StateScope, StateStore};
 pub use step::{InputError, Step, StepInput, StepOutput, UnknownStep};
+pub use storage::{SledStorage, Storage, StorageError};

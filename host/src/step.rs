@@ -9,7 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A step of the customer-service workflow, one WIT world each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
     /// `greeting` world, export `greet`.

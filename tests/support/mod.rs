@@ -1,6 +1,9 @@
 //! Helpers for tests that drive the real `kefu` binary.
 #![allow(dead_code)]
 
+pub mod server;
+pub mod shops;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -10,7 +13,10 @@ pub use kefu_tests::{example, wasm};
 /// The `kefu` binary built for these tests, with a private compile cache.
 pub fn kefu() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));
-    cmd.env("KEFU_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("kefu-cache"));
+    cmd.env(
+        "KEFU_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("kefu-cache"),
+    );
     cmd
 }
 
@@ -37,7 +43,11 @@ pub struct Run<'a> {
 
 /// `kefu run` of `examples/requests/<step>/<case>.json`; the JSON report.
 pub fn run_example(step: &str, case: &str, opts: Run) -> Value {
-    let out = run_raw(step, &example(&format!("requests/{step}/{case}.json")), opts);
+    let out = run_raw(
+        step,
+        &example(&format!("requests/{step}/{case}.json")),
+        opts,
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "kefu run printed no JSON ({e}); stderr: {}",
@@ -77,5 +87,7 @@ pub fn output(report: &Value) -> &Value {
 
 /// Text of a JSON string field.
 pub fn text<'a>(v: &'a Value, field: &str) -> &'a str {
-    v[field].as_str().unwrap_or_else(|| panic!("{field} is not a string in {v:#}"))
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} is not a string in {v:#}"))
 }

@@ -2,6 +2,7 @@
 
 mod check;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,13 +24,15 @@ enum Command {
     Run(run::RunArgs),
     /// Say which step world a component implements, or why it implements none.
     Check(check::CheckArgs),
+    /// Serve the HTTP API for a directory of shops.
+    Serve(serve::ServeArgs),
 }
 
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -37,6 +40,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

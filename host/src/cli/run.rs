@@ -13,9 +13,9 @@ pub struct RunArgs {
     /// Step to run: greeting, order-confirmation, refund-policy, revisit-planner.
     #[arg(long)]
     step: Step,
-    /// The plugin component (.wasm).
+    /// The plugin component (.wasm); the bundled default plugin when omitted.
     #[arg(long)]
-    plugin: PathBuf,
+    plugin: Option<PathBuf>,
     /// The step's input, a JSON file ("-" for standard input).
     #[arg(long)]
     input: PathBuf,
@@ -82,7 +82,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         },
         limits,
     })?;
-    let plugin = runtime.load_file(&args.plugin, args.step)?;
+    let plugin = match &args.plugin {
+        Some(path) => runtime.load_file(path, args.step)?,
+        None => runtime.load(kefu::default_plugin(args.step), args.step)?,
+    };
     let outcome = plugin.call(
         &runtime,
         CallContext {

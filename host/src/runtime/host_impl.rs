@@ -122,10 +122,11 @@ impl CallState {
         ] {
             let (text, dropped) = pipe.take();
             self.logs_dropped += dropped;
-            self.logs.extend(text.lines().filter(|l| !l.is_empty()).map(|l| LogLine {
-                level,
-                message: l.to_string(),
-            }));
+            self.logs
+                .extend(text.lines().filter(|l| !l.is_empty()).map(|l| LogLine {
+                    level,
+                    message: l.to_string(),
+                }));
         }
     }
 }

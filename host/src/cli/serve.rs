@@ -1,0 +1,43 @@
+//! `kefu serve`: the HTTP server on a shops directory.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use kefu::server::{ServerConfig, serve};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The server config (TOML). Flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Folder with one sub-folder per shop.
+    #[arg(long)]
+    shops: Option<PathBuf>,
+    /// Data directory (sled).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => ServerConfig::load(path)?,
+        None => ServerConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(shops) = args.shops {
+        config.shops_dir = shops;
+    }
+    if let Some(data) = args.data {
+        config.data_dir = data;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}

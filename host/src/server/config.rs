@@ -1,0 +1,235 @@
+//! The server's TOML config and each shop's `shop.toml`.
+
+use crate::runtime::Limits;
+use crate::step::Step;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A config file that cannot be used, naming the file and the problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: &Path, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `kefu serve`'s config. Relative paths are relative to the file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where sled keeps its data.
+    pub data_dir: PathBuf,
+    /// One folder per shop, each with a `shop.toml`.
+    pub shops_dir: PathBuf,
+    /// Compiled-plugin cache (default: `<data_dir>/compiled`).
+    pub cache_dir: Option<PathBuf>,
+    /// Environment variable holding the admin token.
+    pub admin_token_env: String,
+    /// Largest request body, in KiB.
+    pub max_body_kib: usize,
+    /// Days the decision log keeps entries.
+    pub decision_retention_days: u64,
+    /// Per-call plugin limits.
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            data_dir: ".kefu-data".into(),
+            shops_dir: "shops".into(),
+            cache_dir: None,
+            admin_token_env: "KEFU_ADMIN_TOKEN".into(),
+            max_body_kib: 256,
+            decision_retention_days: 30,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Read a config file; relative paths in it become relative to it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, e.to_string()))?;
+        let mut config: ServerConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::new(path, e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.data_dir = base.join(&config.data_dir);
+        config.shops_dir = base.join(&config.shops_dir);
+        config.cache_dir = config.cache_dir.map(|d| base.join(d));
+        Ok(config)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("compiled"))
+    }
+}
+
+/// A shop's `shop.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopFile {
+    /// Display name.
+    pub name: String,
+    /// Environment variable holding the shop's API key.
+    pub api_key_env: Option<String>,
+    /// Or the key's SHA-256 (hex), so the key itself is stored nowhere.
+    pub api_key_sha256: Option<String>,
+    /// Per-step plugin and config; a missing step uses the bundled plugin.
+    #[serde(default)]
+    pub steps: BTreeMap<String, StepFile>,
+}
+
+/// One step of a shop.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepFile {
+    /// Component file, relative to the shop folder (default: bundled).
+    pub plugin: Option<PathBuf>,
+    /// The plugin's config: a TOML/JSON file path or an inline table.
+    pub config: Option<ConfigRef>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ConfigRef {
+    File(PathBuf),
+    Inline(toml::Table),
+}
+
+/// A shop folder, parsed and checked, not yet loaded.
+#[derive(Clone, Debug)]
+pub struct ShopSpec {
+    pub id: String,
+    pub dir: PathBuf,
+    pub name: String,
+    pub key_sha256: Option<[u8; 32]>,
+    pub steps: BTreeMap<Step, StepSpec>,
+}
+
+#[derive(Clone, Debug)]
+pub struct StepSpec {
+    pub plugin: Option<PathBuf>,
+    pub config_json: String,
+}
+
+/// Whether a shop id (its folder name) is acceptable.
+pub fn valid_shop_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl ShopSpec {
+    /// Parse `<dir>/shop.toml`. `env` looks up environment variables.
+    pub fn load(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let file = dir.join("shop.toml");
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if !valid_shop_id(&id) {
+            return Err(ConfigError::new(
+                dir,
+                "shop folder names may only use letters, digits, - and _ (at most 64)",
+            ));
+        }
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| ConfigError::new(&file, e.to_string()))?;
+        let parsed: ShopFile =
+            toml::from_str(&text).map_err(|e| ConfigError::new(&file, e.to_string()))?;
+        let key_sha256 =
+            match (&parsed.api_key_env, &parsed.api_key_sha256) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::new(
+                        &file,
+                        "set api_key_env or api_key_sha256, not both",
+                    ));
+                }
+                (Some(var), None) => match env(var) {
+                    Some(key) if !key.is_empty() => Some(super::auth::sha256(key.as_bytes())),
+                    _ => {
+                        return Err(ConfigError::new(
+                            &file,
+                            format!("api_key_env names `{var}`, which is not set"),
+                        ));
+                    }
+                },
+                (None, Some(hex_digest)) => Some(parse_sha256(hex_digest).ok_or_else(|| {
+                    ConfigError::new(&file, "api_key_sha256 must be 64 hex digits")
+                })?),
+                (None, None) => None,
+            };
+        let mut steps = BTreeMap::new();
+        for (name, step_file) in parsed.steps {
+            let step: Step = name.parse().map_err(|e: crate::step::UnknownStep| {
+                ConfigError::new(&file, format!("[steps.{name}]: {e}"))
+            })?;
+            let config_json = match &step_file.config {
+                None => "{}".to_string(),
+                Some(ConfigRef::Inline(table)) => {
+                    serde_json::to_string(table).expect("TOML tables serialize")
+                }
+                Some(ConfigRef::File(path)) => read_plugin_config(&dir.join(path))?,
+            };
+            steps.insert(
+                step,
+                StepSpec {
+                    plugin: step_file.plugin.map(|p| dir.join(p)),
+                    config_json,
+                },
+            );
+        }
+        Ok(ShopSpec {
+            id,
+            dir: dir.to_path_buf(),
+            name: parsed.name,
+            key_sha256,
+            steps,
+        })
+    }
+}
+
+fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(text.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
+/// A plugin config file (TOML or JSON by extension) as JSON object text.
+pub fn read_plugin_config(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, e.to_string()))?;
+    let value: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| ConfigError::new(path, e.to_string()))?
+    } else {
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| ConfigError::new(path, e.to_string()))?;
+        serde_json::to_value(table).map_err(|e| ConfigError::new(path, e.to_string()))?
+    };
+    if !value.is_object() {
+        return Err(ConfigError::new(
+            path,
+            "plugin config must be a table/object",
+        ));
+    }
+    Ok(value.to_string())
+}

@@ -1,0 +1,79 @@
+//! `POST /v1/shops/{shop}/{step}`: run one step of a shop's workflow.
+//! Steps: greeting, order-confirmation, refund-decision, revisit-plan.
+
+use super::shop_for;
+use crate::server::App;
+use crate::server::error::ApiError;
+use crate::server::service::run_step;
+use crate::step::Step;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// The step an endpoint name stands for.
+pub fn step_of(endpoint: &str) -> Option<Step> {
+    match endpoint {
+        "greeting" => Some(Step::Greeting),
+        "order-confirmation" => Some(Step::OrderConfirmation),
+        "refund-decision" => Some(Step::RefundPolicy),
+        "revisit-plan" => Some(Step::RevisitPlanner),
+        _ => None,
+    }
+}
+
+pub async fn call(
+    State(app): State<Arc<App>>,
+    Path((shop_id, endpoint)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match handle(&app, &shop_id, &endpoint, &headers, body).await {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err((error, decision_id)) => {
+            let extra = match decision_id {
+                Some(id) => serde_json::json!({ "decision_id": id }),
+                None => serde_json::json!({}),
+            };
+            (error.status(), Json(error.body(extra))).into_response()
+        }
+    }
+}
+
+async fn handle(
+    app: &Arc<App>,
+    shop_id: &str,
+    endpoint: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<serde_json::Value, (ApiError, Option<u64>)> {
+    let step =
+        step_of(endpoint).ok_or_else(|| (ApiError::UnknownStep(endpoint.to_string()), None))?;
+    let (shop, _) = shop_for(app, headers, shop_id, false).map_err(|e| (e, None))?;
+    let body = body.map_err(|e| {
+        let error = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(app.max_body / 1024)
+        } else {
+            ApiError::BadRequest(e.body_text())
+        };
+        (error, None)
+    })?;
+    // Syntax errors first, then type errors with the field's path.
+    serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+        .map_err(|e| (ApiError::InvalidJson(e.to_string()), None))?;
+    let input = step.parse_input(&body).map_err(|e| {
+        (
+            ApiError::InvalidField {
+                path: e.path,
+                message: e.message,
+            },
+            None,
+        )
+    })?;
+    run_step(app, &shop, step, input)
+        .await
+        .map(|answer| answer.body)
+}

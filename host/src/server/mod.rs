@@ -1,0 +1,200 @@
+//! `kefu serve`: the HTTP API shops call, on axum and tokio.
+
+mod auth;
+mod config;
+mod durability;
+mod error;
+mod handlers;
+mod service;
+mod shops;
+
+pub use config::{ConfigError, ServerConfig};
+pub use error::ApiError;
+
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::storage::{SledStorage, Storage};
+use axum::Router;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// Everything a handler needs.
+pub struct App {
+    pub runtime: Arc<Runtime>,
+    pub registry: Arc<shops::Registry>,
+    pub storage: Arc<dyn Storage>,
+    pub committer: durability::Committer,
+    /// SHA-256 of the admin token, if one is set.
+    pub admin: Option<[u8; 32]>,
+    pub metrics: PrometheusHandle,
+    pub ready: AtomicBool,
+    pub max_body: usize,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the data directory {path}: {source} (is another kefu using it?)")]
+    Storage {
+        path: String,
+        source: crate::storage::StorageError,
+    },
+    #[error("cannot start the plugin runtime: {0}")]
+    Runtime(#[from] crate::error::LoadError),
+    #[error("cannot read the shops directory {path}: {source}")]
+    Shops {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Buckets of the call latency histogram, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
+
+fn install_metrics() -> Result<PrometheusHandle, ServeError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("kefu_call_duration_seconds".into()),
+            LATENCY_BUCKETS,
+        )
+        .map_err(|e| ServeError::Metrics(e.to_string()))?
+        .install_recorder()
+        .map_err(|e| ServeError::Metrics(e.to_string()))
+}
+
+/// The router, for the server and for in-process tests.
+pub fn router(app: Arc<App>) -> Router {
+    let max_body = app.max_body;
+    Router::new()
+        .route("/healthz", get(handlers::health::healthz))
+        .route("/readyz", get(handlers::health::readyz))
+        .route("/metrics", get(handlers::health::metrics))
+        .route("/v1/plugins", get(handlers::plugins::list))
+        .route("/v1/shops/{shop}/refunds", get(handlers::refunds::list))
+        .route("/v1/shops/{shop}/revisits", get(handlers::revisits::list))
+        .route("/v1/shops/{shop}/decisions", get(handlers::decisions::list))
+        .route("/v1/shops/{shop}/{step}", post(handlers::steps::call))
+        .fallback(|| async {
+            ApiError::NotFound("no such endpoint; see the README for the API".into())
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(app)
+}
+
+/// Run the server until SIGINT or SIGTERM.
+pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
+    let started = std::time::Instant::now();
+    let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(&config.data_dir).map_err(
+        |source| ServeError::Storage {
+            path: config.data_dir.display().to_string(),
+            source,
+        },
+    )?);
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        cache_dir: Some(config.cache_dir()),
+        limits: config.limits.clone(),
+    })?);
+    let metrics = install_metrics()?;
+    let env = |name: &str| std::env::var(name).ok();
+    let registry = {
+        let runtime = runtime.clone();
+        let dir = config.shops_dir.clone();
+        tokio::task::spawn_blocking(move || shops::Registry::load_all(&runtime, &dir, &env))
+            .await
+            .map_err(|e| ServeError::Io(std::io::Error::other(e)))?
+            .map_err(|source| ServeError::Shops {
+                path: config.shops_dir.display().to_string(),
+                source,
+            })?
+    };
+    let admin = std::env::var(&config.admin_token_env)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(|t| auth::sha256(t.as_bytes()));
+    if admin.is_none() {
+        tracing::warn!(var = %config.admin_token_env, "no admin token set: admin endpoints are closed");
+    }
+    let app = Arc::new(App {
+        runtime,
+        registry: Arc::new(registry),
+        committer: durability::Committer::start(storage.clone()),
+        storage: storage.clone(),
+        admin,
+        metrics,
+        ready: AtomicBool::new(false),
+        max_body: config.max_body_kib * 1024,
+    });
+    spawn_retention(storage, config.decision_retention_days);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let shops = app.registry.all().len();
+    let failures = app.registry.failures().len();
+    app.ready.store(true, std::sync::atomic::Ordering::Release);
+    tracing::info!(%addr, shops, failures, ready_ms = started.elapsed().as_millis() as u64, "kefu serving");
+    println!(
+        "kefu listening on http://{addr} ({shops} shops, {failures} load failures, ready in {} ms)",
+        started.elapsed().as_millis()
+    );
+    axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    app.storage
+        .flush()
+        .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
+    Ok(())
+}
+
+/// Prune the decision log hourly, starting now.
+fn spawn_retention(storage: Arc<dyn Storage>, days: u64) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let cutoff = shops::now_ms() - (days as i64) * 86_400_000;
+            let storage = storage.clone();
+            match tokio::task::spawn_blocking(move || storage.prune_decisions(cutoff)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "decision log pruned"),
+                Ok(Err(e)) => tracing::error!(error = %e, "decision log pruning failed"),
+                _ => {}
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

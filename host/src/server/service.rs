@@ -1,0 +1,166 @@
+//! Running a step for a shop: the plugin call off the async threads, the
+//! decision log, refund and revisit records, metrics, and durability
+//! before the answer.
+
+use super::App;
+use super::error::ApiError;
+use super::shops::{Shop, now_ms};
+use crate::runtime::CallContext;
+use crate::step::{Step, StepInput, StepOutput};
+use crate::storage::{Decision, DecisionError, RefundRecord, RevisitRecord};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// A successful step call, ready to be answered.
+pub struct Answer {
+    pub body: Value,
+}
+
+/// Run `step` for `shop` on `input`. On a plugin failure the error is
+/// logged as a decision too, and its id is returned with the error.
+pub async fn run_step(
+    app: &Arc<App>,
+    shop: &Arc<Shop>,
+    step: Step,
+    input: StepInput,
+) -> Result<Answer, (ApiError, Option<u64>)> {
+    let Some(active) = shop.steps.get(&step).cloned() else {
+        let reason = shop
+            .unavailable
+            .get(&step)
+            .cloned()
+            .unwrap_or_else(|| "not loaded".into());
+        return Err((
+            ApiError::PluginUnavailable {
+                shop: shop.id.clone(),
+                step: step.world().into(),
+                reason,
+            },
+            None,
+        ));
+    };
+    let now = chrono::Utc::now().timestamp();
+    let ctx = CallContext {
+        shop: shop.id.clone(),
+        plugin: step.world().to_string(),
+        config_json: active.config_json.clone(),
+        now,
+        state: app.storage.clone(),
+    };
+    let runtime = app.runtime.clone();
+    let plugin = active.plugin.clone();
+    let (outcome, input) = tokio::task::spawn_blocking(move || {
+        let outcome = plugin.call(&runtime, ctx, &input);
+        (outcome, input)
+    })
+    .await
+    .map_err(|e| (ApiError::Storage(format!("plugin task failed: {e}")), None))?;
+
+    active.count(outcome.result.is_ok());
+    let labels = [
+        ("shop", shop.id.clone()),
+        ("step", step.world().to_string()),
+    ];
+    metrics::histogram!("kefu_call_duration_seconds", &labels)
+        .record(outcome.duration.as_secs_f64());
+    let result_label = if outcome.result.is_ok() {
+        "ok"
+    } else {
+        "error"
+    };
+    metrics::counter!("kefu_calls_total", "shop" => shop.id.clone(), "step" => step.world(), "outcome" => result_label).increment(1);
+    if let Err(e) = &outcome.result {
+        metrics::counter!("kefu_call_errors_total", "shop" => shop.id.clone(), "step" => step.world(), "code" => e.code()).increment(1);
+        tracing::warn!(shop = %shop.id, step = %step, code = e.code(), error = %e, "plugin call failed");
+    }
+
+    let storage = app.storage.clone();
+    let id = storage.next_id().map_err(|e| (e.into(), None))?;
+    let at_ms = now_ms();
+    let output_json = outcome
+        .result
+        .as_ref()
+        .ok()
+        .map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
+    let decision = Decision {
+        id,
+        shop: shop.id.clone(),
+        step,
+        digest: active.plugin.digest().to_string(),
+        version: active.version,
+        at_ms,
+        now,
+        input: serde_json::to_value(&input).unwrap_or(Value::Null),
+        output: output_json.clone(),
+        error: outcome.result.as_ref().err().map(|e| DecisionError {
+            code: e.code().into(),
+            message: e.to_string(),
+        }),
+        duration_us: outcome.duration.as_micros() as u64,
+    };
+    let records = (|| {
+        storage.record_decision(&decision)?;
+        if let (StepInput::RefundPolicy(req), Ok(StepOutput::RefundPolicy(dec))) =
+            (&input, &outcome.result)
+        {
+            storage.put_refund(&RefundRecord {
+                id,
+                shop: shop.id.clone(),
+                order_id: req.order.id.clone(),
+                buyer_id: req.order.buyer_id.clone(),
+                at_ms,
+                reason: serde_json::to_value(req.reason).unwrap_or(Value::Null),
+                kind: serde_json::to_value(req.kind).unwrap_or(Value::Null),
+                requested: req.amount,
+                decision: serde_json::to_value(dec).unwrap_or(Value::Null),
+                decision_id: id,
+            })?;
+        }
+        if let (StepInput::RevisitPlanner(req), Ok(StepOutput::RevisitPlanner(plan))) =
+            (&input, &outcome.result)
+        {
+            let records = plan
+                .revisits
+                .iter()
+                .map(|r| {
+                    Ok(RevisitRecord {
+                        id: storage.next_id()?,
+                        shop: shop.id.clone(),
+                        customer_id: req.customer.id.clone(),
+                        due_at: r.due_at,
+                        channel: serde_json::to_value(r.channel).unwrap_or(Value::Null),
+                        purpose: r.purpose.clone(),
+                        message: r.message.clone(),
+                        max_attempts: r.attempts.max_attempts,
+                        retry_after_hours: r.attempts.retry_after_hours,
+                        status: "planned".into(),
+                        decision_id: id,
+                    })
+                })
+                .collect::<Result<Vec<_>, crate::storage::StorageError>>()?;
+            storage.put_revisits(&records)?;
+        }
+        Ok::<(), crate::storage::StorageError>(())
+    })();
+    records.map_err(|e| (e.into(), Some(id)))?;
+    app.committer.durable().await.map_err(|e| (e, Some(id)))?;
+
+    let plugin_info = json!({
+        "digest": active.plugin.digest(),
+        "version": active.version,
+        "source": active.source,
+    });
+    match outcome.result {
+        Ok(_) => Ok(Answer {
+            body: json!({
+                "decision_id": id,
+                "shop": shop.id,
+                "step": step,
+                "plugin": plugin_info,
+                "duration_us": decision.duration_us,
+                "output": output_json,
+            }),
+        }),
+        Err(e) => Err((ApiError::Plugin(e), Some(id))),
+    }
+}

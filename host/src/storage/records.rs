@@ -1,0 +1,96 @@
+//! What the storage keeps, as serializable records.
+
+use crate::step::Step;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The error of a failed plugin call, as logged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallError {
+    pub code: String,
+    pub message: String,
+}
+
+/// One plugin call in the decision log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub id: u64,
+    pub shop: String,
+    pub step: Step,
+    /// SHA-256 of the plugin component that decided.
+    pub digest: String,
+    /// Version number of the plugin within the shop's step (0: bundled).
+    pub version: u64,
+    /// When the call was logged, unix milliseconds.
+    pub at_ms: i64,
+    /// The time the plugin was given (unix seconds): replaying the call
+    /// with this time and input gives the same output.
+    pub now: i64,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<CallError>,
+    pub duration_us: u64,
+}
+
+/// Which decisions to list.
+#[derive(Clone, Debug, Default)]
+pub struct DecisionQuery {
+    pub shop: String,
+    pub step: Option<Step>,
+    /// Inclusive lower bound, unix milliseconds.
+    pub since_ms: Option<i64>,
+    /// Exclusive upper bound, unix milliseconds.
+    pub until_ms: Option<i64>,
+    pub limit: usize,
+}
+
+/// A refund decision kept for the shop.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RefundRecord {
+    pub id: u64,
+    pub shop: String,
+    pub order_id: String,
+    pub buyer_id: String,
+    pub at_ms: i64,
+    /// The request's reason, kind and amount as the plugin saw them.
+    pub reason: Value,
+    pub kind: Value,
+    pub requested: u64,
+    /// The decision: outcome, amount, return and message.
+    pub decision: Value,
+    /// Decision-log entry that made it.
+    pub decision_id: u64,
+}
+
+/// A revisit planned by the revisit planner.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevisitRecord {
+    pub id: u64,
+    pub shop: String,
+    pub customer_id: String,
+    pub due_at: i64,
+    pub channel: Value,
+    pub purpose: String,
+    pub message: String,
+    pub max_attempts: u32,
+    pub retry_after_hours: u32,
+    pub status: String,
+    pub decision_id: u64,
+}
+
+/// One event of the deploy audit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: u64,
+    pub at_ms: i64,
+    pub shop: String,
+    pub step: Option<Step>,
+    /// "activated", "rejected", "rolled-back", "shop-loaded", "shop-rejected"...
+    pub action: String,
+    pub version: Option<u64>,
+    pub digest: Option<String>,
+    /// "file", "api", "bundled" or "startup".
+    pub source: String,
+    pub actor: String,
+    pub reason: String,
+}

@@ -1,0 +1,320 @@
+//! The embedded backend: sled 0.34.
+
+use super::records::{AuditEvent, Decision, DecisionQuery, RefundRecord, RevisitRecord};
+use super::{Storage, StorageError};
+use crate::state::{StateError, StateScope, StateStore};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+/// Separator between key parts; shop and plugin names never contain it.
+const SEP: u8 = 0;
+
+pub struct SledStorage {
+    db: sled::Db,
+    state: sled::Tree,
+    decisions: sled::Tree,
+    decisions_by_time: sled::Tree,
+    refunds: sled::Tree,
+    revisits: sled::Tree,
+    audit: sled::Tree,
+}
+
+fn backend(e: sled::Error) -> StorageError {
+    StorageError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec(value).map_err(|e| StorageError::Corrupt(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt(e.to_string()))
+}
+
+/// `shop \0`, the prefix of a shop's keys.
+fn shop_prefix(shop: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(shop.len() + 1);
+    key.extend_from_slice(shop.as_bytes());
+    key.push(SEP);
+    key
+}
+
+/// Order-preserving encoding of a signed number.
+fn ordered(n: i64) -> [u8; 8] {
+    ((n as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// `shop \0 time id`: a shop's records in time order.
+fn timed_key(shop: &str, time: i64, id: u64) -> Vec<u8> {
+    let mut key = shop_prefix(shop);
+    key.extend_from_slice(&ordered(time));
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn state_key(scope: &StateScope, key: &str) -> Vec<u8> {
+    let mut k = shop_prefix(&scope.shop);
+    k.extend_from_slice(scope.plugin.as_bytes());
+    k.push(SEP);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+impl SledStorage {
+    /// Open (or create) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let db = sled::Config::new().path(dir).open().map_err(backend)?;
+        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        Ok(SledStorage {
+            state: tree("state")?,
+            decisions: tree("decisions")?,
+            decisions_by_time: tree("decisions_by_time")?,
+            refunds: tree("refunds")?,
+            revisits: tree("revisits")?,
+            audit: tree("audit")?,
+            db,
+        })
+    }
+
+    fn newest<T: DeserializeOwned>(
+        tree: &sled::Tree,
+        shop: &str,
+        limit: usize,
+    ) -> Result<Vec<T>, StorageError> {
+        tree.scan_prefix(shop_prefix(shop))
+            .rev()
+            .take(limit)
+            .map(|item| decode(&item.map_err(backend)?.1))
+            .collect()
+    }
+}
+
+impl Storage for SledStorage {
+    fn next_id(&self) -> Result<u64, StorageError> {
+        self.db.generate_id().map_err(backend)
+    }
+
+    fn record_decision(&self, d: &Decision) -> Result<(), StorageError> {
+        let key = timed_key(&d.shop, d.at_ms, d.id);
+        // The time index first: a crash between the two writes leaves an
+        // index entry to nothing (harmless), never an unprunable record.
+        let mut index = ordered(d.at_ms).to_vec();
+        index.extend_from_slice(&d.id.to_be_bytes());
+        self.decisions_by_time
+            .insert(index, key.as_slice())
+            .map_err(backend)?;
+        self.decisions.insert(key, encode(d)?).map_err(backend)?;
+        Ok(())
+    }
+
+    fn decisions(&self, q: &DecisionQuery) -> Result<Vec<Decision>, StorageError> {
+        let start = timed_key(&q.shop, q.since_ms.unwrap_or(i64::MIN), 0);
+        let end = match q.until_ms {
+            Some(until) => timed_key(&q.shop, until, 0),
+            None => {
+                let mut end = shop_prefix(&q.shop);
+                end.push(0xff);
+                end
+            }
+        };
+        let mut out = Vec::new();
+        for item in self.decisions.range(start..end).rev() {
+            let d: Decision = decode(&item.map_err(backend)?.1)?;
+            if q.step.is_none_or(|s| s == d.step) {
+                out.push(d);
+                if out.len() >= q.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn prune_decisions(&self, before_ms: i64) -> Result<usize, StorageError> {
+        let mut pruned = 0;
+        for item in self.decisions_by_time.range(..ordered(before_ms).to_vec()) {
+            let (index, key) = item.map_err(backend)?;
+            self.decisions.remove(&key).map_err(backend)?;
+            self.decisions_by_time.remove(index).map_err(backend)?;
+            pruned += 1;
+        }
+        Ok(pruned)
+    }
+
+    fn put_refund(&self, r: &RefundRecord) -> Result<(), StorageError> {
+        self.refunds
+            .insert(timed_key(&r.shop, r.at_ms, r.id), encode(r)?)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn refunds(&self, shop: &str, limit: usize) -> Result<Vec<RefundRecord>, StorageError> {
+        Self::newest(&self.refunds, shop, limit)
+    }
+
+    fn put_revisits(&self, records: &[RevisitRecord]) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for r in records {
+            batch.insert(timed_key(&r.shop, r.due_at, r.id), encode(r)?);
+        }
+        self.revisits.apply_batch(batch).map_err(backend)
+    }
+
+    fn revisits(&self, shop: &str, limit: usize) -> Result<Vec<RevisitRecord>, StorageError> {
+        self.revisits
+            .scan_prefix(shop_prefix(shop))
+            .take(limit)
+            .map(|item| decode(&item.map_err(backend)?.1))
+            .collect()
+    }
+
+    fn append_audit(&self, e: &AuditEvent) -> Result<(), StorageError> {
+        self.audit
+            .insert(timed_key(&e.shop, e.at_ms, e.id), encode(e)?)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn audit(&self, shop: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, StorageError> {
+        match shop {
+            Some(shop) => Self::newest(&self.audit, shop, limit),
+            None => {
+                let mut all: Vec<AuditEvent> = self
+                    .audit
+                    .iter()
+                    .map(|item| decode(&item.map_err(backend)?.1))
+                    .collect::<Result<_, _>>()?;
+                all.sort_by_key(|e| std::cmp::Reverse((e.at_ms, e.id)));
+                all.truncate(limit);
+                Ok(all)
+            }
+        }
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+}
+
+fn state_err(e: sled::Error) -> StateError {
+    StateError::Unavailable(e.to_string())
+}
+
+impl StateStore for SledStorage {
+    fn get(&self, scope: &StateScope, key: &str) -> Result<Option<String>, StateError> {
+        let value = self.state.get(state_key(scope, key)).map_err(state_err)?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn set(&self, scope: &StateScope, key: &str, value: &str) -> Result<(), StateError> {
+        self.state
+            .insert(state_key(scope, key), value.as_bytes())
+            .map_err(state_err)?;
+        Ok(())
+    }
+
+    fn delete(&self, scope: &StateScope, key: &str) -> Result<bool, StateError> {
+        Ok(self
+            .state
+            .remove(state_key(scope, key))
+            .map_err(state_err)?
+            .is_some())
+    }
+
+    fn list_keys(
+        &self,
+        scope: &StateScope,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError> {
+        let base = state_key(scope, "");
+        self.state
+            .scan_prefix(state_key(scope, prefix))
+            .keys()
+            .take(limit)
+            .map(|k| {
+                let k = k.map_err(state_err)?;
+                Ok(String::from_utf8_lossy(&k[base.len()..]).into_owned())
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::Step;
+
+    fn decision(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision {
+        let d = Decision {
+            id: store.next_id().unwrap(),
+            shop: shop.into(),
+            step,
+            digest: "d".into(),
+            version: 0,
+            at_ms,
+            now: at_ms / 1000,
+            input: serde_json::json!({}),
+            output: None,
+            error: None,
+            duration_us: 1,
+        };
+        store.record_decision(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn decisions_by_shop_step_and_time_and_pruning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStorage::open(dir.path()).unwrap();
+        for t in 1..=5 {
+            decision(&store, "a", Step::Greeting, t * 1000);
+            decision(&store, "a", Step::RefundPolicy, t * 1000 + 1);
+            decision(&store, "ab", Step::Greeting, t * 1000);
+        }
+        let q = |step, since, until| DecisionQuery {
+            shop: "a".into(),
+            step,
+            since_ms: since,
+            until_ms: until,
+            limit: 100,
+        };
+        assert_eq!(
+            store.decisions(&q(None, None, None)).unwrap().len(),
+            10,
+            "shop `ab` is not `a`"
+        );
+        let greet = store
+            .decisions(&q(Some(Step::Greeting), Some(2000), Some(4000)))
+            .unwrap();
+        let times: Vec<i64> = greet.iter().map(|d| d.at_ms).collect();
+        assert_eq!(times, [3000, 2000], "newest first, until exclusive");
+        assert_eq!(store.prune_decisions(3000).unwrap(), 6);
+        assert_eq!(store.decisions(&q(None, None, None)).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn state_is_scoped_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = StateScope {
+            shop: "a".into(),
+            plugin: "p".into(),
+        };
+        let b = StateScope {
+            shop: "b".into(),
+            plugin: "p".into(),
+        };
+        {
+            let store = SledStorage::open(dir.path()).unwrap();
+            store.set(&a, "k1", "v1").unwrap();
+            store.set(&a, "k2", "v2").unwrap();
+            store.set(&b, "k1", "other").unwrap();
+            Storage::flush(&store).unwrap();
+        }
+        let store = SledStorage::open(dir.path()).unwrap();
+        assert_eq!(store.get(&a, "k1").unwrap().as_deref(), Some("v1"));
+        assert_eq!(store.list_keys(&a, "k", 10).unwrap(), ["k1", "k2"]);
+        assert_eq!(store.get(&b, "k2").unwrap(), None);
+    }
+}

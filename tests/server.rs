@@ -1,0 +1,375 @@
+//! The real `kefu serve` over HTTP: every endpoint, auth, bad input,
+//! plugin failures, and state across restarts.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::server::{ADMIN, APPAREL_KEY, Server, TEA_KEY, get, post, write_config};
+use support::{example, shops};
+
+const LAB_KEY: &str = "test-key-lab";
+
+fn request(step: &str, case: &str) -> Vec<u8> {
+    std::fs::read(example(&format!("requests/{step}/{case}.json"))).unwrap()
+}
+
+fn lab_server(extra: &str) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let shops = shops::lab(dir.path());
+    let config = write_config(dir.path(), &shops, extra);
+    let server = Server::start(&config);
+    (dir, server)
+}
+
+fn greet_time(entry: &Value) -> i64 {
+    entry["at_ms"].as_i64().expect("at_ms")
+}
+
+#[test]
+fn every_step_answers_and_is_logged() {
+    let (_dir, s) = lab_server("");
+    let (status, greet) = post(
+        &s,
+        "/v1/shops/tea-oil/greeting",
+        Some(TEA_KEY),
+        request("greeting", "discount"),
+    );
+    assert_eq!(status, 200, "{greet}");
+    assert!(
+        greet["output"]["reply"]
+            .as_str()
+            .unwrap()
+            .contains("山野茶油旗舰店")
+    );
+    assert_eq!(greet["plugin"]["source"], json!({"kind": "bundled"}));
+    assert_eq!(greet["plugin"]["digest"].as_str().unwrap().len(), 64);
+
+    let (status, conf) = post(
+        &s,
+        "/v1/shops/tea-oil/order-confirmation",
+        Some(TEA_KEY),
+        request("order-confirmation", "ok-with-remark"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(conf["output"]["verdict"], "Ok");
+
+    let (status, refund) = post(
+        &s,
+        "/v1/shops/tea-oil/refund-decision",
+        Some(TEA_KEY),
+        request("refund-policy", "unshipped"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(refund["output"]["outcome"], "Approve");
+    let (status, refunds) = get(&s, "/v1/shops/tea-oil/refunds", Some(TEA_KEY));
+    assert_eq!(status, 200);
+    assert_eq!(refunds["refunds"][0]["order_id"], "T20261118001");
+    assert_eq!(refunds["refunds"][0]["decision_id"], refund["decision_id"]);
+
+    let (status, plan) = post(
+        &s,
+        "/v1/shops/tea-oil/revisit-plan",
+        Some(TEA_KEY),
+        request("revisit-planner", "delivered"),
+    );
+    assert_eq!(status, 200, "{plan}");
+    let (_, revisits) = get(&s, "/v1/shops/tea-oil/revisits", Some(TEA_KEY));
+    let purposes: Vec<&str> = revisits["revisits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["purpose"].as_str().unwrap())
+        .collect();
+    assert!(
+        purposes.contains(&"satisfaction") && purposes.contains(&"refill"),
+        "{revisits}"
+    );
+
+    let (_, log) = get(&s, "/v1/shops/tea-oil/decisions", Some(TEA_KEY));
+    assert_eq!(log["decisions"].as_array().unwrap().len(), 4);
+    let (_, greetings) = get(
+        &s,
+        "/v1/shops/tea-oil/decisions?step=greeting",
+        Some(TEA_KEY),
+    );
+    let entry = &greetings["decisions"][0];
+    assert_eq!(greetings["decisions"].as_array().unwrap().len(), 1);
+    assert_eq!(entry["id"], greet["decision_id"]);
+    assert_eq!(entry["input"]["message"], "能便宜点吗？");
+    assert_eq!(entry["output"], greet["output"]);
+    assert_eq!(entry["digest"], greet["plugin"]["digest"]);
+    let (_, by_endpoint) = get(
+        &s,
+        "/v1/shops/tea-oil/decisions?step=refund-decision&limit=5",
+        Some(TEA_KEY),
+    );
+    assert_eq!(by_endpoint["decisions"][0]["step"], "refund-policy");
+    let an_hour_ahead = greet_time(&entry) + 3_600_000;
+    let (_, none) = get(
+        &s,
+        &format!("/v1/shops/tea-oil/decisions?since={an_hour_ahead}"),
+        Some(TEA_KEY),
+    );
+    assert_eq!(none["decisions"], json!([]));
+    // The other shop's log is its own.
+    let (_, apparel) = get(&s, "/v1/shops/apparel/decisions", Some(APPAREL_KEY));
+    assert_eq!(apparel["decisions"], json!([]));
+}
+
+#[test]
+fn keys_open_only_their_own_shop() {
+    let (_dir, s) = lab_server("");
+    let body = request("greeting", "first-visit");
+    let (status, err) = post(&s, "/v1/shops/tea-oil/greeting", None, &body);
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, err) = post(&s, "/v1/shops/tea-oil/greeting", Some(APPAREL_KEY), &body);
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (status, _) = get(&s, "/v1/shops/tea-oil/refunds", Some(APPAREL_KEY));
+    assert_eq!(status, 403, "shop B's key reads nothing of shop A");
+    let (status, _) = post(&s, "/v1/shops/tea-oil/greeting", Some(ADMIN), &body);
+    assert_eq!(status, 403, "the admin token does not act as a shop");
+    let (status, _) = get(&s, "/v1/shops/tea-oil/decisions", Some(ADMIN));
+    assert_eq!(status, 200, "the admin token reads every shop");
+    let (status, _) = get(&s, "/v1/plugins", Some(TEA_KEY));
+    assert_eq!(status, 403, "a shop key is not an admin token");
+    let (status, _) = get(&s, "/v1/plugins", None);
+    assert_eq!(status, 401);
+    // Keys never reach the log.
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    for key in [TEA_KEY, APPAREL_KEY, ADMIN] {
+        assert!(!log.contains(key), "key leaked into the log");
+    }
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let (_dir, s) = lab_server("max_body_kib = 16");
+    let call = |body: &[u8]| post(&s, "/v1/shops/tea-oil/greeting", Some(TEA_KEY), body);
+    let (status, err) = call(b"{\"customer\": ");
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{err}"
+    );
+    let (status, err) = call(br#"{"customer":{"id":"x","nickname":"n","member_level":null,"order_count":"many","returning":false},"message":"","agent_name":null}"#);
+    assert_eq!(status, 400);
+    assert_eq!(err["error"]["code"], "invalid_field");
+    assert_eq!(err["error"]["field"], "customer.order_count");
+    let (status, err) = call(br#"{"message":"hi"}"#);
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `customer`"),
+        "{err}"
+    );
+    let (status, err) = post(&s, "/v1/shops/nope/greeting", Some(TEA_KEY), b"{}");
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (404, Some("unknown_shop"))
+    );
+    let (status, err) = post(&s, "/v1/shops/tea-oil/farewell", Some(TEA_KEY), b"{}");
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (404, Some("unknown_step"))
+    );
+    let big = vec![b' '; 20 * 1024];
+    let (status, err) = call(&big);
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{err}"
+    );
+    let (status, err) = get(&s, "/v1/shops/tea-oil/refunds?limit=0", Some(TEA_KEY));
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    let (status, err) = get(&s, "/v1/shops/tea-oil/decisions?limit=abc", Some(TEA_KEY));
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    let (status, err) = get(
+        &s,
+        "/v1/shops/tea-oil/decisions?step=farewell",
+        Some(TEA_KEY),
+    );
+    assert_eq!(status, 400, "{err}");
+    let (status, _) = get(&s, "/v2/anything", None);
+    assert_eq!(status, 404);
+    // Still serving.
+    let (status, _) = call(&request("greeting", "first-visit"));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_plugin_timeout_is_a_clear_error_while_other_shops_answer() {
+    let (_dir, s) = lab_server("[limits]\ntimeout_ms = 400");
+    let body = request("refund-policy", "unshipped");
+    std::thread::scope(|scope| {
+        let slow = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            let out = post(&s, "/v1/shops/slow/refund-decision", Some(LAB_KEY), &body);
+            (out, started.elapsed())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        for _ in 0..5 {
+            let (status, _) = post(
+                &s,
+                "/v1/shops/tea-oil/greeting",
+                Some(TEA_KEY),
+                request("greeting", "first-visit"),
+            );
+            assert_eq!(status, 200, "another shop must keep answering");
+        }
+        let ((status, err), took) = slow.join().unwrap();
+        assert_eq!(status, 504, "{err}");
+        assert_eq!(err["error"]["code"], "plugin_timeout");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("timed out after 400ms"),
+            "{err}"
+        );
+        assert!(err["decision_id"].is_u64(), "failures are logged too");
+        assert!(took < std::time::Duration::from_secs(5));
+    });
+    let (_, log) = get(&s, "/v1/shops/slow/decisions", Some(LAB_KEY));
+    assert_eq!(log["decisions"][0]["error"]["code"], "plugin_timeout");
+    let (_, metrics) = get(&s, "/metrics", None);
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains(
+            r#"kefu_call_errors_total{shop="slow",step="refund-policy",code="plugin_timeout"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kefu_call_duration_seconds_bucket"));
+}
+
+#[test]
+fn broken_plugins_and_shops_are_reported_and_the_rest_is_served() {
+    let (_dir, s) = lab_server("");
+    let (status, plugins) = get(&s, "/v1/plugins", Some(ADMIN));
+    assert_eq!(status, 200);
+    let entries = plugins["plugins"].as_array().unwrap();
+    let find = |shop: &str, step: &str| {
+        entries
+            .iter()
+            .find(|p| p["shop"] == shop && p["step"] == step)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let broken = find("broken", "refund-policy");
+    assert_eq!(broken["status"], "unavailable");
+    assert!(
+        broken["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly file"),
+        "{broken}"
+    );
+    let tea = find("tea-oil", "greeting");
+    assert_eq!(tea["status"], "active");
+    assert_eq!(tea["source"]["kind"], "bundled");
+    let slow = find("slow", "refund-policy");
+    assert_eq!(slow["source"]["kind"], "file");
+    assert_eq!(slow["version"], 1);
+    let failures = plugins["failures"].as_array().unwrap();
+    assert!(failures.iter().any(|f| f["shop"] == "bad-toml" && f["reason"].as_str().unwrap().contains("shop.toml")), "{failures:?}");
+
+    let (status, err) = post(
+        &s,
+        "/v1/shops/broken/refund-decision",
+        Some(LAB_KEY),
+        request("refund-policy", "unshipped"),
+    );
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (503, Some("plugin_unavailable"))
+    );
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly file")
+    );
+    let (status, _) = post(
+        &s,
+        "/v1/shops/broken/greeting",
+        Some(LAB_KEY),
+        request("greeting", "first-visit"),
+    );
+    assert_eq!(status, 200, "the shop's other steps still work");
+    let (status, err) = post(&s, "/v1/shops/bad-toml/greeting", Some(LAB_KEY), b"{}");
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (404, Some("unknown_shop"))
+    );
+}
+
+#[test]
+fn plugin_state_survives_a_restart_and_stays_per_shop() {
+    let (dir, s) = lab_server("");
+    let body = request("refund-policy", "unshipped");
+    let count = |s: &Server, shop: &str| {
+        let (status, out) = post(
+            s,
+            &format!("/v1/shops/{shop}/refund-decision"),
+            Some(LAB_KEY),
+            &body,
+        );
+        assert_eq!(status, 200, "{out}");
+        out["output"]["message"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        [
+            count(&s, "count-a"),
+            count(&s, "count-a"),
+            count(&s, "count-a")
+        ],
+        ["1", "2", "3"]
+    );
+    assert_eq!(
+        count(&s, "count-b"),
+        "1",
+        "same plugin, other shop: its own state"
+    );
+    let config = s.config.clone();
+    drop(s);
+    let s = Server::start(&config);
+    assert_eq!(count(&s, "count-a"), "4");
+    assert_eq!(count(&s, "count-b"), "2");
+    drop(dir);
+}
+
+#[test]
+fn health_readiness_and_metrics() {
+    let (_dir, s) = lab_server("");
+    assert_eq!(get(&s, "/healthz", None).0, 200);
+    let (status, ready) = get(&s, "/readyz", None);
+    assert_eq!(status, 200);
+    assert!(ready.as_str().unwrap().contains("ready"));
+    post(
+        &s,
+        "/v1/shops/apparel/greeting",
+        Some(APPAREL_KEY),
+        request("greeting", "first-visit"),
+    );
+    let (_, metrics) = get(&s, "/metrics", None);
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains(r#"kefu_calls_total{shop="apparel",step="greeting",outcome="ok"} 1"#)
+    );
+}

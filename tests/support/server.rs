@@ -1,0 +1,135 @@
+//! Start the real `kefu serve` on 127.0.0.1 (a free port) and talk to it.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const TEA_KEY: &str = "test-key-tea-oil";
+pub const APPAREL_KEY: &str = "test-key-apparel";
+pub const ADMIN: &str = "test-admin-token";
+
+/// A running server; killed (SIGKILL) when dropped.
+pub struct Server {
+    pub base: String,
+    child: Child,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+/// Write a server config into `dir` serving `shops`, with extra TOML.
+pub fn write_config(dir: &Path, shops: &Path, extra: &str) -> PathBuf {
+    let config = dir.join("kefu.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nshops_dir = {:?}\ncache_dir = {:?}\n{extra}\n",
+        dir.join("data").display().to_string(),
+        shops.display().to_string(),
+        Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("kefu-cache")
+            .display()
+            .to_string(),
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+impl Server {
+    /// Start `kefu serve --config <config>` and wait until it listens.
+    pub fn start(config: &Path) -> Server {
+        let log = config.with_file_name(format!("server-{}.log", std::process::id()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("KEFU_KEY_TEA_OIL", TEA_KEY)
+            .env("KEFU_KEY_APPAREL", APPAREL_KEY)
+            .env("KEFU_KEY_LAB", "test-key-lab")
+            .env("KEFU_ADMIN_TOKEN", ADMIN)
+            .env("KEFU_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start kefu serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "server did not start: {line:?}; log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Server {
+            base,
+            child,
+            config: config.to_path_buf(),
+            log,
+        }
+    }
+
+    /// kill -9.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// POST raw bytes with a key; (status, JSON body).
+pub fn post(
+    server: &Server,
+    path: &str,
+    key: Option<&str>,
+    body: impl AsRef<[u8]>,
+) -> (u16, Value) {
+    let mut req = agent()
+        .post(server.url(path))
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    let mut resp = req.send(body.as_ref()).expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text)),
+    )
+}
+
+/// GET with a key; (status, JSON or text body).
+pub fn get(server: &Server, path: &str, key: Option<&str>) -> (u16, Value) {
+    let mut req = agent().get(server.url(path));
+    if let Some(key) = key {
+        req = req.header("x-kefu-key", key);
+    }
+    let mut resp = req.call().expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}

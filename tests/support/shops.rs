@@ -1,0 +1,53 @@
+//! Shop folders for server tests: the two example shops plus "lab" shops
+//! running hostile or broken plugins.
+
+use std::path::{Path, PathBuf};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A lab shop whose refund policy is the hostile plugin in `behavior`.
+pub fn hostile_shop(shops: &Path, id: &str, behavior: &str) {
+    let dir = shops.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = format!(
+        "name = \"{id}\"\napi_key_env = \"KEFU_KEY_LAB\"\n\n[steps.refund-policy]\nplugin = {:?}\nconfig = {{ behavior = \"{behavior}\" }}\n",
+        super::wasm::HOSTILE
+    );
+    std::fs::write(dir.join("shop.toml"), toml).unwrap();
+}
+
+/// `<dir>/shops` with tea-oil, apparel, and lab shops: `slow` (loops),
+/// `count-a` and `count-b` (count calls in state), `broken` (its refund
+/// plugin is not WebAssembly) and `bad-toml` (unparsable shop.toml).
+pub fn lab(dir: &Path) -> PathBuf {
+    let shops = dir.join("shops");
+    for shop in ["tea-oil", "apparel"] {
+        copy_dir(&super::example(&format!("shops/{shop}")), &shops.join(shop));
+    }
+    hostile_shop(&shops, "slow", "loop");
+    hostile_shop(&shops, "count-a", "counter");
+    hostile_shop(&shops, "count-b", "counter");
+    let broken = shops.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("refund.wasm"), "half-written garbage").unwrap();
+    std::fs::write(
+        broken.join("shop.toml"),
+        "name = \"broken\"\napi_key_env = \"KEFU_KEY_LAB\"\n[steps.refund-policy]\nplugin = \"refund.wasm\"\n",
+    )
+    .unwrap();
+    let bad = shops.join("bad-toml");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("shop.toml"), "name = [unclosed").unwrap();
+    shops
+}
