@@ -104,7 +104,7 @@ fn every_step_answers_and_is_logged() {
         Some(TEA_KEY),
     );
     assert_eq!(by_endpoint["decisions"][0]["step"], "refund-policy");
-    let an_hour_ahead = greet_time(&entry) + 3_600_000;
+    let an_hour_ahead = greet_time(entry) + 3_600_000;
     let (_, none) = get(
         &s,
         &format!("/v1/shops/tea-oil/decisions?since={an_hour_ahead}"),

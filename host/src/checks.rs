@@ -63,14 +63,13 @@ pub fn check(input: &StepInput, output: &StepOutput, now: i64) -> Result<(), Cal
         (StepInput::RefundPolicy(req), StepOutput::RefundPolicy(dec)) => {
             let refundable = req.order.total_paid.saturating_sub(req.order.refunded);
             match dec.outcome {
-                RefundOutcome::Approve => {
-                    if dec.amount > refundable {
-                        return Err(invalid(format!(
-                            "approved refund of {} fen exceeds the refundable {} fen (paid {} - refunded {})",
-                            dec.amount, refundable, req.order.total_paid, req.order.refunded
-                        )));
-                    }
+                RefundOutcome::Approve if dec.amount > refundable => {
+                    return Err(invalid(format!(
+                        "approved refund of {} fen exceeds the refundable {} fen (paid {} - refunded {})",
+                        dec.amount, refundable, req.order.total_paid, req.order.refunded
+                    )));
                 }
+                RefundOutcome::Approve => {}
                 _ if dec.amount != 0 => {
                     return Err(invalid(format!(
                         "amount is {} fen but the outcome is not approve (must be 0)",

@@ -115,7 +115,7 @@ pub fn post(
     let text = resp.body_mut().read_to_string().unwrap();
     (
         status,
-        serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text)),
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
 
