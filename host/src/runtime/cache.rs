@@ -52,17 +52,18 @@ impl CompileCache {
         self.compilations.load(Ordering::Relaxed)
     }
 
-    pub fn get_or_compile(
+    /// The compiled component for `bytes`, whose SHA-256 is `digest`.
+    pub fn get_or_compile_known(
         &self,
         engine: &Engine,
         bytes: &[u8],
-    ) -> Result<(String, Component), LoadError> {
+        digest: &str,
+    ) -> Result<Component, LoadError> {
         sniff(bytes)?;
-        let digest = digest(bytes);
-        if let Some(component) = self.lock().get(&digest) {
-            return Ok((digest, component.clone()));
+        if let Some(component) = self.lock().get(digest) {
+            return Ok(component.clone());
         }
-        let component = match self.artifact_path(&digest) {
+        let component = match self.artifact_path(digest) {
             Some(path) => match load_artifact(engine, &path) {
                 Some(component) => component,
                 None => {
@@ -73,8 +74,8 @@ impl CompileCache {
             },
             None => self.compile(engine, bytes)?,
         };
-        self.lock().insert(digest.clone(), component.clone());
-        Ok((digest, component))
+        self.lock().insert(digest.to_string(), component.clone());
+        Ok(component)
     }
 
     fn compile(&self, engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {

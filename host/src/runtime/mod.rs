@@ -9,6 +9,7 @@ mod limits;
 mod load;
 mod output;
 
+pub use cache::digest;
 pub use call::{CallContext, CallOutcome};
 pub use host_impl::{LogLevel, LogLine};
 pub use limits::Limits;
@@ -37,6 +38,9 @@ pub struct Runtime {
     linker: Linker<host_impl::CallState>,
     cache: cache::CompileCache,
     limits: Limits,
+    /// Plugins checked for a step, by (digest, step): shops that use the
+    /// same component share its compiled code and its checks.
+    prepared: std::sync::Mutex<std::collections::HashMap<(String, Step), Plugin>>,
     _ticker: engine::EpochTicker,
 }
 
@@ -53,6 +57,7 @@ impl Runtime {
             linker,
             cache,
             limits: config.limits,
+            prepared: Default::default(),
             _ticker: ticker,
         })
     }
@@ -70,8 +75,52 @@ impl Runtime {
     /// Load `bytes` as a plugin for `step`: compile (or fetch from the
     /// cache) and check that it implements the step's world.
     pub fn load(&self, bytes: &[u8], step: Step) -> Result<Plugin, LoadError> {
-        let (digest, component) = self.cache.get_or_compile(&self.engine, bytes)?;
-        load::prepare(self, digest, component, step)
+        let digest = digest(bytes);
+        self.load_known(bytes, &digest, step)
+    }
+
+    /// Like [`Runtime::load`] for bytes whose SHA-256 the caller already
+    /// computed with [`digest`] (it is trusted, not checked).
+    pub(crate) fn load_known(
+        &self,
+        bytes: &[u8],
+        digest: &str,
+        step: Step,
+    ) -> Result<Plugin, LoadError> {
+        let component = self
+            .cache
+            .get_or_compile_known(&self.engine, bytes, digest)?;
+        self.prepared(digest, component, step)
+    }
+
+    /// A plugin already prepared for `step` from the component with this
+    /// digest, without its bytes.
+    pub(crate) fn loaded(&self, digest: &str, step: Step) -> Option<Plugin> {
+        self.prepared_cache()
+            .get(&(digest.to_string(), step))
+            .cloned()
+    }
+
+    fn prepared_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, Step), Plugin>> {
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Check a component for `step` once; later loads share the result.
+    fn prepared(
+        &self,
+        digest: &str,
+        component: wasmtime::component::Component,
+        step: Step,
+    ) -> Result<Plugin, LoadError> {
+        if let Some(plugin) = self.loaded(digest, step) {
+            return Ok(plugin);
+        }
+        let plugin = load::prepare(self, digest.to_string(), component, step)?;
+        self.prepared_cache()
+            .insert((digest.to_string(), step), plugin.clone());
+        Ok(plugin)
     }
 
     /// Load a plugin from a file.
@@ -82,9 +131,10 @@ impl Runtime {
 
     /// Which step world a component implements; if none, why not for each.
     pub fn check(&self, bytes: &[u8]) -> Result<Plugin, Vec<LoadError>> {
-        let (digest, component) = self
+        let digest = digest(bytes);
+        let component = self
             .cache
-            .get_or_compile(&self.engine, bytes)
+            .get_or_compile_known(&self.engine, bytes, &digest)
             .map_err(|e| vec![e])?;
         let mut errors = Vec::new();
         for step in Step::ALL {

@@ -40,6 +40,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Rejected(String),
 }
 
 impl ApiError {
@@ -58,6 +60,7 @@ impl ApiError {
             ApiError::Storage(_) => "storage_error",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Rejected(_) => "plugin_rejected",
         }
     }
 
@@ -73,6 +76,7 @@ impl ApiError {
             | ApiError::InvalidQuery(_)
             | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PluginUnavailable { .. } | ApiError::Storage(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -2,11 +2,13 @@
 
 mod auth;
 mod config;
+mod deploy;
 mod durability;
 mod error;
 mod handlers;
 mod service;
 mod shops;
+mod watch;
 
 pub use config::{ConfigError, ServerConfig};
 pub use error::ApiError;
@@ -24,6 +26,7 @@ use std::time::Duration;
 pub struct App {
     pub runtime: Arc<Runtime>,
     pub registry: Arc<shops::Registry>,
+    pub deployer: Arc<deploy::Deployer>,
     pub storage: Arc<dyn Storage>,
     pub committer: durability::Committer,
     /// SHA-256 of the admin token, if one is set.
@@ -61,6 +64,10 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// Largest component accepted by the deploy API (Python and JavaScript
+/// components carry their interpreter: tens of MB).
+pub const MAX_COMPONENT_BYTES: usize = 128 << 20;
+
 /// Buckets of the call latency histogram, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -89,6 +96,17 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/shops/{shop}/refunds", get(handlers::refunds::list))
         .route("/v1/shops/{shop}/revisits", get(handlers::revisits::list))
         .route("/v1/shops/{shop}/decisions", get(handlers::decisions::list))
+        .route("/v1/audit", get(handlers::versions::audit))
+        .route(
+            "/v1/shops/{shop}/steps/{step}/versions",
+            get(handlers::versions::list)
+                .post(handlers::versions::deploy)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route(
+            "/v1/shops/{shop}/steps/{step}/rollback",
+            post(handlers::versions::rollback),
+        )
         .route("/v1/shops/{shop}/{step}", post(handlers::steps::call))
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see the README for the API".into())
@@ -111,18 +129,29 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         limits: config.limits.clone(),
     })?);
     let metrics = install_metrics()?;
-    let env = |name: &str| std::env::var(name).ok();
-    let registry = {
-        let runtime = runtime.clone();
+    let registry = Arc::new(shops::Registry::empty());
+    let deployer = Arc::new(deploy::Deployer::new(
+        runtime.clone(),
+        storage.clone(),
+        registry.clone(),
+    ));
+    {
+        let deployer = deployer.clone();
         let dir = config.shops_dir.clone();
-        tokio::task::spawn_blocking(move || shops::Registry::load_all(&runtime, &dir, &env))
+        let env = |name: &str| std::env::var(name).ok();
+        tokio::task::spawn_blocking(move || deployer.load_all(&dir, &env))
             .await
             .map_err(|e| ServeError::Io(std::io::Error::other(e)))?
             .map_err(|source| ServeError::Shops {
                 path: config.shops_dir.display().to_string(),
                 source,
-            })?
-    };
+            })?;
+    }
+    let _watcher =
+        watch::watch(&config.shops_dir, deployer.clone()).map_err(|e| ServeError::Shops {
+            path: config.shops_dir.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
     let admin = std::env::var(&config.admin_token_env)
         .ok()
         .filter(|t| !t.is_empty())
@@ -132,7 +161,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     }
     let app = Arc::new(App {
         runtime,
-        registry: Arc::new(registry),
+        registry,
+        deployer,
         committer: durability::Committer::start(storage.clone()),
         storage: storage.clone(),
         admin,

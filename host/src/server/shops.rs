@@ -2,13 +2,12 @@
 //! The whole map is swapped atomically, so a call always sees one
 //! consistent version of a shop.
 
-use super::config::{ShopSpec, StepSpec};
-use crate::runtime::{Plugin, Runtime};
+use crate::runtime::Plugin;
 use crate::step::Step;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -30,7 +29,7 @@ pub struct ActivePlugin {
     pub source: PluginSource,
     pub config_json: String,
     pub loaded_at_ms: i64,
-    /// Version number within the shop's step; 0 for the bundled plugin.
+    /// Version number within the shop's step.
     pub version: u64,
     pub calls: AtomicU64,
     pub errors: AtomicU64,
@@ -46,6 +45,7 @@ impl ActivePlugin {
 }
 
 /// A shop ready to serve.
+#[derive(Clone)]
 pub struct Shop {
     pub id: String,
     pub name: String,
@@ -91,7 +91,7 @@ impl Registry {
             .clone()
     }
 
-    fn fail(&self, shop: &str, step: Option<Step>, reason: String) {
+    pub fn fail(&self, shop: &str, step: Option<Step>, reason: String) {
         tracing::error!(shop, step = ?step, %reason, "cannot load");
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.push(LoadFailure {
@@ -104,122 +104,31 @@ impl Registry {
         failures.drain(..excess);
     }
 
-    /// Load every shop folder under `dir`. A shop or step that cannot be
-    /// loaded is reported and skipped; the others are served.
-    pub fn load_all(
-        runtime: &Runtime,
-        dir: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> std::io::Result<Self> {
-        let registry = Registry {
+    /// Replace (or add) one shop; calls in flight keep the old one.
+    pub fn put(&self, shop: Shop) {
+        let shop = Arc::new(shop);
+        self.shops.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(shop.id.clone(), shop.clone());
+            map
+        });
+    }
+
+    /// Stop serving a shop.
+    pub fn remove(&self, id: &str) -> bool {
+        let mut removed = false;
+        self.shops.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            removed = map.remove(id).is_some();
+            map
+        });
+        removed
+    }
+
+    pub fn empty() -> Self {
+        Registry {
             shops: ArcSwap::from_pointee(HashMap::new()),
             failures: Mutex::new(Vec::new()),
-        };
-        let mut loader = Loader::new(runtime);
-        let mut shops = HashMap::new();
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("shop.toml").is_file())
-            .collect();
-        entries.sort();
-        for path in entries {
-            match ShopSpec::load(&path, env) {
-                Ok(spec) => {
-                    let shop = loader.shop(spec, &registry);
-                    shops.insert(shop.id.clone(), Arc::new(shop));
-                }
-                Err(e) => {
-                    let id = path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    registry.fail(&id, None, e.to_string());
-                }
-            }
-        }
-        registry.shops.store(Arc::new(shops));
-        Ok(registry)
-    }
-}
-
-/// Loads plugins, sharing each bundled plugin between all shops.
-struct Loader<'a> {
-    runtime: &'a Runtime,
-    bundled: HashMap<Step, Plugin>,
-}
-
-impl<'a> Loader<'a> {
-    fn new(runtime: &'a Runtime) -> Self {
-        Loader {
-            runtime,
-            bundled: HashMap::new(),
-        }
-    }
-
-    fn plugin(
-        &mut self,
-        step: Step,
-        spec: Option<&StepSpec>,
-    ) -> Result<(Plugin, PluginSource), String> {
-        match spec.and_then(|s| s.plugin.as_ref()) {
-            Some(path) => self
-                .runtime
-                .load_file(path, step)
-                .map(|p| (p, PluginSource::File(path.clone())))
-                .map_err(|e| e.to_string()),
-            None => {
-                if let Some(p) = self.bundled.get(&step) {
-                    return Ok((p.clone(), PluginSource::Bundled));
-                }
-                let plugin = self
-                    .runtime
-                    .load(crate::default_plugin(step), step)
-                    .map_err(|e| e.to_string())?;
-                self.bundled.insert(step, plugin.clone());
-                Ok((plugin, PluginSource::Bundled))
-            }
-        }
-    }
-
-    fn shop(&mut self, spec: ShopSpec, registry: &Registry) -> Shop {
-        let mut steps = HashMap::new();
-        let mut unavailable = BTreeMap::new();
-        for step in Step::ALL {
-            let step_spec = spec.steps.get(&step);
-            match self.plugin(step, step_spec) {
-                Ok((plugin, source)) => {
-                    let version = if source == PluginSource::Bundled {
-                        0
-                    } else {
-                        1
-                    };
-                    steps.insert(
-                        step,
-                        Arc::new(ActivePlugin {
-                            plugin,
-                            source,
-                            config_json: step_spec
-                                .map_or_else(|| "{}".to_string(), |s| s.config_json.clone()),
-                            loaded_at_ms: now_ms(),
-                            version,
-                            calls: AtomicU64::new(0),
-                            errors: AtomicU64::new(0),
-                        }),
-                    );
-                }
-                Err(reason) => {
-                    registry.fail(&spec.id, Some(step), reason.clone());
-                    unavailable.insert(step, reason);
-                }
-            }
-        }
-        Shop {
-            id: spec.id,
-            name: spec.name,
-            dir: spec.dir,
-            key_sha256: spec.key_sha256,
-            steps,
-            unavailable,
         }
     }
 }

@@ -12,10 +12,12 @@ mod sled_store;
 
 pub use records::{
     AuditEvent, CallError as DecisionError, Decision, DecisionQuery, RefundRecord, RevisitRecord,
+    VersionRecord,
 };
 pub use sled_store::SledStorage;
 
 use crate::state::StateStore;
+use crate::step::Step;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,23 @@ pub trait Storage: StateStore + Send + Sync {
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StorageError>;
     /// Audit events, of one shop or all, newest first.
     fn audit(&self, shop: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, StorageError>;
+    /// Keep a component's bytes under their digest (idempotent).
+    fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), StorageError>;
+    /// A component's bytes by digest.
+    fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Record a version of a shop's step.
+    fn put_version(
+        &self,
+        shop: &str,
+        step: Step,
+        record: &VersionRecord,
+    ) -> Result<(), StorageError>;
+    /// All versions of a shop's step, oldest first.
+    fn versions(&self, shop: &str, step: Step) -> Result<Vec<VersionRecord>, StorageError>;
+    /// Mark a version as the active one.
+    fn set_active(&self, shop: &str, step: Step, version: u64) -> Result<(), StorageError>;
+    /// The active version number, if any was ever set.
+    fn active(&self, shop: &str, step: Step) -> Result<Option<u64>, StorageError>;
     /// Make every write so far durable.
     fn flush(&self) -> Result<(), StorageError>;
 }

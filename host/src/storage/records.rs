@@ -94,3 +94,21 @@ pub struct AuditEvent {
     pub actor: String,
     pub reason: String,
 }
+
+/// One version of a shop's step: which component, with which config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// 1, 2, 3... per shop and step.
+    pub version: u64,
+    /// SHA-256 of the component; its bytes are kept under it.
+    pub digest: String,
+    /// The plugin config of this version (JSON object text).
+    pub config_json: String,
+    /// "bundled", "file" or "api".
+    pub source: String,
+    /// The file it came from, for file versions.
+    pub path: Option<String>,
+    /// Who deployed it ("file-watcher", "startup", "admin").
+    pub actor: String,
+    pub at_ms: i64,
+}

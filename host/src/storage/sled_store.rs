@@ -1,8 +1,11 @@
 //! The embedded backend: sled 0.34.
 
-use super::records::{AuditEvent, Decision, DecisionQuery, RefundRecord, RevisitRecord};
+use super::records::{
+    AuditEvent, Decision, DecisionQuery, RefundRecord, RevisitRecord, VersionRecord,
+};
 use super::{Storage, StorageError};
 use crate::state::{StateError, StateScope, StateStore};
+use crate::step::Step;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::Path;
@@ -18,6 +21,9 @@ pub struct SledStorage {
     refunds: sled::Tree,
     revisits: sled::Tree,
     audit: sled::Tree,
+    blobs: sled::Tree,
+    versions: sled::Tree,
+    active: sled::Tree,
 }
 
 fn backend(e: sled::Error) -> StorageError {
@@ -53,6 +59,14 @@ fn timed_key(shop: &str, time: i64, id: u64) -> Vec<u8> {
     key
 }
 
+/// `shop \0 step \0`: a shop step's keys.
+fn step_prefix(shop: &str, step: Step) -> Vec<u8> {
+    let mut key = shop_prefix(shop);
+    key.extend_from_slice(step.world().as_bytes());
+    key.push(SEP);
+    key
+}
+
 fn state_key(scope: &StateScope, key: &str) -> Vec<u8> {
     let mut k = shop_prefix(&scope.shop);
     k.extend_from_slice(scope.plugin.as_bytes());
@@ -73,6 +87,9 @@ impl SledStorage {
             refunds: tree("refunds")?,
             revisits: tree("revisits")?,
             audit: tree("audit")?,
+            blobs: tree("blobs")?,
+            versions: tree("versions")?,
+            active: tree("active")?,
             db,
         })
     }
@@ -190,6 +207,58 @@ impl Storage for SledStorage {
                 Ok(all)
             }
         }
+    }
+
+    fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        if !self.blobs.contains_key(digest).map_err(backend)? {
+            self.blobs.insert(digest, bytes).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.blobs.get(digest).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    fn put_version(
+        &self,
+        shop: &str,
+        step: Step,
+        record: &VersionRecord,
+    ) -> Result<(), StorageError> {
+        let mut key = step_prefix(shop, step);
+        key.extend_from_slice(&record.version.to_be_bytes());
+        self.versions
+            .insert(key, encode(record)?)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn versions(&self, shop: &str, step: Step) -> Result<Vec<VersionRecord>, StorageError> {
+        self.versions
+            .scan_prefix(step_prefix(shop, step))
+            .map(|item| decode(&item.map_err(backend)?.1))
+            .collect()
+    }
+
+    fn set_active(&self, shop: &str, step: Step, version: u64) -> Result<(), StorageError> {
+        self.active
+            .insert(step_prefix(shop, step), &version.to_be_bytes())
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn active(&self, shop: &str, step: Step) -> Result<Option<u64>, StorageError> {
+        let value = self.active.get(step_prefix(shop, step)).map_err(backend)?;
+        value
+            .map(|v| {
+                let bytes: [u8; 8] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt("active version".into()))?;
+                Ok(u64::from_be_bytes(bytes))
+            })
+            .transpose()
     }
 
     fn flush(&self) -> Result<(), StorageError> {

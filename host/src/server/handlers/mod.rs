@@ -6,6 +6,7 @@ pub mod plugins;
 pub mod refunds;
 pub mod revisits;
 pub mod steps;
+pub mod versions;
 
 use super::App;
 use super::auth::{Caller, authorize};

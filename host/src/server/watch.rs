@@ -1,0 +1,84 @@
+//! Watching the shops directory: a debounced change under a shop's folder
+//! reloads that shop, off the request path.
+
+use super::deploy::Deployer;
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the files must be quiet before a reload.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Keeps the watch alive; dropping it stops watching.
+pub struct ShopWatcher {
+    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+}
+
+/// The shop folders that `paths` fall in.
+fn touched_shops(shops_dir: &Path, paths: impl Iterator<Item = PathBuf>) -> BTreeSet<PathBuf> {
+    paths
+        .filter_map(|p| {
+            let rel = p.strip_prefix(shops_dir).ok()?;
+            let first = rel.components().next()?;
+            Some(shops_dir.join(first))
+        })
+        .collect()
+}
+
+pub fn watch(shops_dir: &Path, deployer: Arc<Deployer>) -> notify::Result<ShopWatcher> {
+    let dir = shops_dir.canonicalize()?;
+    let root = dir.clone();
+    let mut debouncer =
+        new_debouncer(
+            DEBOUNCE,
+            None,
+            move |result: DebounceEventResult| match result {
+                Ok(events) => {
+                    let paths = events.into_iter().flat_map(|e| e.event.paths);
+                    for shop in touched_shops(&root, paths) {
+                        tracing::info!(shop = %shop.display(), "shop files changed: reloading");
+                        let env = |name: &str| std::env::var(name).ok();
+                        deployer.reload_shop(&shop, &env, "file-watcher");
+                    }
+                }
+                Err(errors) => {
+                    for e in errors {
+                        tracing::error!(error = %e, "file watch error");
+                    }
+                }
+            },
+        )?;
+    debouncer.watch(&dir, RecursiveMode::Recursive)?;
+    Ok(ShopWatcher {
+        _debouncer: debouncer,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_their_shop_folder() {
+        let root = Path::new("/srv/shops");
+        let shops = touched_shops(
+            root,
+            [
+                "/srv/shops/tea/refund.wasm",
+                "/srv/shops/tea/config/greeting.toml",
+                "/srv/shops/apparel/shop.toml",
+                "/elsewhere/x",
+            ]
+            .into_iter()
+            .map(PathBuf::from),
+        );
+        let expected: BTreeSet<PathBuf> = ["/srv/shops/apparel", "/srv/shops/tea"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(shops, expected);
+    }
+}
