@@ -22,10 +22,10 @@ mod storage;
 pub use bindings::types;
 pub use bundled::default_plugin;
 pub use error::{CallError, LoadError};
-pub use runtime::read_plugin;
 pub use runtime::{
     CallContext, CallOutcome, Limits, LogLevel, LogLine, Plugin, Runtime, RuntimeConfig,
 };
+pub use runtime::{digest as runtime_digest, read_plugin};
 pub use state::{MemoryStateStore, StateError, StateScope, StateStore};
 pub use step::{InputError, Step, StepInput, StepOutput, UnknownStep};
 pub use storage::{SledStorage, Storage, StorageError};

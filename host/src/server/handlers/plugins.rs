@@ -41,7 +41,10 @@ pub async fn list(
             }
         }
     }
-    Ok(Json(
-        json!({ "plugins": plugins, "failures": app.registry.failures() }),
-    ))
+    Ok(Json(json!({
+        "plugins": plugins,
+        "failures": app.registry.failures(),
+        // Components compiled since start (not found in the disk cache).
+        "compilations": app.runtime.compilations(),
+    })))
 }

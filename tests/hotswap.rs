@@ -1,0 +1,376 @@
+//! Hot swap while traffic flows: file and API deploys, bad deploys that
+//! never replace a working version, rollback, restart.
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use support::server::{ADMIN, Server, agent, get, post, write_config};
+use support::{example, wasm};
+
+const KEY: &str = "test-key-lab";
+
+/// A shop `swap` whose refund plugin is `refund.wasm` in its folder.
+fn swap_shop(dir: &Path, initial: &str) -> (PathBuf, Server) {
+    let shops = dir.join("shops");
+    let shop = shops.join("swap");
+    std::fs::create_dir_all(&shop).unwrap();
+    std::fs::copy(initial, shop.join("refund.wasm")).unwrap();
+    std::fs::write(
+        shop.join("shop.toml"),
+        "name = \"swap\"\napi_key_env = \"KEFU_KEY_LAB\"\n\n[steps.refund-policy]\nplugin = \"refund.wasm\"\n",
+    )
+    .unwrap();
+    let config = write_config(dir, &shops, "");
+    (shop, Server::start(&config))
+}
+
+fn refund_body() -> Vec<u8> {
+    std::fs::read(example("requests/refund-policy/unshipped.json")).unwrap()
+}
+
+fn digest_of(path: &str) -> String {
+    kefu::runtime_digest(&std::fs::read(path).unwrap())
+}
+
+/// (status, version, digest) of one refund call.
+fn call(s: &Server, body: &[u8]) -> (u16, u64, String, Value) {
+    let (status, out) = post(s, "/v1/shops/swap/refund-decision", Some(KEY), body);
+    let version = out["plugin"]["version"].as_u64().unwrap_or(0);
+    let digest = out["plugin"]["digest"].as_str().unwrap_or("").to_string();
+    (status, version, digest, out)
+}
+
+fn deploy(s: &Server, file: &str) -> (u16, Value) {
+    let bytes = std::fs::read(file).unwrap();
+    let mut resp = agent()
+        .post(s.url("/v1/shops/swap/steps/refund-policy/versions"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("content-type", "application/wasm")
+        .send(&bytes[..])
+        .unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap(),
+    )
+}
+
+/// Write a file the way an editor or `cp` does: in place, not atomically.
+fn write_in_place(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+}
+
+struct Sample {
+    start: Instant,
+    end: Instant,
+    status: u16,
+    version: u64,
+}
+
+#[test]
+fn fifty_swaps_under_load_fail_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plugin_file, s) = swap_shop(dir.path(), wasm::REFUND_POLICY);
+    let plugin_file = plugin_file.join("refund.wasm");
+    let body = refund_body();
+    let behaviours = [wasm::HOSTILE, wasm::REFUND_POLICY];
+    let stop = AtomicBool::new(false);
+    let samples = Mutex::new(Vec::<Sample>::new());
+    // (completed at, version, swap started at) of each swap.
+    let mut swaps: Vec<(Instant, u64, Instant)> = Vec::new();
+    let mut file_latency = Vec::new();
+
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let start = Instant::now();
+                    let (status, version, _, _) = call(&s, &body);
+                    let end = Instant::now();
+                    samples.lock().unwrap().push(Sample {
+                        start,
+                        end,
+                        status,
+                        version,
+                    });
+                }
+            });
+        }
+        for i in 0..50 {
+            let target = behaviours[i % 2];
+            let want = digest_of(target);
+            let started = Instant::now();
+            if i % 4 < 2 {
+                // By file: time from the end of the write to the first
+                // answer of the new version.
+                write_in_place(&plugin_file, &std::fs::read(target).unwrap());
+                let written = Instant::now();
+                let deadline = written + Duration::from_secs(10);
+                loop {
+                    let (status, version, digest, out) = call(&s, &body);
+                    assert_eq!(status, 200, "{out}");
+                    if digest == want {
+                        file_latency.push(written.elapsed());
+                        swaps.push((Instant::now(), version, started));
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "swap {i} by file never took effect"
+                    );
+                }
+            } else {
+                let (status, out) = deploy(&s, target);
+                assert_eq!(status, 201, "{out}");
+                swaps.push((
+                    Instant::now(),
+                    out["version"]["version"].as_u64().unwrap(),
+                    started,
+                ));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Relaxed);
+    });
+
+    let samples = samples.into_inner().unwrap();
+    let failed = samples.iter().filter(|x| x.status != 200).count();
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed during swaps",
+        samples.len()
+    );
+    // A request started after a swap completed is never answered by an
+    // older version; one that also ended before the next swap began was
+    // answered by exactly that swap's version.
+    for (k, (done, version, _)) in swaps.iter().enumerate() {
+        let next_start = swaps.get(k + 1).map(|s| s.2);
+        for x in samples.iter().filter(|x| x.start > *done) {
+            assert!(
+                x.version >= *version,
+                "swap {k}: a later request got the old version {}",
+                x.version
+            );
+            if next_start.is_none_or(|n| x.end < n) {
+                assert_eq!(
+                    x.version, *version,
+                    "swap {k}: a request after it was answered by version {}",
+                    x.version
+                );
+            }
+        }
+    }
+    let versions: Vec<u64> = swaps.iter().map(|s| s.1).collect();
+    assert!(
+        versions.windows(2).all(|w| w[1] > w[0]),
+        "every swap is a new version: {versions:?}"
+    );
+    file_latency.sort();
+    let p50 = file_latency[file_latency.len() / 2];
+    let max = *file_latency.last().unwrap();
+    eprintln!(
+        "hot swap: {} requests, 0 failed; {} file swaps, write-to-new-version p50 {:?} max {:?}",
+        samples.len(),
+        file_latency.len(),
+        p50,
+        max
+    );
+}
+
+fn failures(s: &Server) -> Vec<Value> {
+    let (_, plugins) = get(s, "/v1/plugins", Some(ADMIN));
+    plugins["failures"].as_array().unwrap().clone()
+}
+
+/// Wait until a new failure is reported; its reason.
+fn next_failure(s: &Server, before: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = failures(s);
+        if all.len() > before {
+            return all.last().unwrap()["reason"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no failure was reported");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bad_deploys_never_replace_a_working_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shop, s) = swap_shop(dir.path(), wasm::REFUND_POLICY);
+    let file = shop.join("refund.wasm");
+    let body = refund_body();
+    let (_, v1, d1, _) = call(&s, &body);
+    let still_v1 = |what: &str| {
+        let (status, version, digest, out) = call(&s, &body);
+        assert_eq!(
+            (status, version, &digest),
+            (200, v1, &d1),
+            "after {what}: {out}"
+        );
+    };
+
+    let good = std::fs::read(wasm::HOSTILE).unwrap();
+    let n = failures(&s).len();
+    write_in_place(&file, &good[..good.len() / 2]);
+    let reason = next_failure(&s, n);
+    assert!(reason.contains("invalid component"), "{reason}");
+    still_v1("a half-written file");
+
+    let n = failures(&s).len();
+    write_in_place(&file, b"this is not wasm");
+    assert!(next_failure(&s, n).contains("not a WebAssembly file"));
+    still_v1("a text file");
+
+    let n = failures(&s).len();
+    write_in_place(&file, &std::fs::read(wasm::GREETING).unwrap());
+    let reason = next_failure(&s, n);
+    assert!(
+        reason.contains("does not implement world `refund-policy`: missing export `decide`"),
+        "{reason}"
+    );
+    still_v1("a component of the wrong world");
+
+    let n = failures(&s).len();
+    let toml = shop.join("shop.toml");
+    let good_toml = std::fs::read_to_string(&toml).unwrap();
+    write_in_place(&toml, b"name = \"swap\"\n[steps.refund-policy\nplugin = ");
+    let reason = next_failure(&s, n);
+    assert!(
+        reason.contains("shop.toml") && reason.contains("keeps its active versions"),
+        "{reason}"
+    );
+    still_v1("a shop.toml that does not parse");
+    write_in_place(&toml, good_toml.as_bytes());
+
+    let (status, out) = deploy(&s, wasm::WRONG_SIGNATURE);
+    assert_eq!(status, 422, "{out}");
+    assert_eq!(out["error"]["code"], "plugin_rejected");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("export `decide` has the wrong type"),
+        "{out}"
+    );
+    still_v1("an API deploy of the wrong signature");
+
+    // The metric and the audit say so too.
+    let (_, metrics) = get(&s, "/metrics", None);
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains(r#"kefu_deploys_total{shop="swap",outcome="rejected"}"#)
+    );
+    let (_, audit) = get(&s, "/v1/audit?shop=swap", Some(ADMIN));
+    let rejected = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "rejected")
+        .count();
+    assert!(rejected >= 5, "{audit}");
+
+    // Finishing the write deploys it.
+    write_in_place(&file, &good);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(&s, &body).2 == d1 {
+        assert!(
+            Instant::now() < deadline,
+            "the completed file was never deployed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn rollback_brings_back_v1_and_the_audit_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, s) = swap_shop(dir.path(), wasm::REFUND_POLICY);
+    let body = refund_body();
+    let outcome = |s: &Server| {
+        let (status, version, _, out) = call(s, &body);
+        assert_eq!(status, 200, "{out}");
+        (version, out["output"]["outcome"].clone())
+    };
+    let (v1, first) = outcome(&s);
+    assert_eq!((v1, first.as_str()), (1, Some("Approve")));
+    let (status, out) = deploy(&s, wasm::HOSTILE);
+    assert_eq!(status, 201, "{out}");
+    let (v2, second) = outcome(&s);
+    assert_eq!(v2, 2);
+    assert!(second.get("Reject").is_some(), "{second}");
+
+    let mut resp = agent()
+        .post(s.url("/v1/shops/swap/steps/refund-policy/rollback"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.body_mut().read_to_string().unwrap()
+    );
+    assert_eq!(outcome(&s), (1, first.clone()), "v1 answers again");
+
+    let (_, audit) = get(&s, "/v1/audit?shop=swap", Some(ADMIN));
+    let events: Vec<(String, u64)> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .filter(|e| e["step"] == "refund-policy")
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["version"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("activated".to_string(), 1),
+            ("activated".into(), 2),
+            ("rolled-back".into(), 1)
+        ]
+    );
+    let (_, versions) = get(
+        &s,
+        "/v1/shops/swap/steps/refund-policy/versions",
+        Some(ADMIN),
+    );
+    assert_eq!(versions["active"], 1);
+    assert_eq!(versions["versions"][1]["status"], "inactive");
+    assert_eq!(versions["versions"][1]["source"], "api");
+
+    // Each decision names the version that made it.
+    let (_, log) = get(&s, "/v1/shops/swap/decisions", Some(ADMIN));
+    let made_by: Vec<u64> = log["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|d| d["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(made_by, [1, 2, 1]);
+
+    // A restart comes back with v1 (the rollback sticks) without compiling.
+    let config = s.config.clone();
+    drop(s);
+    let s = Server::start(&config);
+    assert_eq!(outcome(&s), (1, first));
+    let (_, plugins) = get(&s, "/v1/plugins", Some(ADMIN));
+    assert_eq!(
+        plugins["compilations"], 0,
+        "a restart must load compiled code from the cache"
+    );
+}
