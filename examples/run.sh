@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
 source plugins/setup.sh
+kefu_build_polyglot
 
 echo "==> building kefu"
 cargo build --release -p kefu

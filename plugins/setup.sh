@@ -29,3 +29,52 @@ kefu_build_plugins() {
     KEFU_PLUGIN_DIR="$KEFU_GUEST_TARGET_DIR/plugins/wasm32-wasip2/release"
     export KEFU_PLUGIN_DIR
 }
+
+# Python and JavaScript plugin toolchains, pinned:
+# componentize-py in a venv, componentize-js from plugins/js/package-lock.json.
+export KEFU_VENV="${KEFU_VENV:-$HOME/.cache/kefu/venv}"
+kefu_setup_polyglot() {
+    local root
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    if ! "$KEFU_VENV/bin/componentize-py" --version 2>/dev/null | grep -q "0.25.1"; then
+        echo "==> installing componentize-py 0.25.1 into $KEFU_VENV"
+        python3 -m venv "$KEFU_VENV"
+        "$KEFU_VENV/bin/pip" install --quiet --disable-pip-version-check componentize-py==0.25.1
+    fi
+    if ! command -v node >/dev/null 2>&1; then
+        echo "kefu's JavaScript plugins need Node.js 18+ and npm" >&2
+        return 1
+    fi
+    if [ ! -d "$root/plugins/js/node_modules/@bytecodealliance/componentize-js" ]; then
+        echo "==> installing componentize-js (npm ci in plugins/js)"
+        (cd "$root/plugins/js" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    export KEFU_COMPONENTIZE_PY="$KEFU_VENV/bin/componentize-py"
+    export KEFU_JS_BUILD="$root/plugins/js/build.mjs"
+}
+
+# True when $1 is missing or older than any file under the other paths.
+kefu_stale() {
+    local out="$1"; shift
+    [ ! -f "$out" ] || [ -n "$(find "$@" -newer "$out" -type f 2>/dev/null | head -n 1)" ]
+}
+
+# Build the Python and JavaScript example plugins into the example shops.
+kefu_build_polyglot() {
+    local root
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    kefu_setup_polyglot
+    local py_out="$root/examples/shops/apparel/plugins/refund.wasm"
+    local js_out="$root/examples/shops/tea-oil/plugins/greeting.wasm"
+    mkdir -p "$(dirname "$py_out")" "$(dirname "$js_out")"
+    if kefu_stale "$py_out" "$root/plugins/python/apparel-refund" "$root/wit"; then
+        echo "==> building the Python refund policy (componentize-py)"
+        (cd "$root/plugins/python/apparel-refund" && "$KEFU_COMPONENTIZE_PY" -d "$root/wit" -w refund-policy \
+            componentize app -o "$py_out.tmp" && mv "$py_out.tmp" "$py_out")
+    fi
+    if kefu_stale "$js_out" "$root/plugins/js/tea-oil-greeting" "$root/plugins/js/build.mjs" "$root/wit"; then
+        echo "==> building the JavaScript greeting (componentize-js)"
+        (cd "$root/plugins/js/tea-oil-greeting" && node "$KEFU_JS_BUILD" greeting.js greeting "$js_out.tmp" \
+            && mv "$js_out.tmp" "$js_out")
+    fi
+}

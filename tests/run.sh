@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source plugins/setup.sh
+kefu_build_polyglot
 
 echo "==> host: unit and integration tests (builds every guest plugin once)"
 cargo test --release --workspace

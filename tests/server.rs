@@ -41,7 +41,8 @@ fn every_step_answers_and_is_logged() {
             .unwrap()
             .contains("山野茶油旗舰店")
     );
-    assert_eq!(greet["plugin"]["source"], json!({"kind": "bundled"}));
+    // The tea-oil shop greets with its JavaScript plugin.
+    assert_eq!(greet["plugin"]["source"]["kind"], "file");
     assert_eq!(greet["plugin"]["digest"].as_str().unwrap().len(), 64);
 
     let (status, conf) = post(
@@ -278,9 +279,18 @@ fn broken_plugins_and_shops_are_reported_and_the_rest_is_served() {
             .contains("not a WebAssembly file"),
         "{broken}"
     );
-    let tea = find("tea-oil", "greeting");
+    let tea = find("tea-oil", "order-confirmation");
     assert_eq!(tea["status"], "active");
     assert_eq!(tea["source"]["kind"], "bundled");
+    assert_eq!(tea["instances"], "fresh");
+    let apparel = find("apparel", "refund-policy");
+    assert_eq!(
+        (
+            apparel["source"]["kind"].as_str(),
+            apparel["instances"].as_str()
+        ),
+        (Some("file"), Some("reuse"))
+    );
     let slow = find("slow", "refund-policy");
     assert_eq!(slow["source"]["kind"], "file");
     assert_eq!(slow["version"], 1);

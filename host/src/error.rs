@@ -39,12 +39,8 @@ pub enum LoadError {
         detail: String,
     },
     /// Reading the file failed.
-    #[error("cannot read plugin {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read plugin {path}: {message}")]
+    Io { path: String, message: String },
 }
 
 /// Why a call to a plugin failed. The host stays healthy after every one.

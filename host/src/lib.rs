@@ -23,7 +23,7 @@ pub use bindings::types;
 pub use bundled::default_plugin;
 pub use error::{CallError, LoadError};
 pub use runtime::{
-    CallContext, CallOutcome, Limits, LogLevel, LogLine, Plugin, Runtime, RuntimeConfig,
+    CallContext, CallOutcome, Limits, LogLevel, LogLine, Plugin, ReusePool, Runtime, RuntimeConfig,
 };
 pub use runtime::{digest as runtime_digest, read_plugin};
 pub use state::{MemoryStateStore, StateError, StateScope, StateStore};

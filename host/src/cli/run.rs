@@ -42,6 +42,13 @@ pub struct RunArgs {
     /// Do not read or write the compiled-code cache.
     #[arg(long)]
     no_cache: bool,
+    /// Make this many calls (to measure); the report shows each duration
+    /// and the output of the last.
+    #[arg(long, default_value_t = 1)]
+    calls: u32,
+    /// Reuse one instance across calls instead of a fresh one per call.
+    #[arg(long)]
+    reuse: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
@@ -86,17 +93,29 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(path) => runtime.load_file(path, args.step)?,
         None => runtime.load(kefu::default_plugin(args.step), args.step)?,
     };
-    let outcome = plugin.call(
-        &runtime,
-        CallContext {
-            shop: args.shop.clone(),
-            plugin: plugin_name,
-            config_json,
-            now,
-            state: store.clone(),
-        },
-        &input,
-    );
+    let ctx = CallContext {
+        shop: args.shop.clone(),
+        plugin: plugin_name,
+        config_json,
+        now,
+        state: store.clone(),
+    };
+    let pool = args.reuse.then(|| kefu::ReusePool::new(plugin.clone()));
+    let mut durations = Vec::new();
+    let mut outcome = None;
+    for _ in 0..args.calls.max(1) {
+        let this = match &pool {
+            Some(pool) => pool.call(&runtime, ctx.clone(), &input),
+            None => plugin.call(&runtime, ctx.clone(), &input),
+        };
+        durations.push(this.duration.as_micros() as u64);
+        let failed = this.result.is_err();
+        outcome = Some(this);
+        if failed {
+            break;
+        }
+    }
+    let outcome = outcome.expect("at least one call");
     if let Some(path) = &args.state {
         save_state(path, store.as_ref())?;
     }
@@ -109,6 +128,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         "memory_bytes": outcome.memory_peak,
         "logs": outcome.logs,
     });
+    if durations.len() > 1 {
+        report["calls"] = json!(durations.len());
+        report["instance"] = json!(if args.reuse { "reused" } else { "fresh" });
+        report["durations_us"] = json!(durations);
+    }
     if outcome.logs_dropped > 0 {
         report["logs_dropped_bytes"] = json!(outcome.logs_dropped);
     }

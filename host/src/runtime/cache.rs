@@ -35,7 +35,7 @@ impl CompileCache {
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).map_err(|source| LoadError::Io {
                 path: dir.display().to_string(),
-                source,
+                message: source.to_string(),
             })?;
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();

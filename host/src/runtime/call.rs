@@ -47,7 +47,7 @@ pub struct CallOutcome {
     pub logs_dropped: usize,
 }
 
-fn new_store(rt: &Runtime, ctx: CallContext) -> Store<CallState> {
+pub(super) fn new_store(rt: &Runtime, ctx: CallContext) -> Store<CallState> {
     let limits = rt.limits();
     let state = CallState::new(CallSetup {
         scope: StateScope {
@@ -71,23 +71,52 @@ impl Plugin {
     /// Run the plugin once on `input`, in a fresh instance.
     pub fn call(&self, rt: &Runtime, ctx: CallContext, input: &StepInput) -> CallOutcome {
         let start = Instant::now();
-        if input.step() != self.step {
-            return CallOutcome {
-                result: Err(CallError::WrongStep {
-                    plugin: self.step,
-                    input: input.step(),
-                }),
-                duration: start.elapsed(),
-                memory_peak: 0,
-                logs: Vec::new(),
-                logs_dropped: 0,
-            };
+        if let Some(refused) = self.refuse_wrong_step(input, start) {
+            return refused;
         }
         let now = ctx.now;
         let mut store = new_store(rt, ctx);
-        let result = self
-            .invoke(&mut store, input)
-            .map_err(|e| classify(e, rt.limits().timeout()))
+        self.run(rt, &mut store, None, input, now, start).0
+    }
+
+    pub(super) fn refuse_wrong_step(
+        &self,
+        input: &StepInput,
+        start: Instant,
+    ) -> Option<CallOutcome> {
+        (input.step() != self.step).then(|| CallOutcome {
+            result: Err(CallError::WrongStep {
+                plugin: self.step,
+                input: input.step(),
+            }),
+            duration: start.elapsed(),
+            memory_peak: 0,
+            logs: Vec::new(),
+            logs_dropped: 0,
+        })
+    }
+
+    /// Call the export in `store`, on `instance` or a new one. Returns the
+    /// instance when it is fit for another call (no trap, no timeout).
+    pub(super) fn run(
+        &self,
+        rt: &Runtime,
+        store: &mut Store<CallState>,
+        instance: Option<Instance>,
+        input: &StepInput,
+        now: i64,
+        start: Instant,
+    ) -> (CallOutcome, Option<Instance>) {
+        let called = match instance {
+            Some(instance) => Ok(instance),
+            None => self.pre.instantiate(&mut *store),
+        }
+        .and_then(|instance| self.invoke(store, &instance, input).map(|r| (instance, r)));
+        let (result, instance) = match called {
+            Ok((instance, returned)) => (Ok(returned), Some(instance)),
+            Err(e) => (Err(classify(e, rt.limits().timeout())), None),
+        };
+        let result = result
             .and_then(|r| r.map_err(CallError::Plugin))
             .and_then(|output| {
                 checks::output_size(&output, rt.limits().output_bytes())?;
@@ -102,36 +131,37 @@ impl Plugin {
             CallError::Trap(msg) => CallError::Trap(with_stderr(msg, &data.logs)),
             other => other,
         });
-        CallOutcome {
+        let outcome = CallOutcome {
             result,
             duration,
             memory_peak: data.limiter.peak,
             logs: std::mem::take(&mut data.logs),
             logs_dropped: data.logs_dropped,
-        }
+        };
+        (outcome, instance)
     }
 
     fn invoke(
         &self,
         store: &mut Store<CallState>,
+        instance: &Instance,
         input: &StepInput,
     ) -> wasmtime::Result<Result<StepOutput, String>> {
-        let instance = self.pre.instantiate(&mut *store)?;
         Ok(match input {
             StepInput::Greeting(req) => {
-                call_typed::<GreetingRequest, GreetingReply>(store, &instance, self, req)?
+                call_typed::<GreetingRequest, GreetingReply>(store, instance, self, req)?
                     .map(StepOutput::Greeting)
             }
             StepInput::OrderConfirmation(req) => {
-                call_typed::<ConfirmationRequest, Confirmation>(store, &instance, self, req)?
+                call_typed::<ConfirmationRequest, Confirmation>(store, instance, self, req)?
                     .map(StepOutput::OrderConfirmation)
             }
             StepInput::RefundPolicy(req) => {
-                call_typed::<RefundRequest, RefundDecision>(store, &instance, self, req)?
+                call_typed::<RefundRequest, RefundDecision>(store, instance, self, req)?
                     .map(StepOutput::RefundPolicy)
             }
             StepInput::RevisitPlanner(req) => {
-                call_typed::<RevisitRequest, RevisitPlan>(store, &instance, self, req)?
+                call_typed::<RevisitRequest, RevisitPlan>(store, instance, self, req)?
                     .map(StepOutput::RevisitPlanner)
             }
         })

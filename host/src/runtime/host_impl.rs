@@ -8,6 +8,7 @@ use crate::error::LoadError;
 use crate::state::{StateError, StateScope, StateStore};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter};
@@ -50,7 +51,10 @@ pub struct CallState {
     store: Arc<dyn StateStore>,
     config_json: String,
     now: i64,
+    /// The call's time as WASI's clocks see it (shared with them).
+    clock: Arc<AtomicI64>,
     pub(super) logs: Vec<LogLine>,
+    log_budget: usize,
     log_room: usize,
     pub(super) logs_dropped: usize,
     pub(super) stdout: CapturedOutput,
@@ -71,6 +75,7 @@ impl CallState {
         let stdout = CapturedOutput::new(setup.log_bytes);
         let stderr = CapturedOutput::new(setup.log_bytes);
         let now = setup.now;
+        let clock = Arc::new(AtomicI64::new(now));
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -78,8 +83,8 @@ impl CallState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             // WASI clocks agree with the host clock import: fixed per call.
-            .wall_clock(FixedClock(now))
-            .monotonic_clock(FixedClock(now))
+            .wall_clock(FixedClock(clock.clone()))
+            .monotonic_clock(FixedClock(clock.clone()))
             .build();
         CallState {
             wasi,
@@ -89,12 +94,36 @@ impl CallState {
             store: setup.store,
             config_json: setup.config_json,
             now,
+            clock,
             logs: Vec::new(),
+            log_budget: setup.log_bytes,
             log_room: setup.log_bytes,
             logs_dropped: 0,
             stdout,
             stderr,
         }
+    }
+
+    /// Prepare a reused store for the next call: new shop scope, config,
+    /// time and empty logs. Nothing of the previous call stays host-side.
+    pub fn reset(
+        &mut self,
+        scope: StateScope,
+        store: Arc<dyn StateStore>,
+        config_json: String,
+        now: i64,
+    ) {
+        self.scope = scope;
+        self.store = store;
+        self.config_json = config_json;
+        self.now = now;
+        self.clock.store(now, Ordering::Relaxed);
+        self.logs.clear();
+        self.logs_dropped = 0;
+        self.log_room = self.log_budget;
+        let _ = self.stdout.take();
+        let _ = self.stderr.take();
+        self.limiter.peak = self.limiter.total;
     }
 
     fn push_log(&mut self, level: LogLevel, mut message: String) {
@@ -141,14 +170,20 @@ impl WasiView for CallState {
 }
 
 /// A clock stopped at the call's time (unix seconds).
-struct FixedClock(i64);
+struct FixedClock(Arc<AtomicI64>);
+
+impl FixedClock {
+    fn secs(&self) -> u64 {
+        self.0.load(Ordering::Relaxed).max(0) as u64
+    }
+}
 
 impl HostWallClock for FixedClock {
     fn resolution(&self) -> Duration {
         Duration::from_secs(1)
     }
     fn now(&self) -> Duration {
-        Duration::from_secs(self.0.max(0) as u64)
+        Duration::from_secs(self.secs())
     }
 }
 
@@ -157,7 +192,7 @@ impl HostMonotonicClock for FixedClock {
         1_000_000_000
     }
     fn now(&self) -> u64 {
-        (self.0.max(0) as u64).saturating_mul(1_000_000_000)
+        self.secs().saturating_mul(1_000_000_000)
     }
 }
 

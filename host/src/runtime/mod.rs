@@ -8,12 +8,14 @@ mod host_impl;
 mod limits;
 mod load;
 mod output;
+mod pool;
 
 pub use cache::digest;
 pub use call::{CallContext, CallOutcome};
 pub use host_impl::{LogLevel, LogLine};
 pub use limits::Limits;
 pub use load::Plugin;
+pub use pool::ReusePool;
 
 use crate::error::LoadError;
 use crate::step::Step;
@@ -151,6 +153,6 @@ impl Runtime {
 pub fn read_plugin(path: &std::path::Path) -> Result<Vec<u8>, LoadError> {
     std::fs::read(path).map_err(|source| LoadError::Io {
         path: path.display().to_string(),
-        source,
+        message: source.to_string(),
     })
 }

@@ -105,6 +105,19 @@ pub struct StepFile {
     pub plugin: Option<PathBuf>,
     /// The plugin's config: a TOML/JSON file path or an inline table.
     pub config: Option<ConfigRef>,
+    /// "fresh" (default): a new instance per call; "reuse": instances are
+    /// kept between calls of this shop's step.
+    #[serde(default)]
+    pub instances: InstanceMode,
+}
+
+/// How a step's plugin is instantiated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceMode {
+    #[default]
+    Fresh,
+    Reuse,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -128,6 +141,7 @@ pub struct ShopSpec {
 pub struct StepSpec {
     pub plugin: Option<PathBuf>,
     pub config_json: String,
+    pub instances: InstanceMode,
 }
 
 /// Whether a shop id (its folder name) is acceptable.
@@ -197,6 +211,7 @@ impl ShopSpec {
                 StepSpec {
                     plugin: step_file.plugin.map(|p| dir.join(p)),
                     config_json,
+                    instances: step_file.instances,
                 },
             );
         }

@@ -6,7 +6,7 @@
 use super::config::{ShopSpec, StepSpec};
 use super::shops::{ActivePlugin, PluginSource, Registry, Shop, now_ms};
 use crate::error::LoadError;
-use crate::runtime::{Plugin, Runtime, digest, read_plugin};
+use crate::runtime::{Plugin, ReusePool, Runtime, digest, read_plugin};
 use crate::step::Step;
 use crate::storage::{AuditEvent, Storage, StorageError, VersionRecord};
 use std::borrow::Cow;
@@ -40,10 +40,16 @@ struct Candidate {
     digest: String,
     config_json: String,
     source: PluginSource,
+    reuse: bool,
 }
 
-/// (digest, config): two versions with the same signature behave alike.
-type Signature = (String, String);
+/// (digest, config, reuse): two versions with the same signature behave
+/// alike.
+type Signature = (String, String, bool);
+
+fn signature_of(v: &VersionRecord) -> Signature {
+    (v.digest.clone(), v.config_json.clone(), v.reuse)
+}
 
 pub struct Deployer {
     runtime: Arc<Runtime>,
@@ -197,7 +203,11 @@ impl Deployer {
                 return restore(self).map_err(|_| reason);
             }
         };
-        let signature = (candidate.digest.clone(), candidate.config_json.clone());
+        let signature = (
+            candidate.digest.clone(),
+            candidate.config_json.clone(),
+            candidate.reuse,
+        );
         let previous = self
             .seen
             .lock()
@@ -209,9 +219,7 @@ impl Deployer {
             // First look (startup): a version with this signature was
             // deployed before, so the stored active version stands (it may
             // be a rollback).
-            None => history
-                .iter()
-                .any(|v| v.digest == signature.0 && v.config_json == signature.1),
+            None => history.iter().any(|v| signature_of(v) == signature),
         };
         if unchanged && (active.is_some() || !history.is_empty()) {
             return restore(self);
@@ -228,6 +236,7 @@ impl Deployer {
     /// What the shop folder says a step should run.
     fn candidate(&self, step: Step, spec: Option<&StepSpec>) -> Result<Candidate, String> {
         let config_json = spec.map_or_else(|| "{}".to_string(), |s| s.config_json.clone());
+        let reuse = spec.is_some_and(|s| s.instances == super::config::InstanceMode::Reuse);
         Ok(match spec.and_then(|s| s.plugin.as_ref()) {
             Some(path) => {
                 let bytes = read_plugin(path).map_err(|e| e.to_string())?;
@@ -236,6 +245,7 @@ impl Deployer {
                     bytes: Cow::Owned(bytes),
                     config_json,
                     source: PluginSource::File(path.clone()),
+                    reuse,
                 }
             }
             None => Candidate {
@@ -243,6 +253,7 @@ impl Deployer {
                 digest: crate::bundled::default_digest(step).to_string(),
                 config_json,
                 source: PluginSource::Bundled,
+                reuse,
             },
         })
     }
@@ -295,6 +306,7 @@ impl Deployer {
                 PluginSource::File(p) => Some(p.display().to_string()),
                 _ => None,
             },
+            reuse: c.reuse,
             actor: actor.into(),
             at_ms: now_ms(),
         };
@@ -343,12 +355,14 @@ impl Deployer {
             .steps
             .get(&step)
             .map_or_else(|| "{}".to_string(), |a| a.config_json.clone());
+        let reuse = shop.steps.get(&step).is_some_and(|a| a.pool.is_some());
         let history = self.storage.versions(shop_id, step)?;
         let candidate = Candidate {
             digest: digest(&bytes),
             bytes: Cow::Owned(bytes),
             config_json,
             source: PluginSource::Api,
+            reuse,
         };
         let active = match self.activate_new(shop_id, step, candidate, &history, actor) {
             Ok(active) => active,
@@ -467,6 +481,7 @@ impl Deployer {
 
 fn active_plugin(plugin: Plugin, record: &VersionRecord) -> Arc<ActivePlugin> {
     Arc::new(ActivePlugin {
+        pool: record.reuse.then(|| ReusePool::new(plugin.clone())),
         plugin,
         source: source_of(record),
         config_json: record.config_json.clone(),

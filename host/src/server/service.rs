@@ -48,7 +48,7 @@ pub async fn run_step(
         state: app.storage.clone(),
     };
     let runtime = app.runtime.clone();
-    let plugin = active.plugin.clone();
+    let plugin = active.clone();
     let (outcome, input) = tokio::task::spawn_blocking(move || {
         let outcome = plugin.call(&runtime, ctx, &input);
         (outcome, input)

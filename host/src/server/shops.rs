@@ -2,8 +2,9 @@
 //! The whole map is swapped atomically, so a call always sees one
 //! consistent version of a shop.
 
-use crate::runtime::Plugin;
+use crate::runtime::{CallContext, CallOutcome, Plugin, ReusePool, Runtime};
 use crate::step::Step;
+use crate::step::StepInput;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -33,9 +34,19 @@ pub struct ActivePlugin {
     pub version: u64,
     pub calls: AtomicU64,
     pub errors: AtomicU64,
+    /// Kept instances, when the step reuses them.
+    pub pool: Option<ReusePool>,
 }
 
 impl ActivePlugin {
+    /// Run one call, on a kept instance when the step reuses them.
+    pub fn call(&self, runtime: &Runtime, ctx: CallContext, input: &StepInput) -> CallOutcome {
+        match &self.pool {
+            Some(pool) => pool.call(runtime, ctx, input),
+            None => self.plugin.call(runtime, ctx, input),
+        }
+    }
+
     pub fn count(&self, ok: bool) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         if !ok {

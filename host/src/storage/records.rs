@@ -108,6 +108,9 @@ pub struct VersionRecord {
     pub source: String,
     /// The file it came from, for file versions.
     pub path: Option<String>,
+    /// Instances are reused between calls (else a fresh one per call).
+    #[serde(default)]
+    pub reuse: bool,
     /// Who deployed it ("file-watcher", "startup", "admin").
     pub actor: String,
     pub at_ms: i64,

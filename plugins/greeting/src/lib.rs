@@ -49,6 +49,10 @@ struct Shift {
 struct KeywordReply {
     keywords: Vec<String>,
     reply: String,
+    /// Quick replies to show instead of the default ones when this entry
+    /// matches (the first matching entry that has some wins).
+    #[serde(default)]
+    quick_replies: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -56,6 +60,7 @@ impl Default for Config {
         let kw = |words: &[&str], reply: &str| KeywordReply {
             keywords: words.iter().map(|w| w.to_string()).collect(),
             reply: reply.to_string(),
+            quick_replies: None,
         };
         Config {
             shop_name: "本店".into(),
@@ -121,16 +126,16 @@ fn greet(cfg: &Config, req: &GreetingRequest, now: i64) -> Result<GreetingReply,
     let message = req.message.trim();
     let mut matched = Vec::new();
     let mut answers = Vec::new();
+    let mut quick_replies: Option<&Vec<String>> = None;
     for entry in &cfg.keywords {
-        if let Some(word) = entry
-            .keywords
-            .iter()
-            .find(|k| !k.is_empty() && message.contains(k.as_str()))
-        {
+        let hit = entry.keywords.iter().find(|k| !k.is_empty() && message.contains(k.as_str()));
+        if let Some(word) = hit {
             matched.push(word.clone());
             answers.push(fill(&entry.reply, &vars));
+            quick_replies = quick_replies.or(entry.quick_replies.as_ref());
         }
     }
+    let quick_replies = quick_replies.unwrap_or(&cfg.quick_replies).clone();
     let wants_person = cfg
         .handoff_keywords
         .iter()
@@ -148,7 +153,7 @@ fn greet(cfg: &Config, req: &GreetingRequest, now: i64) -> Result<GreetingReply,
         }
         return Ok(GreetingReply {
             reply,
-            quick_replies: cfg.quick_replies.clone(),
+            quick_replies,
             // Whatever the auto-reply could not answer waits for a person.
             hand_off: wants_person || unanswered,
             matched_keywords: matched,
@@ -176,7 +181,7 @@ fn greet(cfg: &Config, req: &GreetingRequest, now: i64) -> Result<GreetingReply,
     }
     Ok(GreetingReply {
         reply,
-        quick_replies: cfg.quick_replies.clone(),
+        quick_replies,
         hand_off: wants_person || unanswered,
         matched_keywords: matched,
         off_hours: false,

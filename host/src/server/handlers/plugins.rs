@@ -32,6 +32,7 @@ pub async fn list(
                     "digest": active.plugin.digest(),
                     "version": active.version,
                     "source": active.source,
+                    "instances": if active.pool.is_some() { "reuse" } else { "fresh" },
                     "loaded_at_ms": active.loaded_at_ms,
                     "calls": active.calls.load(Ordering::Relaxed),
                     "errors": active.errors.load(Ordering::Relaxed),

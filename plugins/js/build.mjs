@@ -1,0 +1,23 @@
+// Build a JavaScript kefu plugin into a component:
+//   node build.mjs <source.js> <world> <out.wasm>
+// The component imports WASI for stdio, random and clocks (which the host
+// gives it, with nothing granted) and never wasi:http, which it does not.
+import { componentize } from '@bytecodealliance/componentize-js';
+import { writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const [source, world, out] = process.argv.slice(2);
+if (!source || !world || !out) {
+  console.error('usage: node build.mjs <source.js> <world> <out.wasm>');
+  process.exit(2);
+}
+const here = dirname(fileURLToPath(import.meta.url));
+const { component } = await componentize({
+  sourcePath: resolve(source),
+  witPath: process.env.KEFU_WIT_DIR ?? resolve(here, '../../wit'),
+  worldName: world,
+  disableFeatures: ['http', 'fetch-event'],
+});
+await writeFile(out, component);
+console.log(`built ${out} (${component.byteLength} bytes)`);
