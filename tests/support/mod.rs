@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub use kefu_tests::{example, wasm};
+pub use kefu_tests::{example, root, wasm};
 
 /// The `kefu` binary built for these tests, with a private compile cache.
 pub fn kefu() -> Command {

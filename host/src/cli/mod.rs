@@ -1,6 +1,7 @@
 //! Command-line interface: parse arguments and dispatch to a subcommand.
 
 mod check;
+mod new;
 mod run;
 mod serve;
 
@@ -26,6 +27,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Serve the HTTP API for a directory of shops.
     Serve(serve::ServeArgs),
+    /// Create a plugin project (Rust, Python or JavaScript) for a step.
+    New(new::NewArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -41,6 +44,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
         Command::Serve(args) => serve::run(args),
+        Command::New(args) => new::run(args),
     };
     match result {
         Ok(code) => code,

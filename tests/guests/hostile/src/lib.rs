@@ -8,6 +8,9 @@ use kefu::workflow::{config, log, state};
 
 struct Plugin;
 
+/// Guest memory that outlives a call when the instance is reused.
+static REMEMBERED: std::sync::Mutex<(u64, String)> = std::sync::Mutex::new((0, String::new()));
+
 fn reject(message: &str) -> RefundDecision {
     RefundDecision {
         outcome: RefundOutcome::Reject("hostile plugin".into()),
@@ -89,6 +92,15 @@ impl Guest for Plugin {
                 Ok(reject(&n.to_string()))
             }
             "error" => Err("hostile plugin refuses to decide".into()),
+            // Remember this call's order in guest memory and answer with
+            // the count of calls this instance served and the order
+            // remembered from the call before: a reused instance shows both.
+            "remember" => {
+                let mut slot = REMEMBERED.lock().unwrap();
+                slot.0 += 1;
+                let previous = std::mem::replace(&mut slot.1, req.order.id.clone());
+                Ok(reject(&format!("{} {previous}", slot.0)))
+            }
             _ => Ok(reject("ok")),
         }
     }
