@@ -29,3 +29,10 @@ pub use runtime::{digest as runtime_digest, read_plugin};
 pub use state::{MemoryStateStore, StateError, StateScope, StateStore};
 pub use step::{InputError, Step, StepInput, StepOutput, UnknownStep};
 pub use storage::{SledStorage, Storage, StorageError};
+
+/// Records kept by [`Storage`].
+pub mod storage_types {
+    pub use crate::storage::{
+        AuditEvent, Decision, DecisionQuery, RefundRecord, RevisitRecord, VersionRecord,
+    };
+}

@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[allow(unused_imports)]
 pub use kefu_tests::{example, root, wasm};
 
 /// The `kefu` binary built for these tests, with a private compile cache.

@@ -37,7 +37,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     if let Some(data) = args.data {
         config.data_dir = data;
     }
-    let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
+    // Plugin calls and flushes run on the blocking pool: a few threads per
+    // core keep them busy without hundreds of threads trading the CPU.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(cores * 4)
+        .build()
+        .context("start tokio")?;
     runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,7 @@ use crate::state::{StateScope, StateStore};
 use crate::step::{Step, StepInput, StepOutput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower};
+use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower, TypedFunc};
 use wasmtime::{Store, Trap};
 
 /// Who a call is for and what the host gives the plugin.
@@ -180,8 +180,14 @@ where
     for<'a> (&'a P,): ComponentNamedList + Lower,
     (Result<R, String>,): ComponentNamedList + Lift,
 {
-    let func =
-        instance.get_typed_func::<(&P,), (Result<R, String>,)>(&mut *store, &plugin.export)?;
+    let func = instance
+        .get_func(&mut *store, &plugin.export)
+        .ok_or_else(|| wasmtime::format_err!("export `{}` is missing", plugin.step.export()))?;
+    // SAFETY: `typecheck` checked this export against the step's signature
+    // when the plugin was loaded, and callers only pass the input type of
+    // `plugin.step` (checked by `refuse_wrong_step`); a borrowed record
+    // lowers exactly like an owned one.
+    let func = unsafe { TypedFunc::<(&P,), (Result<R, String>,)>::new_unchecked(func) };
     let (result,) = func.call(&mut *store, (req,))?;
     Ok(result)
 }

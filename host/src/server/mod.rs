@@ -118,12 +118,14 @@ pub fn router(app: Arc<App>) -> Router {
 /// Run the server until SIGINT or SIGTERM.
 pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
-    let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(&config.data_dir).map_err(
-        |source| ServeError::Storage {
-            path: config.data_dir.display().to_string(),
-            source,
-        },
-    )?);
+    let storage: Arc<dyn Storage> = Arc::new(
+        SledStorage::open_with_cache(&config.data_dir, config.storage_cache_mib << 20).map_err(
+            |source| ServeError::Storage {
+                path: config.data_dir.display().to_string(),
+                source,
+            },
+        )?,
+    );
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         cache_dir: Some(config.cache_dir()),
         limits: config.limits.clone(),

@@ -8,12 +8,32 @@ use super::shops::{Shop, now_ms};
 use crate::runtime::CallContext;
 use crate::step::{Step, StepInput, StepOutput};
 use crate::storage::{Decision, DecisionError, RefundRecord, RevisitRecord};
-use serde_json::{Value, json};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use std::sync::Arc;
 
 /// A successful step call, ready to be answered.
 pub struct Answer {
-    pub body: Value,
+    /// The response body, serialized once.
+    pub body: Box<RawValue>,
+}
+
+/// The body of a successful step call.
+#[derive(serde::Serialize)]
+struct AnswerBody<'a> {
+    decision_id: u64,
+    shop: &'a str,
+    step: Step,
+    plugin: PluginInfo<'a>,
+    duration_us: u64,
+    output: &'a RawValue,
+}
+
+#[derive(serde::Serialize)]
+struct PluginInfo<'a> {
+    digest: &'a str,
+    version: u64,
+    source: &'a super::shops::PluginSource,
 }
 
 /// Run `step` for `shop` on `input`. On a plugin failure the error is
@@ -23,6 +43,7 @@ pub async fn run_step(
     shop: &Arc<Shop>,
     step: Step,
     input: StepInput,
+    raw_input: Box<RawValue>,
 ) -> Result<Answer, (ApiError, Option<u64>)> {
     let Some(active) = shop.steps.get(&step).cloned() else {
         let reason = shop
@@ -77,11 +98,13 @@ pub async fn run_step(
     let storage = app.storage.clone();
     let id = storage.next_id().map_err(|e| (e.into(), None))?;
     let at_ms = now_ms();
-    let output_json = outcome
-        .result
-        .as_ref()
-        .ok()
-        .map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
+    let output_json = match &outcome.result {
+        Ok(o) => Some(
+            serde_json::value::to_raw_value(o)
+                .map_err(|e| (ApiError::Storage(e.to_string()), None))?,
+        ),
+        Err(_) => None,
+    };
     let decision = Decision {
         id,
         shop: shop.id.clone(),
@@ -90,8 +113,8 @@ pub async fn run_step(
         version: active.version,
         at_ms,
         now,
-        input: serde_json::to_value(&input).unwrap_or(Value::Null),
-        output: output_json.clone(),
+        input: raw_input,
+        output: output_json,
         error: outcome.result.as_ref().err().map(|e| DecisionError {
             code: e.code().into(),
             message: e.to_string(),
@@ -145,22 +168,27 @@ pub async fn run_step(
     records.map_err(|e| (e.into(), Some(id)))?;
     app.committer.durable().await.map_err(|e| (e, Some(id)))?;
 
-    let plugin_info = json!({
-        "digest": active.plugin.digest(),
-        "version": active.version,
-        "source": active.source,
-    });
     match outcome.result {
-        Ok(_) => Ok(Answer {
-            body: json!({
-                "decision_id": id,
-                "shop": shop.id,
-                "step": step,
-                "plugin": plugin_info,
-                "duration_us": decision.duration_us,
-                "output": output_json,
-            }),
-        }),
+        Ok(_) => {
+            let body = AnswerBody {
+                decision_id: id,
+                shop: &shop.id,
+                step,
+                plugin: PluginInfo {
+                    digest: active.plugin.digest(),
+                    version: active.version,
+                    source: &active.source,
+                },
+                duration_us: decision.duration_us,
+                output: decision
+                    .output
+                    .as_deref()
+                    .expect("a successful call has an output"),
+            };
+            let body = serde_json::value::to_raw_value(&body)
+                .map_err(|e| (ApiError::Storage(e.to_string()), Some(id)))?;
+            Ok(Answer { body })
+        }
         Err(e) => Err((ApiError::Plugin(e), Some(id))),
     }
 }

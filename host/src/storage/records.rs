@@ -3,6 +3,7 @@
 use crate::step::Step;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The error of a failed plugin call, as logged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -11,8 +12,9 @@ pub struct CallError {
     pub message: String,
 }
 
-/// One plugin call in the decision log.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One plugin call in the decision log. Input and output are kept as the
+/// JSON text they were, not re-encoded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Decision {
     pub id: u64,
     pub shop: String,
@@ -26,8 +28,8 @@ pub struct Decision {
     /// The time the plugin was given (unix seconds): replaying the call
     /// with this time and input gives the same output.
     pub now: i64,
-    pub input: Value,
-    pub output: Option<Value>,
+    pub input: Box<RawValue>,
+    pub output: Option<Box<RawValue>>,
     pub error: Option<CallError>,
     pub duration_us: u64,
 }

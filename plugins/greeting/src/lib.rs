@@ -5,7 +5,13 @@
 // The generated bindings take many arguments; not ours to shorten.
 #![allow(clippy::too_many_arguments)]
 
-wit_bindgen::generate!({ world: "greeting", path: "../../wit" });
+wit_bindgen::generate!({
+    world: "greeting",
+    path: "../../wit",
+    // Serde on the generated types lets a native build read the same JSON
+    // inputs as the host (benchmarks).
+    additional_derives: [serde::Serialize, serde::Deserialize],
+});
 
 use kefu::workflow::{clock, config};
 use kefu_plugin_common::{ShopTime, fill, format_hhmm, load_config, parse_hhmm};
@@ -93,9 +99,16 @@ struct Plugin;
 
 impl Guest for Plugin {
     fn greet(req: GreetingRequest) -> Result<GreetingReply, String> {
-        let cfg: Config = load_config(&config::get())?;
-        greet(&cfg, &req, clock::now())
+        run(&config::get(), &req, clock::now())
     }
+}
+
+/// The plugin's rule as a plain function: the shop's config (JSON), the
+/// request and the call's time in, the decision out. The export above is
+/// this with the host's config and clock.
+pub fn run(config_json: &str, req: &GreetingRequest, now: i64) -> Result<GreetingReply, String> {
+    let cfg: Config = load_config(config_json)?;
+    greet(&cfg, req, now)
 }
 
 export!(Plugin);
@@ -128,7 +141,10 @@ fn greet(cfg: &Config, req: &GreetingRequest, now: i64) -> Result<GreetingReply,
     let mut answers = Vec::new();
     let mut quick_replies: Option<&Vec<String>> = None;
     for entry in &cfg.keywords {
-        let hit = entry.keywords.iter().find(|k| !k.is_empty() && message.contains(k.as_str()));
+        let hit = entry
+            .keywords
+            .iter()
+            .find(|k| !k.is_empty() && message.contains(k.as_str()));
         if let Some(word) = hit {
             matched.push(word.clone());
             answers.push(fill(&entry.reply, &vars));

@@ -2,7 +2,13 @@
 //! phone and address; spot twin accounts and mergeable orders; put the
 //! buyer's request on the order with a red flag; remind unpaid orders once.
 
-wit_bindgen::generate!({ world: "order-confirmation", path: "../../wit" });
+wit_bindgen::generate!({
+    world: "order-confirmation",
+    path: "../../wit",
+    // Serde on the generated types lets a native build read the same JSON
+    // inputs as the host (benchmarks).
+    additional_derives: [serde::Serialize, serde::Deserialize],
+});
 
 use kefu::workflow::types::{
     Address, ConfirmationVerdict, FlagColor, IssueKind, Order, OrderIssue, OrderRemark, OrderStatus,
@@ -52,9 +58,16 @@ struct Plugin;
 
 impl Guest for Plugin {
     fn confirm(req: ConfirmationRequest) -> Result<Confirmation, String> {
-        let cfg: Config = load_config(&config::get())?;
-        confirm(&cfg, &req, clock::now())
+        run(&config::get(), &req, clock::now())
     }
+}
+
+/// The plugin's rule as a plain function: the shop's config (JSON), the
+/// request and the call's time in, the decision out. The export above is
+/// this with the host's config and clock.
+pub fn run(config_json: &str, req: &ConfirmationRequest, now: i64) -> Result<Confirmation, String> {
+    let cfg: Config = load_config(config_json)?;
+    confirm(&cfg, req, now)
 }
 
 export!(Plugin);

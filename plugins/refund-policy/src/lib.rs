@@ -3,7 +3,13 @@
 //! cases, lost parcels, explanations for misunderstandings, and supervisor
 //! escalation for big amounts, repeat refunders and disputes.
 
-wit_bindgen::generate!({ world: "refund-policy", path: "../../wit" });
+wit_bindgen::generate!({
+    world: "refund-policy",
+    path: "../../wit",
+    // Serde on the generated types lets a native build read the same JSON
+    // inputs as the host (benchmarks).
+    additional_derives: [serde::Serialize, serde::Deserialize],
+});
 
 use kefu::workflow::types::{
     LogisticsState, OrderStatus, RefundKind, RefundOutcome, RefundReason, ReturnShipping,
@@ -80,9 +86,16 @@ struct Plugin;
 
 impl Guest for Plugin {
     fn decide(req: RefundRequest) -> Result<RefundDecision, String> {
-        let cfg: Config = load_config(&config::get())?;
-        Ok(decide(&cfg, &req, clock::now()))
+        run(&config::get(), &req, clock::now())
     }
+}
+
+/// The plugin's rule as a plain function: the shop's config (JSON), the
+/// request and the call's time in, the decision out. The export above is
+/// this with the host's config and clock.
+pub fn run(config_json: &str, req: &RefundRequest, now: i64) -> Result<RefundDecision, String> {
+    let cfg: Config = load_config(config_json)?;
+    Ok(decide(&cfg, req, now))
 }
 
 export!(Plugin);

@@ -3,7 +3,13 @@
 //! for unpaid orders, and revisits on special dates; each with a retry
 //! policy (three attempts by default, 三次以上周期回访).
 
-wit_bindgen::generate!({ world: "revisit-planner", path: "../../wit" });
+wit_bindgen::generate!({
+    world: "revisit-planner",
+    path: "../../wit",
+    // Serde on the generated types lets a native build read the same JSON
+    // inputs as the host (benchmarks).
+    additional_derives: [serde::Serialize, serde::Deserialize],
+});
 
 use kefu::workflow::types::{AttemptPolicy, Channel, OrderStatus, PlannedRevisit, RevisitTrigger};
 use kefu::workflow::{clock, config};
@@ -88,9 +94,16 @@ struct Plugin;
 
 impl Guest for Plugin {
     fn plan(req: RevisitRequest) -> Result<RevisitPlan, String> {
-        let cfg: Config = load_config(&config::get())?;
-        plan(&cfg, &req, clock::now())
+        run(&config::get(), &req, clock::now())
     }
+}
+
+/// The plugin's rule as a plain function: the shop's config (JSON), the
+/// request and the call's time in, the decision out. The export above is
+/// this with the host's config and clock.
+pub fn run(config_json: &str, req: &RevisitRequest, now: i64) -> Result<RevisitPlan, String> {
+    let cfg: Config = load_config(config_json)?;
+    plan(&cfg, req, now)
 }
 
 export!(Plugin);

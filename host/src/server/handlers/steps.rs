@@ -12,6 +12,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde_json::value::RawValue;
 use std::sync::Arc;
 
 /// The step an endpoint name stands for.
@@ -49,7 +50,7 @@ async fn handle(
     endpoint: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<serde_json::Value, (ApiError, Option<u64>)> {
+) -> Result<Box<RawValue>, (ApiError, Option<u64>)> {
     let step =
         step_of(endpoint).ok_or_else(|| (ApiError::UnknownStep(endpoint.to_string()), None))?;
     let (shop, _) = shop_for(app, headers, shop_id, false).map_err(|e| (e, None))?;
@@ -73,7 +74,12 @@ async fn handle(
             None,
         )
     })?;
-    run_step(app, &shop, step, input)
+    // Valid JSON is valid UTF-8: the decision log keeps the body as sent.
+    let raw = String::from_utf8(body.to_vec())
+        .ok()
+        .and_then(|text| RawValue::from_string(text).ok())
+        .ok_or_else(|| (ApiError::InvalidJson("body is not UTF-8 JSON".into()), None))?;
+    run_step(app, &shop, step, input, raw)
         .await
         .map(|answer| answer.body)
 }

@@ -1,0 +1,182 @@
+//! One call of each default step: the same rule compiled natively (the
+//! floor), in a fresh instance and in a reused instance, on the example
+//! inputs and the tea-oil shop's config. After criterion's figures, a table
+//! of per-call p50 and the ratio to native, measured in the same run.
+//!
+//! cargo bench -p kefu --bench steps
+
+use criterion::{BenchmarkId, Criterion};
+use kefu::{
+    CallContext, MemoryStateStore, ReusePool, Runtime, RuntimeConfig, StateStore, Step, StepInput,
+};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// 2026-11-26 14:00 (UTC+8).
+const NOW: i64 = 1_795_672_800;
+
+struct Case {
+    step: Step,
+    example: &'static str,
+    /// The rule, natively: parses its input once, then runs per call.
+    native: Box<dyn Fn(&str) -> Box<dyn Fn() -> bool>>,
+}
+
+fn native<Req, Out>(
+    run: fn(&str, &Req, i64) -> Result<Out, String>,
+) -> Box<dyn Fn(&str) -> Box<dyn Fn() -> bool>>
+where
+    Req: serde::de::DeserializeOwned + 'static,
+    Out: 'static,
+{
+    Box::new(move |input: &str| {
+        let req: Req = serde_json::from_str(input).expect("example parses natively");
+        let config = CONFIG.with(|c| c.borrow().clone());
+        Box::new(move || black_box(run(&config, black_box(&req), NOW)).is_ok())
+    })
+}
+
+thread_local! {
+    static CONFIG: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            step: Step::Greeting,
+            example: "greeting/discount",
+            native: native(kefu_greeting::run),
+        },
+        Case {
+            step: Step::OrderConfirmation,
+            example: "order-confirmation/ok-with-remark",
+            native: native(kefu_order_confirmation::run),
+        },
+        Case {
+            step: Step::RefundPolicy,
+            example: "refund-policy/no-reason",
+            native: native(kefu_refund_policy::run),
+        },
+        Case {
+            step: Step::RevisitPlanner,
+            example: "revisit-planner/delivered",
+            native: native(kefu_revisit_planner::run),
+        },
+    ]
+}
+
+fn config_json(step: Step) -> String {
+    let text = std::fs::read_to_string(kefu_tests::example(&format!(
+        "shops/tea-oil/config/{}.toml",
+        step.world()
+    )))
+    .unwrap();
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    serde_json::to_string(&table).unwrap()
+}
+
+struct Setup {
+    name: String,
+    native: Box<dyn Fn() -> bool>,
+    fresh: Box<dyn Fn() -> bool>,
+    reused: Box<dyn Fn() -> bool>,
+}
+
+fn setups(rt: &Arc<Runtime>) -> Vec<Setup> {
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStateStore::default());
+    cases()
+        .into_iter()
+        .map(|case| {
+            let input_text = std::fs::read_to_string(kefu_tests::example(&format!(
+                "requests/{}.json",
+                case.example
+            )))
+            .unwrap();
+            let input: StepInput = case.step.parse_input(input_text.as_bytes()).unwrap();
+            let config = config_json(case.step);
+            CONFIG.with(|c| *c.borrow_mut() = config.clone());
+            let native = (case.native)(&input_text);
+            assert!(native(), "{} fails natively", case.example);
+            let plugin = rt.load(kefu::default_plugin(case.step), case.step).unwrap();
+            let ctx = CallContext {
+                shop: "bench".into(),
+                plugin: case.step.world().into(),
+                config_json: config,
+                now: NOW,
+                state: store.clone(),
+            };
+            let pool = Arc::new(ReusePool::new(plugin.clone()));
+            let (rt1, rt2, input1, input2, ctx1, ctx2) = (
+                rt.clone(),
+                rt.clone(),
+                input.clone(),
+                input,
+                ctx.clone(),
+                ctx,
+            );
+            let fresh: Box<dyn Fn() -> bool> =
+                Box::new(move || plugin.call(&rt1, ctx1.clone(), &input1).result.is_ok());
+            let reused: Box<dyn Fn() -> bool> =
+                Box::new(move || pool.call(&rt2, ctx2.clone(), &input2).result.is_ok());
+            assert!(fresh() && reused(), "{} fails in wasm", case.example);
+            Setup {
+                name: case.step.world().into(),
+                native,
+                fresh,
+                reused,
+            }
+        })
+        .collect()
+}
+
+/// Median of `n` timed calls, in microseconds.
+fn p50(f: &dyn Fn() -> bool, n: usize) -> f64 {
+    let mut times: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(f());
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[n / 2]
+}
+
+fn main() {
+    let rt = Arc::new(Runtime::new(RuntimeConfig::default()).unwrap());
+    let setups = setups(&rt);
+    let mut c = Criterion::default().configure_from_args();
+    for s in &setups {
+        let mut group = c.benchmark_group(&s.name);
+        group.bench_function(BenchmarkId::new("native", ""), |b| b.iter(|| (s.native)()));
+        group.bench_function(BenchmarkId::new("wasm-fresh", ""), |b| {
+            b.iter(|| (s.fresh)())
+        });
+        group.bench_function(BenchmarkId::new("wasm-reused", ""), |b| {
+            b.iter(|| (s.reused)())
+        });
+        group.finish();
+    }
+    c.final_summary();
+
+    println!("\nper-call p50 over 20,000 calls (µs) and ratio to native");
+    println!(
+        "{:<20} {:>10} {:>12} {:>8} {:>12} {:>8}",
+        "step", "native", "wasm-fresh", "x", "wasm-reused", "x"
+    );
+    for s in &setups {
+        let n = p50(s.native.as_ref(), 20_000);
+        let f = p50(s.fresh.as_ref(), 20_000);
+        let r = p50(s.reused.as_ref(), 20_000);
+        println!(
+            "{:<20} {:>10.2} {:>12.2} {:>8.1} {:>12.2} {:>8.1}",
+            s.name,
+            n,
+            f,
+            f / n,
+            r,
+            r / n
+        );
+    }
+}

@@ -1,0 +1,22 @@
+-- wrk script: POST the body file to a step of a shop picked at random
+-- among KEFU_SHOPS shops (shop-1 .. shop-N), with the shared load key.
+local shops = tonumber(os.getenv("KEFU_SHOPS") or "1")
+local step = os.getenv("KEFU_STEP") or "greeting"
+local f = assert(io.open(os.getenv("KEFU_BODY"), "rb"))
+local body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.body = body
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("KEFU_LOAD_KEY")
+math.randomseed(os.time())
+request = function()
+  local path = "/v1/shops/shop-" .. math.random(1, shops) .. "/" .. step
+  return wrk.format(nil, path)
+end
+-- Fail loudly on any non-200 answer.
+response = function(status, headers, body)
+  if status ~= 200 then
+    io.stderr:write("non-200 answer: " .. status .. " " .. body .. "\n")
+  end
+end
