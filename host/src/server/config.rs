@@ -95,6 +95,8 @@ pub struct ShopFile {
     pub api_key_env: Option<String>,
     /// Or the key's SHA-256 (hex), so the key itself is stored nowhere.
     pub api_key_sha256: Option<String>,
+    /// URL that receives a POST when a revisit falls due (optional).
+    pub revisit_webhook: Option<String>,
     /// Per-step plugin and config; a missing step uses the bundled plugin.
     #[serde(default)]
     pub steps: BTreeMap<String, StepFile>,
@@ -137,6 +139,7 @@ pub struct ShopSpec {
     pub dir: PathBuf,
     pub name: String,
     pub key_sha256: Option<[u8; 32]>,
+    pub revisit_webhook: Option<String>,
     pub steps: BTreeMap<Step, StepSpec>,
 }
 
@@ -197,6 +200,14 @@ impl ShopSpec {
                 })?),
                 (None, None) => None,
             };
+        if let Some(url) = &parsed.revisit_webhook
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                &file,
+                format!("revisit_webhook `{url}` must be an http:// or https:// URL"),
+            ));
+        }
         let mut steps = BTreeMap::new();
         for (name, step_file) in parsed.steps {
             let step: Step = name.parse().map_err(|e: crate::step::UnknownStep| {
@@ -223,6 +234,7 @@ impl ShopSpec {
             dir: dir.to_path_buf(),
             name: parsed.name,
             key_sha256,
+            revisit_webhook: parsed.revisit_webhook,
             steps,
         })
     }

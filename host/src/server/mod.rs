@@ -6,6 +6,7 @@ mod deploy;
 mod durability;
 mod error;
 mod handlers;
+pub mod revisits;
 mod service;
 mod shops;
 mod watch;
@@ -95,6 +96,26 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/plugins", get(handlers::plugins::list))
         .route("/v1/shops/{shop}/refunds", get(handlers::refunds::list))
         .route("/v1/shops/{shop}/revisits", get(handlers::revisits::list))
+        .route(
+            "/v1/shops/{shop}/revisits/report",
+            get(handlers::revisits::report),
+        )
+        .route(
+            "/v1/shops/{shop}/revisits/{id}/outcome",
+            post(handlers::revisits::outcome),
+        )
+        .route(
+            "/v1/shops/{shop}/revisits/{id}/cancel",
+            post(handlers::revisits::cancel),
+        )
+        .route(
+            "/v1/shops/{shop}/revisit-plans",
+            post(handlers::revisits::plans).layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
+        )
+        .route(
+            "/v1/shops/{shop}/customers/{customer}/do-not-contact",
+            post(handlers::customers::set).delete(handlers::customers::clear),
+        )
         .route("/v1/shops/{shop}/decisions", get(handlers::decisions::list))
         .route("/v1/audit", get(handlers::versions::audit))
         .route(
@@ -172,7 +193,10 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         ready: AtomicBool::new(false),
         max_body: config.max_body_kib * 1024,
     });
-    spawn_retention(storage, config.decision_retention_days);
+    spawn_retention(storage.clone(), config.decision_retention_days);
+    let stop = Arc::new(AtomicBool::new(false));
+    revisits::Scheduler::new(storage.clone(), app.registry.clone()).spawn(stop.clone());
+    revisits::spawn_outbox(storage, stop.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

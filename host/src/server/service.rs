@@ -38,12 +38,26 @@ struct PluginInfo<'a> {
 
 /// Run `step` for `shop` on `input`. On a plugin failure the error is
 /// logged as a decision too, and its id is returned with the error.
+/// Run `step` for `shop` and answer once it is durable.
 pub async fn run_step(
     app: &Arc<App>,
     shop: &Arc<Shop>,
     step: Step,
     input: StepInput,
     raw_input: Box<RawValue>,
+) -> Result<Answer, (ApiError, Option<u64>)> {
+    run_step_with(app, shop, step, input, raw_input, true).await
+}
+
+/// Like [`run_step`]; with `durable` false the caller must wait for
+/// durability itself before answering (a batch waits once for all).
+pub async fn run_step_with(
+    app: &Arc<App>,
+    shop: &Arc<Shop>,
+    step: Step,
+    input: StepInput,
+    raw_input: Box<RawValue>,
+    durable: bool,
 ) -> Result<Answer, (ApiError, Option<u64>)> {
     let Some(active) = shop.steps.get(&step).cloned() else {
         let reason = shop
@@ -142,6 +156,16 @@ pub async fn run_step(
         if let (StepInput::RevisitPlanner(req), Ok(StepOutput::RevisitPlanner(plan))) =
             (&input, &outcome.result)
         {
+            // A do-not-contact customer's revisits are kept, cancelled.
+            let status = if storage.is_do_not_contact(&shop.id, &req.customer.id)? {
+                "cancelled"
+            } else {
+                "planned"
+            };
+            let cause = match &req.trigger {
+                crate::types::RevisitTrigger::ComplaintResolved(c) => Some(c.cause.clone()),
+                _ => None,
+            };
             let records = plan
                 .revisits
                 .iter()
@@ -156,8 +180,12 @@ pub async fn run_step(
                         message: r.message.clone(),
                         max_attempts: r.attempts.max_attempts,
                         retry_after_hours: r.attempts.retry_after_hours,
-                        status: "planned".into(),
+                        status: status.into(),
                         decision_id: id,
+                        attempts_made: 0,
+                        planned_at: now,
+                        cause: cause.clone(),
+                        outcomes: Vec::new(),
                     })
                 })
                 .collect::<Result<Vec<_>, crate::storage::StorageError>>()?;
@@ -166,7 +194,9 @@ pub async fn run_step(
         Ok::<(), crate::storage::StorageError>(())
     })();
     records.map_err(|e| (e.into(), Some(id)))?;
-    app.committer.durable().await.map_err(|e| (e, Some(id)))?;
+    if durable {
+        app.committer.durable().await.map_err(|e| (e, Some(id)))?;
+    }
 
     match outcome.result {
         Ok(_) => {

@@ -11,8 +11,8 @@ mod records;
 mod sled_store;
 
 pub use records::{
-    AuditEvent, CallError as DecisionError, Decision, DecisionQuery, RefundRecord, RevisitRecord,
-    VersionRecord,
+    AuditEvent, CallError as DecisionError, Decision, DecisionQuery, Delivery, RefundRecord,
+    RevisitOutcome, RevisitRecord, VersionRecord,
 };
 pub use sled_store::SledStorage;
 
@@ -42,10 +42,30 @@ pub trait Storage: StateStore + Send + Sync {
     fn put_refund(&self, record: &RefundRecord) -> Result<(), StorageError>;
     /// A shop's refund records, newest first.
     fn refunds(&self, shop: &str, limit: usize) -> Result<Vec<RefundRecord>, StorageError>;
-    /// Keep planned revisits.
+    /// Keep new or changed revisits; a "planned" one is indexed by its due
+    /// time, any other is not.
     fn put_revisits(&self, records: &[RevisitRecord]) -> Result<(), StorageError>;
-    /// A shop's planned revisits, earliest due first.
-    fn revisits(&self, shop: &str, limit: usize) -> Result<Vec<RevisitRecord>, StorageError>;
+    /// A shop's revisits, earliest due first, optionally of one status.
+    fn revisits(
+        &self,
+        shop: &str,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RevisitRecord>, StorageError>;
+    /// One revisit by id.
+    fn revisit(&self, id: u64) -> Result<Option<RevisitRecord>, StorageError>;
+    /// Planned revisits due at or before `now`, earliest first (from the
+    /// due-time index: no scan of the others).
+    fn due_revisits(&self, now: i64, limit: usize) -> Result<Vec<RevisitRecord>, StorageError>;
+    /// Queue webhook deliveries.
+    fn put_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StorageError>;
+    /// Deliveries whose next try is at or before `now_ms`.
+    fn deliveries_ready(&self, now_ms: i64, limit: usize) -> Result<Vec<Delivery>, StorageError>;
+    /// A delivery succeeded.
+    fn remove_delivery(&self, key: &str) -> Result<(), StorageError>;
+    /// Mark a customer do-not-contact (or not).
+    fn set_do_not_contact(&self, shop: &str, customer: &str, on: bool) -> Result<(), StorageError>;
+    fn is_do_not_contact(&self, shop: &str, customer: &str) -> Result<bool, StorageError>;
     /// Append to the deploy audit.
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StorageError>;
     /// Audit events, of one shop or all, newest first.

@@ -64,7 +64,7 @@ pub struct RefundRecord {
     pub decision_id: u64,
 }
 
-/// A revisit planned by the revisit planner.
+/// A revisit planned by the revisit planner, and what became of it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RevisitRecord {
     pub id: u64,
@@ -76,8 +76,49 @@ pub struct RevisitRecord {
     pub message: String,
     pub max_attempts: u32,
     pub retry_after_hours: u32,
+    /// "planned" (waiting for its time), "due" (its time came: an agent or
+    /// the shop's webhook makes it), "done", "unreachable", "cancelled".
     pub status: String,
     pub decision_id: u64,
+    /// Attempts made so far (outcomes recorded).
+    #[serde(default)]
+    pub attempts_made: u32,
+    /// When it was planned, unix seconds.
+    #[serde(default)]
+    pub planned_at: i64,
+    /// The complaint's cause, for complaint follow-ups.
+    #[serde(default)]
+    pub cause: Option<String>,
+    /// Outcomes recorded by agents (回访记录), oldest first.
+    #[serde(default)]
+    pub outcomes: Vec<RevisitOutcome>,
+}
+
+/// One attempt's outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevisitOutcome {
+    /// unix seconds
+    pub at: i64,
+    /// "reached", "no-answer", "refused" or "wrong-number".
+    pub result: String,
+    /// 1 to 5, when the customer was reached and said.
+    pub satisfaction: Option<u8>,
+    pub note: String,
+    pub agent: String,
+}
+
+/// A webhook delivery waiting to succeed (the outbox).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// "revisit-<id>-<attempt>": the same for every retry of one firing.
+    pub key: String,
+    pub shop: String,
+    pub url: String,
+    pub body: String,
+    pub tries: u32,
+    /// unix milliseconds of the next try
+    pub next_try_ms: i64,
+    pub last_error: Option<String>,
 }
 
 /// One event of the deploy audit.

@@ -1,7 +1,7 @@
 //! The embedded backend: sled 0.34.
 
 use super::records::{
-    AuditEvent, Decision, DecisionQuery, RefundRecord, RevisitRecord, VersionRecord,
+    AuditEvent, Decision, DecisionQuery, Delivery, RefundRecord, RevisitRecord, VersionRecord,
 };
 use super::{Storage, StorageError};
 use crate::state::{StateError, StateScope, StateStore};
@@ -23,6 +23,12 @@ pub struct SledStorage {
     decisions_by_time: sled::Tree,
     refunds: sled::Tree,
     revisits: sled::Tree,
+    /// id -> primary key of the revisit
+    revisit_ids: sled::Tree,
+    /// due time + id -> id, planned revisits only
+    revisits_due: sled::Tree,
+    outbox: sled::Tree,
+    do_not_contact: sled::Tree,
     audit: sled::Tree,
     blobs: sled::Tree,
     versions: sled::Tree,
@@ -99,6 +105,10 @@ impl SledStorage {
             decisions_by_time: tree("decisions_by_time")?,
             refunds: tree("refunds")?,
             revisits: tree("revisits")?,
+            revisit_ids: tree("revisit_ids")?,
+            revisits_due: tree("revisits_due")?,
+            outbox: tree("outbox")?,
+            do_not_contact: tree("do_not_contact")?,
             audit: tree("audit")?,
             blobs: tree("blobs")?,
             versions: tree("versions")?,
@@ -184,19 +194,122 @@ impl Storage for SledStorage {
     }
 
     fn put_revisits(&self, records: &[RevisitRecord]) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
         for r in records {
-            batch.insert(timed_key(&r.shop, r.due_at, r.id), encode(r)?);
+            let key = timed_key(&r.shop, r.due_at, r.id);
+            let id = r.id.to_be_bytes();
+            // A changed due time moves the record: drop the old keys.
+            if let Some(old) = self.revisit_ids.get(id).map_err(backend)? {
+                if old.as_ref() != key.as_slice() {
+                    self.revisits.remove(&old).map_err(backend)?;
+                }
+                let old_due = &old[old.len() - 16..old.len() - 8];
+                let mut due_key = old_due.to_vec();
+                due_key.extend_from_slice(&id);
+                self.revisits_due.remove(due_key).map_err(backend)?;
+            }
+            let mut due_key = ordered(r.due_at).to_vec();
+            due_key.extend_from_slice(&id);
+            if r.status == "planned" {
+                self.revisits_due.insert(due_key, &id).map_err(backend)?;
+            }
+            self.revisits
+                .insert(key.as_slice(), encode(r)?)
+                .map_err(backend)?;
+            self.revisit_ids.insert(id, key).map_err(backend)?;
         }
-        self.revisits.apply_batch(batch).map_err(backend)
+        Ok(())
     }
 
-    fn revisits(&self, shop: &str, limit: usize) -> Result<Vec<RevisitRecord>, StorageError> {
+    fn revisits(
+        &self,
+        shop: &str,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RevisitRecord>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.revisits.scan_prefix(shop_prefix(shop)) {
+            let r: RevisitRecord = decode(&item.map_err(backend)?.1)?;
+            if status.is_none_or(|s| s == r.status) {
+                out.push(r);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn revisit(&self, id: u64) -> Result<Option<RevisitRecord>, StorageError> {
+        let Some(key) = self.revisit_ids.get(id.to_be_bytes()).map_err(backend)? else {
+            return Ok(None);
+        };
         self.revisits
-            .scan_prefix(shop_prefix(shop))
-            .take(limit)
-            .map(|item| decode(&item.map_err(backend)?.1))
-            .collect()
+            .get(key)
+            .map_err(backend)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    fn due_revisits(&self, now: i64, limit: usize) -> Result<Vec<RevisitRecord>, StorageError> {
+        let end = ordered(now.saturating_add(1)).to_vec();
+        let mut out = Vec::new();
+        for item in self.revisits_due.range(..end).take(limit) {
+            let (_, id) = item.map_err(backend)?;
+            let id = u64::from_be_bytes(
+                id.as_ref()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt("due index".into()))?,
+            );
+            if let Some(r) = self.revisit(id)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StorageError> {
+        for d in deliveries {
+            self.outbox
+                .insert(d.key.as_bytes(), encode(d)?)
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn deliveries_ready(&self, now_ms: i64, limit: usize) -> Result<Vec<Delivery>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.outbox.iter() {
+            let d: Delivery = decode(&item.map_err(backend)?.1)?;
+            if d.next_try_ms <= now_ms {
+                out.push(d);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove_delivery(&self, key: &str) -> Result<(), StorageError> {
+        self.outbox.remove(key.as_bytes()).map_err(backend)?;
+        Ok(())
+    }
+
+    fn set_do_not_contact(&self, shop: &str, customer: &str, on: bool) -> Result<(), StorageError> {
+        let mut key = shop_prefix(shop);
+        key.extend_from_slice(customer.as_bytes());
+        if on {
+            self.do_not_contact.insert(key, &[]).map_err(backend)?;
+        } else {
+            self.do_not_contact.remove(key).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn is_do_not_contact(&self, shop: &str, customer: &str) -> Result<bool, StorageError> {
+        let mut key = shop_prefix(shop);
+        key.extend_from_slice(customer.as_bytes());
+        self.do_not_contact.contains_key(key).map_err(backend)
     }
 
     fn append_audit(&self, e: &AuditEvent) -> Result<(), StorageError> {

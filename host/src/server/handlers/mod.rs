@@ -1,5 +1,6 @@
 //! One handler file per API resource.
 
+pub mod customers;
 pub mod decisions;
 pub mod health;
 pub mod plugins;
