@@ -28,6 +28,12 @@ impl Scheduler {
         Scheduler { storage, registry }
     }
 
+    /// A scheduler for `storage` alone, with no shop (so no webhooks): for
+    /// benchmarks and tools.
+    pub fn standalone(storage: Arc<dyn Storage>) -> Self {
+        Scheduler::new(storage, Arc::new(Registry::empty()))
+    }
+
     /// Fire every planned revisit due at or before `now` (unix seconds):
     /// mark it due and queue its webhook, durably. Returns them, earliest
     /// first.
