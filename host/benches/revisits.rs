@@ -32,8 +32,10 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
 
-    // Due from 30 s after the inserts start, spread evenly over the window.
-    let start = chrono::Utc::now().timestamp() + 30;
+    // Due from after the inserts (≥ 20,000 per second), spread evenly over
+    // the window.
+    let headroom = 10 + (count / 20_000) as i64;
+    let start = chrono::Utc::now().timestamp() + headroom;
     let rss_before = rss_mb();
     let t = Instant::now();
     let mut batch = Vec::with_capacity(10_000);
