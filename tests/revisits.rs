@@ -16,9 +16,12 @@ const KEY: &str = "test-key-lab";
 
 /// A webhook receiver on 127.0.0.1: counts deliveries per idempotency key
 /// and remembers when each key first arrived and the revisit's due time.
+/// Per idempotency key: (deliveries, first arrival in unix seconds, due_at).
+type Seen = HashMap<String, (u32, f64, i64)>;
+
 #[derive(Clone, Default)]
 struct Receiver {
-    seen: Arc<Mutex<HashMap<String, (u32, f64, i64)>>>,
+    seen: Arc<Mutex<Seen>>,
 }
 
 impl Receiver {

@@ -16,16 +16,18 @@ use std::time::Instant;
 /// 2026-11-26 14:00 (UTC+8).
 const NOW: i64 = 1_795_672_800;
 
+/// A call to time, and what makes one from an example input.
+type Call = Box<dyn Fn() -> bool>;
+type MakeNative = Box<dyn Fn(&str) -> Call>;
+
 struct Case {
     step: Step,
     example: &'static str,
     /// The rule, natively: parses its input once, then runs per call.
-    native: Box<dyn Fn(&str) -> Box<dyn Fn() -> bool>>,
+    native: MakeNative,
 }
 
-fn native<Req, Out>(
-    run: fn(&str, &Req, i64) -> Result<Out, String>,
-) -> Box<dyn Fn(&str) -> Box<dyn Fn() -> bool>>
+fn native<Req, Out>(run: fn(&str, &Req, i64) -> Result<Out, String>) -> MakeNative
 where
     Req: serde::de::DeserializeOwned + 'static,
     Out: 'static,
@@ -33,7 +35,7 @@ where
     Box::new(move |input: &str| {
         let req: Req = serde_json::from_str(input).expect("example parses natively");
         let config = CONFIG.with(|c| c.borrow().clone());
-        Box::new(move || black_box(run(&config, black_box(&req), NOW)).is_ok())
+        Box::new(move || black_box(run(&config, black_box(&req), NOW)).is_ok()) as Call
     })
 }
 

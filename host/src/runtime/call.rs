@@ -181,7 +181,7 @@ where
     (Result<R, String>,): ComponentNamedList + Lift,
 {
     let func = instance
-        .get_func(&mut *store, &plugin.export)
+        .get_func(&mut *store, plugin.export)
         .ok_or_else(|| wasmtime::format_err!("export `{}` is missing", plugin.step.export()))?;
     // SAFETY: `typecheck` checked this export against the step's signature
     // when the plugin was loaded, and callers only pass the input type of

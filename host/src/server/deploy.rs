@@ -338,6 +338,13 @@ impl Deployer {
         Ok(())
     }
 
+    /// A shop being served, or the error naming it.
+    fn running_shop(&self, shop_id: &str) -> Result<Arc<Shop>, DeployError> {
+        self.registry
+            .get(shop_id)
+            .ok_or_else(|| DeployError::UnknownShop(shop_id.into()))
+    }
+
     /// Deploy an uploaded component as the next version of a shop's step,
     /// keeping the step's current config.
     pub fn deploy_api(
@@ -348,10 +355,7 @@ impl Deployer {
         actor: &str,
     ) -> Result<VersionRecord, DeployError> {
         let _guard = self.guard();
-        let shop = self
-            .registry
-            .get(shop_id)
-            .ok_or_else(|| DeployError::UnknownShop(shop_id.into()))?;
+        let shop = self.running_shop(shop_id)?;
         let config_json = shop
             .steps
             .get(&step)
@@ -387,10 +391,7 @@ impl Deployer {
         actor: &str,
     ) -> Result<VersionRecord, DeployError> {
         let _guard = self.guard();
-        let shop = self
-            .registry
-            .get(shop_id)
-            .ok_or_else(|| DeployError::UnknownShop(shop_id.into()))?;
+        let shop = self.running_shop(shop_id)?;
         let history = self.storage.versions(shop_id, step)?;
         let current = self.storage.active(shop_id, step)?;
         let target = match to {

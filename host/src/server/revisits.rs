@@ -346,12 +346,15 @@ mod tests {
             scheduler.tick(1_009, 0).unwrap().is_empty(),
             "nothing is due before its time"
         );
-        let fired: Vec<i64> = scheduler
-            .tick(1_020, 0)
-            .unwrap()
-            .iter()
-            .map(|r| r.due_at)
-            .collect();
+        let fire = |now| -> Vec<i64> {
+            scheduler
+                .tick(now, 0)
+                .unwrap()
+                .iter()
+                .map(|r| r.due_at)
+                .collect()
+        };
+        let fired = fire(1_020);
         assert_eq!(
             fired,
             [1_010, 1_010, 1_020],
@@ -361,12 +364,7 @@ mod tests {
             scheduler.tick(1_020, 0).unwrap().is_empty(),
             "none fires twice"
         );
-        let fired: Vec<i64> = scheduler
-            .tick(2_000, 0)
-            .unwrap()
-            .iter()
-            .map(|r| r.due_at)
-            .collect();
+        let fired = fire(2_000);
         assert_eq!(fired, [1_030, 1_040]);
         assert_eq!(storage.revisits("s", Some("due"), 100).unwrap().len(), 5);
         assert!(
