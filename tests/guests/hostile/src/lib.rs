@@ -92,6 +92,54 @@ impl Guest for Plugin {
                 Ok(reject(&n.to_string()))
             }
             "error" => Err("hostile plugin refuses to decide".into()),
+            // Try everything the sandbox must refuse; report what worked.
+            "probe" => {
+                let mut got = Vec::new();
+                if let Ok(entries) = std::fs::read_dir("/") {
+                    got.push(format!("listed / ({} entries)", entries.count()));
+                }
+                if std::fs::read_to_string("/etc/passwd").is_ok() {
+                    got.push("read /etc/passwd".to_string());
+                }
+                if std::fs::write("/tmp/kefu-escape", "x").is_ok() {
+                    got.push("wrote /tmp".to_string());
+                }
+                let vars = std::env::vars().count();
+                if vars > 0 {
+                    got.push(format!("{vars} env vars"));
+                }
+                if std::env::args().count() > 0 {
+                    got.push("args".to_string());
+                }
+                for addr in ["127.0.0.1:80", "127.0.0.1:8080", "10.0.0.1:80"] {
+                    if std::net::TcpStream::connect(addr).is_ok() {
+                        got.push(format!("connected to {addr}"));
+                    }
+                }
+                if std::net::UdpSocket::bind("127.0.0.1:0").is_ok() {
+                    got.push("bound a UDP socket".to_string());
+                }
+                if std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80)).is_ok() {
+                    got.push("resolved a name".to_string());
+                }
+                Ok(reject(&if got.is_empty() { "nothing".to_string() } else { got.join("; ") }))
+            }
+            // A message that is not UTF-8 (only `unsafe` can make one).
+            "bad-utf8" => {
+                // SAFETY: deliberately not; the host must refuse to lift it.
+                let text = unsafe { String::from_utf8_unchecked(vec![0xe5, 0x96, 0xff, 0xfe]) };
+                Ok(reject(&text))
+            }
+            // Fill the state store: `keys` keys of `bytes` bytes each.
+            "fill-state" => {
+                let value = "x".repeat(arg("bytes").max(1) as usize);
+                for i in 0..arg("keys") {
+                    if let Err(e) = state::set(&format!("k{i}"), &value) {
+                        return Err(format!("state refused key {i}: {e:?}"));
+                    }
+                }
+                Ok(reject("filled"))
+            }
             // Remember this call's order in guest memory and answer with
             // the count of calls this instance served and the order
             // remembered from the call before: a reused instance shows both.

@@ -1,0 +1,205 @@
+//! Hardening: what the sandbox refuses, malformed output, fuzzed
+//! components, and kill -9 right after deploys.
+
+mod support;
+
+use kefu::{
+    CallContext, CallError, Limits, MemoryStateStore, Runtime, RuntimeConfig, StateStore, Step,
+    StepOutput,
+};
+use std::sync::Arc;
+use support::server::{ADMIN, Server, agent, post, write_config};
+use support::{example, wasm};
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        limits: Limits::default(),
+    })
+    .unwrap()
+}
+
+fn call(rt: &Runtime, config: &str) -> Result<StepOutput, CallError> {
+    let plugin = rt
+        .load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy)
+        .unwrap();
+    let input = Step::RefundPolicy
+        .parse_input(&std::fs::read(example("requests/refund-policy/unshipped.json")).unwrap())
+        .unwrap();
+    let ctx = CallContext {
+        shop: "s".into(),
+        plugin: "refund-policy".into(),
+        config_json: config.into(),
+        now: 1_795_140_000,
+        state: Arc::new(MemoryStateStore::default()) as Arc<dyn StateStore>,
+    };
+    plugin.call(rt, ctx, &input).result
+}
+
+fn message(out: Result<StepOutput, CallError>) -> String {
+    match out {
+        Ok(StepOutput::RefundPolicy(d)) => d.message,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_sandbox_refuses_files_env_args_and_network() {
+    // The test process itself has files, env vars and a loopback; the
+    // plugin sees none of them.
+    assert!(std::env::vars().count() > 0);
+    let rt = runtime();
+    assert_eq!(message(call(&rt, r#"{"behavior":"probe"}"#)), "nothing");
+}
+
+#[test]
+fn output_that_is_not_utf8_is_refused_and_the_host_goes_on() {
+    let rt = runtime();
+    let err = call(&rt, r#"{"behavior":"bad-utf8"}"#).unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("utf-8"), "{err}");
+    assert_eq!(message(call(&rt, r#"{"behavior":"ok"}"#)), "ok");
+}
+
+#[test]
+fn a_plugin_cannot_store_oversized_values() {
+    let rt = runtime();
+    assert_eq!(
+        message(call(
+            &rt,
+            r#"{"behavior":"fill-state","keys":3,"bytes":1000}"#
+        )),
+        "filled"
+    );
+    let err = call(&rt, r#"{"behavior":"fill-state","keys":1,"bytes":100000}"#).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Plugin(m) if m.contains("TooLarge") && m.contains("65536")),
+        "{err}"
+    );
+}
+
+/// A small deterministic generator, so a failure can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn mutated_components_are_errors_never_panics() {
+    let rt = runtime();
+    let original = std::fs::read(wasm::REFUND_POLICY).unwrap();
+    let input = Step::RefundPolicy
+        .parse_input(&std::fs::read(example("requests/refund-policy/unshipped.json")).unwrap())
+        .unwrap();
+    let mut rng = XorShift(0x6b65_6675_2d66_757a);
+    let (mut rejected, mut loaded) = (0, 0);
+    for round in 0..200 {
+        let mut bytes = original.clone();
+        match round % 4 {
+            // Flip a few bytes anywhere.
+            0 | 1 => {
+                for _ in 0..1 + rng.below(8) {
+                    let i = rng.below(bytes.len());
+                    bytes[i] ^= 1 << rng.below(8);
+                }
+            }
+            // Cut it short.
+            2 => bytes.truncate(rng.below(bytes.len())),
+            // Splice a copy of one region over another.
+            _ => {
+                let (from, to, len) = (
+                    rng.below(bytes.len()),
+                    rng.below(bytes.len()),
+                    1 + rng.below(64),
+                );
+                let chunk: Vec<u8> = bytes[from..(from + len).min(bytes.len())].to_vec();
+                let end = (to + chunk.len()).min(bytes.len());
+                bytes[to..end].copy_from_slice(&chunk[..end - to]);
+            }
+        }
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match rt.load(&bytes, Step::RefundPolicy) {
+                Ok(plugin) => {
+                    let ctx = CallContext {
+                        shop: "s".into(),
+                        plugin: "refund-policy".into(),
+                        config_json: "{}".into(),
+                        now: 1_795_140_000,
+                        state: Arc::new(MemoryStateStore::default()) as Arc<dyn StateStore>,
+                    };
+                    let _ = plugin.call(&rt, ctx, &input).result;
+                    true
+                }
+                Err(_) => false,
+            }
+        }));
+        match outcome {
+            Ok(true) => loaded += 1,
+            Ok(false) => rejected += 1,
+            Err(_) => panic!("round {round}: the loader panicked on a mutated component"),
+        }
+    }
+    eprintln!(
+        "200 mutated components: {rejected} rejected with an error, {loaded} still loaded (mutations in data or custom sections)"
+    );
+    assert!(rejected > 0);
+}
+
+#[test]
+fn kill_9_right_after_deploys_keeps_the_last_acknowledged_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let shops = dir.path().join("shops");
+    std::fs::create_dir_all(shops.join("swap")).unwrap();
+    std::fs::write(
+        shops.join("swap/shop.toml"),
+        "name = \"swap\"\napi_key_env = \"KEFU_KEY_LAB\"\n",
+    )
+    .unwrap();
+    let config = write_config(dir.path(), &shops, "");
+    let server = Server::start(&config);
+    let mut last = 0;
+    for i in 0..6 {
+        let file = if i % 2 == 0 {
+            wasm::HOSTILE
+        } else {
+            wasm::REFUND_POLICY
+        };
+        let bytes = std::fs::read(file).unwrap();
+        let mut resp = agent()
+            .post(server.url("/v1/shops/swap/steps/refund-policy/versions"))
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .send(&bytes[..])
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        let out: serde_json::Value =
+            serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        last = out["version"]["version"].as_u64().unwrap();
+    }
+    server.kill();
+    let server = Server::start(&config);
+    let body = std::fs::read(example("requests/refund-policy/unshipped.json")).unwrap();
+    let (status, out) = post(
+        &server,
+        "/v1/shops/swap/refund-decision",
+        Some("test-key-lab"),
+        &body,
+    );
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(
+        out["plugin"]["version"].as_u64(),
+        Some(last),
+        "the last acknowledged deploy is active after kill -9"
+    );
+    assert_eq!(
+        out["output"]["outcome"], "Approve",
+        "and it is the default refund plugin (deployed last)"
+    );
+}
