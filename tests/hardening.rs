@@ -7,6 +7,7 @@ use kefu::{
     CallContext, CallError, Limits, MemoryStateStore, Runtime, RuntimeConfig, StateStore, Step,
     StepOutput,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 use support::server::{ADMIN, Server, agent, post, write_config};
 use support::{example, wasm};
@@ -201,5 +202,122 @@ fn kill_9_right_after_deploys_keeps_the_last_acknowledged_version() {
     assert_eq!(
         out["output"]["outcome"], "Approve",
         "and it is the default refund plugin (deployed last)"
+    );
+}
+
+fn p99(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[(v.len() * 99) / 100 - 1]
+}
+
+/// Shop A's plugin loops into its timeout under 100 concurrent clients
+/// that honour `Retry-After`; shop B's greeting p99 is measured before and
+/// during that. Returns (unloaded p99, loaded p99, A's statuses).
+fn noisy_neighbour() -> (f64, f64, HashMap<u16, usize>) {
+    let dir = tempfile::tempdir().unwrap();
+    let shops = support::shops::lab(dir.path());
+    let config = write_config(
+        dir.path(),
+        &shops,
+        "[limits]\ntimeout_ms = 300\n[quotas]\nconcurrent_calls = 1\ncpu_ms_per_window = 1000\nwindow_secs = 10\n",
+    );
+    let s = Server::start(&config);
+    let greeting = std::fs::read(example("requests/greeting/first-visit.json")).unwrap();
+    let refund = std::fs::read(example("requests/refund-policy/unshipped.json")).unwrap();
+    let b_latencies = || -> Vec<f64> {
+        (0..200)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let (status, out) = post(
+                    &s,
+                    "/v1/shops/apparel/greeting",
+                    Some(support::server::APPAREL_KEY),
+                    &greeting,
+                );
+                assert_eq!(status, 200, "{out}");
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect()
+    };
+    let unloaded = p99(b_latencies());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let statuses = std::sync::Mutex::new(HashMap::<u16, usize>::new());
+    let loaded = std::thread::scope(|scope| {
+        for _ in 0..100 {
+            scope.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut resp = agent()
+                        .post(s.url("/v1/shops/slow/refund-decision"))
+                        .header("authorization", "Bearer test-key-lab")
+                        .send(&refund[..])
+                        .unwrap();
+                    let status = resp.status().as_u16();
+                    let retry_header = resp.headers().get("retry-after").is_some();
+                    let out: serde_json::Value =
+                        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+                    *statuses.lock().unwrap().entry(status).or_default() += 1;
+                    if status == 429 {
+                        assert_eq!(out["error"]["code"], "quota_exceeded");
+                        assert!(retry_header, "a 429 says when to retry");
+                        // A well-behaved client waits as told (capped here
+                        // so the test ends).
+                        let wait = out["error"]["retry_after_secs"]
+                            .as_u64()
+                            .unwrap_or(1)
+                            .min(2);
+                        std::thread::sleep(std::time::Duration::from_secs(wait));
+                    }
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let loaded = p99(b_latencies());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        loaded
+    });
+    let statuses = statuses.into_inner().unwrap();
+    eprintln!(
+        "shop B greeting p99: unloaded {unloaded:.2} ms, while shop A loops {loaded:.2} ms; shop A answers by status: {statuses:?}"
+    );
+    let (_, metrics) = support::server::get(&s, "/metrics", None);
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains(r#"kefu_quota_rejections_total{shop="slow""#)
+    );
+    (unloaded, loaded, statuses)
+}
+
+#[test]
+fn a_shop_over_its_quota_gets_429_and_the_others_keep_answering() {
+    // Every one of shop B's 400 calls answered 200 (asserted inside).
+    let (_, _, statuses) = noisy_neighbour();
+    assert!(
+        statuses.get(&504).copied().unwrap_or(0) >= 1,
+        "shop A's plugin timed out: {statuses:?}"
+    );
+    assert!(
+        statuses.get(&429).copied().unwrap_or(0) >= 1,
+        "shop A was held to its quota: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.len(),
+        2,
+        "shop A only ever got timeouts and 429s: {statuses:?}"
+    );
+}
+
+/// The noisy-neighbour target as a measurement: p99 within 2x. Timing on a
+/// shared 2-core VM is too noisy for CI (the unloaded p99 alone moves
+/// between 3 and 7 ms with fsync jitter), so it runs on request:
+/// `cargo test --release --test hardening -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing measurement; figures in docs/PERFORMANCE.md"]
+fn noisy_neighbour_p99_stays_within_twice_the_unloaded_value() {
+    let (unloaded, loaded, _) = noisy_neighbour();
+    assert!(
+        loaded <= 2.0 * unloaded,
+        "shop B's p99 went from {unloaded:.2} ms to {loaded:.2} ms"
     );
 }

@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub storage_cache_mib: u64,
     /// Per-call plugin limits.
     pub limits: Limits,
+    /// Per-shop quotas.
+    pub quotas: super::quota::Quotas,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             decision_retention_days: 30,
             storage_cache_mib: 64,
             limits: Limits::default(),
+            quotas: super::quota::Quotas::default(),
         }
     }
 }

@@ -42,6 +42,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Rejected(String),
+    #[error(transparent)]
+    Quota(#[from] super::quota::QuotaExceeded),
 }
 
 impl ApiError {
@@ -61,6 +63,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Rejected(_) => "plugin_rejected",
+            ApiError::Quota(_) => "quota_exceeded",
         }
     }
 
@@ -77,6 +80,7 @@ impl ApiError {
             | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PluginUnavailable { .. } | ApiError::Storage(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -92,6 +96,9 @@ impl ApiError {
         let mut error = json!({ "code": self.code(), "message": self.to_string() });
         if let ApiError::InvalidField { path, .. } = self {
             error["field"] = json!(path);
+        }
+        if let ApiError::Quota(q) = self {
+            error["retry_after_secs"] = json!(q.retry_after_secs);
         }
         let mut body = json!({ "error": error });
         if let serde_json::Value::Object(map) = extra {
@@ -110,8 +117,22 @@ impl From<crate::storage::StorageError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The HTTP response, with `extra` fields in the body and a
+    /// `Retry-After` header for quota refusals.
+    pub fn response(&self, extra: serde_json::Value) -> Response {
+        let mut response = (self.status(), Json(self.body(extra))).into_response();
+        if let ApiError::Quota(q) = self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, q.retry_after_secs.into());
+        }
+        response
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.body(json!({})))).into_response()
+        self.response(json!({}))
     }
 }

@@ -6,6 +6,7 @@ mod deploy;
 mod durability;
 mod error;
 mod handlers;
+mod quota;
 pub mod revisits;
 mod service;
 mod shops;
@@ -13,6 +14,7 @@ mod watch;
 
 pub use config::{ConfigError, ServerConfig};
 pub use error::ApiError;
+pub use quota::Quotas;
 
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::storage::{SledStorage, Storage};
@@ -35,6 +37,8 @@ pub struct App {
     pub metrics: PrometheusHandle,
     pub ready: AtomicBool,
     pub max_body: usize,
+    pub quotas: Quotas,
+    pub meter: quota::Meter,
 }
 
 /// Why the server could not start.
@@ -140,12 +144,12 @@ pub fn router(app: Arc<App>) -> Router {
 pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
     let storage: Arc<dyn Storage> = Arc::new(
-        SledStorage::open_with_cache(&config.data_dir, config.storage_cache_mib << 20).map_err(
-            |source| ServeError::Storage {
+        SledStorage::open_with_cache(&config.data_dir, config.storage_cache_mib << 20)
+            .map(|s| s.with_state_quota(config.quotas.state_kib * 1024))
+            .map_err(|source| ServeError::Storage {
                 path: config.data_dir.display().to_string(),
                 source,
-            },
-        )?,
+            })?,
     );
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         cache_dir: Some(config.cache_dir()),
@@ -192,6 +196,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         metrics,
         ready: AtomicBool::new(false),
         max_body: config.max_body_kib * 1024,
+        quotas: config.quotas.clone(),
+        meter: quota::Meter::default(),
     });
     spawn_retention(storage.clone(), config.decision_retention_days);
     let stop = Arc::new(AtomicBool::new(false));

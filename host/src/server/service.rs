@@ -82,6 +82,10 @@ pub async fn run_step_with(
         now,
         state: app.storage.clone(),
     };
+    let permit = app
+        .meter
+        .admit(&app.quotas, &shop.id, now_ms())
+        .map_err(|e| (ApiError::Quota(e), None))?;
     let runtime = app.runtime.clone();
     let plugin = active.clone();
     let (outcome, input) = tokio::task::spawn_blocking(move || {
@@ -90,6 +94,9 @@ pub async fn run_step_with(
     })
     .await
     .map_err(|e| (ApiError::Storage(format!("plugin task failed: {e}")), None))?;
+    drop(permit);
+    app.meter
+        .charge(&app.quotas, &shop.id, now_ms(), outcome.duration);
 
     active.count(outcome.result.is_ok());
     let labels = [

@@ -29,6 +29,10 @@ pub struct SledStorage {
     revisits_due: sled::Tree,
     outbox: sled::Tree,
     do_not_contact: sled::Tree,
+    /// shop -> bytes of plugin state it keeps (when a quota is set)
+    state_usage: sled::Tree,
+    /// Bytes of state one shop may keep; 0: no quota.
+    state_quota: u64,
     audit: sled::Tree,
     blobs: sled::Tree,
     versions: sled::Tree,
@@ -109,12 +113,46 @@ impl SledStorage {
             revisits_due: tree("revisits_due")?,
             outbox: tree("outbox")?,
             do_not_contact: tree("do_not_contact")?,
+            state_usage: tree("state_usage")?,
+            state_quota: 0,
             audit: tree("audit")?,
             blobs: tree("blobs")?,
             versions: tree("versions")?,
             active: tree("active")?,
             db,
         })
+    }
+
+    /// Cap the plugin state (keys + values) each shop may keep.
+    pub fn with_state_quota(mut self, bytes: u64) -> Self {
+        self.state_quota = bytes;
+        self
+    }
+
+    /// Add `delta` bytes to a shop's state usage, refusing to pass the
+    /// quota. (Two writes of one shop racing may pass it by one value.)
+    fn account(&self, shop: &str, delta: i64) -> Result<(), StateError> {
+        if self.state_quota == 0 {
+            return Ok(());
+        }
+        let key = shop_prefix(shop);
+        let used = self
+            .state_usage
+            .get(&key)
+            .map_err(state_err)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        let next = (used as i64 + delta).max(0) as u64;
+        if delta > 0 && next > self.state_quota {
+            return Err(StateError::QuotaExceeded(format!(
+                "shop `{shop}` would keep {next} bytes of plugin state, over its quota of {}",
+                self.state_quota
+            )));
+        }
+        self.state_usage
+            .insert(key, &next.to_be_bytes())
+            .map_err(state_err)?;
+        Ok(())
     }
 
     fn newest<T: DeserializeOwned>(
@@ -403,6 +441,15 @@ impl StateStore for SledStorage {
     }
 
     fn set(&self, scope: &StateScope, key: &str, value: &str) -> Result<(), StateError> {
+        if self.state_quota > 0 {
+            let k = state_key(scope, key);
+            let old = self
+                .state
+                .get(&k)
+                .map_err(state_err)?
+                .map_or(0, |v| (v.len() + key.len()) as i64);
+            self.account(&scope.shop, (key.len() + value.len()) as i64 - old)?;
+        }
         self.state
             .insert(state_key(scope, key), value.as_bytes())
             .map_err(state_err)?;
@@ -410,6 +457,11 @@ impl StateStore for SledStorage {
     }
 
     fn delete(&self, scope: &StateScope, key: &str) -> Result<bool, StateError> {
+        if self.state_quota > 0
+            && let Some(old) = self.state.get(state_key(scope, key)).map_err(state_err)?
+        {
+            self.account(&scope.shop, -((old.len() + key.len()) as i64))?;
+        }
         Ok(self
             .state
             .remove(state_key(scope, key))
@@ -487,6 +539,35 @@ mod tests {
         assert_eq!(times, [3000, 2000], "newest first, until exclusive");
         assert_eq!(store.prune_decisions(3000).unwrap(), 6);
         assert_eq!(store.decisions(&q(None, None, None)).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn state_quota_counts_keys_and_values_per_shop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStorage::open(dir.path()).unwrap().with_state_quota(100);
+        let a = StateScope {
+            shop: "a".into(),
+            plugin: "p".into(),
+        };
+        let a2 = StateScope {
+            shop: "a".into(),
+            plugin: "q".into(),
+        };
+        let b = StateScope {
+            shop: "b".into(),
+            plugin: "p".into(),
+        };
+        store.set(&a, "k1", &"x".repeat(58)).unwrap(); // 60 bytes
+        let err = store.set(&a2, "k2", &"x".repeat(58)).unwrap_err();
+        assert!(
+            matches!(&err, StateError::QuotaExceeded(m) if m.contains("120 bytes")),
+            "{err}"
+        );
+        store.set(&b, "k2", &"x".repeat(58)).unwrap();
+        store.set(&a, "k1", "small").unwrap(); // overwrite: 7 bytes now
+        store.set(&a2, "k2", &"x".repeat(58)).unwrap();
+        assert!(store.delete(&a2, "k2").unwrap());
+        store.set(&a2, "k3", &"x".repeat(88)).unwrap(); // 7 + 90 = 97
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub async fn call(
                 Some(id) => serde_json::json!({ "decision_id": id }),
                 None => serde_json::json!({}),
             };
-            (error.status(), Json(error.body(extra))).into_response()
+            error.response(extra)
         }
     }
 }

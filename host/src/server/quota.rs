@@ -1,0 +1,181 @@
+//! Per-shop quotas: calls in flight and plugin CPU time per window. A shop
+//! over its quota gets 429 with a retry time; other shops are untouched.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The `[quotas]` table of the server config, applied to every shop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quotas {
+    /// Plugin calls of one shop running at once.
+    pub concurrent_calls: u32,
+    /// Plugin time one shop may use per window, in milliseconds.
+    pub cpu_ms_per_window: u64,
+    /// The window, in seconds.
+    pub window_secs: u64,
+    /// Plugin state one shop may keep (keys + values, all its plugins), KiB.
+    pub state_kib: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            concurrent_calls: 8,
+            cpu_ms_per_window: 10_000,
+            window_secs: 10,
+            state_kib: 10_240,
+        }
+    }
+}
+
+/// A refusal: which quota, and when to try again.
+#[derive(Debug, thiserror::Error)]
+#[error("shop `{shop}` is over its {what} quota ({limit}); retry in {retry_after_secs} s")]
+pub struct QuotaExceeded {
+    pub shop: String,
+    pub what: &'static str,
+    pub limit: String,
+    pub retry_after_secs: u64,
+}
+
+#[derive(Default)]
+struct Usage {
+    in_flight: AtomicU32,
+    /// (window number, plugin time used in it, µs)
+    window: Mutex<(i64, u64)>,
+}
+
+/// Usage of every shop, kept apart from the shops themselves so that a
+/// reload does not reset it.
+#[derive(Default)]
+pub struct Meter {
+    shops: Mutex<HashMap<String, Arc<Usage>>>,
+}
+
+/// A slot for one call; released when dropped.
+pub struct Permit(Arc<Usage>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Meter {
+    fn usage(&self, shop: &str) -> Arc<Usage> {
+        let mut shops = self.shops.lock().unwrap_or_else(|e| e.into_inner());
+        shops.entry(shop.to_string()).or_default().clone()
+    }
+
+    /// Admit one call of `shop` at `now_ms`, or say which quota it is over.
+    pub fn admit(&self, q: &Quotas, shop: &str, now_ms: i64) -> Result<Permit, QuotaExceeded> {
+        let usage = self.usage(shop);
+        let window_ms = (q.window_secs.max(1) * 1000) as i64;
+        {
+            let mut w = usage.window.lock().unwrap_or_else(|e| e.into_inner());
+            let current = now_ms.div_euclid(window_ms);
+            if w.0 != current {
+                *w = (current, 0);
+            }
+            if w.1 >= q.cpu_ms_per_window * 1000 {
+                let left_ms = (current + 1) * window_ms - now_ms;
+                return Err(self.refuse(
+                    shop,
+                    "plugin time",
+                    format!("{} ms per {} s", q.cpu_ms_per_window, q.window_secs),
+                    left_ms,
+                ));
+            }
+        }
+        if usage.in_flight.fetch_add(1, Ordering::AcqRel) >= q.concurrent_calls {
+            usage.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(self.refuse(
+                shop,
+                "concurrent calls",
+                format!("{} at once", q.concurrent_calls),
+                1000,
+            ));
+        }
+        Ok(Permit(usage))
+    }
+
+    /// Charge `used` plugin time to `shop` in the window of `now_ms`.
+    pub fn charge(&self, q: &Quotas, shop: &str, now_ms: i64, used: Duration) {
+        let usage = self.usage(shop);
+        let window_ms = (q.window_secs.max(1) * 1000) as i64;
+        let mut w = usage.window.lock().unwrap_or_else(|e| e.into_inner());
+        let current = now_ms.div_euclid(window_ms);
+        if w.0 != current {
+            *w = (current, 0);
+        }
+        w.1 += used.as_micros() as u64;
+    }
+
+    fn refuse(
+        &self,
+        shop: &str,
+        what: &'static str,
+        limit: String,
+        retry_ms: i64,
+    ) -> QuotaExceeded {
+        metrics::counter!("kefu_quota_rejections_total", "shop" => shop.to_string(), "quota" => what).increment(1);
+        QuotaExceeded {
+            shop: shop.into(),
+            what,
+            limit,
+            retry_after_secs: (retry_ms.max(1) as u64).div_ceil(1000),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quotas() -> Quotas {
+        Quotas {
+            concurrent_calls: 2,
+            cpu_ms_per_window: 100,
+            window_secs: 10,
+            state_kib: 1,
+        }
+    }
+
+    #[test]
+    fn concurrent_calls_are_capped_per_shop() {
+        let meter = Meter::default();
+        let q = quotas();
+        let a1 = meter.admit(&q, "a", 0).unwrap();
+        let _a2 = meter.admit(&q, "a", 0).unwrap();
+        let err = meter.admit(&q, "a", 0).err().expect("third call refused");
+        assert_eq!((err.what, err.retry_after_secs), ("concurrent calls", 1));
+        assert!(
+            meter.admit(&q, "b", 0).is_ok(),
+            "another shop is not affected"
+        );
+        drop(a1);
+        assert!(
+            meter.admit(&q, "a", 0).is_ok(),
+            "a finished call frees its slot"
+        );
+    }
+
+    #[test]
+    fn plugin_time_is_budgeted_per_window() {
+        let meter = Meter::default();
+        let q = quotas();
+        drop(meter.admit(&q, "a", 1_000).unwrap());
+        meter.charge(&q, "a", 1_000, Duration::from_millis(100));
+        let err = meter.admit(&q, "a", 4_000).err().expect("budget used up");
+        assert_eq!((err.what, err.retry_after_secs), ("plugin time", 6));
+        assert!(meter.admit(&q, "b", 4_000).is_ok());
+        assert!(
+            meter.admit(&q, "a", 10_000).is_ok(),
+            "a new window starts afresh"
+        );
+    }
+}
