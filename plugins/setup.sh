@@ -78,3 +78,14 @@ kefu_build_polyglot() {
             && mv "$js_out.tmp" "$js_out")
     fi
 }
+
+# Tools only the tests use: schemathesis (fuzzes the HTTP API from its
+# OpenAPI description), in the same venv.
+kefu_setup_test_tools() {
+    kefu_setup_polyglot
+    if ! "$KEFU_VENV/bin/schemathesis" --version 2>/dev/null | grep -q "4.32.5"; then
+        echo "==> installing schemathesis 4.32.5 into $KEFU_VENV"
+        "$KEFU_VENV/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
+    fi
+    export KEFU_SCHEMATHESIS="$KEFU_VENV/bin/schemathesis"
+}

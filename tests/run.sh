@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source plugins/setup.sh
 kefu_build_polyglot
+kefu_setup_test_tools
 
 echo "==> host: unit and integration tests (builds every guest plugin once)"
 cargo test --release --workspace

@@ -113,6 +113,13 @@ fn every_step_answers_and_is_logged() {
     );
     assert_eq!(none["decisions"], json!([]));
     // The other shop's log is its own.
+    // Buyers' phone numbers (in the order and refund requests above) never
+    // reach the server's log.
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        !log.contains("13812345678"),
+        "a buyer's phone number reached the log"
+    );
     let (_, apparel) = get(&s, "/v1/shops/apparel/decisions", Some(APPAREL_KEY));
     assert_eq!(apparel["decisions"], json!([]));
 }

@@ -8,7 +8,7 @@
 wasmtime::component::bindgen!({
     world: "host-imports",
     path: "../wit",
-    additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+    additional_derives: [serde::Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema],
 });
 
 pub use self::kefu::workflow::types;

@@ -6,6 +6,7 @@ mod deploy;
 mod durability;
 mod error;
 mod handlers;
+mod openapi;
 mod quota;
 pub mod revisits;
 mod service;
@@ -98,6 +99,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(handlers::health::readyz))
         .route("/metrics", get(handlers::health::metrics))
         .route("/v1/plugins", get(handlers::plugins::list))
+        .route("/v1/openapi.json", get(handlers::health::openapi))
         .route("/v1/shops/{shop}/refunds", get(handlers::refunds::list))
         .route("/v1/shops/{shop}/revisits", get(handlers::revisits::list))
         .route(

@@ -1,5 +1,5 @@
-//! `/healthz` (the process answers), `/readyz` (shops are loaded) and
-//! `/metrics` (Prometheus text).
+//! `/healthz` (the process answers), `/readyz` (shops are loaded),
+//! `/metrics` (Prometheus text) and `/v1/openapi.json`.
 
 use crate::server::App;
 use axum::extract::State;
@@ -30,5 +30,18 @@ pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
             "text/plain; version=0.0.4",
         )],
         app.metrics.render(),
+    )
+}
+
+/// The OpenAPI description, generated from the code (no auth needed).
+pub async fn openapi(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let mut shops: Vec<String> = app.registry.all().keys().cloned().collect();
+    shops.sort();
+    let text = crate::server::openapi::spec(&shops)
+        .to_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text,
     )
 }

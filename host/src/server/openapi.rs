@@ -1,0 +1,235 @@
+//! `GET /v1/openapi.json`: the API described as OpenAPI 3.1, generated
+//! from the request and response types themselves (utoipa's `ToSchema`
+//! on the WIT bindings), so it cannot drift from what the server parses.
+
+use crate::bindings::types::{
+    Confirmation, ConfirmationRequest, GreetingReply, GreetingRequest, RefundDecision,
+    RefundRequest, RevisitPlan, RevisitRequest,
+};
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref,
+    RefOr, Required, ResponseBuilder,
+};
+use utoipa::{PartialSchema, ToSchema};
+
+fn object() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::Object)
+}
+
+fn error_schema() -> Schema {
+    let error = object()
+        .property("code", ObjectBuilder::new().schema_type(Type::String))
+        .property("message", ObjectBuilder::new().schema_type(Type::String))
+        .property("field", ObjectBuilder::new().schema_type(Type::String))
+        .required("code")
+        .required("message");
+    object().property("error", error).required("error").into()
+}
+
+fn json(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
+fn param(
+    name: &str,
+    place: ParameterIn,
+    ty: Type,
+    required: bool,
+    values: &[&str],
+) -> utoipa::openapi::path::Parameter {
+    let mut schema = ObjectBuilder::new().schema_type(ty);
+    if !values.is_empty() {
+        schema = schema.enum_values(Some(values.iter().map(|v| v.to_string())));
+    }
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(place)
+        .required(if required {
+            Required::True
+        } else {
+            Required::False
+        })
+        .schema(Some(schema))
+        .build()
+}
+
+fn with_errors(op: OperationBuilder) -> OperationBuilder {
+    let mut op = op;
+    for (code, why) in [
+        ("400", "invalid JSON, field or query"),
+        ("401", "no key"),
+        ("403", "key not allowed here"),
+        ("404", "unknown shop, step or resource"),
+        ("413", "body too large"),
+        ("429", "over the shop's quota"),
+        ("502", "the plugin failed"),
+        ("503", "plugin unavailable or storage failed"),
+        ("504", "the plugin timed out"),
+    ] {
+        op = op.response(
+            code,
+            ResponseBuilder::new()
+                .description(why)
+                .content("application/json", json(Ref::from_schema_name("Error"))),
+        );
+    }
+    op.security(SecurityRequirement::new("key", Vec::<String>::new()))
+}
+
+/// The document. `shops` become the `shop` parameter's values, so a
+/// client (or a fuzzer) reaches the real shops.
+pub fn spec(shops: &[String]) -> OpenApi {
+    let shop_values: Vec<&str> = shops.iter().map(String::as_str).collect();
+    let shop = || param("shop", ParameterIn::Path, Type::String, true, &shop_values);
+    let limit = || {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(super::handlers::MAX_LIMIT as u32));
+        ParameterBuilder::new()
+            .name("limit")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .schema(Some(schema))
+            .build()
+    };
+
+    let mut schemas: Vec<(String, RefOr<Schema>)> = vec![("Error".into(), error_schema().into())];
+    let mut paths = PathsBuilder::new();
+    macro_rules! step {
+        ($endpoint:literal, $req:ty, $out:ty, $summary:literal) => {{
+            schemas.push((<$req>::name().into(), <$req as PartialSchema>::schema()));
+            <$req as ToSchema>::schemas(&mut schemas);
+            schemas.push((<$out>::name().into(), <$out as PartialSchema>::schema()));
+            <$out as ToSchema>::schemas(&mut schemas);
+            let answer = object()
+                .property(
+                    "decision_id",
+                    ObjectBuilder::new().schema_type(Type::Integer),
+                )
+                .property("output", Ref::from_schema_name(<$out>::name()))
+                .required("decision_id")
+                .required("output");
+            let op = OperationBuilder::new()
+                .summary(Some($summary))
+                .operation_id(Some($endpoint))
+                .parameter(shop())
+                .request_body(Some(
+                    RequestBodyBuilder::new()
+                        .required(Some(Required::True))
+                        .content(
+                            "application/json",
+                            json(Ref::from_schema_name(<$req>::name())),
+                        )
+                        .build(),
+                ))
+                .response(
+                    "200",
+                    ResponseBuilder::new()
+                        .description("the plugin's decision")
+                        .content("application/json", json(answer)),
+                );
+            paths = paths.path(
+                concat!("/v1/shops/{shop}/", $endpoint),
+                PathItem::new(HttpMethod::Post, with_errors(op)),
+            );
+        }};
+    }
+    step!("greeting", GreetingRequest, GreetingReply, "Greet a buyer");
+    step!(
+        "order-confirmation",
+        ConfirmationRequest,
+        Confirmation,
+        "Confirm an order"
+    );
+    step!(
+        "refund-decision",
+        RefundRequest,
+        RefundDecision,
+        "Decide a refund, return or exchange"
+    );
+    step!("revisit-plan", RevisitRequest, RevisitPlan, "Plan revisits");
+
+    let list = |id: &str, summary: &str, extra: Vec<utoipa::openapi::path::Parameter>| {
+        let mut op = OperationBuilder::new()
+            .summary(Some(summary))
+            .operation_id(Some(id))
+            .parameter(shop())
+            .parameter(limit());
+        for p in extra {
+            op = op.parameter(p);
+        }
+        let op = op.response(
+            "200",
+            ResponseBuilder::new()
+                .description("the list")
+                .content("application/json", json(object())),
+        );
+        PathItem::new(HttpMethod::Get, with_errors(op))
+    };
+    paths = paths
+        .path(
+            "/v1/shops/{shop}/refunds",
+            list("refunds", "The shop's refund decisions", vec![]),
+        )
+        .path(
+            "/v1/shops/{shop}/revisits",
+            list(
+                "revisits",
+                "The shop's revisits",
+                vec![param(
+                    "status",
+                    ParameterIn::Query,
+                    Type::String,
+                    false,
+                    &["planned", "due", "done", "unreachable", "cancelled"],
+                )],
+            ),
+        )
+        .path(
+            "/v1/shops/{shop}/decisions",
+            list(
+                "decisions",
+                "The shop's decision log",
+                vec![
+                    param(
+                        "step",
+                        ParameterIn::Query,
+                        Type::String,
+                        false,
+                        &[
+                            "greeting",
+                            "order-confirmation",
+                            "refund-policy",
+                            "revisit-planner",
+                        ],
+                    ),
+                    param("since", ParameterIn::Query, Type::Integer, false, &[]),
+                    param("until", ParameterIn::Query, Type::Integer, false, &[]),
+                ],
+            ),
+        );
+    let health = OperationBuilder::new()
+        .operation_id(Some("healthz"))
+        .response("200", ResponseBuilder::new().description("alive"));
+    paths = paths.path("/healthz", PathItem::new(HttpMethod::Get, health));
+
+    let mut components = ComponentsBuilder::new().security_scheme(
+        "key",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    for (name, schema) in schemas {
+        components = components.schema(name, schema);
+    }
+    OpenApiBuilder::new()
+        .info(InfoBuilder::new().title("kefu").version(env!("CARGO_PKG_VERSION")).description(Some("Customer-service workflow steps of online shops, run by each shop's WebAssembly plugins.")))
+        .paths(paths)
+        .components(Some(components.build()))
+        .build()
+}
