@@ -31,7 +31,10 @@ kefu_build_plugins() {
 }
 
 # Python and JavaScript plugin toolchains, pinned:
-# componentize-py in a venv, componentize-js from plugins/js/package-lock.json.
+# componentize-py in a venv, componentize-js from plugins/js/package-lock.json
+# (`npm install`, not `npm ci`: npm's lock omits other platforms' optional
+# packages and `npm ci` then refuses it; `npm install` keeps the locked
+# versions).
 export KEFU_VENV="${KEFU_VENV:-$HOME/.cache/kefu/venv}"
 kefu_setup_polyglot() {
     local root
@@ -45,9 +48,10 @@ kefu_setup_polyglot() {
         echo "kefu's JavaScript plugins need Node.js 18+ and npm" >&2
         return 1
     fi
-    if [ ! -d "$root/plugins/js/node_modules/@bytecodealliance/componentize-js" ]; then
-        echo "==> installing componentize-js (npm ci in plugins/js)"
-        (cd "$root/plugins/js" && npm ci --no-audit --no-fund --loglevel=error)
+    local modules="$root/plugins/js/node_modules/@bytecodealliance"
+    if [ ! -d "$modules/componentize-js" ] || [ ! -d "$modules/preview2-shim" ]; then
+        echo "==> installing componentize-js (npm install in plugins/js)"
+        (cd "$root/plugins/js" && npm install --no-audit --no-fund --loglevel=error)
     fi
     export KEFU_COMPONENTIZE_PY="$KEFU_VENV/bin/componentize-py"
     export KEFU_JS_BUILD="$root/plugins/js/build.mjs"
