@@ -374,3 +374,49 @@ fn rollback_brings_back_v1_and_the_audit_shows_it() {
         "a restart must load compiled code from the cache"
     );
 }
+
+/// `kefu_shop_reloads_total{trigger="file-watcher"}` from /metrics, 0 if absent.
+fn watcher_reloads(s: &Server) -> u64 {
+    let (_, metrics) = get(s, "/metrics", None);
+    metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(r#"kefu_shop_reloads_total{trigger="file-watcher"}"#))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|n| n.parse::<f64>().unwrap() as u64)
+        .unwrap_or(0)
+}
+
+/// Reading a shop's files (which every reload does) must not look like a
+/// change: once, this reloaded every shop in a loop and took a quarter of
+/// the server's CPU.
+#[test]
+fn the_watcher_reloads_on_writes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        let other = dir.path().join("shops").join(format!("idle-{i}"));
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("shop.toml"), "name = \"idle\"\n").unwrap();
+    }
+    let (shop, s) = swap_shop(dir.path(), wasm::REFUND_POLICY);
+    // Reads of the files by anyone, the server included, are not changes.
+    for _ in 0..5 {
+        std::fs::read(shop.join("shop.toml")).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(watcher_reloads(&s), 0, "reloads with no file written");
+
+    // One write is one reload (a write may show as two events a debounce
+    // apart), and then the server is quiet again.
+    write_in_place(
+        &shop.join("refund.wasm"),
+        &std::fs::read(wasm::REFUND_POLICY).unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(1_000));
+    let after_write = watcher_reloads(&s);
+    assert!((1..=2).contains(&after_write), "{after_write} reloads");
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert_eq!(watcher_reloads(&s), after_write, "reloads kept coming");
+}

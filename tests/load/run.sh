@@ -4,7 +4,8 @@
 # Installs wrk (Debian) if missing. Prints startup time and resident memory
 # with SHOPS shops from the compiled cache, then throughput and latency per
 # step at 1, 16 and 64 connections. Not part of tests/run.sh: figures go
-# to docs/PERFORMANCE.md.
+# to docs/PERFORMANCE.md. KEFU_LOAD_STEPS and KEFU_LOAD_CONNS narrow the
+# table (e.g. KEFU_LOAD_STEPS=greeting KEFU_LOAD_CONNS=64).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$(pwd)"
@@ -54,14 +55,14 @@ start_server
 echo "    $(grep -o 'ready in [0-9]* ms' "$work/out"), RSS $(rss_mb) MB"
 
 printf '\n%-20s %5s %10s %9s %9s %7s\n' step conns "req/s" "p50" "p99" errors
-for step in greeting order-confirmation refund-decision revisit-plan; do
+for step in ${KEFU_LOAD_STEPS:-greeting order-confirmation refund-decision revisit-plan}; do
     case "$step" in
         greeting) body=greeting/discount ;;
         order-confirmation) body=order-confirmation/ok-with-remark ;;
         refund-decision) body=refund-policy/unshipped ;;
         revisit-plan) body=revisit-planner/delivered ;;
     esac
-    for conns in 1 16 64; do
+    for conns in ${KEFU_LOAD_CONNS:-1 16 64}; do
         threads=$(( conns < 2 ? 1 : 2 ))
         out="$(KEFU_SHOPS="$shops" KEFU_STEP="$step" KEFU_BODY="$root/examples/requests/$body.json" \
             wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s tests/load/post.lua "$addr" 2>"$work/wrk.err")"

@@ -3,6 +3,7 @@
 
 use super::deploy::Deployer;
 use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,17 @@ fn touched_shops(shops_dir: &Path, paths: impl Iterator<Item = PathBuf>) -> BTre
         .collect()
 }
 
+/// Whether an event can change what a shop runs. Opening or reading a file
+/// cannot, and must not count: the reload itself reads the shop's files,
+/// so counting reads would reload every shop forever.
+fn changes_files(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 pub fn watch(shops_dir: &Path, deployer: Arc<Deployer>) -> notify::Result<ShopWatcher> {
     let dir = shops_dir.canonicalize()?;
     let root = dir.clone();
@@ -37,10 +49,15 @@ pub fn watch(shops_dir: &Path, deployer: Arc<Deployer>) -> notify::Result<ShopWa
             None,
             move |result: DebounceEventResult| match result {
                 Ok(events) => {
-                    let paths = events.into_iter().flat_map(|e| e.event.paths);
+                    let paths = events
+                        .into_iter()
+                        .filter(|e| changes_files(&e.event.kind))
+                        .flat_map(|e| e.event.paths);
                     for shop in touched_shops(&root, paths) {
                         tracing::info!(shop = %shop.display(), "shop files changed: reloading");
                         let env = |name: &str| std::env::var(name).ok();
+                        metrics::counter!("kefu_shop_reloads_total", "trigger" => "file-watcher")
+                            .increment(1);
                         deployer.reload_shop(&shop, &env, "file-watcher");
                     }
                 }
@@ -60,6 +77,23 @@ pub fn watch(shops_dir: &Path, deployer: Arc<Deployer>) -> notify::Result<ShopWa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_do_not_count_as_changes() {
+        use notify::event::{CreateKind, ModifyKind, RemoveKind};
+        assert!(!changes_files(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!changes_files(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(changes_files(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(changes_files(&EventKind::Create(CreateKind::File)));
+        assert!(changes_files(&EventKind::Modify(ModifyKind::Any)));
+        assert!(changes_files(&EventKind::Remove(RemoveKind::File)));
+    }
 
     #[test]
     fn paths_map_to_their_shop_folder() {
