@@ -16,7 +16,27 @@ use crate::step::{Step, StepInput, StepOutput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower, TypedFunc};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+/// Call `$call::<Request, Answer>(args..., req)` with the request and
+/// answer types of `$input`'s step, then wrap the answer as a
+/// [`StepOutput`]. `$($then)*` follows the call (`.await` for async).
+macro_rules! each_step {
+    ($input:expr, $req:ident => $call:ident ($($arg:expr),*) $($then:tt)*) => {
+        match $input {
+            StepInput::Greeting($req) => $call::<GreetingRequest, GreetingReply>($($arg,)* $req)
+                $($then)* .map(|r| r.map(StepOutput::Greeting)),
+            StepInput::OrderConfirmation($req) => {
+                $call::<ConfirmationRequest, Confirmation>($($arg,)* $req)
+                    $($then)* .map(|r| r.map(StepOutput::OrderConfirmation))
+            }
+            StepInput::RefundPolicy($req) => $call::<RefundRequest, RefundDecision>($($arg,)* $req)
+                $($then)* .map(|r| r.map(StepOutput::RefundPolicy)),
+            StepInput::RevisitPlanner($req) => $call::<RevisitRequest, RevisitPlan>($($arg,)* $req)
+                $($then)* .map(|r| r.map(StepOutput::RevisitPlanner)),
+        }
+    };
+}
 
 /// Who a call is for and what the host gives the plugin.
 #[derive(Clone)]
@@ -67,7 +87,52 @@ pub(super) fn new_store(rt: &Runtime, ctx: CallContext) -> Store<CallState> {
     store
 }
 
+/// A store for an async call: every epoch tick the plugin yields to the
+/// executor (so a slow plugin cannot hold an async thread), and after the
+/// timeout's ticks it is interrupted, as in a synchronous call.
+fn new_async_store(rt: &Runtime, ctx: CallContext) -> Store<CallState> {
+    let mut store = new_store(rt, ctx);
+    let mut ticks_left = deadline_ticks(rt.limits().timeout());
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        ticks_left -= 1;
+        Ok(if ticks_left == 0 {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
+    store
+}
+
 impl Plugin {
+    /// Run the plugin once on `input`, in a fresh instance, on the calling
+    /// task. The future yields at every epoch tick the plugin runs through
+    /// (a few milliseconds), so a call that does not finish within one
+    /// tick shows itself as pending and may be moved to another thread.
+    pub async fn call_async(
+        &self,
+        rt: &Runtime,
+        ctx: CallContext,
+        input: &StepInput,
+    ) -> CallOutcome {
+        let start = Instant::now();
+        if let Some(refused) = self.refuse_wrong_step(input, start) {
+            return refused;
+        }
+        let now = ctx.now;
+        let mut store = new_async_store(rt, ctx);
+        let called = match self.pre_async.instantiate_async(&mut store).await {
+            Ok(instance) => {
+                let returned =
+                    each_step!(input, req => call_typed_async(&mut store, &instance, self) .await);
+                returned.map(|r| (instance, r))
+            }
+            Err(e) => Err(e),
+        };
+        self.finish(rt, &mut store, called, input, now, start).0
+    }
+
     /// Run the plugin once on `input`, in a fresh instance.
     pub fn call(&self, rt: &Runtime, ctx: CallContext, input: &StepInput) -> CallOutcome {
         let start = Instant::now();
@@ -111,7 +176,23 @@ impl Plugin {
             Some(instance) => Ok(instance),
             None => self.pre.instantiate(&mut *store),
         }
-        .and_then(|instance| self.invoke(store, &instance, input).map(|r| (instance, r)));
+        .and_then(|instance| {
+            each_step!(input, req => call_typed(&mut *store, &instance, self))
+                .map(|r| (instance, r))
+        });
+        self.finish(rt, store, called, input, now, start)
+    }
+
+    /// Check what a call returned and collect its log.
+    fn finish(
+        &self,
+        rt: &Runtime,
+        store: &mut Store<CallState>,
+        called: wasmtime::Result<(Instance, Result<StepOutput, String>)>,
+        input: &StepInput,
+        now: i64,
+        start: Instant,
+    ) -> (CallOutcome, Option<Instance>) {
         let (result, instance) = match called {
             Ok((instance, returned)) => (Ok(returned), Some(instance)),
             Err(e) => (Err(classify(e, rt.limits().timeout())), None),
@@ -140,32 +221,31 @@ impl Plugin {
         };
         (outcome, instance)
     }
+}
 
-    fn invoke(
-        &self,
-        store: &mut Store<CallState>,
-        instance: &Instance,
-        input: &StepInput,
-    ) -> wasmtime::Result<Result<StepOutput, String>> {
-        Ok(match input {
-            StepInput::Greeting(req) => {
-                call_typed::<GreetingRequest, GreetingReply>(store, instance, self, req)?
-                    .map(StepOutput::Greeting)
-            }
-            StepInput::OrderConfirmation(req) => {
-                call_typed::<ConfirmationRequest, Confirmation>(store, instance, self, req)?
-                    .map(StepOutput::OrderConfirmation)
-            }
-            StepInput::RefundPolicy(req) => {
-                call_typed::<RefundRequest, RefundDecision>(store, instance, self, req)?
-                    .map(StepOutput::RefundPolicy)
-            }
-            StepInput::RevisitPlanner(req) => {
-                call_typed::<RevisitRequest, RevisitPlan>(store, instance, self, req)?
-                    .map(StepOutput::RevisitPlanner)
-            }
-        })
-    }
+/// A step export: one borrowed request in, the plugin's result out.
+type StepFunc<'a, P, R> = TypedFunc<(&'a P,), (Result<R, String>,)>;
+
+/// The typed handle of `plugin`'s export in `instance`.
+fn typed_export<'a, P, R>(
+    store: &mut Store<CallState>,
+    instance: &Instance,
+    plugin: &Plugin,
+) -> wasmtime::Result<StepFunc<'a, P, R>>
+where
+    P: Lower + Sync,
+    R: Lift + Send + Sync + 'static,
+    (&'a P,): ComponentNamedList + Lower,
+    (Result<R, String>,): ComponentNamedList + Lift,
+{
+    let func = instance
+        .get_func(&mut *store, plugin.export)
+        .ok_or_else(|| wasmtime::format_err!("export `{}` is missing", plugin.step.export()))?;
+    // SAFETY: `typecheck` checked this export against the step's signature
+    // when the plugin was loaded, and callers only pass the input type of
+    // `plugin.step` (checked by `refuse_wrong_step`); a borrowed record
+    // lowers exactly like an owned one.
+    Ok(unsafe { StepFunc::<P, R>::new_unchecked(func) })
 }
 
 fn call_typed<P, R>(
@@ -180,15 +260,25 @@ where
     for<'a> (&'a P,): ComponentNamedList + Lower,
     (Result<R, String>,): ComponentNamedList + Lift,
 {
-    let func = instance
-        .get_func(&mut *store, plugin.export)
-        .ok_or_else(|| wasmtime::format_err!("export `{}` is missing", plugin.step.export()))?;
-    // SAFETY: `typecheck` checked this export against the step's signature
-    // when the plugin was loaded, and callers only pass the input type of
-    // `plugin.step` (checked by `refuse_wrong_step`); a borrowed record
-    // lowers exactly like an owned one.
-    let func = unsafe { TypedFunc::<(&P,), (Result<R, String>,)>::new_unchecked(func) };
+    let func = typed_export::<P, R>(store, instance, plugin)?;
     let (result,) = func.call(&mut *store, (req,))?;
+    Ok(result)
+}
+
+async fn call_typed_async<P, R>(
+    store: &mut Store<CallState>,
+    instance: &Instance,
+    plugin: &Plugin,
+    req: &P,
+) -> wasmtime::Result<Result<R, String>>
+where
+    P: Lower + Sync,
+    R: Lift + Send + Sync + 'static,
+    for<'a> (&'a P,): ComponentNamedList + Lower,
+    (Result<R, String>,): ComponentNamedList + Lift,
+{
+    let func = typed_export::<P, R>(store, instance, plugin)?;
+    let (result,) = func.call_async(&mut *store, (req,)).await?;
     Ok(result)
 }
 

@@ -9,7 +9,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 /// How often the epoch advances. A call's deadline is counted in ticks, so
 /// a timeout fires at most one tick late.
-pub const TICK: Duration = Duration::from_millis(5);
+pub const TICK: Duration = Duration::from_millis(1);
 
 /// Bytes of a linear memory or table reset in place on reuse of a slot.
 const KEEP_RESIDENT: usize = 256 << 10;
@@ -44,6 +44,10 @@ pub fn build(limits: &Limits) -> Result<Engine, LoadError> {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        // Plugins are plain components (no component-model async): without
+        // the concurrency machinery, stores are lighter and async calls
+        // take the plain fiber path.
+        .concurrency_support(false)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| LoadError::Invalid(format!("cannot build engine: {e:#}")))
 }

@@ -250,11 +250,16 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// The linker every plugin is instantiated with.
-pub fn linker(engine: &Engine) -> Result<Linker<CallState>, LoadError> {
+/// The linker plugins are instantiated with: WASI (for synchronous or
+/// async calls) and the kefu imports, which never block.
+pub fn linker(engine: &Engine, for_async: bool) -> Result<Linker<CallState>, LoadError> {
     let mut linker = Linker::new(engine);
     let setup = |e: wasmtime::Error| LoadError::Invalid(format!("cannot set up linker: {e:#}"));
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+    if for_async {
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
+    } else {
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+    }
     bindings::HostImports::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(setup)?;
     Ok(linker)
 }

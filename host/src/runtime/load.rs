@@ -15,7 +15,10 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
 pub struct Plugin {
     pub(super) step: Step,
     pub(super) digest: String,
+    /// For synchronous calls (WASI linked synchronously).
     pub(super) pre: InstancePre<CallState>,
+    /// For async calls (WASI linked asynchronously).
+    pub(super) pre_async: InstancePre<CallState>,
     pub(super) export: ComponentExportIndex,
 }
 
@@ -63,17 +66,20 @@ pub(super) fn prepare(
             detail: "it is not a function".into(),
         });
     }
-    let pre = rt
-        .linker
+    let imports = |e: wasmtime::Error| LoadError::Imports {
+        world,
+        detail: format!("{e:#}"),
+    };
+    let pre = rt.linker.instantiate_pre(&component).map_err(imports)?;
+    let pre_async = rt
+        .async_linker
         .instantiate_pre(&component)
-        .map_err(|e| LoadError::Imports {
-            world,
-            detail: format!("{e:#}"),
-        })?;
+        .map_err(imports)?;
     let plugin = Plugin {
         step,
         digest,
         pre,
+        pre_async,
         export: index,
     };
     call::typecheck(rt, &plugin).map_err(|detail| LoadError::MismatchedExport {

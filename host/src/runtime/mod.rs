@@ -38,6 +38,7 @@ pub struct RuntimeConfig {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<host_impl::CallState>,
+    async_linker: Linker<host_impl::CallState>,
     cache: cache::CompileCache,
     limits: Limits,
     /// Plugins checked for a step, by (digest, step): shops that use the
@@ -51,12 +52,14 @@ impl Runtime {
     /// kefu host imports) and the compile cache.
     pub fn new(config: RuntimeConfig) -> Result<Self, LoadError> {
         let engine = engine::build(&config.limits)?;
-        let linker = host_impl::linker(&engine)?;
+        let linker = host_impl::linker(&engine, false)?;
+        let async_linker = host_impl::linker(&engine, true)?;
         let cache = cache::CompileCache::new(&engine, config.cache_dir)?;
         let ticker = engine::EpochTicker::start(engine.clone());
         Ok(Runtime {
             engine,
             linker,
+            async_linker,
             cache,
             limits: config.limits,
             prepared: Default::default(),

@@ -12,7 +12,7 @@ use crate::storage::{AuditEvent, Storage, StorageError, VersionRecord};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 /// Why a deploy or rollback did not happen.
@@ -491,5 +491,6 @@ fn active_plugin(plugin: Plugin, record: &VersionRecord) -> Arc<ActivePlugin> {
         version: record.version,
         calls: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        slow_until_ms: AtomicI64::new(0),
     })
 }

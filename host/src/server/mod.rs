@@ -7,6 +7,7 @@ mod durability;
 mod error;
 mod handlers;
 mod openapi;
+mod placement;
 mod quota;
 pub mod revisits;
 mod service;

@@ -1,9 +1,10 @@
-//! Running a step for a shop: the plugin call off the async threads, the
+//! Running a step for a shop: the plugin call (see `placement`), the
 //! decision log, refund and revisit records, metrics, and durability
 //! before the answer.
 
 use super::App;
 use super::error::ApiError;
+use super::placement;
 use super::shops::{Shop, now_ms};
 use crate::runtime::CallContext;
 use crate::step::{Step, StepInput, StepOutput};
@@ -86,14 +87,9 @@ pub async fn run_step_with(
         .meter
         .admit(&app.quotas, &shop.id, now_ms())
         .map_err(|e| (ApiError::Quota(e), None))?;
-    let runtime = app.runtime.clone();
-    let plugin = active.clone();
-    let (outcome, input) = tokio::task::spawn_blocking(move || {
-        let outcome = plugin.call(&runtime, ctx, &input);
-        (outcome, input)
-    })
-    .await
-    .map_err(|e| (ApiError::Storage(format!("plugin task failed: {e}")), None))?;
+    let (outcome, input) = placement::call(app.runtime.clone(), active.clone(), ctx, input)
+        .await
+        .map_err(|e| (e, None))?;
     drop(permit);
     app.meter
         .charge(&app.quotas, &shop.id, now_ms(), outcome.duration);

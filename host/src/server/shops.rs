@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Where an active plugin came from.
@@ -36,6 +36,9 @@ pub struct ActivePlugin {
     pub errors: AtomicU64,
     /// Kept instances, when the step reuses them.
     pub pool: Option<ReusePool>,
+    /// Until when (unix ms) calls go straight to the blocking pool, after
+    /// a call that outlasted its first slice (see `placement`).
+    pub slow_until_ms: AtomicI64,
 }
 
 impl ActivePlugin {
