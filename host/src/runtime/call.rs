@@ -92,11 +92,12 @@ pub(super) fn new_store(rt: &Runtime, ctx: CallContext) -> Store<CallState> {
 /// timeout's ticks it is interrupted, as in a synchronous call.
 fn new_async_store(rt: &Runtime, ctx: CallContext) -> Store<CallState> {
     let mut store = new_store(rt, ctx);
-    let mut ticks_left = deadline_ticks(rt.limits().timeout());
+    // Wall-clock, not a count of ticks: a call that waits for a thread
+    // does not see every tick.
+    let deadline = Instant::now() + rt.limits().timeout();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        ticks_left -= 1;
-        Ok(if ticks_left == 0 {
+        Ok(if Instant::now() >= deadline {
             UpdateDeadline::Interrupt
         } else {
             UpdateDeadline::Yield(1)
