@@ -1,4 +1,5 @@
-//! kill -9 right after a 200 loses nothing that was acknowledged.
+//! kill -9 right after a 200, and in the middle of load and hot swaps,
+//! loses nothing that was acknowledged.
 
 mod support;
 
@@ -65,5 +66,148 @@ fn kill_9_loses_nothing_acknowledged() {
         refunds["refunds"].as_array().unwrap().len(),
         100,
         "every acknowledged refund is kept"
+    );
+}
+
+/// kill -9 in the middle of steady load on three steps while the refund
+/// plugin is being swapped through the API: after a restart every
+/// acknowledged decision, refund record and revisit is there, and the
+/// active refund version is the last acknowledged deploy (or the one in
+/// flight at the kill, never an older one).
+#[test]
+fn kill_9_during_load_and_swaps_loses_nothing_acknowledged() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &example("shops"), "");
+    let server = Server::start(&config);
+    let read = |p: &str| std::fs::read(example(p)).unwrap();
+    let calls = [
+        (
+            "refund-decision",
+            read("requests/refund-policy/unshipped.json"),
+        ),
+        ("greeting", read("requests/greeting/first-visit.json")),
+        (
+            "revisit-plan",
+            read("requests/revisit-planner/delivered.json"),
+        ),
+    ];
+    let acked: Mutex<Vec<(&str, u64)>> = Mutex::new(Vec::new());
+    let answered = AtomicUsize::new(0);
+    let last_deploy = AtomicU64::new(0);
+    let agent = support::server::agent;
+    let base = server.base.clone();
+    let base = base.as_str();
+    std::thread::scope(|scope| {
+        for w in 0..4 {
+            let (calls, acked, answered) = (&calls, &acked, &answered);
+            scope.spawn(move || {
+                for i in 0..100 {
+                    let (step, body) = &calls[(i + w) % calls.len()];
+                    let sent = agent()
+                        .post(format!("{base}/v1/shops/tea-oil/{step}"))
+                        .header("authorization", format!("Bearer {TEA_KEY}"))
+                        .send(&body[..]);
+                    // After the kill: connection refused or reset.
+                    let Ok(mut resp) = sent else { return };
+                    let Ok(text) = resp.body_mut().read_to_string() else {
+                        return;
+                    };
+                    if resp.status().as_u16() != 200 {
+                        return;
+                    }
+                    let out: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    let id = out["decision_id"].as_u64().unwrap();
+                    acked.lock().unwrap().push((step, id));
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        {
+            let last_deploy = &last_deploy;
+            scope.spawn(move || {
+                for i in 0.. {
+                    let file = if i % 2 == 0 {
+                        support::wasm::HOSTILE
+                    } else {
+                        support::wasm::REFUND_POLICY
+                    };
+                    let bytes = std::fs::read(file).unwrap();
+                    let sent = agent()
+                        .post(format!(
+                            "{base}/v1/shops/tea-oil/steps/refund-policy/versions"
+                        ))
+                        .header("authorization", format!("Bearer {ADMIN}"))
+                        .send(&bytes[..]);
+                    let Ok(mut resp) = sent else { return };
+                    let Ok(text) = resp.body_mut().read_to_string() else {
+                        return;
+                    };
+                    if resp.status().as_u16() != 201 {
+                        return;
+                    }
+                    let out: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    let version = out["version"]["version"].as_u64().unwrap();
+                    last_deploy.store(version, Ordering::Relaxed);
+                }
+            });
+        }
+        // Kill while every writer and the deployer are mid-stream.
+        while answered.load(Ordering::Relaxed) < 120 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        server.kill();
+    });
+    let acked = acked.into_inner().unwrap();
+    let last_deploy = last_deploy.load(Ordering::Relaxed);
+    assert!(
+        last_deploy > 0,
+        "no deploy was acknowledged before the kill"
+    );
+    eprintln!(
+        "{} answers and deploys up to version {last_deploy} acknowledged before kill -9",
+        acked.len()
+    );
+
+    let server = Server::start(&config);
+    let ids = |path: &str, key: &str| -> BTreeSet<u64> {
+        let (status, out) = get(&server, path, Some(ADMIN));
+        assert_eq!(status, 200, "{out}");
+        out[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r[if key == "decisions" {
+                    "id"
+                } else {
+                    "decision_id"
+                }]
+                .as_u64()
+                .unwrap()
+            })
+            .collect()
+    };
+    let decisions = ids("/v1/shops/tea-oil/decisions?limit=1000", "decisions");
+    let refunds = ids("/v1/shops/tea-oil/refunds?limit=1000", "refunds");
+    let revisits = ids("/v1/shops/tea-oil/revisits?limit=1000", "revisits");
+    for (step, id) in &acked {
+        assert!(decisions.contains(id), "decision {id} ({step}) lost");
+        match *step {
+            "refund-decision" => assert!(refunds.contains(id), "refund of decision {id} lost"),
+            "revisit-plan" => assert!(revisits.contains(id), "revisits of decision {id} lost"),
+            _ => {}
+        }
+    }
+    let (_, versions) = get(
+        &server,
+        "/v1/shops/tea-oil/steps/refund-policy/versions",
+        Some(ADMIN),
+    );
+    let active = versions["active"].as_u64();
+    assert!(
+        active == Some(last_deploy) || active == Some(last_deploy + 1),
+        "active refund version {active:?} after kill -9; last acknowledged {last_deploy}: {versions}"
     );
 }
