@@ -1,5 +1,5 @@
-//! Hardening: what the sandbox refuses, malformed output, fuzzed
-//! components, and kill -9 right after deploys.
+//! Hardening: what the sandbox refuses, malformed output, fuzzed and
+//! generated components, and kill -9 right after deploys.
 
 mod support;
 
@@ -152,6 +152,93 @@ fn mutated_components_are_errors_never_panics() {
         "200 mutated components: {rejected} rejected with an error, {loaded} still loaded (mutations in data or custom sections)"
     );
     assert!(rejected > 0);
+}
+
+/// Random components and core modules from wasm-smith, fed to the loader
+/// for every step: each is refused with an error or loads (and is then
+/// called); none makes the host panic. Core modules are also wrapped in a
+/// component that instantiates them, so random code reaches the compiler
+/// and the instantiation of a component, not just the binary reader.
+#[test]
+fn generated_components_are_errors_never_panics() {
+    use arbitrary::{Arbitrary, Unstructured};
+    let rt = runtime();
+    let mut rng = XorShift(0x7761_736d_2d73_6d69);
+    let steps = [
+        Step::Greeting,
+        Step::OrderConfirmation,
+        Step::RefundPolicy,
+        Step::RevisitPlanner,
+    ];
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for round in 0..1000 {
+        let seed: Vec<u8> = (0..4096).map(|_| rng.next() as u8).collect();
+        let mut u = Unstructured::new(&seed);
+        let (kind, bytes) = match round % 3 {
+            0 => match wasm_smith::Component::arbitrary(&mut u) {
+                Ok(c) => ("component", c.to_bytes()),
+                Err(_) => continue,
+            },
+            n => {
+                let mut config = wasm_smith::Config::arbitrary(&mut u).unwrap_or_default();
+                config.max_imports = 0;
+                let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
+                    continue;
+                };
+                let module = module.to_bytes();
+                if n == 1 {
+                    ("core module", module)
+                } else {
+                    ("wrapped core module", wrap_in_component(&module))
+                }
+            }
+        };
+        let step = steps[round % steps.len()];
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.load(&bytes, step).map_err(|e| e.to_string())
+        }));
+        let verdict = match outcome {
+            Ok(Ok(_)) => "loaded",
+            Ok(Err(message)) => {
+                assert!(!message.is_empty(), "round {round}: an empty error");
+                if message.contains("does not implement world") {
+                    // Compiled in full, then refused for its exports.
+                    "compiled, then refused"
+                } else {
+                    "refused"
+                }
+            }
+            Err(_) => {
+                let path = std::env::temp_dir().join(format!("kefu-smith-{round}.wasm"));
+                std::fs::write(&path, &bytes).unwrap();
+                panic!(
+                    "round {round}: the loader panicked on a generated {kind}; written to {}",
+                    path.display()
+                );
+            }
+        };
+        *seen.entry(kind).or_default() += 1;
+        *seen.entry(verdict).or_default() += 1;
+    }
+    eprintln!("wasm-smith inputs by kind and verdict: {seen:?}");
+    assert!(seen.get("wrapped core module").copied().unwrap_or(0) >= 200);
+    assert!(
+        seen.get("compiled, then refused").copied().unwrap_or(0) >= 100,
+        "random code reached the compiler: {seen:?}"
+    );
+}
+
+/// A component that embeds `module` and instantiates it with no imports.
+fn wrap_in_component(module: &[u8]) -> Vec<u8> {
+    let mut component = wasm_encoder::Component::new();
+    component.section(&wasm_encoder::RawSection {
+        id: wasm_encoder::ComponentSectionId::CoreModule as u8,
+        data: module,
+    });
+    let mut instances = wasm_encoder::InstanceSection::new();
+    instances.instantiate(0, std::iter::empty::<(&str, wasm_encoder::ModuleArg)>());
+    component.section(&instances);
+    component.finish()
 }
 
 #[test]
