@@ -425,6 +425,12 @@ fn the_openapi_description_is_served_and_fuzzing_it_finds_no_server_error() {
         "/v1/shops/{shop}/greeting",
         "/v1/shops/{shop}/refund-decision",
         "/v1/shops/{shop}/decisions",
+        "/v1/shops/{shop}/steps/{step}/versions",
+        "/v1/shops/{shop}/steps/{step}/rollback",
+        "/v1/audit",
+        "/v1/shops/{shop}/revisits/{id}/outcome",
+        "/v1/shops/{shop}/revisit-plans",
+        "/v1/shops/{shop}/customers/{customer}/do-not-contact",
     ] {
         assert!(
             paths.iter().any(|p| p.as_str() == path),
@@ -446,44 +452,51 @@ fn the_openapi_description_is_served_and_fuzzing_it_finds_no_server_error() {
         "{} is missing: run `source plugins/setup.sh && kefu_setup_test_tools` (tests/run.sh does)",
         tool.display()
     );
-    let mut child = std::process::Command::new(&tool)
-        .args([
-            "run",
-            &s.url("/v1/openapi.json"),
-            "-H",
-            "Authorization: Bearer test-key-tea-oil",
-        ])
-        .args([
-            "--checks",
-            "not_a_server_error",
-            "-n",
-            "25",
-            "--request-timeout",
-            "10",
-            "--seed",
-            "7",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("schemathesis ran past 300 s");
+    // Every operation with a shop key, then the admin operations with the
+    // admin token (deploys of random bytes, rollbacks to random versions).
+    let runs: [(&str, &[&str]); 2] = [
+        ("Authorization: Bearer test-key-tea-oil", &[]),
+        (
+            "Authorization: Bearer test-admin-token",
+            &["--include-tag", "admin"],
+        ),
+    ];
+    for (auth, filter) in runs {
+        let mut child = std::process::Command::new(&tool)
+            .args(["run", &s.url("/v1/openapi.json"), "-H", auth])
+            .args(filter)
+            .args([
+                "--checks",
+                "not_a_server_error",
+                "-n",
+                "25",
+                "--request-timeout",
+                "10",
+                "--seed",
+                "7",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("schemathesis ran past 300 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let summary: Vec<&str> = text.lines().filter(|l| l.contains("generated")).collect();
+        eprintln!("schemathesis ({auth}): {summary:?}");
+        assert!(
+            out.status.success(),
+            "schemathesis found failures:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let summary: Vec<&str> = text.lines().filter(|l| l.contains("generated")).collect();
-    eprintln!("schemathesis: {summary:?}");
-    assert!(
-        out.status.success(),
-        "schemathesis found failures:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // The server is still healthy after it.
     assert_eq!(support::server::get(&s, "/healthz", None).0, 200);
 }

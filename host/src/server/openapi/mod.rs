@@ -18,7 +18,9 @@ use utoipa::openapi::{
 };
 use utoipa::{PartialSchema, ToSchema};
 
-fn object() -> ObjectBuilder {
+mod manage;
+
+pub(super) fn object() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::Object)
 }
 
@@ -32,11 +34,11 @@ fn error_schema() -> Schema {
     object().property("error", error).required("error").into()
 }
 
-fn json(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
+pub(super) fn json(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
     ContentBuilder::new().schema(Some(schema)).build()
 }
 
-fn param(
+pub(super) fn param(
     name: &str,
     place: ParameterIn,
     ty: Type,
@@ -59,7 +61,7 @@ fn param(
         .build()
 }
 
-fn with_errors(op: OperationBuilder) -> OperationBuilder {
+pub(super) fn with_errors(op: OperationBuilder) -> OperationBuilder {
     let mut op = op;
     for (code, why) in [
         ("400", "invalid JSON, field or query"),
@@ -219,11 +221,18 @@ pub fn spec(shops: &[String]) -> OpenApi {
         .operation_id(Some("healthz"))
         .response("200", ResponseBuilder::new().description("alive"));
     paths = paths.path("/healthz", PathItem::new(HttpMethod::Get, health));
+    paths = manage::paths(paths, &shop, &limit);
+    schemas.push(("RevisitOutcome".into(), manage::outcome_schema().into()));
 
-    let mut components = ComponentsBuilder::new().security_scheme(
-        "key",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-    );
+    let mut components = ComponentsBuilder::new()
+        .security_scheme(
+            "key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        )
+        .security_scheme(
+            "admin",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     for (name, schema) in schemas {
         components = components.schema(name, schema);
     }

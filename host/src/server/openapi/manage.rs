@@ -1,0 +1,260 @@
+//! The management side of the API in the OpenAPI document: plugin
+//! versions, rollback and audit (admin token), and revisit work, do-not-
+//! contact lists and bulk plans (shop key). Operations that need the admin
+//! token carry the tag `admin`.
+
+use super::{json, object, param, with_errors};
+use crate::server::revisits::RESULTS;
+use utoipa::openapi::path::{
+    HttpMethod, Operation, OperationBuilder, Parameter, ParameterIn, PathItem,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{ContentBuilder, PathsBuilder, Ref, Required, ResponseBuilder};
+
+const STEPS: [&str; 4] = [
+    "greeting",
+    "order-confirmation",
+    "refund-policy",
+    "revisit-planner",
+];
+
+/// `{"result": ..., "satisfaction": 1-5, "note": ..., "agent": ...}`.
+pub fn outcome_schema() -> Schema {
+    let results = RESULTS.iter().map(|r| r.to_string());
+    object()
+        .property(
+            "result",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(results)),
+        )
+        .property(
+            "satisfaction",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(5)),
+        )
+        .property("note", ObjectBuilder::new().schema_type(Type::String))
+        .property("agent", ObjectBuilder::new().schema_type(Type::String))
+        .required("result")
+        .into()
+}
+
+fn op(id: &str, summary: &str, params: Vec<Parameter>, ok: &str) -> OperationBuilder {
+    let mut op = OperationBuilder::new()
+        .summary(Some(summary))
+        .operation_id(Some(id));
+    for p in params {
+        op = op.parameter(p);
+    }
+    op.response(
+        "200",
+        ResponseBuilder::new()
+            .description(ok)
+            .content("application/json", json(object())),
+    )
+}
+
+/// An operation for the admin token only.
+fn admin(op: OperationBuilder) -> Operation {
+    with_errors(op)
+        .tag("admin")
+        .securities(Some([SecurityRequirement::new(
+            "admin",
+            Vec::<String>::new(),
+        )]))
+        .build()
+}
+
+fn json_body(
+    schema: impl Into<utoipa::openapi::RefOr<Schema>>,
+    required: bool,
+) -> utoipa::openapi::request_body::RequestBody {
+    RequestBodyBuilder::new()
+        .required(Some(if required {
+            Required::True
+        } else {
+            Required::False
+        }))
+        .content("application/json", json(schema))
+        .build()
+}
+
+pub fn paths(
+    paths: PathsBuilder,
+    shop: &dyn Fn() -> Parameter,
+    limit: &dyn Fn() -> Parameter,
+) -> PathsBuilder {
+    let step = || param("step", ParameterIn::Path, Type::String, true, &STEPS);
+    let id = || param("id", ParameterIn::Path, Type::Integer, true, &[]);
+    let customer = || param("customer", ParameterIn::Path, Type::String, true, &[]);
+    let int = |name: &str| param(name, ParameterIn::Query, Type::Integer, false, &[]);
+
+    let versions = PathItem::builder()
+        .operation(
+            HttpMethod::Get,
+            admin(op(
+                "versions",
+                "A step's plugin versions and which is active",
+                vec![shop(), step()],
+                "the versions",
+            )),
+        )
+        .operation(
+            HttpMethod::Post,
+            admin(
+                op(
+                    "deploy",
+                    "Deploy a component as the step's new active version",
+                    vec![shop(), step()],
+                    "deployed",
+                )
+                .request_body(Some(
+                    RequestBodyBuilder::new()
+                        .required(Some(Required::True))
+                        .content(
+                            "application/octet-stream",
+                            ContentBuilder::new()
+                                .schema(Some(
+                                    ObjectBuilder::new().schema_type(Type::String).format(Some(
+                                        utoipa::openapi::SchemaFormat::KnownFormat(
+                                            utoipa::openapi::KnownFormat::Binary,
+                                        ),
+                                    )),
+                                ))
+                                .build(),
+                        )
+                        .build(),
+                )),
+            ),
+        )
+        .build();
+    let rollback = admin(
+        op(
+            "rollback",
+            "Make an earlier version active (the one before, or `version`)",
+            vec![shop(), step()],
+            "rolled back",
+        )
+        .request_body(Some(json_body(
+            object().property("version", ObjectBuilder::new().schema_type(Type::Integer)),
+            false,
+        ))),
+    );
+    let audit = admin(op(
+        "audit",
+        "Deploys, rollbacks and refusals, newest first",
+        vec![
+            param("shop", ParameterIn::Query, Type::String, false, &[]),
+            limit(),
+        ],
+        "the audit log",
+    ));
+    let plugins = admin(op(
+        "plugins",
+        "Every shop's active plugin per step",
+        vec![],
+        "the plugins",
+    ));
+
+    let report = with_errors(op(
+        "revisit-report",
+        "Revisit outcomes over a week, a month or a range",
+        vec![
+            shop(),
+            param(
+                "period",
+                ParameterIn::Query,
+                Type::String,
+                false,
+                &["week", "month"],
+            ),
+            int("at"),
+            int("from"),
+            int("to"),
+        ],
+        "the report",
+    ))
+    .build();
+    let outcome = with_errors(
+        op(
+            "revisit-outcome",
+            "Record the outcome of one revisit attempt",
+            vec![shop(), id()],
+            "the revisit after it",
+        )
+        .request_body(Some(json_body(
+            Ref::from_schema_name("RevisitOutcome"),
+            true,
+        ))),
+    )
+    .build();
+    let cancel = with_errors(op(
+        "revisit-cancel",
+        "Cancel a revisit",
+        vec![shop(), id()],
+        "the cancelled revisit",
+    ))
+    .build();
+    let plans = with_errors(
+        op(
+            "revisit-plans",
+            "Plan revisits for many customers in one call",
+            vec![shop()],
+            "each request's decision id or error, in order",
+        )
+        .request_body(Some(json_body(
+            object()
+                .property(
+                    "requests",
+                    ArrayBuilder::new().items(Ref::from_schema_name("RevisitRequest")),
+                )
+                .required("requests"),
+            true,
+        ))),
+    )
+    .build();
+    let do_not_contact = |id: &str, summary: &str| {
+        with_errors(op(id, summary, vec![shop(), customer()], "done")).build()
+    };
+    paths
+        .path("/v1/shops/{shop}/steps/{step}/versions", versions)
+        .path(
+            "/v1/shops/{shop}/steps/{step}/rollback",
+            PathItem::new(HttpMethod::Post, rollback),
+        )
+        .path("/v1/audit", PathItem::new(HttpMethod::Get, audit))
+        .path("/v1/plugins", PathItem::new(HttpMethod::Get, plugins))
+        .path(
+            "/v1/shops/{shop}/revisits/report",
+            PathItem::new(HttpMethod::Get, report),
+        )
+        .path(
+            "/v1/shops/{shop}/revisits/{id}/outcome",
+            PathItem::new(HttpMethod::Post, outcome),
+        )
+        .path(
+            "/v1/shops/{shop}/revisits/{id}/cancel",
+            PathItem::new(HttpMethod::Post, cancel),
+        )
+        .path(
+            "/v1/shops/{shop}/revisit-plans",
+            PathItem::new(HttpMethod::Post, plans),
+        )
+        .path(
+            "/v1/shops/{shop}/customers/{customer}/do-not-contact",
+            PathItem::builder()
+                .operation(
+                    HttpMethod::Post,
+                    do_not_contact("do-not-contact", "Stop revisits to a customer"),
+                )
+                .operation(
+                    HttpMethod::Delete,
+                    do_not_contact("allow-contact", "Allow revisits to a customer again"),
+                )
+                .build(),
+        )
+}
