@@ -218,6 +218,58 @@ fn bad_requests_get_clear_errors() {
     assert_eq!(status, 200);
 }
 
+/// A plugin that is slow but within its timeout answers normally: after
+/// its first 5 ms of CPU it moves to the slow lane, and its later calls go
+/// there directly, while other shops keep answering from the async threads.
+#[test]
+fn a_slow_but_legal_plugin_answers_from_the_slow_lane() {
+    let dir = tempfile::tempdir().unwrap();
+    let shops = shops::lab(dir.path());
+    shops::hostile_shop_with(
+        &shops,
+        "busy",
+        r#"behavior = "spin", iterations = 100000000"#,
+    );
+    let s = Server::start(&write_config(
+        dir.path(),
+        &shops,
+        "[limits]\ntimeout_ms = 5000",
+    ));
+    let body = request("refund-policy", "unshipped");
+    std::thread::scope(|scope| {
+        let busy = scope.spawn(|| {
+            (0..3)
+                .map(|_| post(&s, "/v1/shops/busy/refund-decision", Some(LAB_KEY), &body))
+                .collect::<Vec<_>>()
+        });
+        for _ in 0..20 {
+            let (status, _) = post(
+                &s,
+                "/v1/shops/apparel/greeting",
+                Some(APPAREL_KEY),
+                request("greeting", "first-visit"),
+            );
+            assert_eq!(status, 200, "another shop must keep answering");
+        }
+        for (status, out) in busy.join().unwrap() {
+            assert_eq!(status, 200, "{out}");
+            assert_eq!(out["output"]["message"], "spun 100000000", "{out}");
+            assert!(
+                out["duration_us"].as_u64().unwrap() > 5_000,
+                "slower than the inline budget: {out}"
+            );
+        }
+    });
+    let (_, metrics) = get(&s, "/metrics", None);
+    let metrics = metrics.as_str().unwrap();
+    // Moved once; the next two calls went to the slow lane directly.
+    assert!(
+        metrics.contains(r#"kefu_calls_offloaded_total{shop="busy"} 1"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"kefu_calls_offloaded_total{shop="apparel"}"#));
+}
+
 #[test]
 fn a_plugin_timeout_is_a_clear_error_while_other_shops_answer() {
     let (_dir, s) = lab_server("[limits]\ntimeout_ms = 400");

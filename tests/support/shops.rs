@@ -18,10 +18,16 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A lab shop whose refund policy is the hostile plugin in `behavior`.
 pub fn hostile_shop(shops: &Path, id: &str, behavior: &str) {
+    hostile_shop_with(shops, id, &format!("behavior = \"{behavior}\""));
+}
+
+/// A shop whose refund plugin is the hostile guest with this inline config
+/// (TOML key/values, e.g. `behavior = "spin", iterations = 10`).
+pub fn hostile_shop_with(shops: &Path, id: &str, config: &str) {
     let dir = shops.join(id);
     std::fs::create_dir_all(&dir).unwrap();
     let toml = format!(
-        "name = \"{id}\"\napi_key_env = \"KEFU_KEY_LAB\"\n\n[steps.refund-policy]\nplugin = {:?}\nconfig = {{ behavior = \"{behavior}\" }}\n",
+        "name = \"{id}\"\napi_key_env = \"KEFU_KEY_LAB\"\n\n[steps.refund-policy]\nplugin = {:?}\nconfig = {{ {config} }}\n",
         super::wasm::HOSTILE
     );
     std::fs::write(dir.join("shop.toml"), toml).unwrap();

@@ -31,7 +31,8 @@ fn recurse(depth: u64, sink: &mut [u64; 64]) -> u64 {
 
 impl Guest for Plugin {
     fn decide(req: RefundRequest) -> Result<RefundDecision, String> {
-        let cfg: serde_json::Value = serde_json::from_str(&config::get()).map_err(|e| e.to_string())?;
+        let cfg: serde_json::Value =
+            serde_json::from_str(&config::get()).map_err(|e| e.to_string())?;
         let arg = |name: &str| cfg.get(name).and_then(|v| v.as_u64()).unwrap_or(0);
         match cfg.get("behavior").and_then(|b| b.as_str()).unwrap_or("ok") {
             // Spin forever: the host's timeout must stop it.
@@ -40,6 +41,14 @@ impl Guest for Plugin {
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
+            }
+            // Legal but slow: spin `iterations` times, then answer.
+            "spin" => {
+                let mut n: u64 = 0;
+                for _ in 0..arg("iterations") {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+                Ok(reject(&format!("spun {n}")))
             }
             // Allocate until the memory limit stops it.
             "memory-bomb" => {
@@ -56,7 +65,10 @@ impl Guest for Plugin {
                 for i in (0..block.len()).step_by(4096) {
                     block[i] = 1;
                 }
-                Ok(reject(&format!("allocated {}", std::hint::black_box(block).len())))
+                Ok(reject(&format!(
+                    "allocated {}",
+                    std::hint::black_box(block).len()
+                )))
             }
             "trap" => panic!("hostile plugin panics on purpose"),
             "stack-overflow" => {
@@ -65,7 +77,10 @@ impl Guest for Plugin {
             }
             // A message of `bytes` bytes (10 MB by default).
             "huge-output" => {
-                let size = match arg("bytes") { 0 => 10 << 20, n => n as usize };
+                let size = match arg("bytes") {
+                    0 => 10 << 20,
+                    n => n as usize,
+                };
                 Ok(reject(&"x".repeat(size)))
             }
             // Approve more than was paid: the host must refuse the output.
@@ -87,7 +102,10 @@ impl Guest for Plugin {
             }
             // Count calls in state: shows what state a shop's plugin sees.
             "counter" => {
-                let n: u64 = state::get("count").and_then(|v| v.parse().ok()).unwrap_or(0) + 1;
+                let n: u64 = state::get("count")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+                    + 1;
                 state::set("count", &n.to_string()).map_err(|e| format!("{e:?}"))?;
                 Ok(reject(&n.to_string()))
             }
@@ -122,7 +140,11 @@ impl Guest for Plugin {
                 if std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80)).is_ok() {
                     got.push("resolved a name".to_string());
                 }
-                Ok(reject(&if got.is_empty() { "nothing".to_string() } else { got.join("; ") }))
+                Ok(reject(&if got.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    got.join("; ")
+                }))
             }
             // A message that is not UTF-8 (only `unsafe` can make one).
             "bad-utf8" => {
