@@ -420,3 +420,67 @@ fn the_watcher_reloads_on_writes_only() {
     std::thread::sleep(Duration::from_millis(1_000));
     assert_eq!(watcher_reloads(&s), after_write, "reloads kept coming");
 }
+
+/// kill -9 in the middle of file-watcher swaps: every version the watcher
+/// activated before the kill is still in the history after the restart,
+/// and the shop then runs what its file holds, never an older version.
+#[test]
+fn kill_9_during_file_watcher_swaps_keeps_history_and_follows_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shop, s) = swap_shop(dir.path(), wasm::REFUND_POLICY);
+    let config = s.config.clone();
+    let files = [wasm::HOSTILE, wasm::REFUND_POLICY];
+    let body = refund_body();
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    for i in 0..6 {
+        let file = files[i % 2];
+        let before = call(&s, &body).1;
+        write_in_place(&shop.join("refund.wasm"), &std::fs::read(file).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, version, digest, out) = call(&s, &body);
+            assert_eq!(status, 200, "{out}");
+            if version > before && digest == digest_of(file) {
+                acked.push((version, digest));
+                break;
+            }
+            assert!(Instant::now() < deadline, "swap {i} never took effect");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // One more write, and kill -9 while the watcher debounces, compiles or
+    // records it (a different moment in each of these three rounds).
+    let mut s = s;
+    for (round, delay_ms) in [20u64, 90, 160].into_iter().enumerate() {
+        let file = files[round % 2];
+        write_in_place(&shop.join("refund.wasm"), &std::fs::read(file).unwrap());
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        s.kill();
+        s = Server::start(&config);
+        let (_, versions) = get(
+            &s,
+            "/v1/shops/swap/steps/refund-policy/versions",
+            Some(ADMIN),
+        );
+        let listed: Vec<u64> = versions["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_u64().unwrap())
+            .collect();
+        for (version, _) in &acked {
+            assert!(
+                listed.contains(version),
+                "activated version {version} lost after kill -9: {versions}"
+            );
+        }
+        let (status, version, digest, out) = call(&s, &body);
+        assert_eq!(status, 200, "{out}");
+        assert_eq!(digest, digest_of(file), "the shop runs its file: {out}");
+        assert!(
+            version >= acked.last().unwrap().0,
+            "an older version came back: {out}"
+        );
+        acked.push((version, digest));
+    }
+}

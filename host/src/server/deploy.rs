@@ -217,10 +217,16 @@ impl Deployer {
         let unchanged = match &previous {
             // Reload: only a change of the files counts.
             Some(prev) => prev == &signature,
-            // First look (startup): a version with this signature was
-            // deployed before, so the stored active version stands (it may
-            // be a rollback).
-            None => history.iter().any(|v| signature_of(v) == signature),
+            // First look (startup): if the folder says what it said when
+            // a version was last taken from it, nothing changed while the
+            // host was down and the stored active version stands (it may
+            // be a rollback or an API deploy). If the folder changed (a
+            // file written just before a crash, or while stopped), it
+            // wins, even when it matches some older version.
+            None => match history.iter().rev().find(|v| v.source != "api") {
+                Some(from_folder) => signature_of(from_folder) == signature,
+                None => history.iter().any(|v| signature_of(v) == signature),
+            },
         };
         if unchanged && (active.is_some() || !history.is_empty()) {
             return restore(self);
