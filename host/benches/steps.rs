@@ -157,17 +157,29 @@ fn setups(rt: &Arc<Runtime>) -> Vec<Setup> {
         .collect()
 }
 
-/// Median of `n` timed calls, in microseconds.
-fn p50(f: &dyn Fn() -> bool, n: usize) -> f64 {
-    let mut times: Vec<f64> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            black_box(f());
-            t.elapsed().as_secs_f64() * 1e6
+/// Per-call medians of the given calls, in microseconds, over `n` calls
+/// each. The calls take turns in blocks of 1,000 (long enough to keep the
+/// caches warm for the call being timed), so a slow spell of the machine
+/// falls on all of them alike and the ratios stay comparable.
+fn p50s(calls: &[&dyn Fn() -> bool], n: usize) -> Vec<f64> {
+    const BLOCK: usize = 1_000;
+    let mut times = vec![Vec::with_capacity(n); calls.len()];
+    for _ in 0..n.div_ceil(BLOCK) {
+        for (f, t) in calls.iter().zip(&mut times) {
+            for _ in 0..BLOCK {
+                let start = Instant::now();
+                black_box(f());
+                t.push(start.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(|a, b| a.total_cmp(b));
+            t[t.len() / 2]
         })
-        .collect();
-    times.sort_by(|a, b| a.total_cmp(b));
-    times[n / 2]
+        .collect()
 }
 
 fn main() {
@@ -190,16 +202,16 @@ fn main() {
     }
     c.final_summary();
 
-    println!("\nper-call p50 over 20,000 calls (µs) and ratio to native");
+    println!("\nper-call p50 over 20,000 calls each, in turns of 1,000 (µs), and ratio to native");
     println!(
         "{:<20} {:>10} {:>12} {:>8} {:>12} {:>8} {:>12} {:>8}",
         "step", "native", "wasm-fresh", "x", "fresh-async", "x", "wasm-reused", "x"
     );
     for s in &setups {
-        let n = p50(s.native.as_ref(), 20_000);
-        let f = p50(s.fresh.as_ref(), 20_000);
-        let a = p50(s.fresh_async.as_ref(), 20_000);
-        let r = p50(s.reused.as_ref(), 20_000);
+        let calls: [&dyn Fn() -> bool; 4] = [&s.native, &s.fresh, &s.fresh_async, &s.reused];
+        let [n, f, a, r] = p50s(&calls, 20_000)[..] else {
+            unreachable!("four calls, four medians")
+        };
         println!(
             "{:<20} {:>10.2} {:>12.2} {:>8.1} {:>12.2} {:>8.1} {:>12.2} {:>8.1}",
             s.name,
