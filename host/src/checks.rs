@@ -16,15 +16,32 @@ fn invalid(msg: impl Into<String>) -> CallError {
     CallError::InvalidOutput(msg.into())
 }
 
-/// Reject an output whose JSON form is larger than `limit` bytes.
+/// Reject an output whose JSON form is larger than `limit` bytes. The
+/// bytes are counted, not kept.
 pub fn output_size(output: &StepOutput, limit: usize) -> Result<(), CallError> {
-    let size = serde_json::to_vec(output)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
+    let mut counter = ByteCounter(0);
+    let size = match serde_json::to_writer(&mut counter, output) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    };
     if size > limit {
         return Err(CallError::OutputTooLarge { size, limit });
     }
     Ok(())
+}
+
+/// A writer that only counts what it is given.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Check `output` against the `input` it answers, at time `now`.
