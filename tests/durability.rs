@@ -103,7 +103,8 @@ fn kill_9_during_load_and_swaps_loses_nothing_acknowledged() {
         for w in 0..4 {
             let (calls, acked, answered) = (&calls, &acked, &answered);
             scope.spawn(move || {
-                for i in 0..100 {
+                // Until the kill ends it.
+                for i in 0.. {
                     let (step, body) = &calls[(i + w) % calls.len()];
                     let sent = agent()
                         .post(format!("{base}/v1/shops/tea-oil/{step}"))
@@ -153,8 +154,13 @@ fn kill_9_during_load_and_swaps_loses_nothing_acknowledged() {
                 }
             });
         }
-        // Kill while every writer and the deployer are mid-stream.
-        while answered.load(Ordering::Relaxed) < 120 {
+        // Kill while every writer and the deployer are mid-stream, once at
+        // least one deploy was acknowledged (a deploy compiles: it takes
+        // longer than a few answers).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while (answered.load(Ordering::Relaxed) < 120 || last_deploy.load(Ordering::Relaxed) == 0)
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         server.kill();
