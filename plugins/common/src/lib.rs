@@ -1,15 +1,21 @@
 //! Helpers shared by the default plugins. Nothing here knows the WIT
 //! types: each plugin binds its own world.
 
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+
+/// A config text: borrowed from the config JSON (or a static default) when
+/// it can be, owned only when the JSON escapes something in it.
+pub type Text<'a> = Cow<'a, str>;
 
 pub const SECS_PER_DAY: i64 = 86_400;
 pub const SECS_PER_HOUR: i64 = 3_600;
 
-/// Parse a plugin's config JSON into `T`, filling gaps from `T::default()`
-/// (serde `#[serde(default)]` on the struct). The error names the field.
-pub fn load_config<T: DeserializeOwned>(json: &str) -> Result<T, String> {
+/// Parse a plugin's config JSON into `T`, which may borrow from it (see
+/// [`Text`]); serde's `default` attributes fill the gaps. The error names
+/// the field.
+pub fn load_config<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
     let json = if json.trim().is_empty() { "{}" } else { json };
     serde_json::from_str(json).map_err(|e| format!("invalid plugin config: {e}"))
 }
@@ -64,7 +70,7 @@ pub fn format_hhmm(minutes: u32) -> String {
 }
 
 /// Fill `{name}` placeholders from `vars`; unknown placeholders stay as-is.
-pub fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
+pub fn fill<V: AsRef<str>>(template: &str, vars: &BTreeMap<&str, V>) -> String {
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -72,7 +78,7 @@ pub fn fill(template: &str, vars: &BTreeMap<&str, String>) -> String {
         let after = &rest[open + 1..];
         match after.find('}') {
             Some(close) if vars.contains_key(&after[..close]) => {
-                out.push_str(&vars[&after[..close]]);
+                out.push_str(vars[&after[..close]].as_ref());
                 rest = &after[close + 1..];
             }
             _ => {

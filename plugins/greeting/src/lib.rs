@@ -14,84 +14,165 @@ wit_bindgen::generate!({
 });
 
 use kefu::workflow::{clock, config};
-use kefu_plugin_common::{ShopTime, fill, format_hhmm, load_config, parse_hhmm};
+use kefu_plugin_common::{ShopTime, Text, fill, format_hhmm, load_config, parse_hhmm};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+/// The shop's greeting rules. Texts borrow from the config JSON and every
+/// default is a static text, so reading the config allocates only its
+/// lists: the plugin reads it afresh on every call.
 #[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Config {
-    shop_name: String,
-    agent_name: String,
+#[serde(deny_unknown_fields)]
+struct Config<'a> {
+    #[serde(borrow, default = "d::shop_name")]
+    shop_name: Text<'a>,
+    #[serde(borrow, default = "d::agent_name")]
+    agent_name: Text<'a>,
+    #[serde(default = "d::timezone_offset_minutes")]
     timezone_offset_minutes: i32,
     /// Staffed shifts, "HH:MM"-"HH:MM" local; an end before the start runs
     /// past midnight (e.g. 17:00-01:00).
-    shifts: Vec<Shift>,
-    welcome: String,
-    returning_welcome: String,
-    member_welcome: String,
-    offline_reply: String,
-    handoff_reply: String,
+    #[serde(borrow, default = "d::shifts")]
+    shifts: Vec<Shift<'a>>,
+    #[serde(borrow, default = "d::welcome")]
+    welcome: Text<'a>,
+    #[serde(borrow, default = "d::returning_welcome")]
+    returning_welcome: Text<'a>,
+    #[serde(borrow, default = "d::member_welcome")]
+    member_welcome: Text<'a>,
+    #[serde(borrow, default = "d::offline_reply")]
+    offline_reply: Text<'a>,
+    #[serde(borrow, default = "d::handoff_reply")]
+    handoff_reply: Text<'a>,
     /// Keyword replies (关键词回复), checked in order.
-    keywords: Vec<KeywordReply>,
+    #[serde(borrow, default = "d::keywords")]
+    keywords: Vec<KeywordReply<'a>>,
     /// Words that ask for a person (人工, 投诉...).
-    handoff_keywords: Vec<String>,
+    #[serde(borrow, default = "d::handoff_keywords")]
+    handoff_keywords: Vec<Text<'a>>,
     /// Words that are only a greeting and need no answer of their own.
-    small_talk: Vec<String>,
-    quick_replies: Vec<String>,
-    courier: String,
-    delivery_days: String,
+    #[serde(borrow, default = "d::small_talk")]
+    small_talk: Vec<Text<'a>>,
+    #[serde(borrow, default = "d::quick_replies")]
+    quick_replies: Vec<Text<'a>>,
+    #[serde(borrow, default = "d::courier")]
+    courier: Text<'a>,
+    #[serde(borrow, default = "d::delivery_days")]
+    delivery_days: Text<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Shift {
-    start: String,
-    end: String,
+struct Shift<'a> {
+    #[serde(borrow)]
+    start: Text<'a>,
+    #[serde(borrow)]
+    end: Text<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct KeywordReply {
-    keywords: Vec<String>,
-    reply: String,
+struct KeywordReply<'a> {
+    #[serde(borrow)]
+    keywords: Vec<Text<'a>>,
+    #[serde(borrow)]
+    reply: Text<'a>,
     /// Quick replies to show instead of the default ones when this entry
     /// matches (the first matching entry that has some wins).
-    #[serde(default)]
-    quick_replies: Option<Vec<String>>,
+    #[serde(borrow, default)]
+    quick_replies: Option<Vec<Text<'a>>>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        let kw = |words: &[&str], reply: &str| KeywordReply {
-            keywords: words.iter().map(|w| w.to_string()).collect(),
-            reply: reply.to_string(),
+/// The defaults of every config key.
+mod d {
+    use super::{KeywordReply, Shift, Text};
+
+    fn texts(words: &[&'static str]) -> Vec<Text<'static>> {
+        words.iter().map(|&w| Text::Borrowed(w)).collect()
+    }
+
+    pub fn shop_name() -> Text<'static> {
+        "本店".into()
+    }
+    pub fn agent_name() -> Text<'static> {
+        "小美".into()
+    }
+    pub fn timezone_offset_minutes() -> i32 {
+        480
+    }
+    pub fn shifts() -> Vec<Shift<'static>> {
+        vec![
+            Shift {
+                start: "08:30".into(),
+                end: "17:00".into(),
+            },
+            Shift {
+                start: "16:30".into(),
+                end: "24:00".into(),
+            },
+        ]
+    }
+    pub fn welcome() -> Text<'static> {
+        "您好，欢迎光临{shop}，我是客服{agent}，很高兴为您效劳，请问有什么可以为您服务 :)".into()
+    }
+    pub fn returning_welcome() -> Text<'static> {
+        "{nickname}您好，欢迎回来！我是客服{agent}，很高兴再次为您服务，请问有什么可以帮您 :)"
+            .into()
+    }
+    pub fn member_welcome() -> Text<'static> {
+        "尊敬的{level}{nickname}，欢迎回来！我是客服{agent}，很高兴为您服务，请问有什么可以帮您 :)"
+            .into()
+    }
+    pub fn offline_reply() -> Text<'static> {
+        "您好，欢迎光临{shop}！现在是非工作时间，客服将于{next_open}上线，您的留言我们已经收到，上线后会第一时间回复您，请您谅解 :)".into()
+    }
+    pub fn handoff_reply() -> Text<'static> {
+        "请您稍等，正在为您转接人工客服 :)".into()
+    }
+    pub fn keywords() -> Vec<KeywordReply<'static>> {
+        let kw = |words: &[&'static str], reply: &'static str| KeywordReply {
+            keywords: texts(words),
+            reply: reply.into(),
             quick_replies: None,
         };
-        Config {
-            shop_name: "本店".into(),
-            agent_name: "小美".into(),
-            timezone_offset_minutes: 480,
-            shifts: vec![
-                Shift { start: "08:30".into(), end: "17:00".into() },
-                Shift { start: "16:30".into(), end: "24:00".into() },
-            ],
-            welcome: "您好，欢迎光临{shop}，我是客服{agent}，很高兴为您效劳，请问有什么可以为您服务 :)".into(),
-            returning_welcome: "{nickname}您好，欢迎回来！我是客服{agent}，很高兴再次为您服务，请问有什么可以帮您 :)".into(),
-            member_welcome: "尊敬的{level}{nickname}，欢迎回来！我是客服{agent}，很高兴为您服务，请问有什么可以帮您 :)".into(),
-            offline_reply: "您好，欢迎光临{shop}！现在是非工作时间，客服将于{next_open}上线，您的留言我们已经收到，上线后会第一时间回复您，请您谅解 :)".into(),
-            handoff_reply: "请您稍等，正在为您转接人工客服 :)".into(),
-            keywords: vec![
-                kw(&["正品", "真的吗", "假货", "假的"], "请您放心，本店商品均为品牌授权正品，有正规渠道备案，支持验货 :)"),
-                kw(&["便宜", "优惠", "打折", "少点", "折扣", "包邮吗"], "亲，价格是公司统一制定的，客服没有改价权限哦。现在满额有赠品、满包邮，多件搭配购买更划算，您可以看看哦 :)"),
-                kw(&["快递", "几天到", "发货", "什么时候到"], "亲，我们默认发{courier}，付款后48小时内发货，一般{delivery_days}天送达 :)"),
-            ],
-            handoff_keywords: ["人工", "投诉", "差评", "举报"].map(String::from).to_vec(),
-            small_talk: ["在吗", "在不在", "你好", "您好", "hello", "hi", "亲", "客服"].map(String::from).to_vec(),
-            quick_replies: ["查询物流", "退换货", "优惠活动", "联系人工"].map(String::from).to_vec(),
-            courier: "中通快递".into(),
-            delivery_days: "2-4".into(),
-        }
+        vec![
+            kw(
+                &["正品", "真的吗", "假货", "假的"],
+                "请您放心，本店商品均为品牌授权正品，有正规渠道备案，支持验货 :)",
+            ),
+            kw(
+                &["便宜", "优惠", "打折", "少点", "折扣", "包邮吗"],
+                "亲，价格是公司统一制定的，客服没有改价权限哦。现在满额有赠品、满包邮，多件搭配购买更划算，您可以看看哦 :)",
+            ),
+            kw(
+                &["快递", "几天到", "发货", "什么时候到"],
+                "亲，我们默认发{courier}，付款后48小时内发货，一般{delivery_days}天送达 :)",
+            ),
+        ]
+    }
+    pub fn handoff_keywords() -> Vec<Text<'static>> {
+        texts(&["人工", "投诉", "差评", "举报"])
+    }
+    pub fn small_talk() -> Vec<Text<'static>> {
+        texts(&[
+            "在吗",
+            "在不在",
+            "你好",
+            "您好",
+            "hello",
+            "hi",
+            "亲",
+            "客服",
+        ])
+    }
+    pub fn quick_replies() -> Vec<Text<'static>> {
+        texts(&["查询物流", "退换货", "优惠活动", "联系人工"])
+    }
+    pub fn courier() -> Text<'static> {
+        "中通快递".into()
+    }
+    pub fn delivery_days() -> Text<'static> {
+        "2-4".into()
     }
 }
 
@@ -123,45 +204,47 @@ fn greet(cfg: &Config, req: &GreetingRequest, now: i64) -> Result<GreetingReply,
         .map(|s| Ok((parse_hhmm(&s.start)?, parse_hhmm(&s.end)?)))
         .collect::<Result<Vec<_>, String>>()?;
     let c = &req.customer;
-    let vars = BTreeMap::from([
-        ("shop", cfg.shop_name.clone()),
+    let mut vars: BTreeMap<&str, &str> = BTreeMap::from([
+        ("shop", &*cfg.shop_name),
         (
             "agent",
-            req.agent_name
-                .clone()
-                .unwrap_or_else(|| cfg.agent_name.clone()),
+            req.agent_name.as_deref().unwrap_or(&cfg.agent_name),
         ),
-        ("nickname", c.nickname.clone()),
-        ("level", c.member_level.clone().unwrap_or_default()),
-        ("courier", cfg.courier.clone()),
-        ("delivery_days", cfg.delivery_days.clone()),
+        ("nickname", &c.nickname),
+        ("level", c.member_level.as_deref().unwrap_or_default()),
+        ("courier", &cfg.courier),
+        ("delivery_days", &cfg.delivery_days),
     ]);
     let message = req.message.trim();
     let mut matched = Vec::new();
     let mut answers = Vec::new();
-    let mut quick_replies: Option<&Vec<String>> = None;
+    let mut quick_replies: Option<&Vec<Text>> = None;
     for entry in &cfg.keywords {
         let hit = entry
             .keywords
             .iter()
-            .find(|k| !k.is_empty() && message.contains(k.as_str()));
+            .find(|k| !k.is_empty() && message.contains(&***k));
         if let Some(word) = hit {
-            matched.push(word.clone());
+            matched.push(word.to_string());
             answers.push(fill(&entry.reply, &vars));
             quick_replies = quick_replies.or(entry.quick_replies.as_ref());
         }
     }
-    let quick_replies = quick_replies.unwrap_or(&cfg.quick_replies).clone();
+    let quick_replies = quick_replies
+        .unwrap_or(&cfg.quick_replies)
+        .iter()
+        .map(|q| q.to_string())
+        .collect();
     let wants_person = cfg
         .handoff_keywords
         .iter()
-        .any(|k| !k.is_empty() && message.contains(k.as_str()));
+        .any(|k| !k.is_empty() && message.contains(&**k));
     let unanswered = answers.is_empty() && !is_small_talk(message, &cfg.small_talk);
     let minute = time.minute_of_day(now);
 
     if !shifts.iter().any(|&(s, e)| in_shift(minute, s, e)) {
-        let mut vars = vars;
-        vars.insert("next_open", next_open(minute, &shifts));
+        let next_open = next_open(minute, &shifts);
+        vars.insert("next_open", &next_open);
         let mut reply = fill(&cfg.offline_reply, &vars);
         for a in &answers {
             reply.push('\n');
@@ -228,10 +311,20 @@ fn next_open(minute: u32, shifts: &[(u32, u32)]) -> String {
 }
 
 /// A message that is only a greeting ("在吗", "您好~") or nothing at all.
-fn is_small_talk(message: &str, words: &[String]) -> bool {
+fn is_small_talk(message: &str, words: &[Text]) -> bool {
+    if message.chars().all(|c| !c.is_alphanumeric()) {
+        return true;
+    }
     let mut rest = message.to_lowercase();
     for w in words {
-        rest = rest.replace(&w.to_lowercase(), "");
+        let w = if w.chars().any(char::is_uppercase) {
+            Text::Owned(w.to_lowercase())
+        } else {
+            Text::Borrowed(&**w)
+        };
+        if !w.is_empty() && rest.contains(&*w) {
+            rest = rest.replace(&*w, "");
+        }
     }
     rest.chars().all(|c| !c.is_alphanumeric())
 }

@@ -14,43 +14,75 @@ use kefu::workflow::types::{
     Address, ConfirmationVerdict, FlagColor, IssueKind, Order, OrderIssue, OrderRemark, OrderStatus,
 };
 use kefu::workflow::{clock, config, log, state};
-use kefu_plugin_common::{SECS_PER_HOUR, fill, load_config, yuan};
+use kefu_plugin_common::{SECS_PER_HOUR, Text, fill, load_config, yuan};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+/// The shop's confirmation rules. Texts borrow from the config JSON and
+/// every default is a static text, so reading the config (on every call)
+/// allocates nothing.
 #[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Config {
-    shop_name: String,
-    agent_name: String,
+#[serde(deny_unknown_fields)]
+struct Config<'a> {
+    #[serde(borrow, default = "d::shop_name")]
+    shop_name: Text<'a>,
+    #[serde(borrow, default = "d::agent_name")]
+    agent_name: Text<'a>,
     /// Hours after an order is placed before the one payment reminder (催付).
+    #[serde(default = "d::unpaid_remind_after_hours")]
     unpaid_remind_after_hours: u32,
     /// Fewest characters a street detail may have to count as complete.
+    #[serde(default = "d::min_address_detail_chars")]
     min_address_detail_chars: usize,
     /// Ship other paid orders of the buyer to the same address together.
+    #[serde(default = "d::merge_orders")]
     merge_orders: bool,
     /// Flag colour for a buyer's request remark (小红旗 by default).
-    remark_flag: String,
-    confirm_message: String,
-    fix_message: String,
-    unpaid_message: String,
-    merge_note: String,
+    #[serde(borrow, default = "d::remark_flag")]
+    remark_flag: Text<'a>,
+    #[serde(borrow, default = "d::confirm_message")]
+    confirm_message: Text<'a>,
+    #[serde(borrow, default = "d::fix_message")]
+    fix_message: Text<'a>,
+    #[serde(borrow, default = "d::unpaid_message")]
+    unpaid_message: Text<'a>,
+    #[serde(borrow, default = "d::merge_note")]
+    merge_note: Text<'a>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            shop_name: "本店".into(),
-            agent_name: "客服".into(),
-            unpaid_remind_after_hours: 2,
-            min_address_detail_chars: 4,
-            merge_orders: true,
-            remark_flag: "red".into(),
-            confirm_message: "亲，跟您核对一下订单信息：\n{items}\n收货人：{recipient}，电话：{phone}\n地址：{address}\n信息无误的话我们会尽快为您发货，发货后会第一时间把快递单号发给您哦 :)".into(),
-            fix_message: "亲，您的订单信息需要确认一下：{problems}。麻烦您核对后回复我们，我们好尽快为您发货，谢谢 :)".into(),
-            unpaid_message: "亲，您在{shop}拍下的宝贝还没有付款哦，库存有限，付款后我们会尽快为您发货，有任何问题都可以问我哦 :)".into(),
-            merge_note: "您还有{count}笔订单会和这笔合并发货，帮您省运费哦。".into(),
-        }
+/// The defaults of every config key.
+mod d {
+    use super::Text;
+
+    pub fn shop_name() -> Text<'static> {
+        "本店".into()
+    }
+    pub fn agent_name() -> Text<'static> {
+        "客服".into()
+    }
+    pub fn unpaid_remind_after_hours() -> u32 {
+        2
+    }
+    pub fn min_address_detail_chars() -> usize {
+        4
+    }
+    pub fn merge_orders() -> bool {
+        true
+    }
+    pub fn remark_flag() -> Text<'static> {
+        "red".into()
+    }
+    pub fn confirm_message() -> Text<'static> {
+        "亲，跟您核对一下订单信息：\n{items}\n收货人：{recipient}，电话：{phone}\n地址：{address}\n信息无误的话我们会尽快为您发货，发货后会第一时间把快递单号发给您哦 :)".into()
+    }
+    pub fn fix_message() -> Text<'static> {
+        "亲，您的订单信息需要确认一下：{problems}。麻烦您核对后回复我们，我们好尽快为您发货，谢谢 :)".into()
+    }
+    pub fn unpaid_message() -> Text<'static> {
+        "亲，您在{shop}拍下的宝贝还没有付款哦，库存有限，付款后我们会尽快为您发货，有任何问题都可以问我哦 :)".into()
+    }
+    pub fn merge_note() -> Text<'static> {
+        "您还有{count}笔订单会和这笔合并发货，帮您省运费哦。".into()
     }
 }
 
@@ -74,11 +106,8 @@ export!(Plugin);
 
 fn confirm(cfg: &Config, req: &ConfirmationRequest, now: i64) -> Result<Confirmation, String> {
     let order = &req.order;
-    let agent = req
-        .agent_name
-        .clone()
-        .unwrap_or_else(|| cfg.agent_name.clone());
-    let vars = BTreeMap::from([("shop", cfg.shop_name.clone())]);
+    let agent = req.agent_name.as_deref().unwrap_or(&cfg.agent_name);
+    let vars = BTreeMap::from([("shop", cfg.shop_name.to_string())]);
     let hold = |reason: String, message: String| Confirmation {
         verdict: ConfirmationVerdict::Hold(reason),
         message,
