@@ -19,8 +19,9 @@ const SEP: u8 = 0;
 pub struct SledStorage {
     db: sled::Db,
     state: sled::Tree,
+    /// `shop \0 time id` -> decision: one insert per answer; retention
+    /// walks it shop by shop.
     decisions: sled::Tree,
-    decisions_by_time: sled::Tree,
     refunds: sled::Tree,
     revisits: sled::Tree,
     /// id -> primary key of the revisit
@@ -103,10 +104,12 @@ impl SledStorage {
             .open()
             .map_err(backend)?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
+        // Stores written before 0.1 kept a second, global time index of
+        // the decision log; retention no longer needs it.
+        db.drop_tree("decisions_by_time").map_err(backend)?;
         Ok(SledStorage {
             state: tree("state")?,
             decisions: tree("decisions")?,
-            decisions_by_time: tree("decisions_by_time")?,
             refunds: tree("refunds")?,
             revisits: tree("revisits")?,
             revisit_ids: tree("revisit_ids")?,
@@ -174,15 +177,9 @@ impl Storage for SledStorage {
     }
 
     fn record_decision(&self, d: &Decision) -> Result<(), StorageError> {
-        let key = timed_key(&d.shop, d.at_ms, d.id);
-        // The time index first: a crash between the two writes leaves an
-        // index entry to nothing (harmless), never an unprunable record.
-        let mut index = ordered(d.at_ms).to_vec();
-        index.extend_from_slice(&d.id.to_be_bytes());
-        self.decisions_by_time
-            .insert(index, key.as_slice())
+        self.decisions
+            .insert(timed_key(&d.shop, d.at_ms, d.id), encode(d)?)
             .map_err(backend)?;
-        self.decisions.insert(key, encode(d)?).map_err(backend)?;
         Ok(())
     }
 
@@ -209,13 +206,30 @@ impl Storage for SledStorage {
         Ok(out)
     }
 
+    /// Each shop's keys are in time order: per shop, remove the range
+    /// before the cutoff, then seek past the shop to the next one.
     fn prune_decisions(&self, before_ms: i64) -> Result<usize, StorageError> {
         let mut pruned = 0;
-        for item in self.decisions_by_time.range(..ordered(before_ms).to_vec()) {
-            let (index, key) = item.map_err(backend)?;
-            self.decisions.remove(&key).map_err(backend)?;
-            self.decisions_by_time.remove(index).map_err(backend)?;
-            pruned += 1;
+        let mut cursor = Vec::new();
+        while let Some(item) = self.decisions.range(cursor.as_slice()..).next() {
+            let (key, _) = item.map_err(backend)?;
+            let Some(end_of_shop) = key.iter().position(|&b| b == SEP) else {
+                return Err(StorageError::Corrupt(format!(
+                    "decision key without a shop: {key:?}"
+                )));
+            };
+            let prefix = &key[..=end_of_shop];
+            let mut cutoff = prefix.to_vec();
+            cutoff.extend_from_slice(&ordered(before_ms));
+            for old in self.decisions.range(prefix..cutoff.as_slice()) {
+                let (old, _) = old.map_err(backend)?;
+                self.decisions.remove(old).map_err(backend)?;
+                pruned += 1;
+            }
+            // `shop \x01` sorts after every `shop \0 ...` key and before
+            // the next shop's (names hold no byte below 0x01).
+            cursor = key[..end_of_shop].to_vec();
+            cursor.push(SEP + 1);
         }
         Ok(pruned)
     }
@@ -537,8 +551,44 @@ mod tests {
             .unwrap();
         let times: Vec<i64> = greet.iter().map(|d| d.at_ms).collect();
         assert_eq!(times, [3000, 2000], "newest first, until exclusive");
+        // Before 3000: a's 1000, 1001, 2000, 2001 and ab's 1000, 2000.
         assert_eq!(store.prune_decisions(3000).unwrap(), 6);
-        assert_eq!(store.decisions(&q(None, None, None)).unwrap().len(), 6);
+        let times = |shop: &str| -> Vec<i64> {
+            let mut q = q(None, None, None);
+            q.shop = shop.into();
+            store
+                .decisions(&q)
+                .unwrap()
+                .iter()
+                .map(|d| d.at_ms)
+                .collect()
+        };
+        assert_eq!(times("a"), [5001, 5000, 4001, 4000, 3001, 3000]);
+        assert_eq!(times("ab"), [5000, 4000, 3000]);
+        assert_eq!(
+            store.prune_decisions(3000).unwrap(),
+            0,
+            "nothing left to prune"
+        );
+    }
+
+    #[test]
+    fn the_old_decision_time_index_is_dropped_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let old = db.open_tree("decisions_by_time").unwrap();
+            old.insert(b"k", b"v").unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStorage::open(dir.path()).unwrap();
+        assert!(
+            !store
+                .db
+                .tree_names()
+                .iter()
+                .any(|n| n.as_ref() == b"decisions_by_time")
+        );
     }
 
     #[test]
