@@ -17,7 +17,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
 fi
 cargo build --release -p kefu >/dev/null 2>&1
-kefu="$CARGO_TARGET_DIR/release/kefu"
+kefu="${KEFU_BIN:-$CARGO_TARGET_DIR/release/kefu}"
 
 work="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
