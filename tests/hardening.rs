@@ -228,6 +228,58 @@ fn generated_components_are_errors_never_panics() {
     );
 }
 
+/// Proposals the host is built without (threads' shared memory, GC types)
+/// are refused at load with an error that names them, for every step.
+#[test]
+fn components_using_proposals_left_out_of_the_host_are_refused_by_name() {
+    use wasm_encoder::{
+        CompositeInnerType, CompositeType, MemoryType, Module, StructType, SubType,
+    };
+    let rt = runtime();
+    let mut shared = Module::new();
+    let mut memories = wasm_encoder::MemorySection::new();
+    memories.memory(MemoryType {
+        minimum: 1,
+        maximum: Some(1),
+        memory64: false,
+        shared: true,
+        page_size_log2: None,
+    });
+    shared.section(&memories);
+    let mut gc = Module::new();
+    let mut types = wasm_encoder::TypeSection::new();
+    types.ty().subtype(&SubType {
+        is_final: true,
+        supertype_idxs: Vec::new(),
+        composite_type: CompositeType {
+            inner: CompositeInnerType::Struct(StructType {
+                fields: Box::new([]),
+            }),
+            shared: false,
+            descriptor: None,
+            describes: None,
+        },
+    });
+    gc.section(&types);
+    // wasmtime's words: "threads must be enabled for shared memories",
+    // "cannot define struct types when gc types are disabled".
+    for (module, feature) in [
+        (shared.finish(), "threads must be enabled"),
+        (gc.finish(), "gc types are disabled"),
+    ] {
+        for step in [Step::Greeting, Step::RefundPolicy] {
+            let message = match rt.load(&wrap_in_component(&module), step) {
+                Ok(_) => panic!("a component using {feature} loaded"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                message.contains(feature),
+                "the error names what is missing ({feature}): {message}"
+            );
+        }
+    }
+}
+
 /// A component that embeds `module` and instantiates it with no imports.
 fn wrap_in_component(module: &[u8]) -> Vec<u8> {
     let mut component = wasm_encoder::Component::new();
