@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use support::example;
-use support::server::{ADMIN, Server, TEA_KEY, get, post, write_config};
+use support::server::{ADMIN, Server, TEA_KEY, get, post, try_post, write_config};
 
 #[test]
 fn kill_9_loses_nothing_acknowledged() {
@@ -96,7 +96,6 @@ fn kill_9_during_load_and_swaps_loses_nothing_acknowledged() {
     let acked: Mutex<Vec<(&str, u64)>> = Mutex::new(Vec::new());
     let answered = AtomicUsize::new(0);
     let last_deploy = AtomicU64::new(0);
-    let agent = support::server::agent;
     let base = server.base.clone();
     let base = base.as_str();
     std::thread::scope(|scope| {
@@ -106,19 +105,12 @@ fn kill_9_during_load_and_swaps_loses_nothing_acknowledged() {
                 // Until the kill ends it.
                 for i in 0.. {
                     let (step, body) = &calls[(i + w) % calls.len()];
-                    let sent = agent()
-                        .post(format!("{base}/v1/shops/tea-oil/{step}"))
-                        .header("authorization", format!("Bearer {TEA_KEY}"))
-                        .send(&body[..]);
+                    let url = format!("{base}/v1/shops/tea-oil/{step}");
                     // After the kill: connection refused or reset.
-                    let Ok(mut resp) = sent else { return };
-                    let Ok(text) = resp.body_mut().read_to_string() else {
+                    let Some((200, out)) = try_post(&url, Some(TEA_KEY), "application/json", body)
+                    else {
                         return;
                     };
-                    if resp.status().as_u16() != 200 {
-                        return;
-                    }
-                    let out: serde_json::Value = serde_json::from_str(&text).unwrap();
                     let id = out["decision_id"].as_u64().unwrap();
                     acked.lock().unwrap().push((step, id));
                     answered.fetch_add(1, Ordering::Relaxed);
@@ -135,20 +127,12 @@ fn kill_9_during_load_and_swaps_loses_nothing_acknowledged() {
                         support::wasm::REFUND_POLICY
                     };
                     let bytes = std::fs::read(file).unwrap();
-                    let sent = agent()
-                        .post(format!(
-                            "{base}/v1/shops/tea-oil/steps/refund-policy/versions"
-                        ))
-                        .header("authorization", format!("Bearer {ADMIN}"))
-                        .send(&bytes[..]);
-                    let Ok(mut resp) = sent else { return };
-                    let Ok(text) = resp.body_mut().read_to_string() else {
+                    let url = format!("{base}/v1/shops/tea-oil/steps/refund-policy/versions");
+                    let Some((201, out)) =
+                        try_post(&url, Some(ADMIN), "application/octet-stream", &bytes)
+                    else {
                         return;
                     };
-                    if resp.status().as_u16() != 201 {
-                        return;
-                    }
-                    let out: serde_json::Value = serde_json::from_str(&text).unwrap();
                     let version = out["version"]["version"].as_u64().unwrap();
                     last_deploy.store(version, Ordering::Relaxed);
                 }

@@ -97,26 +97,37 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-/// POST raw bytes with a key; (status, JSON body).
+/// POST JSON with a key; (status, JSON or text body).
 pub fn post(
     server: &Server,
     path: &str,
     key: Option<&str>,
     body: impl AsRef<[u8]>,
 ) -> (u16, Value) {
-    let mut req = agent()
-        .post(server.url(path))
-        .header("content-type", "application/json");
+    try_post(&server.url(path), key, "application/json", body.as_ref())
+        .expect("the request or its answer failed")
+}
+
+/// POST `body` to a full URL with a key; (status, JSON or text body), or
+/// `None` when the request or its answer did not get through (a server
+/// killed mid-request).
+pub fn try_post(
+    url: &str,
+    key: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> Option<(u16, Value)> {
+    let mut req = agent().post(url).header("content-type", content_type);
     if let Some(key) = key {
         req = req.header("authorization", format!("Bearer {key}"));
     }
-    let mut resp = req.send(body.as_ref()).expect("request");
+    let mut resp = req.send(body).ok()?;
     let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
-    (
+    let text = resp.body_mut().read_to_string().ok()?;
+    Some((
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    ))
 }
 
 /// GET with a key; (status, JSON or text body).
