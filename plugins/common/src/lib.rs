@@ -76,9 +76,12 @@ pub fn fill<V: AsRef<str>>(template: &str, vars: &BTreeMap<&str, V>) -> String {
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        match after.find('}') {
-            Some(close) if vars.contains_key(&after[..close]) => {
-                out.push_str(vars[&after[..close]].as_ref());
+        let known = after
+            .find('}')
+            .and_then(|close| Some((close, vars.get(&after[..close])?)));
+        match known {
+            Some((close, value)) => {
+                out.push_str(value.as_ref());
                 rest = &after[close + 1..];
             }
             _ => {

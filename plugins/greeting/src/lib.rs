@@ -223,7 +223,7 @@ fn greet(cfg: &Config, req: &GreetingRequest, now: i64) -> Result<GreetingReply,
         let hit = entry
             .keywords
             .iter()
-            .find(|k| !k.is_empty() && message.contains(&***k));
+            .find(|k| !k.is_empty() && message.contains(k.as_ref()));
         if let Some(word) = hit {
             matched.push(word.to_string());
             answers.push(fill(&entry.reply, &vars));
@@ -238,7 +238,7 @@ fn greet(cfg: &Config, req: &GreetingRequest, now: i64) -> Result<GreetingReply,
     let wants_person = cfg
         .handoff_keywords
         .iter()
-        .any(|k| !k.is_empty() && message.contains(&**k));
+        .any(|k| !k.is_empty() && message.contains(k.as_ref()));
     let unanswered = answers.is_empty() && !is_small_talk(message, &cfg.small_talk);
     let minute = time.minute_of_day(now);
 
