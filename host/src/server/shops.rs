@@ -36,8 +36,8 @@ pub struct ActivePlugin {
     pub errors: AtomicU64,
     /// Kept instances, when the step reuses them.
     pub pool: Option<ReusePool>,
-    /// Until when (unix ms) calls go straight to the blocking pool, after
-    /// a call that outlasted its first slice (see `placement`).
+    /// Until when (unix ms) calls go straight to the slow lane, after a
+    /// call that used up its inline CPU budget (see `placement`).
     pub slow_until_ms: AtomicI64,
 }
 

@@ -104,8 +104,8 @@ impl SledStorage {
             .open()
             .map_err(backend)?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
-        // Stores written before 0.1 kept a second, global time index of
-        // the decision log; retention no longer needs it.
+        // Stores written by earlier builds kept a second, global time
+        // index of the decision log; retention no longer needs it.
         db.drop_tree("decisions_by_time").map_err(backend)?;
         Ok(SledStorage {
             state: tree("state")?,
