@@ -98,6 +98,20 @@ fn drive<F: std::future::Future>(fut: F) -> F::Output {
     }
 }
 
+/// The bundled default plugin for `step`, or with `KEFU_BENCH_PLUGINS=dir`
+/// the one in `dir` (as cargo names it, e.g. `kefu_greeting.wasm`): to time
+/// two builds of the plugins against each other.
+fn component(step: Step) -> Vec<u8> {
+    match std::env::var_os("KEFU_BENCH_PLUGINS") {
+        Some(dir) => {
+            let file = format!("kefu_{}.wasm", step.world().replace('-', "_"));
+            let path = std::path::Path::new(&dir).join(file);
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        }
+        None => kefu::default_plugin(step).to_vec(),
+    }
+}
+
 fn setups(rt: &Arc<Runtime>) -> Vec<Setup> {
     let store: Arc<dyn StateStore> = Arc::new(MemoryStateStore::default());
     cases()
@@ -113,7 +127,7 @@ fn setups(rt: &Arc<Runtime>) -> Vec<Setup> {
             CONFIG.with(|c| *c.borrow_mut() = config.clone());
             let native = (case.native)(&input_text);
             assert!(native(), "{} fails natively", case.example);
-            let plugin = rt.load(kefu::default_plugin(case.step), case.step).unwrap();
+            let plugin = rt.load(&component(case.step), case.step).unwrap();
             let ctx = CallContext {
                 shop: "bench".into(),
                 plugin: case.step.world().into(),
