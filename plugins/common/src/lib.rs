@@ -1,9 +1,20 @@
 //! Helpers shared by the default plugins. Nothing here knows the WIT
 //! types: each plugin binds its own world.
 
+mod arena;
+
+pub use arena::Arena;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+
+/// Where a default plugin's memory comes from: a 64 KiB arena first (see
+/// [`Arena`]), which suits the fresh instance kefu gives each call.
+/// Only on wasm32 without threads (wasm32-wasip2); natively, as in the
+/// benchmarks' floor, the program's own allocator is used.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOC: Arena<{ 64 * 1024 }> = Arena::new();
 
 /// A config text: borrowed from the config JSON (or a static default) when
 /// it can be, owned only when the JSON escapes something in it.
