@@ -314,6 +314,11 @@ fn a_plugin_timeout_is_a_clear_error_while_other_shops_answer() {
         "{metrics}"
     );
     assert!(metrics.contains("kefu_call_duration_seconds_bucket"));
+    // Every answer waited for a group-commit flush, which is timed.
+    assert!(
+        metrics.contains("kefu_flush_duration_seconds_bucket"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -74,3 +74,8 @@ for step in ${KEFU_LOAD_STEPS:-greeting order-confirmation refund-decision revis
     done
 done
 echo "    RSS after load: $(rss_mb) MB"
+# KEFU_LOAD_METRICS=file keeps the server's /metrics after the load (flush
+# durations and batch sizes, call durations) for a closer look.
+if [ -n "${KEFU_LOAD_METRICS:-}" ]; then
+    curl -s "$addr/metrics" > "$KEFU_LOAD_METRICS"
+fi

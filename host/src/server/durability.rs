@@ -81,10 +81,12 @@ fn flusher(
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        last_start = Some(Instant::now());
+        let started = Instant::now();
+        last_start = Some(started);
         last_batch = batch.len();
         let result = storage.flush().map_err(|e| e.to_string());
         flushes.fetch_add(1, Ordering::Relaxed);
+        metrics::histogram!("kefu_flush_duration_seconds").record(started.elapsed());
         metrics::histogram!("kefu_flush_batch_size").record(batch.len() as f64);
         for waiter in batch {
             let _ = waiter.send(result.clone());

@@ -87,6 +87,12 @@ fn install_metrics() -> Result<PrometheusHandle, ServeError> {
             Matcher::Full("kefu_call_duration_seconds".into()),
             LATENCY_BUCKETS,
         )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("kefu_flush_duration_seconds".into()),
+                LATENCY_BUCKETS,
+            )
+        })
         .map_err(|e| ServeError::Metrics(e.to_string()))?
         .install_recorder()
         .map_err(|e| ServeError::Metrics(e.to_string()))
