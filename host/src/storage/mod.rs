@@ -8,13 +8,13 @@
 //! durable, and the server acknowledges nothing before that.
 
 mod records;
-mod sled_store;
+mod sled;
 
 pub use records::{
     AuditEvent, CallError as DecisionError, Decision, DecisionQuery, Delivery, RefundRecord,
     RevisitOutcome, RevisitRecord, VersionRecord,
 };
-pub use sled_store::SledStorage;
+pub use sled::SledStorage;
 
 use crate::state::StateStore;
 use crate::step::Step;

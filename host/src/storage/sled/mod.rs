@@ -1,20 +1,22 @@
-//! The embedded backend: sled 0.34.
+//! The embedded backend: sled 0.34. One tree per kind of record; keys
+//! and values are made in `keys`, plugin state lives in `state`.
+
+mod keys;
+mod state;
+#[cfg(test)]
+mod tests;
 
 use super::records::{
     AuditEvent, Decision, DecisionQuery, Delivery, RefundRecord, RevisitRecord, VersionRecord,
 };
 use super::{Storage, StorageError};
-use crate::state::{StateError, StateScope, StateStore};
 use crate::step::Step;
-use serde::Serialize;
+use keys::{SEP, backend, decode, encode, ordered, shop_prefix, step_prefix, timed_key};
 use serde::de::DeserializeOwned;
 use std::path::Path;
 
 /// sled's page cache unless configured: enough for the hot decision log.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
-
-/// Separator between key parts; shop and plugin names never contain it.
-const SEP: u8 = 0;
 
 pub struct SledStorage {
     db: sled::Db,
@@ -38,55 +40,6 @@ pub struct SledStorage {
     blobs: sled::Tree,
     versions: sled::Tree,
     active: sled::Tree,
-}
-
-fn backend(e: sled::Error) -> StorageError {
-    StorageError::Backend(e.to_string())
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
-    serde_json::to_vec(value).map_err(|e| StorageError::Corrupt(e.to_string()))
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
-    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt(e.to_string()))
-}
-
-/// `shop \0`, the prefix of a shop's keys.
-fn shop_prefix(shop: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(shop.len() + 1);
-    key.extend_from_slice(shop.as_bytes());
-    key.push(SEP);
-    key
-}
-
-/// Order-preserving encoding of a signed number.
-fn ordered(n: i64) -> [u8; 8] {
-    ((n as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-/// `shop \0 time id`: a shop's records in time order.
-fn timed_key(shop: &str, time: i64, id: u64) -> Vec<u8> {
-    let mut key = shop_prefix(shop);
-    key.extend_from_slice(&ordered(time));
-    key.extend_from_slice(&id.to_be_bytes());
-    key
-}
-
-/// `shop \0 step \0`: a shop step's keys.
-fn step_prefix(shop: &str, step: Step) -> Vec<u8> {
-    let mut key = shop_prefix(shop);
-    key.extend_from_slice(step.world().as_bytes());
-    key.push(SEP);
-    key
-}
-
-fn state_key(scope: &StateScope, key: &str) -> Vec<u8> {
-    let mut k = shop_prefix(&scope.shop);
-    k.extend_from_slice(scope.plugin.as_bytes());
-    k.push(SEP);
-    k.extend_from_slice(key.as_bytes());
-    k
 }
 
 impl SledStorage {
@@ -124,38 +77,6 @@ impl SledStorage {
             active: tree("active")?,
             db,
         })
-    }
-
-    /// Cap the plugin state (keys + values) each shop may keep.
-    pub fn with_state_quota(mut self, bytes: u64) -> Self {
-        self.state_quota = bytes;
-        self
-    }
-
-    /// Add `delta` bytes to a shop's state usage, refusing to pass the
-    /// quota. (Two writes of one shop racing may pass it by one value.)
-    fn account(&self, shop: &str, delta: i64) -> Result<(), StateError> {
-        if self.state_quota == 0 {
-            return Ok(());
-        }
-        let key = shop_prefix(shop);
-        let used = self
-            .state_usage
-            .get(&key)
-            .map_err(state_err)?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0);
-        let next = (used as i64 + delta).max(0) as u64;
-        if delta > 0 && next > self.state_quota {
-            return Err(StateError::QuotaExceeded(format!(
-                "shop `{shop}` would keep {next} bytes of plugin state, over its quota of {}",
-                self.state_quota
-            )));
-        }
-        self.state_usage
-            .insert(key, &next.to_be_bytes())
-            .map_err(state_err)?;
-        Ok(())
     }
 
     fn newest<T: DeserializeOwned>(
@@ -441,206 +362,5 @@ impl Storage for SledStorage {
 
     fn flush(&self) -> Result<(), StorageError> {
         self.db.flush().map(|_| ()).map_err(backend)
-    }
-}
-
-fn state_err(e: sled::Error) -> StateError {
-    StateError::Unavailable(e.to_string())
-}
-
-impl StateStore for SledStorage {
-    fn get(&self, scope: &StateScope, key: &str) -> Result<Option<String>, StateError> {
-        let value = self.state.get(state_key(scope, key)).map_err(state_err)?;
-        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    fn set(&self, scope: &StateScope, key: &str, value: &str) -> Result<(), StateError> {
-        if self.state_quota > 0 {
-            let k = state_key(scope, key);
-            let old = self
-                .state
-                .get(&k)
-                .map_err(state_err)?
-                .map_or(0, |v| (v.len() + key.len()) as i64);
-            self.account(&scope.shop, (key.len() + value.len()) as i64 - old)?;
-        }
-        self.state
-            .insert(state_key(scope, key), value.as_bytes())
-            .map_err(state_err)?;
-        Ok(())
-    }
-
-    fn delete(&self, scope: &StateScope, key: &str) -> Result<bool, StateError> {
-        if self.state_quota > 0
-            && let Some(old) = self.state.get(state_key(scope, key)).map_err(state_err)?
-        {
-            self.account(&scope.shop, -((old.len() + key.len()) as i64))?;
-        }
-        Ok(self
-            .state
-            .remove(state_key(scope, key))
-            .map_err(state_err)?
-            .is_some())
-    }
-
-    fn list_keys(
-        &self,
-        scope: &StateScope,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<String>, StateError> {
-        let base = state_key(scope, "");
-        self.state
-            .scan_prefix(state_key(scope, prefix))
-            .keys()
-            .take(limit)
-            .map(|k| {
-                let k = k.map_err(state_err)?;
-                Ok(String::from_utf8_lossy(&k[base.len()..]).into_owned())
-            })
-            .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::step::Step;
-
-    fn decision(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision {
-        let d = Decision {
-            id: store.next_id().unwrap(),
-            shop: shop.into(),
-            step,
-            digest: "d".into(),
-            version: 0,
-            at_ms,
-            now: at_ms / 1000,
-            input: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
-            output: None,
-            error: None,
-            duration_us: 1,
-        };
-        store.record_decision(&d).unwrap();
-        d
-    }
-
-    #[test]
-    fn decisions_by_shop_step_and_time_and_pruning() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStorage::open(dir.path()).unwrap();
-        for t in 1..=5 {
-            decision(&store, "a", Step::Greeting, t * 1000);
-            decision(&store, "a", Step::RefundPolicy, t * 1000 + 1);
-            decision(&store, "ab", Step::Greeting, t * 1000);
-        }
-        let q = |step, since, until| DecisionQuery {
-            shop: "a".into(),
-            step,
-            since_ms: since,
-            until_ms: until,
-            limit: 100,
-        };
-        assert_eq!(
-            store.decisions(&q(None, None, None)).unwrap().len(),
-            10,
-            "shop `ab` is not `a`"
-        );
-        let greet = store
-            .decisions(&q(Some(Step::Greeting), Some(2000), Some(4000)))
-            .unwrap();
-        let times: Vec<i64> = greet.iter().map(|d| d.at_ms).collect();
-        assert_eq!(times, [3000, 2000], "newest first, until exclusive");
-        // Before 3000: a's 1000, 1001, 2000, 2001 and ab's 1000, 2000.
-        assert_eq!(store.prune_decisions(3000).unwrap(), 6);
-        let times = |shop: &str| -> Vec<i64> {
-            let mut q = q(None, None, None);
-            q.shop = shop.into();
-            store
-                .decisions(&q)
-                .unwrap()
-                .iter()
-                .map(|d| d.at_ms)
-                .collect()
-        };
-        assert_eq!(times("a"), [5001, 5000, 4001, 4000, 3001, 3000]);
-        assert_eq!(times("ab"), [5000, 4000, 3000]);
-        assert_eq!(
-            store.prune_decisions(3000).unwrap(),
-            0,
-            "nothing left to prune"
-        );
-    }
-
-    #[test]
-    fn the_old_decision_time_index_is_dropped_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let db = sled::open(dir.path()).unwrap();
-            let old = db.open_tree("decisions_by_time").unwrap();
-            old.insert(b"k", b"v").unwrap();
-            db.flush().unwrap();
-        }
-        let store = SledStorage::open(dir.path()).unwrap();
-        assert!(
-            !store
-                .db
-                .tree_names()
-                .iter()
-                .any(|n| n.as_ref() == b"decisions_by_time")
-        );
-    }
-
-    #[test]
-    fn state_quota_counts_keys_and_values_per_shop() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStorage::open(dir.path()).unwrap().with_state_quota(100);
-        let a = StateScope {
-            shop: "a".into(),
-            plugin: "p".into(),
-        };
-        let a2 = StateScope {
-            shop: "a".into(),
-            plugin: "q".into(),
-        };
-        let b = StateScope {
-            shop: "b".into(),
-            plugin: "p".into(),
-        };
-        store.set(&a, "k1", &"x".repeat(58)).unwrap(); // 60 bytes
-        let err = store.set(&a2, "k2", &"x".repeat(58)).unwrap_err();
-        assert!(
-            matches!(&err, StateError::QuotaExceeded(m) if m.contains("120 bytes")),
-            "{err}"
-        );
-        store.set(&b, "k2", &"x".repeat(58)).unwrap();
-        store.set(&a, "k1", "small").unwrap(); // overwrite: 7 bytes now
-        store.set(&a2, "k2", &"x".repeat(58)).unwrap();
-        assert!(store.delete(&a2, "k2").unwrap());
-        store.set(&a2, "k3", &"x".repeat(88)).unwrap(); // 7 + 90 = 97
-    }
-
-    #[test]
-    fn state_is_scoped_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = StateScope {
-            shop: "a".into(),
-            plugin: "p".into(),
-        };
-        let b = StateScope {
-            shop: "b".into(),
-            plugin: "p".into(),
-        };
-        {
-            let store = SledStorage::open(dir.path()).unwrap();
-            store.set(&a, "k1", "v1").unwrap();
-            store.set(&a, "k2", "v2").unwrap();
-            store.set(&b, "k1", "other").unwrap();
-            Storage::flush(&store).unwrap();
-        }
-        let store = SledStorage::open(dir.path()).unwrap();
-        assert_eq!(store.get(&a, "k1").unwrap().as_deref(), Some("v1"));
-        assert_eq!(store.list_keys(&a, "k", 10).unwrap(), ["k1", "k2"]);
-        assert_eq!(store.get(&b, "k2").unwrap(), None);
     }
 }
