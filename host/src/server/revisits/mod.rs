@@ -1,0 +1,12 @@
+//! Revisits that happen: the scheduler marks planned revisits due when
+//! their time comes and queues the shop's webhook; the outbox worker
+//! delivers at least once, with retries and an idempotency key; agents
+//! record outcomes, which close or re-plan them.
+
+mod outcomes;
+mod scheduler;
+#[cfg(test)]
+mod tests;
+
+pub use outcomes::{RESULTS, RevisitError, cancel, do_not_contact, record_outcome, report};
+pub use scheduler::{Scheduler, TICK, spawn_outbox};

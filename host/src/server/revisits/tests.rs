@@ -1,0 +1,236 @@
+//! The scheduler and outcomes together, on a real sled store.
+
+use super::*;
+use crate::server::shops::Registry;
+use crate::storage::{RevisitOutcome, RevisitRecord, SledStorage, Storage};
+use std::sync::Arc;
+
+fn revisit(store: &dyn Storage, customer: &str, due_at: i64) -> RevisitRecord {
+    RevisitRecord {
+        id: store.next_id().unwrap(),
+        shop: "s".into(),
+        customer_id: customer.into(),
+        due_at,
+        channel: serde_json::json!("Chat"),
+        purpose: "satisfaction".into(),
+        message: "hi".into(),
+        max_attempts: 3,
+        retry_after_hours: 24,
+        status: "planned".into(),
+        decision_id: 0,
+        attempts_made: 0,
+        planned_at: 0,
+        cause: None,
+        outcomes: Vec::new(),
+    }
+}
+
+fn setup() -> (tempfile::TempDir, Arc<dyn Storage>, Scheduler) {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+    let scheduler = Scheduler::new(storage.clone(), Arc::new(Registry::empty()));
+    (dir, storage, scheduler)
+}
+
+#[test]
+fn revisits_fire_in_due_order_and_never_early() {
+    let (_dir, storage, scheduler) = setup();
+    // Planned out of order.
+    let planned: Vec<RevisitRecord> = [30, 10, 20, 10, 40]
+        .iter()
+        .map(|&t| revisit(storage.as_ref(), "c", 1_000 + t))
+        .collect();
+    storage.put_revisits(&planned).unwrap();
+    assert!(
+        scheduler.tick(1_009, 0).unwrap().is_empty(),
+        "nothing is due before its time"
+    );
+    let fire = |now| -> Vec<i64> {
+        scheduler
+            .tick(now, 0)
+            .unwrap()
+            .iter()
+            .map(|r| r.due_at)
+            .collect()
+    };
+    let fired = fire(1_020);
+    assert_eq!(
+        fired,
+        [1_010, 1_010, 1_020],
+        "due order, up to now inclusive"
+    );
+    assert!(
+        scheduler.tick(1_020, 0).unwrap().is_empty(),
+        "none fires twice"
+    );
+    let fired = fire(2_000);
+    assert_eq!(fired, [1_030, 1_040]);
+    assert_eq!(storage.revisits("s", Some("due"), 100).unwrap().len(), 5);
+    assert!(
+        storage
+            .revisits("s", Some("planned"), 100)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn outcome(at: i64, result: &str, satisfaction: Option<u8>) -> RevisitOutcome {
+    RevisitOutcome {
+        at,
+        result: result.into(),
+        satisfaction,
+        note: String::new(),
+        agent: "慧兰".into(),
+    }
+}
+
+#[test]
+fn no_answer_replans_until_the_attempts_run_out() {
+    let (_dir, storage, scheduler) = setup();
+    let r = revisit(storage.as_ref(), "c", 100);
+    storage.put_revisits(std::slice::from_ref(&r)).unwrap();
+    scheduler.tick(100, 0).unwrap();
+    let after1 =
+        record_outcome(storage.as_ref(), "s", r.id, outcome(200, "no-answer", None)).unwrap();
+    assert_eq!(
+        (after1.status.as_str(), after1.due_at),
+        ("planned", 200 + 24 * 3600)
+    );
+    assert!(scheduler.tick(200 + 24 * 3600 - 1, 0).unwrap().is_empty());
+    assert_eq!(
+        scheduler.tick(200 + 24 * 3600, 0).unwrap().len(),
+        1,
+        "the retry fires"
+    );
+    record_outcome(
+        storage.as_ref(),
+        "s",
+        r.id,
+        outcome(90_000, "no-answer", None),
+    )
+    .unwrap();
+    let last = record_outcome(
+        storage.as_ref(),
+        "s",
+        r.id,
+        outcome(200_000, "no-answer", None),
+    )
+    .unwrap();
+    assert_eq!(
+        (last.status.as_str(), last.attempts_made),
+        ("unreachable", 3)
+    );
+    assert!(matches!(
+        record_outcome(storage.as_ref(), "s", r.id, outcome(0, "reached", Some(5))),
+        Err(RevisitError::Closed { .. })
+    ));
+    assert!(matches!(
+        record_outcome(
+            storage.as_ref(),
+            "other-shop",
+            r.id,
+            outcome(0, "reached", None)
+        ),
+        Err(RevisitError::NotFound(_))
+    ));
+}
+
+#[test]
+fn bad_outcomes_are_refused() {
+    let (_dir, storage, _) = setup();
+    let r = revisit(storage.as_ref(), "c", 100);
+    storage.put_revisits(std::slice::from_ref(&r)).unwrap();
+    assert!(matches!(
+        record_outcome(storage.as_ref(), "s", r.id, outcome(0, "maybe", None)),
+        Err(RevisitError::Invalid(_))
+    ));
+    assert!(matches!(
+        record_outcome(storage.as_ref(), "s", r.id, outcome(0, "reached", Some(6))),
+        Err(RevisitError::Invalid(_))
+    ));
+    assert!(matches!(
+        record_outcome(
+            storage.as_ref(),
+            "s",
+            r.id,
+            outcome(0, "no-answer", Some(3))
+        ),
+        Err(RevisitError::Invalid(_))
+    ));
+}
+
+#[test]
+fn do_not_contact_cancels_open_revisits() {
+    let (_dir, storage, scheduler) = setup();
+    let mine = [
+        revisit(storage.as_ref(), "quiet", 10),
+        revisit(storage.as_ref(), "quiet", 20),
+    ];
+    let other = revisit(storage.as_ref(), "chatty", 10);
+    storage.put_revisits(&mine).unwrap();
+    storage.put_revisits(std::slice::from_ref(&other)).unwrap();
+    assert_eq!(do_not_contact(storage.as_ref(), "s", "quiet").unwrap(), 2);
+    assert!(storage.is_do_not_contact("s", "quiet").unwrap());
+    let fired = scheduler.tick(100, 0).unwrap();
+    assert_eq!(
+        fired
+            .iter()
+            .map(|r| r.customer_id.as_str())
+            .collect::<Vec<_>>(),
+        ["chatty"],
+        "cancelled revisits never fire"
+    );
+    assert!(matches!(
+        cancel(storage.as_ref(), "s", mine[0].id),
+        Err(RevisitError::Closed { .. })
+    ));
+}
+
+#[test]
+fn report_figures_match_hand_counted_data() {
+    let (_dir, storage, _) = setup();
+    let s = storage.as_ref();
+    // Ten revisits due inside [1000, 2000), one outside.
+    let mut rs: Vec<RevisitRecord> = (0..10)
+        .map(|i| revisit(s, &format!("c{i}"), 1_000 + i * 10))
+        .collect();
+    rs.push(revisit(s, "late", 5_000));
+    rs[0].cause = Some("logistics".into());
+    rs[1].cause = Some("logistics".into());
+    rs[2].cause = Some("product".into());
+    s.put_revisits(&rs).unwrap();
+    // c0..c3 reached with satisfaction 5, 4, 4, 2; c4 refused;
+    // c5 wrong number; c6 no answer x3 (unreachable); c7 cancelled;
+    // c8, c9 still open.
+    for (i, score) in [5, 4, 4, 2].into_iter().enumerate() {
+        record_outcome(s, "s", rs[i].id, outcome(1, "reached", Some(score))).unwrap();
+    }
+    record_outcome(s, "s", rs[4].id, outcome(1, "refused", None)).unwrap();
+    record_outcome(s, "s", rs[5].id, outcome(1, "wrong-number", None)).unwrap();
+    for _ in 0..3 {
+        // Re-planning moves it out of the window; count by the first due.
+        let mut r = s.revisit(rs[6].id).unwrap().unwrap();
+        r.due_at = rs[6].due_at;
+        s.put_revisits(std::slice::from_ref(&r)).unwrap();
+        record_outcome(s, "s", rs[6].id, outcome(1, "no-answer", None)).unwrap();
+    }
+    cancel(s, "s", rs[7].id).unwrap();
+
+    let report = report(s, "s", 1_000, 2_000).unwrap();
+    assert_eq!(report["planned"], 10);
+    assert_eq!(report["done"], 5, "4 reached + 1 refused");
+    assert_eq!(report["unreachable"], 2, "wrong number + three no-answers");
+    assert_eq!(report["cancelled"], 1);
+    assert_eq!(report["open"], 2);
+    assert_eq!(report["reached"], 4);
+    assert_eq!(report["success_rate"], 4.0 / 7.0);
+    assert_eq!(report["satisfaction_average"], 3.75);
+    assert_eq!(
+        report["satisfaction_distribution"],
+        serde_json::json!({"1": 0, "2": 1, "3": 0, "4": 2, "5": 1})
+    );
+    assert_eq!(
+        report["complaint_causes"],
+        serde_json::json!({"logistics": 2, "product": 1})
+    );
+}
