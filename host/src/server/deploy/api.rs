@@ -1,0 +1,101 @@
+//! Deploys through the API: an uploaded component as the next version,
+//! and rollback to an earlier one.
+
+use super::{Candidate, DeployError, Deployer, active_plugin};
+use crate::runtime::digest;
+use crate::server::shops::PluginSource;
+use crate::step::Step;
+use crate::storage::VersionRecord;
+use std::borrow::Cow;
+
+impl Deployer {
+    /// Deploy an uploaded component as the next version of a shop's step,
+    /// keeping the step's current config.
+    pub fn deploy_api(
+        &self,
+        shop_id: &str,
+        step: Step,
+        bytes: Vec<u8>,
+        actor: &str,
+    ) -> Result<VersionRecord, DeployError> {
+        let _guard = self.guard();
+        let shop = self.running_shop(shop_id)?;
+        let config_json = shop
+            .steps
+            .get(&step)
+            .map_or_else(|| "{}".to_string(), |a| a.config_json.clone());
+        let reuse = shop.steps.get(&step).is_some_and(|a| a.pool.is_some());
+        let history = self.storage.versions(shop_id, step)?;
+        let candidate = Candidate {
+            digest: digest(&bytes),
+            bytes: Cow::Owned(bytes),
+            config_json,
+            source: PluginSource::Api,
+            reuse,
+        };
+        let active = match self.activate_new(shop_id, step, candidate, &history, actor) {
+            Ok(active) => active,
+            Err(e) => {
+                self.reject(shop_id, Some(step), e.to_string(), actor);
+                return Err(e);
+            }
+        };
+        self.swap(&shop, step, active)?;
+        let history = self.storage.versions(shop_id, step)?;
+        Ok(history.last().cloned().expect("just recorded"))
+    }
+
+    /// Make an earlier version active again: `to`, or the one before the
+    /// active one.
+    pub fn rollback(
+        &self,
+        shop_id: &str,
+        step: Step,
+        to: Option<u64>,
+        actor: &str,
+    ) -> Result<VersionRecord, DeployError> {
+        let _guard = self.guard();
+        let shop = self.running_shop(shop_id)?;
+        let history = self.storage.versions(shop_id, step)?;
+        let current = self.storage.active(shop_id, step)?;
+        let target = match to {
+            Some(v) => {
+                history
+                    .iter()
+                    .find(|r| r.version == v)
+                    .ok_or(DeployError::UnknownVersion {
+                        shop: shop_id.into(),
+                        step,
+                        version: v,
+                    })?
+            }
+            None => history
+                .iter()
+                .rev()
+                .find(|r| Some(r.version) < current)
+                .ok_or(DeployError::NothingToRollBack {
+                    shop: shop_id.into(),
+                    step,
+                })?,
+        };
+        let plugin = self.plugin_of(step, target)?;
+        self.storage.set_active(shop_id, step, target.version)?;
+        let reason = format!(
+            "from version {}",
+            current.map_or("none".into(), |c| c.to_string())
+        );
+        self.audit(
+            shop_id,
+            Some(step),
+            "rolled-back",
+            Some(target.version),
+            Some(&target.digest),
+            "api",
+            actor,
+            &reason,
+        );
+        self.swap(&shop, step, active_plugin(plugin, target))?;
+        tracing::info!(shop = shop_id, step = %step, version = target.version, "rolled back");
+        Ok(target.clone())
+    }
+}

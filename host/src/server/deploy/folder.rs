@@ -1,0 +1,206 @@
+//! Deploys from the shop folders: every shop at startup, and one shop
+//! after its files change. Only steps whose files changed get a new
+//! version; the stored active versions stand otherwise.
+
+use super::{Candidate, Deployer, active_plugin, signature_of};
+use crate::runtime::{digest, read_plugin};
+use crate::server::config::{InstanceMode, ShopSpec, StepSpec};
+use crate::server::shops::{ActivePlugin, PluginSource, Shop};
+use crate::step::Step;
+use crate::storage::VersionRecord;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+impl Deployer {
+    /// Load every shop folder under `dir` (at startup).
+    pub fn load_all(
+        &self,
+        dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> std::io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("shop.toml").is_file())
+            .collect();
+        entries.sort();
+        for path in entries {
+            self.reload_shop(&path, env, "startup");
+        }
+        Ok(())
+    }
+
+    /// (Re)load one shop folder: after a change on disk, or at startup.
+    /// Steps whose files did not change are left alone; a step whose new
+    /// plugin or config is invalid keeps its active version.
+    pub fn reload_shop(&self, dir: &Path, env: &dyn Fn(&str) -> Option<String>, actor: &str) {
+        let _guard = self.guard();
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !dir.join("shop.toml").is_file() {
+            if self.registry.remove(&id) {
+                tracing::info!(shop = %id, "shop folder removed: no longer served");
+                self.audit(
+                    &id,
+                    None,
+                    "shop-removed",
+                    None,
+                    None,
+                    "file",
+                    actor,
+                    "shop.toml is gone",
+                );
+            }
+            return;
+        }
+        let spec = match ShopSpec::load(dir, env) {
+            Ok(spec) => spec,
+            Err(e) => {
+                let kept = if self.registry.get(&id).is_some() {
+                    "; the shop keeps its active versions"
+                } else {
+                    ""
+                };
+                self.reject(&id, None, format!("{e}{kept}"), actor);
+                return;
+            }
+        };
+        let current = self.registry.get(&spec.id);
+        let mut steps = HashMap::new();
+        let mut unavailable = BTreeMap::new();
+        for step in Step::ALL {
+            let active = current.as_ref().and_then(|s| s.steps.get(&step).cloned());
+            match self.settle_step(&spec.id, step, spec.steps.get(&step), active, actor) {
+                Ok(active) => {
+                    steps.insert(step, active);
+                }
+                Err(reason) => {
+                    unavailable.insert(step, reason);
+                }
+            }
+        }
+        if let Err(e) = self.storage.flush() {
+            tracing::error!(error = %e, "cannot flush deploy records");
+        }
+        self.registry.put(Shop {
+            id: spec.id,
+            name: spec.name,
+            dir: spec.dir,
+            key_sha256: spec.key_sha256,
+            revisit_webhook: spec.revisit_webhook,
+            steps,
+            unavailable,
+        });
+    }
+
+    /// Decide what one step runs after a (re)load.
+    fn settle_step(
+        &self,
+        shop: &str,
+        step: Step,
+        spec: Option<&StepSpec>,
+        active: Option<Arc<ActivePlugin>>,
+        actor: &str,
+    ) -> Result<Arc<ActivePlugin>, String> {
+        let candidate = self.candidate(step, spec);
+        let history = self
+            .storage
+            .versions(shop, step)
+            .map_err(|e| e.to_string())?;
+        let key = (shop.to_string(), step);
+        let restore = |this: &Self| -> Result<Arc<ActivePlugin>, String> {
+            if let Some(active) = &active {
+                return Ok(active.clone());
+            }
+            this.restore_active(shop, step, &history)?
+                .ok_or_else(|| "no working version".to_string())
+        };
+        let candidate = match candidate {
+            Ok(c) => c,
+            Err(reason) => {
+                self.reject(shop, Some(step), reason.clone(), actor);
+                return restore(self).map_err(|_| reason);
+            }
+        };
+        let signature = (
+            candidate.digest.clone(),
+            candidate.config_json.clone(),
+            candidate.reuse,
+        );
+        let previous = self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, signature.clone());
+        let unchanged = match &previous {
+            // Reload: only a change of the files counts.
+            Some(prev) => prev == &signature,
+            // First look (startup): if the folder says what it said when
+            // a version was last taken from it, nothing changed while the
+            // host was down and the stored active version stands (it may
+            // be a rollback or an API deploy). If the folder changed (a
+            // file written just before a crash, or while stopped), it
+            // wins, even when it matches some older version.
+            None => match history.iter().rev().find(|v| v.source != "api") {
+                Some(from_folder) => signature_of(from_folder) == signature,
+                None => history.iter().any(|v| signature_of(v) == signature),
+            },
+        };
+        if unchanged && (active.is_some() || !history.is_empty()) {
+            return restore(self);
+        }
+        match self.activate_new(shop, step, candidate, &history, actor) {
+            Ok(active) => Ok(active),
+            Err(e) => {
+                self.reject(shop, Some(step), e.to_string(), actor);
+                restore(self).map_err(|_| e.to_string())
+            }
+        }
+    }
+
+    /// What the shop folder says a step should run.
+    fn candidate(&self, step: Step, spec: Option<&StepSpec>) -> Result<Candidate, String> {
+        let config_json = spec.map_or_else(|| "{}".to_string(), |s| s.config_json.clone());
+        let reuse = spec.is_some_and(|s| s.instances == InstanceMode::Reuse);
+        Ok(match spec.and_then(|s| s.plugin.as_ref()) {
+            Some(path) => {
+                let bytes = read_plugin(path).map_err(|e| e.to_string())?;
+                Candidate {
+                    digest: digest(&bytes),
+                    bytes: Cow::Owned(bytes),
+                    config_json,
+                    source: PluginSource::File(path.clone()),
+                    reuse,
+                }
+            }
+            None => Candidate {
+                bytes: Cow::Borrowed(crate::default_plugin(step)),
+                digest: crate::bundled::default_digest(step).to_string(),
+                config_json,
+                source: PluginSource::Bundled,
+                reuse,
+            },
+        })
+    }
+
+    /// Build the active plugin of a stored version.
+    fn restore_active(
+        &self,
+        shop: &str,
+        step: Step,
+        history: &[VersionRecord],
+    ) -> Result<Option<Arc<ActivePlugin>>, String> {
+        let Some(number) = self.storage.active(shop, step).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let record = history
+            .iter()
+            .find(|v| v.version == number)
+            .ok_or_else(|| format!("active version {number} is not recorded"))?;
+        let plugin = self.plugin_of(step, record).map_err(|e| e.to_string())?;
+        Ok(Some(active_plugin(plugin, record)))
+    }
+}

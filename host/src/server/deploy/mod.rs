@@ -1,0 +1,223 @@
+//! Versions of each shop's steps: activating new ones (from files, the
+//! API or the bundled defaults), restoring the active ones at startup and
+//! rolling back. Everything is validated before it is swapped in; a
+//! rejected component never replaces a working one.
+
+mod api;
+mod folder;
+
+use super::shops::{ActivePlugin, PluginSource, Registry, Shop, now_ms};
+use crate::error::LoadError;
+use crate::runtime::{Plugin, ReusePool, Runtime};
+use crate::step::Step;
+use crate::storage::{AuditEvent, Storage, StorageError, VersionRecord};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::{Arc, Mutex};
+
+/// Why a deploy or rollback did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("no shop `{0}`")]
+    UnknownShop(String),
+    #[error("shop `{shop}` step `{step}` has no version {version}")]
+    UnknownVersion {
+        shop: String,
+        step: Step,
+        version: u64,
+    },
+    #[error("shop `{shop}` step `{step}` has no earlier version to roll back to")]
+    NothingToRollBack { shop: String, step: Step },
+    #[error("component rejected, the active version keeps serving: {0}")]
+    Rejected(#[from] LoadError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// What a step should run according to the shop's folder.
+struct Candidate {
+    bytes: Cow<'static, [u8]>,
+    digest: String,
+    config_json: String,
+    source: PluginSource,
+    reuse: bool,
+}
+
+/// (digest, config, reuse): two versions with the same signature behave
+/// alike.
+type Signature = (String, String, bool);
+
+fn signature_of(v: &VersionRecord) -> Signature {
+    (v.digest.clone(), v.config_json.clone(), v.reuse)
+}
+
+pub struct Deployer {
+    runtime: Arc<Runtime>,
+    storage: Arc<dyn Storage>,
+    registry: Arc<Registry>,
+    /// One deploy at a time (file watcher and API alike).
+    lock: Mutex<()>,
+    /// The signature each step's files had when last looked at, so that a
+    /// reload only redeploys steps whose files changed.
+    seen: Mutex<HashMap<(String, Step), Signature>>,
+}
+
+fn source_name(source: &PluginSource) -> &'static str {
+    match source {
+        PluginSource::Bundled => "bundled",
+        PluginSource::File(_) => "file",
+        PluginSource::Api => "api",
+    }
+}
+
+fn source_of(record: &VersionRecord) -> PluginSource {
+    match (record.source.as_str(), &record.path) {
+        ("file", Some(path)) => PluginSource::File(path.into()),
+        ("api", _) => PluginSource::Api,
+        _ => PluginSource::Bundled,
+    }
+}
+
+impl Deployer {
+    pub fn new(runtime: Arc<Runtime>, storage: Arc<dyn Storage>, registry: Arc<Registry>) -> Self {
+        Deployer {
+            runtime,
+            storage,
+            registry,
+            lock: Mutex::new(()),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn plugin_of(&self, step: Step, record: &VersionRecord) -> Result<Plugin, DeployError> {
+        if let Some(plugin) = self.runtime.loaded(&record.digest, step) {
+            return Ok(plugin);
+        }
+        let bytes = self.storage.blob(&record.digest)?.ok_or_else(|| {
+            StorageError::Corrupt(format!("component {} is missing", record.digest))
+        })?;
+        Ok(self.runtime.load_known(&bytes, &record.digest, step)?)
+    }
+
+    /// Validate a candidate and make it the next version.
+    fn activate_new(
+        &self,
+        shop: &str,
+        step: Step,
+        c: Candidate,
+        history: &[VersionRecord],
+        actor: &str,
+    ) -> Result<Arc<ActivePlugin>, DeployError> {
+        let plugin = self.runtime.load_known(&c.bytes, &c.digest, step)?;
+        self.storage.put_blob(&c.digest, &c.bytes)?;
+        let record = VersionRecord {
+            version: history.last().map_or(1, |v| v.version + 1),
+            digest: c.digest,
+            config_json: c.config_json,
+            source: source_name(&c.source).into(),
+            path: match &c.source {
+                PluginSource::File(p) => Some(p.display().to_string()),
+                _ => None,
+            },
+            reuse: c.reuse,
+            actor: actor.into(),
+            at_ms: now_ms(),
+        };
+        self.storage.put_version(shop, step, &record)?;
+        self.storage.set_active(shop, step, record.version)?;
+        self.audit(
+            shop,
+            Some(step),
+            "activated",
+            Some(record.version),
+            Some(&record.digest),
+            &record.source,
+            actor,
+            "",
+        );
+        metrics::counter!("kefu_deploys_total", "shop" => shop.to_string(), "outcome" => "activated").increment(1);
+        tracing::info!(shop, step = %step, version = record.version, digest = %record.digest, source = %record.source, "activated");
+        Ok(active_plugin(plugin, &record))
+    }
+
+    /// Swap one step of a running shop.
+    fn swap(&self, shop: &Shop, step: Step, active: Arc<ActivePlugin>) -> Result<(), DeployError> {
+        self.storage.flush()?;
+        let mut next = shop.clone();
+        next.steps.insert(step, active);
+        next.unavailable.remove(&step);
+        self.registry.put(next);
+        Ok(())
+    }
+
+    /// A shop being served, or the error naming it.
+    fn running_shop(&self, shop_id: &str) -> Result<Arc<Shop>, DeployError> {
+        self.registry
+            .get(shop_id)
+            .ok_or_else(|| DeployError::UnknownShop(shop_id.into()))
+    }
+
+    /// Report a rejected deploy: log, metric, failure list and audit.
+    fn reject(&self, shop: &str, step: Option<Step>, reason: String, actor: &str) {
+        metrics::counter!("kefu_deploys_total", "shop" => shop.to_string(), "outcome" => "rejected").increment(1);
+        self.audit(
+            shop,
+            step,
+            "rejected",
+            None,
+            None,
+            if actor == "admin" { "api" } else { "file" },
+            actor,
+            &reason,
+        );
+        self.registry.fail(shop, step, reason);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn audit(
+        &self,
+        shop: &str,
+        step: Option<Step>,
+        action: &str,
+        version: Option<u64>,
+        digest: Option<&str>,
+        source: &str,
+        actor: &str,
+        reason: &str,
+    ) {
+        let event = self.storage.next_id().map(|id| AuditEvent {
+            id,
+            at_ms: now_ms(),
+            shop: shop.into(),
+            step,
+            action: action.into(),
+            version,
+            digest: digest.map(Into::into),
+            source: source.into(),
+            actor: actor.into(),
+            reason: reason.into(),
+        });
+        if let Err(e) = event.and_then(|e| self.storage.append_audit(&e)) {
+            tracing::error!(error = %e, "cannot write the deploy audit");
+        }
+    }
+}
+
+fn active_plugin(plugin: Plugin, record: &VersionRecord) -> Arc<ActivePlugin> {
+    Arc::new(ActivePlugin {
+        pool: record.reuse.then(|| ReusePool::new(plugin.clone())),
+        plugin,
+        source: source_of(record),
+        config_json: record.config_json.clone(),
+        loaded_at_ms: now_ms(),
+        version: record.version,
+        calls: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        slow_until_ms: AtomicI64::new(0),
+    })
+}
