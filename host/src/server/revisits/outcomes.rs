@@ -28,16 +28,7 @@ pub fn record_outcome(
     id: u64,
     outcome: RevisitOutcome,
 ) -> Result<RevisitRecord, RevisitError> {
-    let mut r = storage
-        .revisit(id)?
-        .filter(|r| r.shop == shop)
-        .ok_or(RevisitError::NotFound(id))?;
-    if !matches!(r.status.as_str(), "planned" | "due") {
-        return Err(RevisitError::Closed {
-            id,
-            status: r.status,
-        });
-    }
+    let mut r = open_revisit(storage, shop, id)?;
     if !RESULTS.contains(&outcome.result.as_str()) {
         return Err(RevisitError::Invalid(format!(
             "result must be one of {}",
@@ -70,9 +61,9 @@ pub fn record_outcome(
     Ok(r)
 }
 
-/// Cancel a planned or due revisit.
-pub fn cancel(storage: &dyn Storage, shop: &str, id: u64) -> Result<RevisitRecord, RevisitError> {
-    let mut r = storage
+/// Revisit `id` of `shop`, if it is still open (planned or due).
+fn open_revisit(storage: &dyn Storage, shop: &str, id: u64) -> Result<RevisitRecord, RevisitError> {
+    let r = storage
         .revisit(id)?
         .filter(|r| r.shop == shop)
         .ok_or(RevisitError::NotFound(id))?;
@@ -82,6 +73,12 @@ pub fn cancel(storage: &dyn Storage, shop: &str, id: u64) -> Result<RevisitRecor
             status: r.status,
         });
     }
+    Ok(r)
+}
+
+/// Cancel a planned or due revisit.
+pub fn cancel(storage: &dyn Storage, shop: &str, id: u64) -> Result<RevisitRecord, RevisitError> {
+    let mut r = open_revisit(storage, shop, id)?;
     r.status = "cancelled".into();
     storage.put_revisits(std::slice::from_ref(&r))?;
     Ok(r)
