@@ -75,7 +75,8 @@ pub enum ServeError {
 /// components carry their interpreter: tens of MB).
 pub const MAX_COMPONENT_BYTES: usize = 128 << 20;
 
-/// Buckets of the call latency histogram, in seconds.
+/// Buckets of the latency histograms (plugin calls, group-commit flushes),
+/// in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5,
