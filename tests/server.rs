@@ -319,6 +319,12 @@ fn a_plugin_timeout_is_a_clear_error_while_other_shops_answer() {
         metrics.contains("kefu_flush_duration_seconds_bucket"),
         "{metrics}"
     );
+    // Whole answers are timed per step, with buckets fine around 1-10 ms.
+    assert!(
+        metrics
+            .contains(r#"kefu_answer_duration_seconds_bucket{step="refund-policy",le="0.0075"}"#),
+        "{metrics}"
+    );
 }
 
 #[test]

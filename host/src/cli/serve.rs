@@ -37,8 +37,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     if let Some(data) = args.data {
         config.data_dir = data;
     }
-    // Plugin calls and flushes run on the blocking pool: a few threads per
-    // core keep them busy without hundreds of threads trading the CPU.
+    // Reused-instance calls (Python, JavaScript), compiling deployed
+    // components and pruning the log run on the blocking pool: a few
+    // threads per core keep them busy without hundreds of threads trading
+    // the CPU. Other calls run on the async workers or the slow lane.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -32,7 +32,8 @@ pub async fn call(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match handle(&app, &shop_id, &endpoint, &headers, body).await {
+    let started = std::time::Instant::now();
+    let response = match handle(&app, &shop_id, &endpoint, &headers, body).await {
         Ok(body) => (StatusCode::OK, Json(body)).into_response(),
         Err((error, decision_id)) => {
             let extra = match decision_id {
@@ -41,7 +42,15 @@ pub async fn call(
             };
             error.response(extra)
         }
+    };
+    // The whole answer as the server sees it: checks, the plugin call, the
+    // decision log and the wait for its flush (not the time in the kernel
+    // or in hyper before the handler runs).
+    if let Some(step) = step_of(&endpoint) {
+        metrics::histogram!("kefu_answer_duration_seconds", "step" => step.world())
+            .record(started.elapsed());
     }
+    response
 }
 
 async fn handle(
