@@ -178,7 +178,16 @@ fn bad_requests_get_clear_errors() {
             .contains("missing field `customer`"),
         "{err}"
     );
+    // Whether a shop exists is the admin's to know: a shop key gets what a
+    // wrong key gets, and no key is a 401 either way.
     let (status, err) = post(&s, "/v1/shops/nope/greeting", Some(TEA_KEY), b"{}");
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (status, _) = post(&s, "/v1/shops/nope/greeting", None, b"{}");
+    assert_eq!(status, 401);
+    let (status, err) = get(&s, "/v1/shops/nope/decisions", Some(ADMIN));
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (404, Some("unknown_shop"))
@@ -390,7 +399,7 @@ fn broken_plugins_and_shops_are_reported_and_the_rest_is_served() {
         request("greeting", "first-visit"),
     );
     assert_eq!(status, 200, "the shop's other steps still work");
-    let (status, err) = post(&s, "/v1/shops/bad-toml/greeting", Some(LAB_KEY), b"{}");
+    let (status, err) = get(&s, "/v1/shops/bad-toml/decisions", Some(ADMIN));
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (404, Some("unknown_shop"))

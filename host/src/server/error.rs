@@ -16,7 +16,7 @@ pub enum ApiError {
     UnknownStep(String),
     #[error("missing API key: send `Authorization: Bearer <key>` or `X-Kefu-Key`")]
     Unauthorized,
-    #[error("this key is not allowed here")]
+    #[error("this key is not allowed here: it is neither this shop's key nor the admin token")]
     Forbidden,
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),

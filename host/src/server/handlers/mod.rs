@@ -10,7 +10,7 @@ pub mod steps;
 pub mod versions;
 
 use super::App;
-use super::auth::{Caller, authorize};
+use super::auth::{Caller, authorize, authorize_admin};
 use super::error::ApiError;
 use super::shops::Shop;
 use axum::extract::Query;
@@ -30,10 +30,13 @@ pub fn shop_for(
     id: &str,
     admin_ok: bool,
 ) -> Result<(Arc<Shop>, Caller), ApiError> {
-    let shop = app
-        .registry
-        .get(id)
-        .ok_or_else(|| ApiError::UnknownShop(id.to_string()))?;
+    let Some(shop) = app.registry.get(id) else {
+        // Only the admin learns that a shop does not exist. Anyone else
+        // gets what a wrong key gets (401 without a key, 403 with one), so
+        // shop names cannot be probed.
+        authorize_admin(headers, app.admin.as_ref())?;
+        return Err(ApiError::UnknownShop(id.to_string()));
+    };
     let caller = authorize(
         headers,
         shop.key_sha256.as_ref(),
