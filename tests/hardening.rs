@@ -352,14 +352,20 @@ fn p99(mut v: Vec<f64>) -> f64 {
 /// Shop A's plugin loops into its timeout under 100 concurrent clients
 /// that honour `Retry-After`; shop B's greeting p99 is measured before and
 /// during that. Returns (unloaded p99, loaded p99, A's statuses).
-fn noisy_neighbour() -> (f64, f64, HashMap<u16, usize>) {
+///
+/// The timeout is the wall clock's and applies to every shop: a stall of
+/// the whole VM as long as it times out B's call too. The measurement
+/// uses 300 ms (more of A's timeouts per second); the test that runs in
+/// CI, beside the other tests' servers and compilers, the 1 s default
+/// (B once timed out there at 300 ms, in the unloaded phase).
+fn noisy_neighbour(timeout_ms: u64) -> (f64, f64, HashMap<u16, usize>) {
     let dir = tempfile::tempdir().unwrap();
     let shops = support::shops::lab(dir.path());
     let config = write_config(
         dir.path(),
         &shops,
         // Default quotas: shop A gets 8 calls looping at once.
-        "[limits]\ntimeout_ms = 300\n",
+        &format!("[limits]\ntimeout_ms = {timeout_ms}\n"),
     );
     let s = Server::start(&config);
     let greeting = std::fs::read(example("requests/greeting/first-visit.json")).unwrap();
@@ -435,7 +441,7 @@ fn noisy_neighbour() -> (f64, f64, HashMap<u16, usize>) {
 #[test]
 fn a_shop_over_its_quota_gets_429_and_the_others_keep_answering() {
     // Every one of shop B's 2,000 calls answered 200 (asserted inside).
-    let (_, _, statuses) = noisy_neighbour();
+    let (_, _, statuses) = noisy_neighbour(1000);
     assert!(
         statuses.get(&504).copied().unwrap_or(0) >= 1,
         "shop A's plugin timed out: {statuses:?}"
@@ -458,7 +464,7 @@ fn a_shop_over_its_quota_gets_429_and_the_others_keep_answering() {
 #[test]
 #[ignore = "timing measurement; figures in docs/PERFORMANCE.md"]
 fn noisy_neighbour_p99_stays_within_twice_the_unloaded_value() {
-    let (unloaded, loaded, _) = noisy_neighbour();
+    let (unloaded, loaded, _) = noisy_neighbour(300);
     assert!(
         loaded <= 2.0 * unloaded,
         "shop B's p99 went from {unloaded:.2} ms to {loaded:.2} ms"
