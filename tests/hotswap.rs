@@ -304,6 +304,11 @@ fn rollback_brings_back_v1_and_the_audit_shows_it() {
     assert_eq!((v1, first.as_str()), (1, Some("Approve")));
     let (status, out) = deploy(&s, wasm::HOSTILE);
     assert_eq!(status, 201, "{out}");
+    // The new version as the listing shows it, with its config as JSON.
+    assert_eq!(out["version"]["version"], 2, "{out}");
+    assert_eq!(out["version"]["status"], "active", "{out}");
+    assert!(out["version"]["config"].is_object(), "{out}");
+    assert!(out["version"].get("config_json").is_none(), "{out}");
     let (v2, second) = outcome(&s);
     assert_eq!(v2, 2);
     assert!(second.get("Reject").is_some(), "{second}");

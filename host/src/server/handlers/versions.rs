@@ -7,6 +7,7 @@ use crate::server::auth::authorize_admin;
 use crate::server::deploy::DeployError;
 use crate::server::error::ApiError;
 use crate::step::Step;
+use crate::storage::VersionRecord;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -66,15 +67,30 @@ pub async fn list(
             } else {
                 "inactive"
             };
-            json!({
-                "version": v.version, "digest": v.digest, "source": v.source, "path": v.path,
-                "actor": v.actor, "at_ms": v.at_ms, "status": status,
-            })
+            let mut view = version_view(&v);
+            view["status"] = json!(status);
+            view
         })
         .collect();
     Ok(Json(
         json!({ "shop": shop, "step": step, "active": active, "versions": versions }),
     ))
+}
+
+/// A version as the API shows it: the listing's fields.
+fn version_view(v: &VersionRecord) -> serde_json::Value {
+    json!({
+        "version": v.version, "digest": v.digest, "source": v.source, "path": v.path,
+        "reuse": v.reuse, "actor": v.actor, "at_ms": v.at_ms,
+    })
+}
+
+/// The version now active, with its config as JSON.
+fn activated(v: &VersionRecord) -> serde_json::Value {
+    let mut view = version_view(v);
+    view["status"] = json!("active");
+    view["config"] = serde_json::from_str(&v.config_json).unwrap_or(json!(v.config_json));
+    json!({ "status": "active", "version": view })
 }
 
 /// Body: the component's bytes. Answers 201 with the new version.
@@ -94,10 +110,7 @@ pub async fn deploy(
     })?;
     let deployer = app.deployer.clone();
     let record = blocking(move || deployer.deploy_api(&shop, step, body.to_vec(), "admin")).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "status": "active", "version": record })),
-    ))
+    Ok((StatusCode::CREATED, Json(activated(&record))))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,7 +137,7 @@ pub async fn rollback(
     };
     let deployer = app.deployer.clone();
     let record = blocking(move || deployer.rollback(&shop, step, to.version, "admin")).await?;
-    Ok(Json(json!({ "status": "active", "version": record })))
+    Ok(Json(activated(&record)))
 }
 
 #[derive(Debug, Deserialize)]
