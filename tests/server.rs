@@ -448,6 +448,39 @@ fn health_readiness_and_metrics() {
     let (status, ready) = get(&s, "/readyz", None);
     assert_eq!(status, 200);
     assert!(ready.as_str().unwrap().contains("ready"));
+    // What is loaded is there from the first scrape, and agrees with
+    // `GET /v1/plugins` (the lab has a broken step and a bad shop.toml).
+    let (_, plugins) = get(&s, "/v1/plugins", Some(ADMIN));
+    let count = |status: &str| {
+        plugins["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["status"] == status)
+            .count()
+    };
+    let failures = plugins["failures"].as_array().unwrap().len();
+    assert!(count("unavailable") >= 1 && failures >= 1, "{plugins}");
+    let (_, metrics) = get(&s, "/metrics", None);
+    let metrics = metrics.as_str().unwrap();
+    for line in [
+        format!(r#"kefu_steps{{status="active"}} {}"#, count("active")),
+        format!(
+            r#"kefu_steps{{status="unavailable"}} {}"#,
+            count("unavailable")
+        ),
+        format!("kefu_load_failures {failures}"),
+    ] {
+        assert!(metrics.contains(&line), "{line} missing from {metrics}");
+    }
+    let shops: std::collections::BTreeSet<&str> = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["shop"].as_str().unwrap())
+        .collect();
+    let line = format!("kefu_shops {}", shops.len());
+    assert!(metrics.contains(&line), "{line} missing from {metrics}");
     post(
         &s,
         "/v1/shops/apparel/greeting",

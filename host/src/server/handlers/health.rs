@@ -24,6 +24,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    record_shop_gauges(&app);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -31,6 +32,22 @@ pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         )],
         app.metrics.render(),
     )
+}
+
+/// What is loaded, counted at each scrape so it is always current.
+fn record_shop_gauges(app: &App) {
+    let shops = app.registry.all();
+    // A step whose new version was refused keeps serving the old one: it
+    // counts as active, as in `GET /v1/plugins`.
+    let (active, unavailable) = shops.values().fold((0, 0), |(a, u), shop| {
+        let down = shop.unavailable.keys();
+        let down = down.filter(|step| !shop.steps.contains_key(step)).count();
+        (a + shop.steps.len(), u + down)
+    });
+    metrics::gauge!("kefu_shops").set(shops.len() as f64);
+    metrics::gauge!("kefu_steps", "status" => "active").set(active as f64);
+    metrics::gauge!("kefu_steps", "status" => "unavailable").set(unavailable as f64);
+    metrics::gauge!("kefu_load_failures").set(app.registry.failures().len() as f64);
 }
 
 /// The OpenAPI description, generated from the code (no auth needed).
