@@ -125,12 +125,11 @@ fn lower_priority() {}
 
 /// Keep the calling thread on the last core it may use. An idle-class
 /// thread that is free to move is pulled to whichever core goes idle, so
-/// it is in the way of the fast threads' next wakeup on every core in turn:
-/// with a busy loop in the idle class beside the server, shop B's p99 went
-/// from about 1 ms to 2.6-3.3 ms with the loop free to move and stayed at
-/// 1.0-1.6 ms with it kept on one core (docs/PERFORMANCE.md). Fast threads
-/// still use every core, that one included, taking it from the slow lane
-/// whenever they need it.
+/// it is in the way of the fast threads' next wakeup on every core in turn.
+/// In 13 alternating pairs of the noisy-neighbour test, pinning brought
+/// shop B's p99 under attack from a mean of 2.4 to 1.6 ms and from 2.1 to
+/// 1.3 ms (docs/PERFORMANCE.md). Fast threads still use every core, that
+/// one included, taking it from the slow lane whenever they need it.
 #[cfg(target_os = "linux")]
 fn pin_to_last_core() {
     let allowed = allowed_cores();
