@@ -354,7 +354,7 @@ fn p99(mut v: Vec<f64>) -> f64 {
 /// during that. Returns (unloaded p99, loaded p99, A's statuses).
 ///
 /// The timeout is the wall clock's and applies to every shop: a stall of
-/// the whole VM as long as it times out B's call too. The measurement
+/// the whole VM that lasts as long as the timeout times out B's call too. The measurement
 /// uses 300 ms (more of A's timeouts per second); the test that runs in
 /// CI, beside the other tests' servers and compilers, the 1 s default
 /// (B once timed out there at 300 ms, in the unloaded phase).

@@ -451,14 +451,8 @@ fn health_readiness_and_metrics() {
     // What is loaded is there from the first scrape, and agrees with
     // `GET /v1/plugins` (the lab has a broken step and a bad shop.toml).
     let (_, plugins) = get(&s, "/v1/plugins", Some(ADMIN));
-    let count = |status: &str| {
-        plugins["plugins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["status"] == status)
-            .count()
-    };
+    let entries = plugins["plugins"].as_array().unwrap();
+    let count = |status: &str| entries.iter().filter(|p| p["status"] == status).count();
     let failures = plugins["failures"].as_array().unwrap().len();
     assert!(count("unavailable") >= 1 && failures >= 1, "{plugins}");
     let (_, metrics) = get(&s, "/metrics", None);
@@ -473,9 +467,7 @@ fn health_readiness_and_metrics() {
     ] {
         assert!(metrics.contains(&line), "{line} missing from {metrics}");
     }
-    let shops: std::collections::BTreeSet<&str> = plugins["plugins"]
-        .as_array()
-        .unwrap()
+    let shops: std::collections::BTreeSet<&str> = entries
         .iter()
         .map(|p| p["shop"].as_str().unwrap())
         .collect();

@@ -33,7 +33,10 @@ pub async fn call(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let response = match handle(&app, &shop_id, &endpoint, &headers, body).await {
+    let Some(step) = step_of(&endpoint) else {
+        return ApiError::UnknownStep(endpoint).response(serde_json::json!({}));
+    };
+    let response = match handle(&app, &shop_id, step, &headers, body).await {
         Ok(body) => (StatusCode::OK, Json(body)).into_response(),
         Err((error, decision_id)) => {
             let extra = match decision_id {
@@ -46,22 +49,18 @@ pub async fn call(
     // The whole answer as the server sees it: checks, the plugin call, the
     // decision log and the wait for its flush (not the time in the kernel
     // or in hyper before the handler runs).
-    if let Some(step) = step_of(&endpoint) {
-        metrics::histogram!("kefu_answer_duration_seconds", "step" => step.world())
-            .record(started.elapsed());
-    }
+    metrics::histogram!("kefu_answer_duration_seconds", "step" => step.world())
+        .record(started.elapsed());
     response
 }
 
 async fn handle(
     app: &Arc<App>,
     shop_id: &str,
-    endpoint: &str,
+    step: Step,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Box<RawValue>, (ApiError, Option<u64>)> {
-    let step =
-        step_of(endpoint).ok_or_else(|| (ApiError::UnknownStep(endpoint.to_string()), None))?;
     let (shop, _) = shop_for(app, headers, shop_id, false).map_err(|e| (e, None))?;
     let body = body.map_err(|e| {
         let error = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
