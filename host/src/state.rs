@@ -17,6 +17,15 @@ pub struct StateScope {
     pub plugin: String,
 }
 
+impl StateScope {
+    pub fn new(shop: impl Into<String>, plugin: impl Into<String>) -> Self {
+        StateScope {
+            shop: shop.into(),
+            plugin: plugin.into(),
+        }
+    }
+}
+
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -95,10 +104,7 @@ mod tests {
     use super::*;
 
     fn scope(shop: &str) -> StateScope {
-        StateScope {
-            shop: shop.into(),
-            plugin: "refund-policy".into(),
-        }
+        StateScope::new(shop, "refund-policy")
     }
 
     #[test]

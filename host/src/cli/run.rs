@@ -201,10 +201,7 @@ fn load_state(path: &Path, shop: &str, plugin: &str, store: &MemoryStateStore) -
                 path.display()
             )
         })?;
-    let scope = kefu::StateScope {
-        shop: shop.into(),
-        plugin: plugin.into(),
-    };
+    let scope = kefu::StateScope::new(shop, plugin);
     for (k, v) in map {
         store.set(&scope, &k, &v)?;
     }

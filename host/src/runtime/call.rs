@@ -70,10 +70,7 @@ pub struct CallOutcome {
 pub(super) fn new_store(rt: &Runtime, ctx: CallContext) -> Store<CallState> {
     let limits = rt.limits();
     let state = CallState::new(CallSetup {
-        scope: StateScope {
-            shop: ctx.shop,
-            plugin: ctx.plugin,
-        },
+        scope: StateScope::new(ctx.shop, ctx.plugin),
         store: ctx.state,
         config_json: ctx.config_json,
         now: ctx.now,

@@ -55,10 +55,7 @@ impl ReusePool {
         let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let (mut store, instance) = match taken {
             Some((mut store, instance)) => {
-                let scope = StateScope {
-                    shop: ctx.shop,
-                    plugin: ctx.plugin,
-                };
+                let scope = StateScope::new(ctx.shop, ctx.plugin);
                 store
                     .data_mut()
                     .reset(scope, ctx.state, ctx.config_json, ctx.now);

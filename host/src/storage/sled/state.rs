@@ -106,18 +106,9 @@ mod tests {
     fn state_quota_counts_keys_and_values_per_shop() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStorage::open(dir.path()).unwrap().with_state_quota(100);
-        let a = StateScope {
-            shop: "a".into(),
-            plugin: "p".into(),
-        };
-        let a2 = StateScope {
-            shop: "a".into(),
-            plugin: "q".into(),
-        };
-        let b = StateScope {
-            shop: "b".into(),
-            plugin: "p".into(),
-        };
+        let a = StateScope::new("a", "p");
+        let a2 = StateScope::new("a", "q");
+        let b = StateScope::new("b", "p");
         store.set(&a, "k1", &"x".repeat(58)).unwrap(); // 60 bytes
         let err = store.set(&a2, "k2", &"x".repeat(58)).unwrap_err();
         assert!(
@@ -134,14 +125,8 @@ mod tests {
     #[test]
     fn state_is_scoped_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let a = StateScope {
-            shop: "a".into(),
-            plugin: "p".into(),
-        };
-        let b = StateScope {
-            shop: "b".into(),
-            plugin: "p".into(),
-        };
+        let a = StateScope::new("a", "p");
+        let b = StateScope::new("b", "p");
         {
             let store = SledStorage::open(dir.path()).unwrap();
             store.set(&a, "k1", "v1").unwrap();
