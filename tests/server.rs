@@ -322,7 +322,13 @@ fn a_plugin_timeout_is_a_clear_error_while_other_shops_answer() {
         ),
         "{metrics}"
     );
-    assert!(metrics.contains("kefu_call_duration_seconds_bucket"));
+    assert!(
+        metrics.contains(r#"kefu_calls_total{shop="slow",step="refund-policy",outcome="error"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"kefu_call_duration_seconds_count{shop="slow",step="refund-policy"} 1"#)
+    );
     // Every answer waited for a group-commit flush, which is timed.
     assert!(
         metrics.contains("kefu_flush_duration_seconds_bucket"),

@@ -94,19 +94,7 @@ pub async fn run_step_with(
     app.meter
         .charge(&app.quotas, &shop.id, now_ms(), outcome.duration);
 
-    active.count(outcome.result.is_ok());
-    let labels = [
-        ("shop", shop.id.clone()),
-        ("step", step.world().to_string()),
-    ];
-    metrics::histogram!("kefu_call_duration_seconds", &labels)
-        .record(outcome.duration.as_secs_f64());
-    let result_label = if outcome.result.is_ok() {
-        "ok"
-    } else {
-        "error"
-    };
-    metrics::counter!("kefu_calls_total", "shop" => shop.id.clone(), "step" => step.world(), "outcome" => result_label).increment(1);
+    active.count(&shop.id, step, outcome.result.is_ok(), outcome.duration);
     if let Err(e) = &outcome.result {
         metrics::counter!("kefu_call_errors_total", "shop" => shop.id.clone(), "step" => step.world(), "code" => e.code()).increment(1);
         tracing::warn!(shop = %shop.id, step = %step, code = e.code(), error = %e, "plugin call failed");

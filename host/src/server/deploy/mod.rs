@@ -219,5 +219,6 @@ fn active_plugin(plugin: Plugin, record: &VersionRecord) -> Arc<ActivePlugin> {
         calls: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         slow_until_ms: AtomicI64::new(0),
+        metrics: Default::default(),
     })
 }
