@@ -165,6 +165,22 @@ fn bad_requests_get_clear_errors() {
         (400, Some("invalid_json")),
         "{err}"
     );
+    // A valid request with something after it is not JSON either.
+    let mut trailing = request("greeting", "first-visit");
+    trailing.extend_from_slice(b" {}");
+    let (status, err) = call(&trailing);
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{err}"
+    );
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trailing"),
+        "{err}"
+    );
     let (status, err) = call(br#"{"customer":{"id":"x","nickname":"n","member_level":null,"order_count":"many","returning":false},"message":"","agent_name":null}"#);
     assert_eq!(status, 400);
     assert_eq!(err["error"]["code"], "invalid_field");

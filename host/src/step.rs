@@ -55,11 +55,17 @@ impl Step {
     /// offending field (e.g. `order.items[0].quantity`).
     pub fn parse_input(self, json: &[u8]) -> Result<StepInput, InputError> {
         fn parse<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, InputError> {
-            let de = &mut serde_json::Deserializer::from_slice(json);
-            serde_path_to_error::deserialize(de).map_err(|e| InputError {
+            let mut de = serde_json::Deserializer::from_slice(json);
+            let value = serde_path_to_error::deserialize(&mut de).map_err(|e| InputError {
                 path: e.path().to_string(),
                 message: e.inner().to_string(),
-            })
+            })?;
+            // Nothing but whitespace may follow the value.
+            de.end().map_err(|e| InputError {
+                path: ".".into(),
+                message: e.to_string(),
+            })?;
+            Ok(value)
         }
         Ok(match self {
             Step::Greeting => StepInput::Greeting(parse(json)?),

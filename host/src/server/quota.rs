@@ -59,6 +59,20 @@ pub struct Meter {
 /// A slot for one call; released when dropped.
 pub struct Permit(Arc<Usage>);
 
+impl Permit {
+    /// The call is over: free its slot and charge the `used` plugin time
+    /// to its shop in the window of `now_ms`.
+    pub fn charge(self, q: &Quotas, now_ms: i64, used: Duration) {
+        let window_ms = (q.window_secs.max(1) * 1000) as i64;
+        let mut w = self.0.window.lock().unwrap_or_else(|e| e.into_inner());
+        let current = now_ms.div_euclid(window_ms);
+        if w.0 != current {
+            *w = (current, 0);
+        }
+        w.1 += used.as_micros() as u64;
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -68,6 +82,10 @@ impl Drop for Permit {
 impl Meter {
     fn usage(&self, shop: &str) -> Arc<Usage> {
         let mut shops = self.shops.lock().unwrap_or_else(|e| e.into_inner());
+        // Look up before `entry`: it would copy the name on every call.
+        if let Some(usage) = shops.get(shop) {
+            return usage.clone();
+        }
         shops.entry(shop.to_string()).or_default().clone()
     }
 
@@ -101,18 +119,6 @@ impl Meter {
             ));
         }
         Ok(Permit(usage))
-    }
-
-    /// Charge `used` plugin time to `shop` in the window of `now_ms`.
-    pub fn charge(&self, q: &Quotas, shop: &str, now_ms: i64, used: Duration) {
-        let usage = self.usage(shop);
-        let window_ms = (q.window_secs.max(1) * 1000) as i64;
-        let mut w = usage.window.lock().unwrap_or_else(|e| e.into_inner());
-        let current = now_ms.div_euclid(window_ms);
-        if w.0 != current {
-            *w = (current, 0);
-        }
-        w.1 += used.as_micros() as u64;
     }
 
     fn refuse(
@@ -168,8 +174,8 @@ mod tests {
     fn plugin_time_is_budgeted_per_window() {
         let meter = Meter::default();
         let q = quotas();
-        drop(meter.admit(&q, "a", 1_000).unwrap());
-        meter.charge(&q, "a", 1_000, Duration::from_millis(100));
+        let permit = meter.admit(&q, "a", 1_000).unwrap();
+        permit.charge(&q, 1_000, Duration::from_millis(100));
         let err = meter.admit(&q, "a", 4_000).err().expect("budget used up");
         assert_eq!((err.what, err.retry_after_secs), ("plugin time", 6));
         assert!(meter.admit(&q, "b", 4_000).is_ok());

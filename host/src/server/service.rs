@@ -90,9 +90,7 @@ pub async fn run_step_with(
     let (outcome, input) = placement::call(app.runtime.clone(), active.clone(), ctx, input)
         .await
         .map_err(|e| (e, None))?;
-    drop(permit);
-    app.meter
-        .charge(&app.quotas, &shop.id, now_ms(), outcome.duration);
+    permit.charge(&app.quotas, now_ms(), outcome.duration);
 
     active.count(&shop.id, step, outcome.result.is_ok(), outcome.duration);
     if let Err(e) = &outcome.result {

@@ -70,17 +70,16 @@ async fn handle(
         };
         (error, None)
     })?;
-    // Syntax errors first, then type errors with the field's path.
-    serde_json::from_slice::<serde::de::IgnoredAny>(&body)
-        .map_err(|e| (ApiError::InvalidJson(e.to_string()), None))?;
     let input = step.parse_input(&body).map_err(|e| {
-        (
-            ApiError::InvalidField {
+        // A syntax error is named as such; otherwise the field's path.
+        let error = match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+            Err(syntax) => ApiError::InvalidJson(syntax.to_string()),
+            Ok(_) => ApiError::InvalidField {
                 path: e.path,
                 message: e.message,
             },
-            None,
-        )
+        };
+        (error, None)
     })?;
     // Valid JSON is valid UTF-8: the decision log keeps the body as sent.
     let raw = String::from_utf8(body.to_vec())
