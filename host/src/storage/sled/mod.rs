@@ -1,6 +1,7 @@
 //! The embedded backend: sled 0.34. One tree per kind of record; keys
 //! and values are made in `keys`, plugin state lives in `state`.
 
+mod components;
 mod keys;
 mod state;
 #[cfg(test)]
@@ -37,7 +38,8 @@ pub struct SledStorage {
     /// Bytes of state one shop may keep; 0: no quota.
     state_quota: u64,
     audit: sled::Tree,
-    blobs: sled::Tree,
+    /// Component bytes by digest, in a store of their own.
+    components: components::Components,
     versions: sled::Tree,
     active: sled::Tree,
 }
@@ -60,6 +62,8 @@ impl SledStorage {
         // Stores written by earlier builds kept a second, global time
         // index of the decision log; retention no longer needs it.
         db.drop_tree("decisions_by_time").map_err(backend)?;
+        // They also kept component bytes in the `blobs` tree.
+        let components = components::Components::open(dir, &db, "blobs")?;
         Ok(SledStorage {
             state: tree("state")?,
             decisions: tree("decisions")?,
@@ -72,7 +76,7 @@ impl SledStorage {
             state_usage: tree("state_usage")?,
             state_quota: 0,
             audit: tree("audit")?,
-            blobs: tree("blobs")?,
+            components,
             versions: tree("versions")?,
             active: tree("active")?,
             db,
@@ -309,14 +313,11 @@ impl Storage for SledStorage {
     }
 
     fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), StorageError> {
-        if !self.blobs.contains_key(digest).map_err(backend)? {
-            self.blobs.insert(digest, bytes).map_err(backend)?;
-        }
-        Ok(())
+        self.components.put(digest, bytes)
     }
 
     fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.blobs.get(digest).map_err(backend)?.map(|v| v.to_vec()))
+        self.components.get(digest)
     }
 
     fn put_version(
@@ -361,6 +362,7 @@ impl Storage for SledStorage {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
+        self.components.flush()?;
         self.db.flush().map(|_| ()).map_err(backend)
     }
 }
