@@ -418,6 +418,23 @@ fn noisy_neighbour(timeout_ms: u64) -> (f64, f64, HashMap<u16, usize>) {
         }
         std::thread::sleep(std::time::Duration::from_millis(300));
         let loaded = p99(b_latencies());
+        // While A's slots are taken, even a malformed request of A's is
+        // refused for the quota, before its body is parsed.
+        let early = (0..50).any(|_| {
+            let (status, out) = post(
+                &s,
+                "/v1/shops/slow/refund-decision",
+                Some("test-key-lab"),
+                b"{not json",
+            );
+            assert!(status == 429 || status == 400, "{status} {out}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            status == 429 && out["error"]["code"] == "quota_exceeded"
+        });
+        assert!(
+            early,
+            "an over-quota shop's request was parsed before it was refused"
+        );
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         loaded
     });

@@ -54,6 +54,9 @@ struct Usage {
 #[derive(Default)]
 pub struct Meter {
     shops: Mutex<HashMap<String, Arc<Usage>>>,
+    /// Refusals so far: every other one is told to wait a second longer,
+    /// so that refused clients do not all come back at the same moment.
+    refusals: std::sync::atomic::AtomicU64,
 }
 
 /// A slot for one call; released when dropped.
@@ -89,36 +92,62 @@ impl Meter {
         shops.entry(shop.to_string()).or_default().clone()
     }
 
+    /// Whether `shop` would be refused now, without taking a slot: a cheap
+    /// early answer before a request's body is parsed. [`Meter::admit`]
+    /// still decides.
+    pub fn check(&self, q: &Quotas, shop: &str, now_ms: i64) -> Result<(), QuotaExceeded> {
+        let usage = self.usage(shop);
+        self.check_window(q, shop, &usage, now_ms)?;
+        if usage.in_flight.load(Ordering::Acquire) >= q.concurrent_calls {
+            return Err(self.over_concurrency(q, shop));
+        }
+        Ok(())
+    }
+
     /// Admit one call of `shop` at `now_ms`, or say which quota it is over.
     pub fn admit(&self, q: &Quotas, shop: &str, now_ms: i64) -> Result<Permit, QuotaExceeded> {
         let usage = self.usage(shop);
-        let window_ms = (q.window_secs.max(1) * 1000) as i64;
-        {
-            let mut w = usage.window.lock().unwrap_or_else(|e| e.into_inner());
-            let current = now_ms.div_euclid(window_ms);
-            if w.0 != current {
-                *w = (current, 0);
-            }
-            if w.1 >= q.cpu_ms_per_window * 1000 {
-                let left_ms = (current + 1) * window_ms - now_ms;
-                return Err(self.refuse(
-                    shop,
-                    "plugin time",
-                    format!("{} ms per {} s", q.cpu_ms_per_window, q.window_secs),
-                    left_ms,
-                ));
-            }
-        }
+        self.check_window(q, shop, &usage, now_ms)?;
         if usage.in_flight.fetch_add(1, Ordering::AcqRel) >= q.concurrent_calls {
             usage.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return Err(self.refuse(
-                shop,
-                "concurrent calls",
-                format!("{} at once", q.concurrent_calls),
-                1000,
-            ));
+            return Err(self.over_concurrency(q, shop));
         }
         Ok(Permit(usage))
+    }
+
+    /// Refuse if the shop's plugin time in the current window is used up.
+    fn check_window(
+        &self,
+        q: &Quotas,
+        shop: &str,
+        usage: &Usage,
+        now_ms: i64,
+    ) -> Result<(), QuotaExceeded> {
+        let window_ms = (q.window_secs.max(1) * 1000) as i64;
+        let mut w = usage.window.lock().unwrap_or_else(|e| e.into_inner());
+        let current = now_ms.div_euclid(window_ms);
+        if w.0 != current {
+            *w = (current, 0);
+        }
+        if w.1 >= q.cpu_ms_per_window * 1000 {
+            let left_ms = (current + 1) * window_ms - now_ms;
+            return Err(self.refuse(
+                shop,
+                "plugin time",
+                format!("{} ms per {} s", q.cpu_ms_per_window, q.window_secs),
+                left_ms,
+            ));
+        }
+        Ok(())
+    }
+
+    fn over_concurrency(&self, q: &Quotas, shop: &str) -> QuotaExceeded {
+        self.refuse(
+            shop,
+            "concurrent calls",
+            format!("{} at once", q.concurrent_calls),
+            1000,
+        )
     }
 
     fn refuse(
@@ -129,11 +158,12 @@ impl Meter {
         retry_ms: i64,
     ) -> QuotaExceeded {
         metrics::counter!("kefu_quota_rejections_total", "shop" => shop.to_string(), "quota" => what).increment(1);
+        let spread = self.refusals.fetch_add(1, Ordering::Relaxed) % 2;
         QuotaExceeded {
             shop: shop.into(),
             what,
             limit,
-            retry_after_secs: (retry_ms.max(1) as u64).div_ceil(1000),
+            retry_after_secs: (retry_ms.max(1) as u64).div_ceil(1000) + spread,
         }
     }
 }
@@ -183,5 +213,23 @@ mod tests {
             meter.admit(&q, "a", 10_000).is_ok(),
             "a new window starts afresh"
         );
+    }
+
+    #[test]
+    fn a_check_takes_no_slot_and_refusals_spread_their_retries() {
+        let meter = Meter::default();
+        let q = quotas();
+        let _a1 = meter.admit(&q, "a", 0).unwrap();
+        assert!(meter.check(&q, "a", 0).is_ok(), "checking takes no slot");
+        let _a2 = meter.admit(&q, "a", 0).unwrap();
+        let first = meter.check(&q, "a", 0).expect_err("both slots taken");
+        let second = meter.admit(&q, "a", 0).err().expect("both slots taken");
+        assert_eq!(first.what, "concurrent calls");
+        assert_eq!(
+            (first.retry_after_secs, second.retry_after_secs),
+            (1, 2),
+            "refused clients are told to come back at different times"
+        );
+        assert!(meter.check(&q, "b", 0).is_ok());
     }
 }

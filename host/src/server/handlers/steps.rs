@@ -5,6 +5,7 @@ use super::shop_for;
 use crate::server::App;
 use crate::server::error::ApiError;
 use crate::server::service::run_step;
+use crate::server::shops::now_ms;
 use crate::step::Step;
 use axum::Json;
 use axum::body::Bytes;
@@ -62,6 +63,11 @@ async fn handle(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Box<RawValue>, (ApiError, Option<u64>)> {
     let (shop, _) = shop_for(app, headers, shop_id, false).map_err(|e| (e, None))?;
+    // A shop over its quota is refused before its body is parsed: under a
+    // flood of its requests, each refusal costs as little as it can.
+    app.meter
+        .check(&app.quotas, &shop.id, now_ms())
+        .map_err(|e| (ApiError::Quota(e), None))?;
     let body = body.map_err(|e| {
         let error = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(app.max_body / 1024)
