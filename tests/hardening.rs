@@ -455,6 +455,53 @@ fn noisy_neighbour(timeout_ms: u64) -> (f64, f64, HashMap<u16, usize>) {
     (unloaded, loaded, statuses)
 }
 
+/// One shop sending large bodies fast must not fill the disk that every
+/// shop's decision log lives on: its logged bytes are budgeted per window.
+#[test]
+fn a_shop_that_logs_too_much_gets_429_and_the_others_keep_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let shops = support::shops::lab(dir.path());
+    let config = write_config(dir.path(), &shops, "[quotas]\nlog_kib_per_window = 2\n");
+    let s = Server::start(&config);
+    let greeting = std::fs::read(example("requests/greeting/first-visit.json")).unwrap();
+    let mut big = serde_json::from_slice::<serde_json::Value>(&greeting).unwrap();
+    big["message"] = "便宜".repeat(200).into();
+    let big = serde_json::to_vec(&big).unwrap();
+    let tea = |body: &[u8]| {
+        post(
+            &s,
+            "/v1/shops/tea-oil/greeting",
+            Some(support::server::TEA_KEY),
+            body,
+        )
+    };
+    let (status, _) = tea(&big);
+    assert_eq!(status, 200, "the first 1.3 KiB fit in 2 KiB");
+    // The next one is over (a few tries, in case the 10 s window turned).
+    let err = (0..3)
+        .map(|_| tea(&big))
+        .find(|(status, _)| *status == 429)
+        .map(|(_, err)| err)
+        .expect("a shop over its log budget is refused");
+    assert_eq!(err["error"]["code"], "quota_exceeded");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("decision log"),
+        "{err}"
+    );
+    assert!(err["error"]["retry_after_secs"].as_u64().unwrap() >= 1);
+    // Another shop has its own budget.
+    let (status, out) = post(
+        &s,
+        "/v1/shops/apparel/greeting",
+        Some(support::server::APPAREL_KEY),
+        &greeting,
+    );
+    assert_eq!(status, 200, "{out}");
+}
+
 #[test]
 fn a_shop_over_its_quota_gets_429_and_the_others_keep_answering() {
     // Every one of shop B's 2,000 calls answered 200 (asserted inside).

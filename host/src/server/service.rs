@@ -85,7 +85,7 @@ pub async fn run_step_with(
     };
     let permit = app
         .meter
-        .admit(&app.quotas, &shop.id, now_ms())
+        .admit(&app.quotas, &shop.id, now_ms(), raw_input.get().len())
         .map_err(|e| (ApiError::Quota(e), None))?;
     let (outcome, input) = placement::call(app.runtime.clone(), active.clone(), ctx, input)
         .await
