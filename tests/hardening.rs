@@ -344,6 +344,16 @@ fn kill_9_right_after_deploys_keeps_the_last_acknowledged_version() {
     );
 }
 
+/// Shop B of the isolation tests: a greeting of the apparel shop.
+fn apparel_greeting(s: &Server, body: &[u8]) -> (u16, serde_json::Value) {
+    post(
+        s,
+        "/v1/shops/apparel/greeting",
+        Some(support::server::APPAREL_KEY),
+        body,
+    )
+}
+
 fn p99(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[(v.len() * 99) / 100 - 1]
@@ -374,12 +384,7 @@ fn noisy_neighbour(timeout_ms: u64) -> (f64, f64, HashMap<u16, usize>) {
         (0..1000)
             .map(|_| {
                 let t = std::time::Instant::now();
-                let (status, out) = post(
-                    &s,
-                    "/v1/shops/apparel/greeting",
-                    Some(support::server::APPAREL_KEY),
-                    &greeting,
-                );
+                let (status, out) = apparel_greeting(&s, &greeting);
                 assert_eq!(status, 200, "{out}");
                 t.elapsed().as_secs_f64() * 1000.0
             })
@@ -493,12 +498,7 @@ fn a_shop_that_logs_too_much_gets_429_and_the_others_keep_answering() {
     );
     assert!(err["error"]["retry_after_secs"].as_u64().unwrap() >= 1);
     // Another shop has its own budget.
-    let (status, out) = post(
-        &s,
-        "/v1/shops/apparel/greeting",
-        Some(support::server::APPAREL_KEY),
-        &greeting,
-    );
+    let (status, out) = apparel_greeting(&s, &greeting);
     assert_eq!(status, 200, "{out}");
 }
 
