@@ -47,9 +47,12 @@ impl Components {
         Ok(components)
     }
 
+    /// Keep a component, durably before this returns: deploys are rare,
+    /// so the group commit of every answer need not flush this store too.
     pub(super) fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), StorageError> {
         if !self.db.contains_key(digest).map_err(backend)? {
             self.db.insert(digest, bytes).map_err(backend)?;
+            self.flush()?;
         }
         Ok(())
     }
@@ -58,7 +61,7 @@ impl Components {
         Ok(self.db.get(digest).map_err(backend)?.map(|v| v.to_vec()))
     }
 
-    pub(super) fn flush(&self) -> Result<(), StorageError> {
+    fn flush(&self) -> Result<(), StorageError> {
         self.db.flush().map(|_| ()).map_err(backend)
     }
 }

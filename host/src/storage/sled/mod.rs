@@ -362,7 +362,7 @@ impl Storage for SledStorage {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
-        self.components.flush()?;
+        // Components are flushed as they are put (see `components`).
         self.db.flush().map(|_| ()).map_err(backend)
     }
 }
