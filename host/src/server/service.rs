@@ -61,16 +61,12 @@ pub async fn run_step_with(
     durable: bool,
 ) -> Result<Answer, (ApiError, Option<u64>)> {
     let Some(active) = shop.steps.get(&step).cloned() else {
-        let reason = shop
-            .unavailable
-            .get(&step)
-            .cloned()
-            .unwrap_or_else(|| "not loaded".into());
+        let reason = shop.unavailable_reason(step).unwrap_or("not loaded");
         return Err((
             ApiError::PluginUnavailable {
                 shop: shop.id.clone(),
                 step: step.world().into(),
-                reason,
+                reason: reason.into(),
             },
             None,
         ));

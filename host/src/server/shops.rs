@@ -102,6 +102,17 @@ pub struct Shop {
     pub unavailable: BTreeMap<Step, String>,
 }
 
+impl Shop {
+    /// Why `step` cannot be served, if it cannot. A step whose new version
+    /// was refused keeps serving the old one, so it is not unavailable.
+    pub fn unavailable_reason(&self, step: Step) -> Option<&str> {
+        if self.steps.contains_key(&step) {
+            return None;
+        }
+        self.unavailable.get(&step).map(String::as_str)
+    }
+}
+
 /// Something that could not be loaded, kept for `GET /v1/plugins`.
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadFailure {

@@ -2,6 +2,7 @@
 //! `/metrics` (Prometheus text) and `/v1/openapi.json`.
 
 use crate::server::App;
+use crate::step::Step;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -37,12 +38,11 @@ pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
 /// What is loaded, counted at each scrape so it is always current.
 fn record_shop_gauges(app: &App) {
     let shops = app.registry.all();
-    // A step whose new version was refused keeps serving the old one: it
-    // counts as active, as in `GET /v1/plugins`.
+    // As in `GET /v1/plugins`.
     let (active, unavailable) = shops.values().fold((0, 0), |(a, u), shop| {
-        let down = shop.unavailable.keys();
-        let down = down.filter(|step| !shop.steps.contains_key(step)).count();
-        (a + shop.steps.len(), u + down)
+        let down = Step::ALL.into_iter();
+        let down = down.filter(|&step| shop.unavailable_reason(step).is_some());
+        (a + shop.steps.len(), u + down.count())
     });
     metrics::gauge!("kefu_shops").set(shops.len() as f64);
     metrics::gauge!("kefu_steps", "status" => "active").set(active as f64);

@@ -37,7 +37,7 @@ pub async fn list(
                     "calls": active.calls.load(Ordering::Relaxed),
                     "errors": active.errors.load(Ordering::Relaxed),
                 }));
-            } else if let Some(reason) = shop.unavailable.get(&step) {
+            } else if let Some(reason) = shop.unavailable_reason(step) {
                 plugins.push(json!({ "shop": shop.id, "step": step, "status": "unavailable", "reason": reason }));
             }
         }
