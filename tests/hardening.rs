@@ -354,9 +354,34 @@ fn apparel_greeting(s: &Server, body: &[u8]) -> (u16, serde_json::Value) {
     )
 }
 
-fn p99(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[(v.len() * 99) / 100 - 1]
+/// Latencies (ms), sorted, with their p99 and a one-line summary.
+struct Latencies(Vec<f64>);
+
+impl Latencies {
+    fn new(mut v: Vec<f64>) -> Self {
+        v.sort_by(f64::total_cmp);
+        Latencies(v)
+    }
+
+    /// The value `per_mille`/1000 of the way up (nearest rank).
+    fn at(&self, per_mille: usize) -> f64 {
+        self.0[(self.0.len() * per_mille).div_ceil(1000).max(1) - 1]
+    }
+
+    fn p99(&self) -> f64 {
+        self.at(990)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "p50 {:.2} p90 {:.2} p99 {:.2} p99.5 {:.2} max {:.2} ms",
+            self.at(500),
+            self.at(900),
+            self.at(990),
+            self.at(995),
+            self.at(1000)
+        )
+    }
 }
 
 /// Shop A's plugin loops into its timeout under 100 concurrent clients
@@ -380,17 +405,19 @@ fn noisy_neighbour(timeout_ms: u64) -> (f64, f64, HashMap<u16, usize>) {
     let s = Server::start(&config);
     let greeting = std::fs::read(example("requests/greeting/first-visit.json")).unwrap();
     let refund = std::fs::read(example("requests/refund-policy/unshipped.json")).unwrap();
-    let b_latencies = || -> Vec<f64> {
-        (0..1000)
-            .map(|_| {
-                let t = std::time::Instant::now();
-                let (status, out) = apparel_greeting(&s, &greeting);
-                assert_eq!(status, 200, "{out}");
-                t.elapsed().as_secs_f64() * 1000.0
-            })
-            .collect()
+    let b_latencies = || {
+        Latencies::new(
+            (0..1000)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    let (status, out) = apparel_greeting(&s, &greeting);
+                    assert_eq!(status, 200, "{out}");
+                    t.elapsed().as_secs_f64() * 1000.0
+                })
+                .collect(),
+        )
     };
-    let unloaded = p99(b_latencies());
+    let unloaded = b_latencies();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let statuses = std::sync::Mutex::new(HashMap::<u16, usize>::new());
     let loaded = std::thread::scope(|scope| {
@@ -422,7 +449,7 @@ fn noisy_neighbour(timeout_ms: u64) -> (f64, f64, HashMap<u16, usize>) {
             });
         }
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let loaded = p99(b_latencies());
+        let loaded = b_latencies();
         // While A's slots are taken, even a malformed request of A's is
         // refused for the quota, before its body is parsed.
         let early = (0..50).any(|_| {
@@ -445,7 +472,11 @@ fn noisy_neighbour(timeout_ms: u64) -> (f64, f64, HashMap<u16, usize>) {
     });
     let statuses = statuses.into_inner().unwrap();
     eprintln!(
-        "shop B greeting p99: unloaded {unloaded:.2} ms, while shop A loops {loaded:.2} ms; shop A answers by status: {statuses:?}"
+        "shop B greeting p99: unloaded {:.2} ms, while shop A loops {:.2} ms; shop A answers by status: {statuses:?}\n  unloaded: {}\n  loaded:   {}",
+        unloaded.p99(),
+        loaded.p99(),
+        unloaded.summary(),
+        loaded.summary()
     );
     let (_, metrics) = support::server::get(&s, "/metrics", None);
     let metrics = metrics.as_str().unwrap();
@@ -457,7 +488,7 @@ fn noisy_neighbour(timeout_ms: u64) -> (f64, f64, HashMap<u16, usize>) {
         !metrics.contains(r#"kefu_calls_offloaded_total{shop="apparel"}"#),
         "a fast shop was moved to the slow lane"
     );
-    (unloaded, loaded, statuses)
+    (unloaded.p99(), loaded.p99(), statuses)
 }
 
 /// One shop sending large bodies fast must not fill the disk that every
