@@ -12,10 +12,8 @@ root="$(pwd)"
 shops="${1:-1000}"
 secs="${2:-10}"
 source plugins/setup.sh
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "==> installing wrk"
-    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
+source tests/load/common.sh
+need_wrk
 cargo build --release -p kefu >/dev/null 2>&1
 kefu="${KEFU_BIN:-$CARGO_TARGET_DIR/release/kefu}"
 
@@ -35,15 +33,6 @@ shops_dir = "$work/shops"
 cache_dir = "$work/cache"
 TOML
 
-start_server() {
-    "$kefu" serve --config "$work/kefu.toml" > "$work/out" 2> "$work/log" &
-    pid=$!
-    for _ in $(seq 1 600); do
-        grep -q "listening" "$work/out" 2>/dev/null && break
-        sleep 0.1
-    done
-    addr="$(grep -o 'http://[0-9.:]*' "$work/out")"
-}
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$pid/status"; }
 
 echo "==> first start: $shops shops, plugins compiled"
