@@ -41,6 +41,16 @@ pub struct App {
     pub max_body: usize,
     pub quotas: Quotas,
     pub meter: quota::Meter,
+    /// `kefu_answer_duration_seconds` of each step, in `Step::ALL` order:
+    /// kept rather than looked up by label on every request.
+    pub answer_durations: [metrics::Histogram; 4],
+}
+
+impl App {
+    /// The answer-duration histogram of `step`.
+    pub fn answer_duration(&self, step: crate::step::Step) -> &metrics::Histogram {
+        &self.answer_durations[step as usize]
+    }
 }
 
 /// Why the server could not start.
@@ -215,6 +225,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         max_body: config.max_body_kib * 1024,
         quotas: config.quotas.clone(),
         meter: quota::Meter::default(),
+        answer_durations: crate::step::Step::ALL.map(
+            |step| metrics::histogram!("kefu_answer_duration_seconds", "step" => step.world()),
+        ),
     });
     spawn_retention(storage.clone(), config.decision_retention_days);
     let stop = Arc::new(AtomicBool::new(false));

@@ -5,6 +5,7 @@
 use super::App;
 use super::error::ApiError;
 use super::placement;
+use super::quota::ShopMeter;
 use super::shops::{Shop, now_ms};
 use crate::runtime::CallContext;
 use crate::step::{Step, StepInput, StepOutput};
@@ -37,17 +38,18 @@ struct PluginInfo<'a> {
     source: &'a super::shops::PluginSource,
 }
 
-/// Run `step` for `shop` on `input`. On a plugin failure the error is
-/// logged as a decision too, and its id is returned with the error.
-/// Run `step` for `shop` and answer once it is durable.
+/// Run `step` for `shop` on `input` and answer once it is durable. On a
+/// plugin failure the error is logged as a decision too, and its id is
+/// returned with the error. `meter` is the shop's, for its quotas.
 pub async fn run_step(
     app: &Arc<App>,
     shop: &Arc<Shop>,
+    meter: &ShopMeter,
     step: Step,
     input: StepInput,
     raw_input: Box<RawValue>,
 ) -> Result<Answer, (ApiError, Option<u64>)> {
-    run_step_with(app, shop, step, input, raw_input, true).await
+    run_step_with(app, shop, meter, step, input, raw_input, true).await
 }
 
 /// Like [`run_step`]; with `durable` false the caller must wait for
@@ -55,6 +57,7 @@ pub async fn run_step(
 pub async fn run_step_with(
     app: &Arc<App>,
     shop: &Arc<Shop>,
+    meter: &ShopMeter,
     step: Step,
     input: StepInput,
     raw_input: Box<RawValue>,
@@ -79,9 +82,8 @@ pub async fn run_step_with(
         now,
         state: app.storage.clone(),
     };
-    let permit = app
-        .meter
-        .admit(&app.quotas, &shop.id, now_ms(), raw_input.get().len())
+    let permit = meter
+        .admit(&app.quotas, now_ms(), raw_input.get().len())
         .map_err(|e| (ApiError::Quota(e), None))?;
     let (outcome, input) = placement::call(app.runtime.clone(), active.clone(), ctx, input)
         .await

@@ -189,6 +189,7 @@ pub async fn plans(
             "at most {MAX_BATCH} requests per batch"
         )));
     }
+    let meter = app.meter.shop(&shop.id);
     let mut results = Vec::with_capacity(b.requests.len());
     let mut planned = 0usize;
     for (i, request) in b.requests.into_iter().enumerate() {
@@ -201,7 +202,7 @@ pub async fn plans(
                 message: e.message,
             })?;
         debug_assert!(matches!(input, StepInput::RevisitPlanner(_)));
-        match run_step_with(&app, &shop, Step::RevisitPlanner, input, raw, false).await {
+        match run_step_with(&app, &shop, &meter, Step::RevisitPlanner, input, raw, false).await {
             Ok(answer) => {
                 let body: serde_json::Value = serde_json::from_str(answer.body.get()).unwrap_or_default();
                 planned += body["output"]["revisits"].as_array().map_or(0, Vec::len);

@@ -50,8 +50,7 @@ pub async fn call(
     // The whole answer as the server sees it: checks, the plugin call, the
     // decision log and the wait for its flush (not the time in the kernel
     // or in hyper before the handler runs).
-    metrics::histogram!("kefu_answer_duration_seconds", "step" => step.world())
-        .record(started.elapsed());
+    app.answer_duration(step).record(started.elapsed());
     response
 }
 
@@ -65,8 +64,9 @@ async fn handle(
     let (shop, _) = shop_for(app, headers, shop_id, false).map_err(|e| (e, None))?;
     // A shop over its quota is refused before its body is parsed: under a
     // flood of its requests, each refusal costs as little as it can.
-    app.meter
-        .check(&app.quotas, &shop.id, now_ms())
+    let meter = app.meter.shop(&shop.id);
+    meter
+        .check(&app.quotas, now_ms())
         .map_err(|e| (ApiError::Quota(e), None))?;
     let body = body.map_err(|e| {
         let error = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -92,7 +92,7 @@ async fn handle(
         .ok()
         .and_then(|text| RawValue::from_string(text).ok())
         .ok_or_else(|| (ApiError::InvalidJson("body is not UTF-8 JSON".into()), None))?;
-    run_step(app, &shop, step, input, raw)
+    run_step(app, &shop, &meter, step, input, raw)
         .await
         .map(|answer| answer.body)
 }
