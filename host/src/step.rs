@@ -152,3 +152,16 @@ impl StepOutput {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Step;
+
+    #[test]
+    fn all_lists_the_steps_in_declaration_order() {
+        // `step as usize` indexes arrays laid out in `Step::ALL` order.
+        for (i, step) in Step::ALL.into_iter().enumerate() {
+            assert_eq!(step as usize, i, "{step:?}");
+        }
+    }
+}

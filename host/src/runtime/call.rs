@@ -1,9 +1,10 @@
 //! One call of a plugin: a fresh store with limits, the typed export call,
-//! error classification and the host's checks of the output.
+//! the host's checks of the output (errors are named in `failure`).
 
 use super::Runtime;
 use super::engine::deadline_ticks;
-use super::host_impl::{CallSetup, CallState, LogLine, MemoryExceeded};
+use super::failure::{classify, with_stderr};
+use super::host_impl::{CallSetup, CallState, LogLine};
 use super::load::Plugin;
 use crate::bindings::types::{
     Confirmation, ConfirmationRequest, GreetingReply, GreetingRequest, RefundDecision,
@@ -12,11 +13,11 @@ use crate::bindings::types::{
 use crate::checks;
 use crate::error::CallError;
 use crate::state::{StateScope, StateStore};
-use crate::step::{Step, StepInput, StepOutput};
+use crate::step::{StepInput, StepOutput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower, TypedFunc};
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 
 /// Call `$call::<Request, Answer>(args..., req)` with the request and
 /// answer types of `$input`'s step, then wrap the answer as a
@@ -278,94 +279,4 @@ where
     let func = typed_export::<P, R>(store, instance, plugin)?;
     let (result,) = func.call_async(&mut *store, (req,)).await?;
     Ok(result)
-}
-
-/// Check the export's signature against the step by instantiating once in
-/// a throwaway store (with the usual limits, so a hostile start function
-/// cannot hang or bloat the host).
-pub(super) fn typecheck(rt: &Runtime, plugin: &Plugin) -> Result<(), String> {
-    let ctx = CallContext {
-        shop: String::new(),
-        plugin: String::new(),
-        config_json: "{}".into(),
-        now: 0,
-        state: Arc::new(crate::state::MemoryStateStore::default()),
-    };
-    let mut store = new_store(rt, ctx);
-    let instance = plugin.pre.instantiate(&mut store).map_err(|e| {
-        format!(
-            "instantiation failed: {}",
-            classify(e, rt.limits().timeout())
-        )
-    })?;
-    fn check<P, R>(
-        store: &mut Store<CallState>,
-        instance: &Instance,
-        plugin: &Plugin,
-    ) -> Result<(), String>
-    where
-        P: Lower + Sync + 'static,
-        R: Lift + Send + Sync + 'static,
-        (P,): ComponentNamedList + Lower,
-        (Result<R, String>,): ComponentNamedList + Lift,
-    {
-        instance
-            .get_typed_func::<(P,), (Result<R, String>,)>(&mut *store, &plugin.export)
-            .map(|_| ())
-            .map_err(|e| format!("{e:#}"))
-    }
-    match plugin.step {
-        Step::Greeting => check::<GreetingRequest, GreetingReply>(&mut store, &instance, plugin),
-        Step::OrderConfirmation => {
-            check::<ConfirmationRequest, Confirmation>(&mut store, &instance, plugin)
-        }
-        Step::RefundPolicy => check::<RefundRequest, RefundDecision>(&mut store, &instance, plugin),
-        Step::RevisitPlanner => check::<RevisitRequest, RevisitPlan>(&mut store, &instance, plugin),
-    }
-}
-
-/// Append the plugin's stderr (its panic message, usually) to a trap.
-fn with_stderr(msg: String, logs: &[LogLine]) -> String {
-    let stderr: Vec<&str> = logs
-        .iter()
-        .filter(|l| l.level == super::LogLevel::Stderr)
-        .map(|l| l.message.as_str())
-        .collect();
-    if stderr.is_empty() {
-        return msg;
-    }
-    let mut text = stderr.join(" ");
-    if text.len() > 500 {
-        let mut cut = 500;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
-    format!("{msg}; plugin stderr: {text}")
-}
-
-/// Turn a wasmtime error into the typed error the host reports.
-fn classify(err: wasmtime::Error, timeout: Duration) -> CallError {
-    if let Some(m) = err.downcast_ref::<MemoryExceeded>() {
-        return CallError::MemoryLimit {
-            limit: m.limit,
-            requested: m.requested,
-        };
-    }
-    if let Some(trap) = err.downcast_ref::<Trap>() {
-        return match trap {
-            Trap::Interrupt => CallError::Timeout(timeout),
-            Trap::StackOverflow => CallError::StackOverflow,
-            other => CallError::Trap(other.to_string()),
-        };
-    }
-    if err
-        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-        .is_some()
-    {
-        return CallError::Host(format!("too many plugin instances at once: {err}"));
-    }
-    CallError::Trap(format!("{err:#}"))
 }

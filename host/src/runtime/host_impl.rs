@@ -2,6 +2,7 @@
 //! imports (state, log, config, clock). WASI is linked with nothing
 //! granted: no files, sockets, environment or arguments.
 
+use super::limits::MemoryLimiter;
 use super::output::CapturedOutput;
 use crate::bindings::{self, clock, config, log, state, types::Timestamp};
 use crate::error::LoadError;
@@ -10,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 /// Longest key a plugin may use, in bytes.
@@ -193,60 +194,6 @@ impl HostMonotonicClock for FixedClock {
     }
     fn now(&self) -> u64 {
         self.secs().saturating_mul(1_000_000_000)
-    }
-}
-
-/// Enforces the per-call memory limit and records the peak.
-pub struct MemoryLimiter {
-    limit: usize,
-    pub total: usize,
-    pub peak: usize,
-}
-
-/// The trap raised when a plugin asks for more memory than allowed.
-#[derive(Debug, thiserror::Error)]
-#[error("memory limit of {limit} bytes exceeded (asked for {requested})")]
-pub struct MemoryExceeded {
-    pub limit: usize,
-    pub requested: usize,
-}
-
-impl MemoryLimiter {
-    fn new(limit: usize) -> Self {
-        MemoryLimiter {
-            limit,
-            total: 0,
-            peak: 0,
-        }
-    }
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let requested = self.total - current.min(self.total) + desired;
-        if requested > self.limit {
-            return Err(wasmtime::Error::new(MemoryExceeded {
-                limit: self.limit,
-                requested,
-            }));
-        }
-        self.total = requested;
-        self.peak = self.peak.max(requested);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        _desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(true)
     }
 }
 

@@ -1,7 +1,8 @@
-//! Per-call limits.
+//! Per-call limits, and the memory limiter that enforces the memory one.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use wasmtime::ResourceLimiter;
 
 /// Limits applied to every plugin call. Deserialized from the `[limits]`
 /// table of the server config; missing fields keep their defaults.
@@ -41,5 +42,59 @@ impl Limits {
     }
     pub fn log_bytes(&self) -> usize {
         usize::try_from(self.log_kib.saturating_mul(1 << 10)).unwrap_or(usize::MAX)
+    }
+}
+
+/// Enforces the per-call memory limit and records the peak.
+pub struct MemoryLimiter {
+    limit: usize,
+    pub total: usize,
+    pub peak: usize,
+}
+
+/// The trap raised when a plugin asks for more memory than allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit of {limit} bytes exceeded (asked for {requested})")]
+pub struct MemoryExceeded {
+    pub limit: usize,
+    pub requested: usize,
+}
+
+impl MemoryLimiter {
+    pub(super) fn new(limit: usize) -> Self {
+        MemoryLimiter {
+            limit,
+            total: 0,
+            peak: 0,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let requested = self.total - current.min(self.total) + desired;
+        if requested > self.limit {
+            return Err(wasmtime::Error::new(MemoryExceeded {
+                limit: self.limit,
+                requested,
+            }));
+        }
+        self.total = requested;
+        self.peak = self.peak.max(requested);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
     }
 }

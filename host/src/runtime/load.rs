@@ -2,12 +2,20 @@
 //! it implements the step's world.
 
 use super::Runtime;
-use super::call;
+use super::call::{CallContext, new_store};
+use super::failure::classify;
 use super::host_impl::CallState;
+use crate::bindings::types::{
+    Confirmation, ConfirmationRequest, GreetingReply, GreetingRequest, RefundDecision,
+    RefundRequest, RevisitPlan, RevisitRequest,
+};
 use crate::error::LoadError;
 use crate::step::Step;
+use std::sync::Arc;
+use wasmtime::Store;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
+use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower};
 
 /// A component ready to be called for one step. Cloning is cheap: clones
 /// share the compiled code.
@@ -82,7 +90,7 @@ pub(super) fn prepare(
         pre_async,
         export: index,
     };
-    call::typecheck(rt, &plugin).map_err(|detail| LoadError::MismatchedExport {
+    typecheck(rt, &plugin).map_err(|detail| LoadError::MismatchedExport {
         world,
         export,
         detail,
@@ -98,5 +106,49 @@ fn describe_exports(rt: &Runtime, component: &Component) -> String {
         " (it exports nothing)".into()
     } else {
         format!(" (it exports: {})", names.join(", "))
+    }
+}
+
+/// Check the export's signature against the step by instantiating once in
+/// a throwaway store (with the usual limits, so a hostile start function
+/// cannot hang or bloat the host).
+fn typecheck(rt: &Runtime, plugin: &Plugin) -> Result<(), String> {
+    let ctx = CallContext {
+        shop: String::new(),
+        plugin: String::new(),
+        config_json: "{}".into(),
+        now: 0,
+        state: Arc::new(crate::state::MemoryStateStore::default()),
+    };
+    let mut store = new_store(rt, ctx);
+    let instance = plugin.pre.instantiate(&mut store).map_err(|e| {
+        format!(
+            "instantiation failed: {}",
+            classify(e, rt.limits().timeout())
+        )
+    })?;
+    fn check<P, R>(
+        store: &mut Store<CallState>,
+        instance: &Instance,
+        plugin: &Plugin,
+    ) -> Result<(), String>
+    where
+        P: Lower + Sync + 'static,
+        R: Lift + Send + Sync + 'static,
+        (P,): ComponentNamedList + Lower,
+        (Result<R, String>,): ComponentNamedList + Lift,
+    {
+        instance
+            .get_typed_func::<(P,), (Result<R, String>,)>(&mut *store, &plugin.export)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
+    match plugin.step {
+        Step::Greeting => check::<GreetingRequest, GreetingReply>(&mut store, &instance, plugin),
+        Step::OrderConfirmation => {
+            check::<ConfirmationRequest, Confirmation>(&mut store, &instance, plugin)
+        }
+        Step::RefundPolicy => check::<RefundRequest, RefundDecision>(&mut store, &instance, plugin),
+        Step::RevisitPlanner => check::<RevisitRequest, RevisitPlan>(&mut store, &instance, plugin),
     }
 }

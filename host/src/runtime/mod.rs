@@ -4,6 +4,7 @@
 mod cache;
 mod call;
 mod engine;
+mod failure;
 mod host_impl;
 mod limits;
 mod load;
