@@ -96,21 +96,23 @@ impl Drop for Server {
 
 /// An HTTP client for the test servers: statuses are answers, not errors.
 ///
-/// Each phase of a call is bounded (60 s), not the call as a whole: a
-/// whole-call timeout also bounds resolving the address, which ureq does
-/// on a new thread per request. The noisy-neighbour measurement would then
-/// time 101 client threads spawning threads and fighting over the test
-/// process's memory map, not the server. (The servers here are addressed
-/// by IP, so resolving takes no time.)
+/// Each phase of a call is bounded, not the call as a whole: a whole-call
+/// timeout also bounds resolving the address, which ureq does on a new
+/// thread per request. The noisy-neighbour measurement would then time 101
+/// client threads spawning threads and fighting over the test process's
+/// memory map, not the server. (The servers here are addressed by IP, so
+/// resolving takes no time.) Waiting for the answer may take a minute (a
+/// deploy compiles its component); every other phase is a loopback copy,
+/// so a hung server fails a test within 100 s at most.
 pub fn agent() -> ureq::Agent {
-    let bound = Some(Duration::from_secs(60));
+    let io = Some(Duration::from_secs(10));
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_connect(bound)
-        .timeout_send_request(bound)
-        .timeout_send_body(bound)
-        .timeout_recv_response(bound)
-        .timeout_recv_body(bound)
+        .timeout_connect(io)
+        .timeout_send_request(io)
+        .timeout_send_body(io)
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .timeout_recv_body(io)
         .build()
         .into()
 }
