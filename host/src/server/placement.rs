@@ -148,7 +148,7 @@ fn lower_priority() {}
 /// 1.3 ms. The first core rather than the last: on the 2-core VM we
 /// measure on, with the lane on the last core the kernel kept the async
 /// workers on the first, behind each other, and B's p99 went over twice
-/// its unloaded value in 6 of 26 runs; on the first core, in 1 of 39
+/// its unloaded value in 6 of 26 runs; on the first core, in 3 of 59
 /// (docs/PERFORMANCE.md). Fast threads still use every core, that one
 /// included, taking it from the slow lane whenever they need it.
 #[cfg(target_os = "linux")]
