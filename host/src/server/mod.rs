@@ -43,7 +43,7 @@ pub struct App {
     pub meter: quota::Meter,
     /// `kefu_answer_duration_seconds` of each step, in `Step::ALL` order:
     /// kept rather than looked up by label on every request.
-    pub answer_durations: [metrics::Histogram; 4],
+    answer_durations: [metrics::Histogram; 4],
 }
 
 impl App {
