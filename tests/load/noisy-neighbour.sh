@@ -3,7 +3,7 @@
 # shop A beside shop B on one server, and of the control with shop A on a
 # server of its own. Prints B's unloaded and loaded p99 and their ratio
 # per run, then how many runs of each kind stayed within 2x.
-#   bash tests/load/noisy-neighbour.sh [PAIRS]   (default 10, ~12 s a pair)
+#   bash tests/load/noisy-neighbour.sh [PAIRS]   (default 10, ~20 s a pair)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source plugins/setup.sh

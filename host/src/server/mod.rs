@@ -43,7 +43,7 @@ pub struct App {
     pub meter: quota::Meter,
     /// `kefu_answer_duration_seconds` of each step, in `Step::ALL` order:
     /// kept rather than looked up by label on every request.
-    answer_durations: [metrics::Histogram; 4],
+    answer_durations: [metrics::Histogram; crate::step::Step::ALL.len()],
 }
 
 impl App {
