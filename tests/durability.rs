@@ -1,11 +1,11 @@
-//! kill -9 right after a 200, and in the middle of load and hot swaps,
-//! loses nothing that was acknowledged.
+//! kill -9 right after a 200, right after deploys, and in the middle of
+//! load and hot swaps, loses nothing that was acknowledged.
 
 mod support;
 
 use std::collections::BTreeSet;
-use support::example;
-use support::server::{ADMIN, Server, TEA_KEY, get, post, try_post, write_config};
+use support::server::{ADMIN, Server, TEA_KEY, agent, get, post, try_post, write_config};
+use support::{example, wasm};
 
 #[test]
 fn kill_9_loses_nothing_acknowledged() {
@@ -199,5 +199,56 @@ fn kill_9_during_load_and_swaps_loses_nothing_acknowledged() {
     assert!(
         active == Some(last_deploy) || active == Some(last_deploy + 1),
         "active refund version {active:?} after kill -9; last acknowledged {last_deploy}: {versions}"
+    );
+}
+
+#[test]
+fn kill_9_right_after_deploys_keeps_the_last_acknowledged_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let shops = dir.path().join("shops");
+    std::fs::create_dir_all(shops.join("swap")).unwrap();
+    std::fs::write(
+        shops.join("swap/shop.toml"),
+        "name = \"swap\"\napi_key_env = \"KEFU_KEY_LAB\"\n",
+    )
+    .unwrap();
+    let config = write_config(dir.path(), &shops, "");
+    let server = Server::start(&config);
+    let mut last = 0;
+    for i in 0..6 {
+        let file = if i % 2 == 0 {
+            wasm::HOSTILE
+        } else {
+            wasm::REFUND_POLICY
+        };
+        let bytes = std::fs::read(file).unwrap();
+        let mut resp = agent()
+            .post(server.url("/v1/shops/swap/steps/refund-policy/versions"))
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .send(&bytes[..])
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        let out: serde_json::Value =
+            serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        last = out["version"]["version"].as_u64().unwrap();
+    }
+    server.kill();
+    let server = Server::start(&config);
+    let body = std::fs::read(example("requests/refund-policy/unshipped.json")).unwrap();
+    let (status, out) = post(
+        &server,
+        "/v1/shops/swap/refund-decision",
+        Some("test-key-lab"),
+        &body,
+    );
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(
+        out["plugin"]["version"].as_u64(),
+        Some(last),
+        "the last acknowledged deploy is active after kill -9"
+    );
+    assert_eq!(
+        out["output"]["outcome"], "Approve",
+        "and it is the default refund plugin (deployed last)"
     );
 }

@@ -4,8 +4,8 @@
 //! cargo bench -p kefu --bench revisits [-- COUNT WINDOW_SECONDS]
 //! (defaults: 1,000,000 revisits due over 60 s)
 
-use kefu::server::revisits::Scheduler;
-use kefu::storage_types::RevisitRecord;
+use kefu::app::Scheduler;
+use kefu::storage_types::{RevisitRecord, RevisitStatus};
 use kefu::{SledStorage, Storage};
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,12 +45,12 @@ fn main() {
             shop: format!("shop-{}", i % 1000),
             customer_id: format!("c{i}"),
             due_at: start + (i as i64 * window) / count as i64,
-            channel: serde_json::json!("Chat"),
+            channel: kefu::types::Channel::Chat,
             purpose: "satisfaction".into(),
             message: "小王您好，宝贝用着还满意吗？".into(),
             max_attempts: 3,
             retry_after_hours: 24,
-            status: "planned".into(),
+            status: RevisitStatus::Planned,
             decision_id: i as u64,
             attempts_made: 0,
             planned_at: start - 30,

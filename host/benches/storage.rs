@@ -5,7 +5,8 @@
 //! cargo bench -p kefu --bench storage
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use kefu::{SledStorage, Step, Storage};
+use kefu::storage_types::{DecisionLog, Durable, Effects, Ids};
+use kefu::{SledStorage, Step};
 use serde_json::value::RawValue;
 
 fn entry(
@@ -40,16 +41,16 @@ fn bench(c: &mut Criterion) {
     group.bench_function("write", |b| {
         b.iter(|| {
             store
-                .record_decision(&entry(&store, &input, &output))
+                .record_decision(&entry(&store, &input, &output), &Effects::None)
                 .unwrap()
         })
     });
     group.bench_function("write+flush", |b| {
         b.iter(|| {
             store
-                .record_decision(&entry(&store, &input, &output))
+                .record_decision(&entry(&store, &input, &output), &Effects::None)
                 .unwrap();
-            Storage::flush(&store).unwrap();
+            Durable::flush(&store).unwrap();
         })
     });
     group.bench_function("64 writes+1 flush", |b| {
@@ -61,9 +62,9 @@ fn bench(c: &mut Criterion) {
             },
             |batch| {
                 for d in &batch {
-                    store.record_decision(d).unwrap();
+                    store.record_decision(d, &Effects::None).unwrap();
                 }
-                Storage::flush(&store).unwrap();
+                Durable::flush(&store).unwrap();
             },
             BatchSize::SmallInput,
         )

@@ -4,11 +4,32 @@
 //! policy, revisit planning) run as a sandboxed WebAssembly component that
 //! implements that step's world of the `kefu:workflow` WIT package.
 //!
+//! # Layout
+//!
+//! One request walks down these layers, each once, and never back up:
+//!
+//! ```text
+//! server/    HTTP: router, extractors (who may call, bodies, queries),
+//!            thin handlers, the one ApiError, the OpenAPI description
+//!   |
+//! app/       the application core, no HTTP: shops and their versions
+//!            (registry, deploy), step calls (run: quota, placement,
+//!            decision log, durability), revisits and the webhook outbox
+//!   |                                   |
+//! step, checks   what each step is      storage/   narrow traits per
+//! runtime/       compile, check, call   capability; sled behind them
+//!                plugins with limits    (the only sled user)
+//! ```
+//!
+//! - [`app::App`] is the application: `App::open(config, env)` in `kefu
+//!   serve` and in tests alike; [`server::router`] is its HTTP transport.
 //! - [`Runtime`] compiles, validates and caches components and runs calls
 //!   with per-call limits.
 //! - [`Step`], [`StepInput`] and [`StepOutput`] describe the four steps.
-//! - [`StateStore`] is where plugins keep their key-value state.
+//! - [`Storage`] is every capability the server keeps (`storage_types`
+//!   lists them one by one); [`StateStore`] is the plugins' key-value state.
 
+pub mod app;
 mod bindings;
 mod bundled;
 mod checks;
@@ -30,9 +51,11 @@ pub use state::{MemoryStateStore, StateError, StateScope, StateStore};
 pub use step::{InputError, Step, StepInput, StepOutput, UnknownStep};
 pub use storage::{SledStorage, Storage, StorageError};
 
-/// Records kept by [`Storage`].
+/// What [`Storage`] keeps, and its capabilities one by one.
 pub mod storage_types {
     pub use crate::storage::{
-        AuditEvent, Decision, DecisionQuery, RefundRecord, RevisitRecord, VersionRecord,
+        Actor, AuditAction, AuditEvent, AuditLog, Decision, DecisionLog, DecisionQuery, Delivery,
+        Durable, Effects, Ids, Outbox, OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord,
+        RevisitStatus, RevisitStore, VersionRecord, VersionSource, VersionStore,
     };
 }

@@ -41,6 +41,24 @@ impl Step {
         }
     }
 
+    /// The name of the step's HTTP endpoint (`POST /v1/shops/{shop}/...`),
+    /// kept from the first API; the world's name is accepted there too.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Step::Greeting => "greeting",
+            Step::OrderConfirmation => "order-confirmation",
+            Step::RefundPolicy => "refund-decision",
+            Step::RevisitPlanner => "revisit-plan",
+        }
+    }
+
+    /// The step named by its world or its endpoint.
+    pub fn from_name_or_endpoint(name: &str) -> Option<Step> {
+        Step::ALL
+            .into_iter()
+            .find(|s| s.world() == name || s.endpoint() == name)
+    }
+
     /// The function the world exports.
     pub fn export(self) -> &'static str {
         match self {

@@ -8,12 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source plugins/setup.sh
 pairs="${1:-10}"
-cargo test --release -p kefu --test hardening --no-run >/dev/null 2>&1
+cargo test --release -p kefu --test isolation --no-run >/dev/null 2>&1
 declare -A within=([beside]=0 [apart]=0)
 run() {
     local test="$1" out line u l
     # A run over 2x fails its test; the figures are printed either way.
-    out="$(cargo test --release -p kefu --test hardening "$test" -- --ignored --nocapture 2>&1)" || true
+    out="$(cargo test --release -p kefu --test isolation "$test" -- --ignored --nocapture 2>&1)" || true
     line="$(grep 'shop B greeting p99' <<<"$out")" || { echo "$out" >&2; echo "run failed: $test" >&2; exit 1; }
     u="$(sed -E 's/.*unloaded ([0-9.]+) ms.*/\1/' <<<"$line")"
     l="$(sed -E 's/.*loops ([0-9.]+) ms.*/\1/' <<<"$line")"

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use kefu::server::{ServerConfig, serve};
+use kefu::app::ServerConfig;
+use kefu::server::serve;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

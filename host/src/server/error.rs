@@ -1,6 +1,10 @@
-//! API errors: JSON with a stable code and a message naming the problem.
+//! The API's one error type: JSON with a stable code and a message naming
+//! the problem, `{"error": {"code", "message", "field"?}}`, plus the
+//! decision id when a failed call was logged.
 
+use crate::app::{AccessError, DeployError, QuotaExceeded, RevisitError, StepError};
 use crate::error::CallError;
+use crate::storage::StorageError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -8,16 +12,12 @@ use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("no shop `{0}`")]
-    UnknownShop(String),
+    #[error(transparent)]
+    Access(#[from] AccessError),
     #[error(
         "no step `{0}`: expected greeting, order-confirmation, refund-decision or revisit-plan"
     )]
     UnknownStep(String),
-    #[error("missing API key: send `Authorization: Bearer <key>` or `X-Kefu-Key`")]
-    Unauthorized,
-    #[error("this key is not allowed here: it is neither this shop's key nor the admin token")]
-    Forbidden,
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
     #[error("invalid field `{path}`: {message}")]
@@ -26,113 +26,129 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("request body is larger than the limit of {0} KiB")]
     TooLarge(usize),
-    #[error("shop `{shop}` has no working plugin for step `{step}`: {reason}")]
-    PluginUnavailable {
-        shop: String,
-        step: String,
-        reason: String,
-    },
-    #[error("{0}")]
-    Plugin(CallError),
-    #[error("storage failed: {0}")]
-    Storage(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("{0}")]
-    Rejected(String),
     #[error(transparent)]
-    Quota(#[from] super::quota::QuotaExceeded),
+    Step(#[from] StepError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Revisit(#[from] RevisitError),
+    #[error("storage failed: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// The code of a step call's failure.
+pub fn step_code(e: &StepError) -> &'static str {
+    match e {
+        StepError::InvalidJson(_) => "invalid_json",
+        StepError::InvalidField { .. } => "invalid_field",
+        StepError::Unavailable { .. } => "plugin_unavailable",
+        StepError::Quota(_) => "quota_exceeded",
+        StepError::Plugin { error, .. } => error.code(),
+        StepError::Storage { .. } => "storage_error",
+        StepError::Task(_) => "host_error",
+    }
 }
 
 impl ApiError {
+    /// The stable code clients match on.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::UnknownShop(_) => "unknown_shop",
+            ApiError::Access(AccessError::Unauthorized) => "unauthorized",
+            ApiError::Access(AccessError::Forbidden) => "forbidden",
+            ApiError::Access(AccessError::UnknownShop(_))
+            | ApiError::Deploy(DeployError::UnknownShop(_)) => "unknown_shop",
             ApiError::UnknownStep(_) => "unknown_step",
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::Forbidden => "forbidden",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::TooLarge(_) => "body_too_large",
-            ApiError::PluginUnavailable { .. } => "plugin_unavailable",
-            ApiError::Plugin(e) => e.code(),
-            ApiError::Storage(_) => "storage_error",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::Rejected(_) => "plugin_rejected",
-            ApiError::Quota(_) => "quota_exceeded",
+            ApiError::NotFound(_)
+            | ApiError::Revisit(RevisitError::NotFound(_))
+            | ApiError::Deploy(
+                DeployError::UnknownVersion { .. } | DeployError::NothingToRollBack { .. },
+            ) => "not_found",
+            ApiError::BadRequest(_)
+            | ApiError::Revisit(RevisitError::Closed { .. } | RevisitError::Invalid(_)) => {
+                "bad_request"
+            }
+            ApiError::Step(e) => step_code(e),
+            ApiError::Deploy(DeployError::Rejected(_)) => "plugin_rejected",
+            ApiError::Storage(_)
+            | ApiError::Deploy(DeployError::Storage(_))
+            | ApiError::Revisit(RevisitError::Storage(_)) => "storage_error",
         }
     }
 
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::UnknownShop(_) | ApiError::UnknownStep(_) | ApiError::NotFound(_) => {
-                StatusCode::NOT_FOUND
+        match self.code() {
+            "unauthorized" => StatusCode::UNAUTHORIZED,
+            "forbidden" => StatusCode::FORBIDDEN,
+            "unknown_shop" | "unknown_step" | "not_found" => StatusCode::NOT_FOUND,
+            "invalid_json" | "invalid_field" | "invalid_query" | "bad_request" => {
+                StatusCode::BAD_REQUEST
             }
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::InvalidJson(_)
-            | ApiError::InvalidField { .. }
-            | ApiError::InvalidQuery(_)
-            | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::PluginUnavailable { .. } | ApiError::Storage(_) => {
+            "body_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "plugin_rejected" => StatusCode::UNPROCESSABLE_ENTITY,
+            "quota_exceeded" => StatusCode::TOO_MANY_REQUESTS,
+            "plugin_unavailable" | "storage_error" | "host_error" => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::Plugin(CallError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Plugin(CallError::Host(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Plugin(CallError::WrongStep { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Plugin(_) => StatusCode::BAD_GATEWAY,
+            _ => match self {
+                ApiError::Step(StepError::Plugin { error, .. }) => match error {
+                    CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                    CallError::WrongStep { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                    _ => StatusCode::BAD_GATEWAY,
+                },
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
-    /// The JSON body, with extra fields (e.g. the decision id).
-    pub fn body(&self, extra: serde_json::Value) -> serde_json::Value {
+    fn quota(&self) -> Option<&QuotaExceeded> {
+        match self {
+            ApiError::Step(StepError::Quota(q)) => Some(q),
+            _ => None,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
         let mut error = json!({ "code": self.code(), "message": self.to_string() });
-        if let ApiError::InvalidField { path, .. } = self {
+        if let ApiError::InvalidField { path, .. }
+        | ApiError::Step(StepError::InvalidField { path, .. }) = self
+        {
             error["field"] = json!(path);
         }
-        if let ApiError::Quota(q) = self {
+        if let Some(q) = self.quota() {
             error["retry_after_secs"] = json!(q.retry_after_secs);
         }
         let mut body = json!({ "error": error });
-        if let serde_json::Value::Object(map) = extra {
-            for (k, v) in map {
-                body[k] = v;
-            }
+        if let ApiError::Step(e) = self
+            && let Some(id) = e.decision_id()
+        {
+            body["decision_id"] = json!(id);
         }
         body
     }
 }
 
-impl From<crate::storage::StorageError> for ApiError {
-    fn from(e: crate::storage::StorageError) -> Self {
-        tracing::error!(error = %e, "storage error");
-        ApiError::Storage(e.to_string())
-    }
-}
-
-impl ApiError {
-    /// The HTTP response, with `extra` fields in the body and a
-    /// `Retry-After` header for quota refusals.
-    pub fn response(&self, extra: serde_json::Value) -> Response {
-        let mut response = (self.status(), Json(self.body(extra))).into_response();
-        if let ApiError::Quota(q) = self {
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::INTERNAL_SERVER_ERROR
+        {
+            tracing::error!(code = self.code(), error = %self, "request failed");
+        }
+        let mut response = (status, Json(self.body())).into_response();
+        if let Some(q) = self.quota() {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, q.retry_after_secs.into());
         }
         response
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        self.response(json!({}))
     }
 }

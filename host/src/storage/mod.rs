@@ -1,18 +1,21 @@
-//! Durable state of the server, behind one narrow interface so that a
-//! networked backend can replace the embedded one. Only this module
-//! touches sled.
+//! Durable state of the server, behind narrow traits, one per capability
+//! (plugin state, the decision log, revisits, the webhook outbox, versions
+//! and components, the deploy audit), so that a networked backend can
+//! implement them one by one. Only this module touches sled.
 //!
-//! What is stored: plugin key-value state (the WIT `state` import), the
-//! decision log, refund records, planned revisits and the deploy audit.
-//! Writes are buffered; [`Storage::flush`] makes everything before it
-//! durable, and the server acknowledges nothing before that.
+//! Writes are buffered; [`Durable::flush`] makes everything before it
+//! durable, and the server acknowledges nothing before that. A write of
+//! several records that belong together (a decision and what it records, a
+//! revisit's move between indexes, revisits fired with their webhooks) is
+//! atomic: after a crash, all of it is there or none.
 
 mod records;
 mod sled;
 
 pub use records::{
-    AuditEvent, CallError as DecisionError, Decision, DecisionQuery, Delivery, RefundRecord,
-    RevisitOutcome, RevisitRecord, VersionRecord,
+    Actor, AuditAction, AuditEvent, CallError as DecisionError, Decision, DecisionQuery, Delivery,
+    OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord, RevisitStatus, VersionRecord,
+    VersionSource,
 };
 pub use sled::SledStorage;
 
@@ -28,28 +31,61 @@ pub enum StorageError {
     Corrupt(String),
 }
 
-/// Everything the server keeps. Implementations must keep shops apart.
-pub trait Storage: StateStore + Send + Sync {
-    /// A new unique, increasing id.
+/// New unique, increasing ids for records.
+pub trait Ids: Send + Sync {
     fn next_id(&self) -> Result<u64, StorageError>;
-    /// Append a decision-log entry (its `id` must come from `next_id`).
-    fn record_decision(&self, decision: &Decision) -> Result<(), StorageError>;
+}
+
+/// Making writes durable.
+pub trait Durable: Send + Sync {
+    /// Make every write so far durable.
+    fn flush(&self) -> Result<(), StorageError>;
+}
+
+/// What a decision records besides its log entry; written with it in one
+/// atomic write.
+#[derive(Clone, Debug, Default)]
+pub enum Effects {
+    /// Nothing else (greetings, confirmations, failed calls).
+    #[default]
+    None,
+    /// An approved, rejected or escalated refund kept for the shop.
+    Refund(RefundRecord),
+    /// The revisits a plan made.
+    Revisits(Vec<RevisitRecord>),
+}
+
+/// The decision log and the refund records it makes.
+pub trait DecisionLog: Send + Sync {
+    /// Append a decision-log entry (its `id` from [`Ids::next_id`]) and
+    /// its effects, all or nothing.
+    fn record_decision(&self, decision: &Decision, effects: &Effects) -> Result<(), StorageError>;
     /// Decision-log entries matching `query`, newest first.
     fn decisions(&self, query: &DecisionQuery) -> Result<Vec<Decision>, StorageError>;
     /// Delete decision-log entries recorded before `before_ms`; how many.
     fn prune_decisions(&self, before_ms: i64) -> Result<usize, StorageError>;
-    /// Keep a refund decision.
-    fn put_refund(&self, record: &RefundRecord) -> Result<(), StorageError>;
     /// A shop's refund records, newest first.
     fn refunds(&self, shop: &str, limit: usize) -> Result<Vec<RefundRecord>, StorageError>;
-    /// Keep new or changed revisits; a "planned" one is indexed by its due
-    /// time, any other is not.
+}
+
+/// Planned revisits, their due-time index and the do-not-contact list.
+pub trait RevisitStore: Send + Sync {
+    /// Keep new or changed revisits; a planned one is indexed by its due
+    /// time, any other is not. Each record moves between indexes
+    /// atomically.
     fn put_revisits(&self, records: &[RevisitRecord]) -> Result<(), StorageError>;
+    /// Keep revisits that came due together with the webhook deliveries
+    /// they queue, atomically: a crash never leaves one without the other.
+    fn fire_revisits(
+        &self,
+        records: &[RevisitRecord],
+        deliveries: &[Delivery],
+    ) -> Result<(), StorageError>;
     /// A shop's revisits, earliest due first, optionally of one status.
     fn revisits(
         &self,
         shop: &str,
-        status: Option<&str>,
+        status: Option<RevisitStatus>,
         limit: usize,
     ) -> Result<Vec<RevisitRecord>, StorageError>;
     /// One revisit by id.
@@ -57,23 +93,28 @@ pub trait Storage: StateStore + Send + Sync {
     /// Planned revisits due at or before `now`, earliest first (from the
     /// due-time index: no scan of the others).
     fn due_revisits(&self, now: i64, limit: usize) -> Result<Vec<RevisitRecord>, StorageError>;
-    /// Queue webhook deliveries.
+    /// Mark a customer do-not-contact (or not).
+    fn set_do_not_contact(&self, shop: &str, customer: &str, on: bool) -> Result<(), StorageError>;
+    fn is_do_not_contact(&self, shop: &str, customer: &str) -> Result<bool, StorageError>;
+}
+
+/// Webhook deliveries waiting to succeed.
+pub trait Outbox: Send + Sync {
+    /// Queue (or update) deliveries.
     fn put_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StorageError>;
     /// Deliveries whose next try is at or before `now_ms`.
     fn deliveries_ready(&self, now_ms: i64, limit: usize) -> Result<Vec<Delivery>, StorageError>;
     /// A delivery succeeded.
     fn remove_delivery(&self, key: &str) -> Result<(), StorageError>;
-    /// Mark a customer do-not-contact (or not).
-    fn set_do_not_contact(&self, shop: &str, customer: &str, on: bool) -> Result<(), StorageError>;
-    fn is_do_not_contact(&self, shop: &str, customer: &str) -> Result<bool, StorageError>;
-    /// Append to the deploy audit.
-    fn append_audit(&self, event: &AuditEvent) -> Result<(), StorageError>;
-    /// Audit events, of one shop or all, newest first.
-    fn audit(&self, shop: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, StorageError>;
-    /// Keep a component's bytes under their digest (idempotent).
-    fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), StorageError>;
+}
+
+/// Versions of each shop's steps and the components they run.
+pub trait VersionStore: Send + Sync {
+    /// Keep a component's bytes under their digest (idempotent, durable
+    /// when it returns).
+    fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<(), StorageError>;
     /// A component's bytes by digest.
-    fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError>;
     /// Record a version of a shop's step.
     fn put_version(
         &self,
@@ -87,6 +128,23 @@ pub trait Storage: StateStore + Send + Sync {
     fn set_active(&self, shop: &str, step: Step, version: u64) -> Result<(), StorageError>;
     /// The active version number, if any was ever set.
     fn active(&self, shop: &str, step: Step) -> Result<Option<u64>, StorageError>;
-    /// Make every write so far durable.
-    fn flush(&self) -> Result<(), StorageError>;
+}
+
+/// The deploy audit.
+pub trait AuditLog: Send + Sync {
+    fn append_audit(&self, event: &AuditEvent) -> Result<(), StorageError>;
+    /// Audit events, of one shop or all, newest first.
+    fn audit(&self, shop: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, StorageError>;
+}
+
+/// Every capability the server keeps: what `kefu serve` opens. Any type
+/// with them all is one.
+pub trait Storage:
+    StateStore + Ids + Durable + DecisionLog + RevisitStore + Outbox + VersionStore + AuditLog
+{
+}
+
+impl<T> Storage for T where
+    T: StateStore + Ids + Durable + DecisionLog + RevisitStore + Outbox + VersionStore + AuditLog
+{
 }

@@ -1,9 +1,114 @@
 //! What the storage keeps, as serializable records.
 
 use crate::step::Step;
+use crate::types::{Channel, RefundDecision, RefundKind, RefundReason};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
+
+/// Declares a record field's enum, stored as the kebab-case names the
+/// records have always held (so stores written by earlier builds open
+/// unchanged), with `as_str` and `ALL` for messages and the API schema.
+macro_rules! stored_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The stored (and API) name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
+                    let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                    format!("`{s}` is not one of {}", names.join(", "))
+                })
+            }
+        }
+    };
+}
+
+stored_enum! {
+    /// Where a revisit stands.
+    RevisitStatus {
+        /// Waiting for its time (the only status in the due index).
+        Planned = "planned",
+        /// Its time came: an agent or the shop's webhook makes it.
+        Due = "due",
+        Done = "done",
+        Unreachable = "unreachable",
+        Cancelled = "cancelled",
+    }
+}
+
+impl RevisitStatus {
+    /// Planned or due: outcomes may still be recorded.
+    pub fn is_open(self) -> bool {
+        matches!(self, RevisitStatus::Planned | RevisitStatus::Due)
+    }
+}
+
+stored_enum! {
+    /// What one revisit attempt came to.
+    OutcomeResult {
+        Reached = "reached",
+        NoAnswer = "no-answer",
+        Refused = "refused",
+        WrongNumber = "wrong-number",
+    }
+}
+
+stored_enum! {
+    /// Where a version's component came from.
+    VersionSource {
+        /// The default plugin bundled in the binary.
+        Bundled = "bundled",
+        /// A file in the shop's folder.
+        File = "file",
+        /// Uploaded through the admin API.
+        Api = "api",
+    }
+}
+
+stored_enum! {
+    /// What happened, in the deploy audit.
+    AuditAction {
+        Activated = "activated",
+        Rejected = "rejected",
+        RolledBack = "rolled-back",
+        ShopRemoved = "shop-removed",
+    }
+}
+
+stored_enum! {
+    /// Who made a change.
+    Actor {
+        /// Loading the shop folders at start.
+        Startup = "startup",
+        /// A change of a shop's files while serving.
+        FileWatcher = "file-watcher",
+        /// The admin API.
+        Admin = "admin",
+    }
+}
 
 /// The error of a failed plugin call, as logged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,11 +160,11 @@ pub struct RefundRecord {
     pub buyer_id: String,
     pub at_ms: i64,
     /// The request's reason, kind and amount as the plugin saw them.
-    pub reason: Value,
-    pub kind: Value,
+    pub reason: RefundReason,
+    pub kind: RefundKind,
     pub requested: u64,
     /// The decision: outcome, amount, return and message.
-    pub decision: Value,
+    pub decision: RefundDecision,
     /// Decision-log entry that made it.
     pub decision_id: u64,
 }
@@ -71,14 +176,12 @@ pub struct RevisitRecord {
     pub shop: String,
     pub customer_id: String,
     pub due_at: i64,
-    pub channel: Value,
+    pub channel: Channel,
     pub purpose: String,
     pub message: String,
     pub max_attempts: u32,
     pub retry_after_hours: u32,
-    /// "planned" (waiting for its time), "due" (its time came: an agent or
-    /// the shop's webhook makes it), "done", "unreachable", "cancelled".
-    pub status: String,
+    pub status: RevisitStatus,
     pub decision_id: u64,
     /// Attempts made so far (outcomes recorded).
     #[serde(default)]
@@ -99,8 +202,7 @@ pub struct RevisitRecord {
 pub struct RevisitOutcome {
     /// unix seconds
     pub at: i64,
-    /// "reached", "no-answer", "refused" or "wrong-number".
-    pub result: String,
+    pub result: OutcomeResult,
     /// 1 to 5, when the customer was reached and said.
     pub satisfaction: Option<u8>,
     pub note: String,
@@ -128,13 +230,11 @@ pub struct AuditEvent {
     pub at_ms: i64,
     pub shop: String,
     pub step: Option<Step>,
-    /// "activated", "rejected", "rolled-back", "shop-loaded", "shop-rejected"...
-    pub action: String,
+    pub action: AuditAction,
     pub version: Option<u64>,
     pub digest: Option<String>,
-    /// "file", "api", "bundled" or "startup".
-    pub source: String,
-    pub actor: String,
+    pub source: VersionSource,
+    pub actor: Actor,
     pub reason: String,
 }
 
@@ -147,14 +247,13 @@ pub struct VersionRecord {
     pub digest: String,
     /// The plugin config of this version (JSON object text).
     pub config_json: String,
-    /// "bundled", "file" or "api".
-    pub source: String,
+    pub source: VersionSource,
     /// The file it came from, for file versions.
     pub path: Option<String>,
     /// Instances are reused between calls (else a fresh one per call).
     #[serde(default)]
     pub reuse: bool,
-    /// Who deployed it ("file-watcher", "startup", "admin").
-    pub actor: String,
+    /// Who deployed it.
+    pub actor: Actor,
     pub at_ms: i64,
 }

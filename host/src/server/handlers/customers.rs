@@ -2,38 +2,44 @@
 //! a customer who asked not to be contacted: their open revisits are
 //! cancelled and new ones are kept cancelled.
 
-use super::shop_for;
-use crate::server::App;
+use crate::app::App;
 use crate::server::error::ApiError;
-use crate::server::revisits::do_not_contact;
+use crate::server::extract::ShopAccess;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use serde_json::json;
+use serde::Serialize;
 use std::sync::Arc;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DoNotContact {
+    customer: String,
+    do_not_contact: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancelled_revisits: Option<usize>,
+}
 
 pub async fn set(
     State(app): State<Arc<App>>,
-    Path((shop_id, customer)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let (shop, _) = shop_for(&app, &headers, &shop_id, true)?;
-    let cancelled = do_not_contact(app.storage.as_ref(), &shop.id, &customer)?;
-    app.committer.durable().await?;
-    Ok(Json(
-        json!({ "customer": customer, "do_not_contact": true, "cancelled_revisits": cancelled }),
-    ))
+    ShopAccess(shop): ShopAccess,
+    Path((_, customer)): Path<(String, String)>,
+) -> Result<Json<DoNotContact>, ApiError> {
+    let cancelled = app.set_do_not_contact(&shop.id, &customer, true).await?;
+    Ok(Json(DoNotContact {
+        customer,
+        do_not_contact: true,
+        cancelled_revisits: Some(cancelled),
+    }))
 }
 
 pub async fn clear(
     State(app): State<Arc<App>>,
-    Path((shop_id, customer)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let (shop, _) = shop_for(&app, &headers, &shop_id, true)?;
-    app.storage.set_do_not_contact(&shop.id, &customer, false)?;
-    app.committer.durable().await?;
-    Ok(Json(
-        json!({ "customer": customer, "do_not_contact": false }),
-    ))
+    ShopAccess(shop): ShopAccess,
+    Path((_, customer)): Path<(String, String)>,
+) -> Result<Json<DoNotContact>, ApiError> {
+    app.set_do_not_contact(&shop.id, &customer, false).await?;
+    Ok(Json(DoNotContact {
+        customer,
+        do_not_contact: false,
+        cancelled_revisits: None,
+    }))
 }

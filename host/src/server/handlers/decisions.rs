@@ -1,16 +1,15 @@
 //! `GET /v1/shops/{shop}/decisions?step=&since=&until=&limit=`: the
 //! decision log of a shop, newest first; times are unix milliseconds.
 
-use super::{limit, query, shop_for};
-use crate::server::App;
+use super::limit;
+use crate::app::App;
 use crate::server::error::ApiError;
+use crate::server::extract::{AppQuery, ShopAccess};
 use crate::step::Step;
-use crate::storage::DecisionQuery;
+use crate::storage::{Decision, DecisionQuery};
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use serde::Deserialize;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
@@ -22,30 +21,33 @@ pub struct Filter {
     limit: Option<usize>,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Decisions {
+    shop: String,
+    #[schema(value_type = Vec<Object>)]
+    decisions: Vec<Decision>,
+}
+
 pub async fn list(
     State(app): State<Arc<App>>,
-    Path(shop_id): Path<String>,
-    headers: HeaderMap,
-    filter: Result<Query<Filter>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let (shop, _) = shop_for(&app, &headers, &shop_id, true)?;
-    let filter = query(filter)?;
+    ShopAccess(shop): ShopAccess,
+    AppQuery(filter): AppQuery<Filter>,
+) -> Result<Json<Decisions>, ApiError> {
     let step = match filter.step.as_deref() {
         None => None,
-        Some(s) => Some(
-            s.parse::<Step>()
-                .or_else(|e| super::steps::step_of(s).ok_or(e))
-                .map_err(|e| ApiError::InvalidQuery(e.to_string()))?,
-        ),
+        Some(s) => Some(Step::from_name_or_endpoint(s).ok_or_else(|| {
+            ApiError::InvalidQuery(crate::step::UnknownStep(s.to_string()).to_string())
+        })?),
     };
-    let decisions = app.storage.decisions(&DecisionQuery {
+    let decisions = app.decisions(&DecisionQuery {
         shop: shop.id.clone(),
         step,
         since_ms: filter.since,
         until_ms: filter.until,
         limit: limit(filter.limit)?,
     })?;
-    Ok(Json(
-        serde_json::json!({ "shop": shop.id, "decisions": decisions }),
-    ))
+    Ok(Json(Decisions {
+        shop: shop.id.clone(),
+        decisions,
+    }))
 }

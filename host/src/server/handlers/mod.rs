@@ -1,4 +1,5 @@
-//! One handler file per API resource.
+//! One handler file per API resource. Handlers are thin: extractors say
+//! who may call and parse the request, the application does the work.
 
 pub mod customers;
 pub mod decisions;
@@ -9,50 +10,13 @@ pub mod revisits;
 pub mod steps;
 pub mod versions;
 
-use super::App;
-use super::auth::{Caller, authorize, authorize_admin};
 use super::error::ApiError;
-use super::shops::Shop;
-use axum::extract::Query;
-use axum::extract::rejection::QueryRejection;
-use axum::http::HeaderMap;
-use serde::Deserialize;
-use std::sync::Arc;
 
 /// Default and largest page size of list endpoints.
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 
-/// The shop named in the path, if the caller may use it.
-pub fn shop_for(
-    app: &App,
-    headers: &HeaderMap,
-    id: &str,
-    admin_ok: bool,
-) -> Result<(Arc<Shop>, Caller), ApiError> {
-    let Some(shop) = app.registry.get(id) else {
-        // Only the admin learns that a shop does not exist. Anyone else
-        // gets what a wrong key gets (401 without a key, 403 with one), so
-        // shop names cannot be probed.
-        authorize_admin(headers, app.admin.as_ref())?;
-        return Err(ApiError::UnknownShop(id.to_string()));
-    };
-    let caller = authorize(
-        headers,
-        shop.key_sha256.as_ref(),
-        app.admin.as_ref(),
-        admin_ok,
-    )?;
-    Ok((shop, caller))
-}
-
 /// `?limit=N` of list endpoints.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Page {
-    pub limit: Option<usize>,
-}
-
 pub fn limit(requested: Option<usize>) -> Result<usize, ApiError> {
     match requested {
         None => Ok(DEFAULT_LIMIT),
@@ -64,8 +28,9 @@ pub fn limit(requested: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-/// A query string, or a JSON error naming what is wrong with it.
-pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(t)| t)
-        .map_err(|e| ApiError::InvalidQuery(e.body_text()))
+/// `?limit=N` alone.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    pub limit: Option<usize>,
 }

@@ -1,24 +1,30 @@
 //! `GET /v1/shops/{shop}/refunds`: the shop's refund decisions, newest first.
 
-use super::{Page, limit, query, shop_for};
-use crate::server::App;
+use super::{Page, limit};
+use crate::app::App;
 use crate::server::error::ApiError;
+use crate::server::extract::{AppQuery, ShopAccess};
+use crate::storage::RefundRecord;
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
+use serde::Serialize;
 use std::sync::Arc;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Refunds {
+    shop: String,
+    #[schema(value_type = Vec<Object>)]
+    refunds: Vec<RefundRecord>,
+}
 
 pub async fn list(
     State(app): State<Arc<App>>,
-    Path(shop_id): Path<String>,
-    headers: HeaderMap,
-    page: Result<Query<Page>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let (shop, _) = shop_for(&app, &headers, &shop_id, true)?;
-    let limit = limit(query(page)?.limit)?;
-    let refunds = app.storage.refunds(&shop.id, limit)?;
-    Ok(Json(
-        serde_json::json!({ "shop": shop.id, "refunds": refunds }),
-    ))
+    ShopAccess(shop): ShopAccess,
+    AppQuery(page): AppQuery<Page>,
+) -> Result<Json<Refunds>, ApiError> {
+    let refunds = app.refunds(&shop.id, limit(page.limit)?)?;
+    Ok(Json(Refunds {
+        shop: shop.id.clone(),
+        refunds,
+    }))
 }

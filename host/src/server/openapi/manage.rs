@@ -4,7 +4,7 @@
 //! token carry the tag `admin`.
 
 use super::{json, object, param, with_errors};
-use crate::server::revisits::RESULTS;
+use crate::storage::OutcomeResult;
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, Parameter, ParameterIn, PathItem,
 };
@@ -22,7 +22,7 @@ const STEPS: [&str; 4] = [
 
 /// `{"result": ..., "satisfaction": 1-5, "note": ..., "agent": ...}`.
 pub fn outcome_schema() -> Schema {
-    let results = RESULTS.iter().map(|r| r.to_string());
+    let results = OutcomeResult::ALL.iter().map(|r| r.to_string());
     object()
         .property(
             "result",

@@ -70,7 +70,7 @@ impl Components {
 mod tests {
     use super::*;
     use crate::storage::SledStorage;
-    use crate::storage::Storage;
+    use crate::storage::{Durable, VersionStore};
 
     #[test]
     fn components_of_an_older_store_move_to_their_own() {
@@ -82,7 +82,10 @@ mod tests {
             db.flush().unwrap();
         }
         let store = SledStorage::open(dir.path()).unwrap();
-        assert_eq!(store.blob("digest-1").unwrap(), Some(vec![7u8; 300 << 10]));
+        assert_eq!(
+            store.component("digest-1").unwrap(),
+            Some(vec![7u8; 300 << 10])
+        );
         assert!(dir.path().join(FOLDER).is_dir());
         drop(store);
         // The main store no longer has them; the component store does,
@@ -92,7 +95,7 @@ mod tests {
         drop(db);
         let store = SledStorage::open(dir.path()).unwrap();
         assert_eq!(
-            store.blob("digest-1").unwrap().map(|b| b.len()),
+            store.component("digest-1").unwrap().map(|b| b.len()),
             Some(300 << 10)
         );
     }
@@ -101,12 +104,12 @@ mod tests {
     fn the_decision_log_does_not_share_a_store_with_components() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStorage::open(dir.path()).unwrap();
-        store.put_blob("d", &[1, 2, 3]).unwrap();
+        store.put_component("d", &[1, 2, 3]).unwrap();
         store.flush().unwrap();
         assert!(
             !store.db.tree_names().iter().any(|n| n.as_ref() == b"blobs"),
             "components must stay out of the main store"
         );
-        assert_eq!(store.blob("d").unwrap(), Some(vec![1, 2, 3]));
+        assert_eq!(store.component("d").unwrap(), Some(vec![1, 2, 3]));
     }
 }

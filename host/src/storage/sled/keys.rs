@@ -59,3 +59,18 @@ pub(super) fn state_key(scope: &StateScope, key: &str) -> Vec<u8> {
     k.extend_from_slice(key.as_bytes());
     k
 }
+
+/// A transaction's error as a storage error.
+pub(super) fn transaction(e: sled::transaction::TransactionError<StorageError>) -> StorageError {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => backend(e),
+    }
+}
+
+/// An encoding failure inside a transaction: abort it.
+pub(super) fn encode_tx<T: Serialize>(
+    value: &T,
+) -> Result<Vec<u8>, sled::transaction::ConflictableTransactionError<StorageError>> {
+    encode(value).map_err(sled::transaction::ConflictableTransactionError::Abort)
+}

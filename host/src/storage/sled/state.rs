@@ -4,6 +4,8 @@
 use super::SledStorage;
 use super::keys::{shop_prefix, state_key};
 use crate::state::{StateError, StateScope, StateStore};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 impl SledStorage {
     /// Cap the plugin state (keys + values) each shop may keep.
@@ -12,30 +14,47 @@ impl SledStorage {
         self
     }
 
-    /// Add `delta` bytes to a shop's state usage, refusing to pass the
-    /// quota. (Two writes of one shop racing may pass it by one value.)
-    fn account(&self, shop: &str, delta: i64) -> Result<(), StateError> {
-        if self.state_quota == 0 {
-            return Ok(());
-        }
-        let key = shop_prefix(shop);
-        let used = self
-            .state_usage
-            .get(&key)
-            .map_err(state_err)?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0);
-        let next = (used as i64 + delta).max(0) as u64;
-        if delta > 0 && next > self.state_quota {
-            return Err(StateError::QuotaExceeded(format!(
-                "shop `{shop}` would keep {next} bytes of plugin state, over its quota of {}",
-                self.state_quota
-            )));
-        }
-        self.state_usage
-            .insert(key, &next.to_be_bytes())
-            .map_err(state_err)?;
-        Ok(())
+    /// Write (`Some`) or delete (`None`) one state entry and keep the
+    /// shop's usage in step, refusing to pass the quota: one transaction,
+    /// so two writes of one shop racing cannot both pass it. Returns
+    /// whether the key was there.
+    fn write_with_quota(
+        &self,
+        scope: &StateScope,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<bool, StateError> {
+        let k = state_key(scope, key);
+        let usage_key = shop_prefix(&scope.shop);
+        (&self.state, &self.state_usage)
+            .transaction(|(state, usage)| {
+                let old = state.get(&k)?;
+                let delta = value.map_or(0, |v| (key.len() + v.len()) as i64)
+                    - old.as_ref().map_or(0, |v| (key.len() + v.len()) as i64);
+                let used = usage
+                    .get(&usage_key)?
+                    .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+                    .unwrap_or(0);
+                let next = (used as i64 + delta).max(0) as u64;
+                if delta > 0 && next > self.state_quota {
+                    return Err(ConflictableTransactionError::Abort(
+                        StateError::QuotaExceeded(format!(
+                            "shop `{}` would keep {next} bytes of plugin state, over its quota of {}",
+                            scope.shop, self.state_quota
+                        )),
+                    ));
+                }
+                match value {
+                    Some(v) => state.insert(k.as_slice(), v.as_bytes())?,
+                    None => state.remove(k.as_slice())?,
+                };
+                usage.insert(usage_key.as_slice(), &next.to_be_bytes())?;
+                Ok(old.is_some())
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => state_err(e),
+            })
     }
 }
 
@@ -51,13 +70,7 @@ impl StateStore for SledStorage {
 
     fn set(&self, scope: &StateScope, key: &str, value: &str) -> Result<(), StateError> {
         if self.state_quota > 0 {
-            let k = state_key(scope, key);
-            let old = self
-                .state
-                .get(&k)
-                .map_err(state_err)?
-                .map_or(0, |v| (v.len() + key.len()) as i64);
-            self.account(&scope.shop, (key.len() + value.len()) as i64 - old)?;
+            return self.write_with_quota(scope, key, Some(value)).map(|_| ());
         }
         self.state
             .insert(state_key(scope, key), value.as_bytes())
@@ -66,10 +79,8 @@ impl StateStore for SledStorage {
     }
 
     fn delete(&self, scope: &StateScope, key: &str) -> Result<bool, StateError> {
-        if self.state_quota > 0
-            && let Some(old) = self.state.get(state_key(scope, key)).map_err(state_err)?
-        {
-            self.account(&scope.shop, -((old.len() + key.len()) as i64))?;
+        if self.state_quota > 0 {
+            return self.write_with_quota(scope, key, None);
         }
         Ok(self
             .state
@@ -100,7 +111,7 @@ impl StateStore for SledStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Storage;
+    use crate::storage::Durable;
 
     #[test]
     fn state_quota_counts_keys_and_values_per_shop() {
@@ -132,7 +143,7 @@ mod tests {
             store.set(&a, "k1", "v1").unwrap();
             store.set(&a, "k2", "v2").unwrap();
             store.set(&b, "k1", "other").unwrap();
-            Storage::flush(&store).unwrap();
+            Durable::flush(&store).unwrap();
         }
         let store = SledStorage::open(dir.path()).unwrap();
         assert_eq!(store.get(&a, "k1").unwrap().as_deref(), Some("v1"));

@@ -1,7 +1,12 @@
-//! The decision log and opening a store written by an earlier build.
+//! The decision log, atomic writes (with failures injected between their
+//! parts) and opening a store written by an earlier build.
 
 use super::*;
-use crate::storage::{Decision, DecisionQuery, Storage};
+use crate::step::Step;
+use crate::storage::{
+    Decision, DecisionLog, DecisionQuery, Delivery, Durable, Effects, Ids, Outbox, RevisitStatus,
+    RevisitStore,
+};
 
 fn decision(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision {
     let d = Decision {
@@ -17,7 +22,7 @@ fn decision(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision
         error: None,
         duration_us: 1,
     };
-    store.record_decision(&d).unwrap();
+    store.record_decision(&d, &Effects::None).unwrap();
     d
 }
 
@@ -85,4 +90,126 @@ fn the_old_decision_time_index_is_dropped_on_open() {
             .iter()
             .any(|n| n.as_ref() == b"decisions_by_time")
     );
+}
+
+fn refund(store: &SledStorage, d: &Decision) -> crate::storage::RefundRecord {
+    serde_json::from_value(serde_json::json!({
+        "id": store.next_id().unwrap(), "shop": d.shop, "order_id": "o1", "buyer_id": "b1",
+        "at_ms": d.at_ms, "reason": "Quality", "kind": "RefundOnly", "requested": 100,
+        "decision": { "outcome": "Approve", "amount": 100, "return_required": false,
+                      "return_shipping": "None", "message": "ok" },
+        "decision_id": d.id,
+    }))
+    .unwrap()
+}
+
+fn planned(store: &SledStorage, due_at: i64) -> crate::storage::RevisitRecord {
+    serde_json::from_value(serde_json::json!({
+        "id": store.next_id().unwrap(), "shop": "a", "customer_id": "c", "due_at": due_at,
+        "channel": "Chat", "purpose": "satisfaction", "message": "hi", "max_attempts": 3,
+        "retry_after_hours": 24, "status": "planned", "decision_id": 1,
+    }))
+    .unwrap()
+}
+
+fn all_of(store: &SledStorage, shop: &str) -> usize {
+    store
+        .decisions(&DecisionQuery {
+            shop: shop.into(),
+            limit: 100,
+            ..DecisionQuery::default()
+        })
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn a_decision_and_its_refund_are_written_together_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStorage::open(dir.path()).unwrap();
+    let mut d = decision(&store, "a", Step::RefundPolicy, 1000);
+    d.id = store.next_id().unwrap();
+    let r = refund(&store, &d);
+    *store.fail_at.lock().unwrap() = Some("after-decision");
+    let err = store
+        .record_decision(&d, &Effects::Refund(r.clone()))
+        .unwrap_err();
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert_eq!(all_of(&store, "a"), 1, "the failed decision is not logged");
+    assert!(store.refunds("a", 10).unwrap().is_empty(), "nor its refund");
+    *store.fail_at.lock().unwrap() = None;
+    store.record_decision(&d, &Effects::Refund(r)).unwrap();
+    assert_eq!(all_of(&store, "a"), 2);
+    assert_eq!(store.refunds("a", 10).unwrap().len(), 1);
+}
+
+#[test]
+fn a_decision_and_its_revisits_are_written_together_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStorage::open(dir.path()).unwrap();
+    let mut d = decision(&store, "a", Step::RevisitPlanner, 1000);
+    d.id = store.next_id().unwrap();
+    let plan = vec![planned(&store, 5_000), planned(&store, 6_000)];
+    *store.fail_at.lock().unwrap() = Some("after-decision");
+    assert!(
+        store
+            .record_decision(&d, &Effects::Revisits(plan.clone()))
+            .is_err()
+    );
+    assert_eq!(all_of(&store, "a"), 1);
+    assert!(store.revisits("a", None, 10).unwrap().is_empty());
+    assert!(store.due_revisits(i64::MAX, 10).unwrap().is_empty());
+    *store.fail_at.lock().unwrap() = None;
+    store.record_decision(&d, &Effects::Revisits(plan)).unwrap();
+    assert_eq!(store.revisits("a", None, 10).unwrap().len(), 2);
+    assert_eq!(store.due_revisits(i64::MAX, 10).unwrap().len(), 2);
+}
+
+#[test]
+fn a_revisit_moves_between_indexes_in_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStorage::open(dir.path()).unwrap();
+    let mut r = planned(&store, 5_000);
+    store.put_revisits(std::slice::from_ref(&r)).unwrap();
+    // Re-planned later and fired: a failure after it left the old index
+    // leaves it where it was, planned and due at its old time.
+    r.due_at = 9_000;
+    r.status = RevisitStatus::Due;
+    *store.fail_at.lock().unwrap() = Some("revisit-unindexed");
+    assert!(store.put_revisits(std::slice::from_ref(&r)).is_err());
+    let kept = store.revisit(r.id).unwrap().unwrap();
+    assert_eq!((kept.due_at, kept.status), (5_000, RevisitStatus::Planned));
+    assert_eq!(store.due_revisits(5_000, 10).unwrap().len(), 1);
+    // Fired with its webhook: neither without the other.
+    let delivery = Delivery {
+        key: format!("revisit-{}-1", r.id),
+        shop: "a".into(),
+        url: "http://127.0.0.1:9/".into(),
+        body: "{}".into(),
+        tries: 0,
+        next_try_ms: 0,
+        last_error: None,
+    };
+    *store.fail_at.lock().unwrap() = Some("webhooks-queued");
+    assert!(
+        store
+            .fire_revisits(std::slice::from_ref(&r), std::slice::from_ref(&delivery))
+            .is_err()
+    );
+    assert!(store.deliveries_ready(i64::MAX, 10).unwrap().is_empty());
+    assert_eq!(store.due_revisits(5_000, 10).unwrap().len(), 1);
+    *store.fail_at.lock().unwrap() = None;
+    store
+        .fire_revisits(std::slice::from_ref(&r), std::slice::from_ref(&delivery))
+        .unwrap();
+    assert_eq!(store.deliveries_ready(i64::MAX, 10).unwrap().len(), 1);
+    assert!(store.due_revisits(i64::MAX, 10).unwrap().is_empty());
+    assert_eq!(
+        store
+            .revisits("a", Some(RevisitStatus::Due), 10)
+            .unwrap()
+            .len(),
+        1
+    );
+    store.flush().unwrap();
 }

@@ -1,8 +1,9 @@
 //! The scheduler and outcomes together, on a real sled store.
 
+use super::outcomes::{OutcomeInput, cancel, do_not_contact, record_outcome, report};
 use super::*;
-use crate::server::shops::Registry;
-use crate::storage::{RevisitOutcome, RevisitRecord, SledStorage, Storage};
+use crate::app::registry::Registry;
+use crate::storage::{OutcomeResult, RevisitRecord, RevisitStatus, SledStorage, Storage};
 use std::sync::Arc;
 
 fn revisit(store: &dyn Storage, customer: &str, due_at: i64) -> RevisitRecord {
@@ -11,12 +12,12 @@ fn revisit(store: &dyn Storage, customer: &str, due_at: i64) -> RevisitRecord {
         shop: "s".into(),
         customer_id: customer.into(),
         due_at,
-        channel: serde_json::json!("Chat"),
+        channel: crate::types::Channel::Chat,
         purpose: "satisfaction".into(),
         message: "hi".into(),
         max_attempts: 3,
         retry_after_hours: 24,
-        status: "planned".into(),
+        status: RevisitStatus::Planned,
         decision_id: 0,
         attempts_made: 0,
         planned_at: 0,
@@ -65,23 +66,37 @@ fn revisits_fire_in_due_order_and_never_early() {
     );
     let fired = fire(2_000);
     assert_eq!(fired, [1_030, 1_040]);
-    assert_eq!(storage.revisits("s", Some("due"), 100).unwrap().len(), 5);
+    assert_eq!(
+        storage
+            .revisits("s", Some(RevisitStatus::Due), 100)
+            .unwrap()
+            .len(),
+        5
+    );
     assert!(
         storage
-            .revisits("s", Some("planned"), 100)
+            .revisits("s", Some(RevisitStatus::Planned), 100)
             .unwrap()
             .is_empty()
     );
 }
 
-fn outcome(at: i64, result: &str, satisfaction: Option<u8>) -> RevisitOutcome {
-    RevisitOutcome {
-        at,
-        result: result.into(),
-        satisfaction,
-        note: String::new(),
-        agent: "慧兰".into(),
-    }
+/// An outcome at `at`, as the API would parse it.
+fn outcome(at: i64, result: &str, satisfaction: Option<u8>) -> (i64, OutcomeInput) {
+    let input = serde_json::from_value(serde_json::json!({
+        "result": result, "satisfaction": satisfaction, "agent": "慧兰",
+    }))
+    .unwrap();
+    (at, input)
+}
+
+fn record(
+    storage: &dyn Storage,
+    shop: &str,
+    id: u64,
+    (at, input): (i64, OutcomeInput),
+) -> Result<RevisitRecord, RevisitError> {
+    record_outcome(storage, shop, id, at, input)
 }
 
 #[test]
@@ -90,8 +105,7 @@ fn no_answer_replans_until_the_attempts_run_out() {
     let r = revisit(storage.as_ref(), "c", 100);
     storage.put_revisits(std::slice::from_ref(&r)).unwrap();
     scheduler.tick(100, 0).unwrap();
-    let after1 =
-        record_outcome(storage.as_ref(), "s", r.id, outcome(200, "no-answer", None)).unwrap();
+    let after1 = record(storage.as_ref(), "s", r.id, outcome(200, "no-answer", None)).unwrap();
     assert_eq!(
         (after1.status.as_str(), after1.due_at),
         ("planned", 200 + 24 * 3600)
@@ -102,14 +116,14 @@ fn no_answer_replans_until_the_attempts_run_out() {
         1,
         "the retry fires"
     );
-    record_outcome(
+    record(
         storage.as_ref(),
         "s",
         r.id,
         outcome(90_000, "no-answer", None),
     )
     .unwrap();
-    let last = record_outcome(
+    let last = record(
         storage.as_ref(),
         "s",
         r.id,
@@ -121,11 +135,11 @@ fn no_answer_replans_until_the_attempts_run_out() {
         ("unreachable", 3)
     );
     assert!(matches!(
-        record_outcome(storage.as_ref(), "s", r.id, outcome(0, "reached", Some(5))),
+        record(storage.as_ref(), "s", r.id, outcome(0, "reached", Some(5))),
         Err(RevisitError::Closed { .. })
     ));
     assert!(matches!(
-        record_outcome(
+        record(
             storage.as_ref(),
             "other-shop",
             r.id,
@@ -140,16 +154,17 @@ fn bad_outcomes_are_refused() {
     let (_dir, storage, _) = setup();
     let r = revisit(storage.as_ref(), "c", 100);
     storage.put_revisits(std::slice::from_ref(&r)).unwrap();
+    assert!(
+        serde_json::from_str::<OutcomeInput>(r#"{"result": "maybe"}"#).is_err(),
+        "an unknown result is refused when the outcome is read"
+    );
+    assert_eq!(OutcomeResult::ALL.len(), 4);
     assert!(matches!(
-        record_outcome(storage.as_ref(), "s", r.id, outcome(0, "maybe", None)),
+        record(storage.as_ref(), "s", r.id, outcome(0, "reached", Some(6))),
         Err(RevisitError::Invalid(_))
     ));
     assert!(matches!(
-        record_outcome(storage.as_ref(), "s", r.id, outcome(0, "reached", Some(6))),
-        Err(RevisitError::Invalid(_))
-    ));
-    assert!(matches!(
-        record_outcome(
+        record(
             storage.as_ref(),
             "s",
             r.id,
@@ -203,20 +218,20 @@ fn report_figures_match_hand_counted_data() {
     // c5 wrong number; c6 no answer x3 (unreachable); c7 cancelled;
     // c8, c9 still open.
     for (i, score) in [5, 4, 4, 2].into_iter().enumerate() {
-        record_outcome(s, "s", rs[i].id, outcome(1, "reached", Some(score))).unwrap();
+        record(s, "s", rs[i].id, outcome(1, "reached", Some(score))).unwrap();
     }
-    record_outcome(s, "s", rs[4].id, outcome(1, "refused", None)).unwrap();
-    record_outcome(s, "s", rs[5].id, outcome(1, "wrong-number", None)).unwrap();
+    record(s, "s", rs[4].id, outcome(1, "refused", None)).unwrap();
+    record(s, "s", rs[5].id, outcome(1, "wrong-number", None)).unwrap();
     for _ in 0..3 {
         // Re-planning moves it out of the window; count by the first due.
         let mut r = s.revisit(rs[6].id).unwrap().unwrap();
         r.due_at = rs[6].due_at;
         s.put_revisits(std::slice::from_ref(&r)).unwrap();
-        record_outcome(s, "s", rs[6].id, outcome(1, "no-answer", None)).unwrap();
+        record(s, "s", rs[6].id, outcome(1, "no-answer", None)).unwrap();
     }
     cancel(s, "s", rs[7].id).unwrap();
 
-    let report = report(s, "s", 1_000, 2_000).unwrap();
+    let report = serde_json::to_value(report(s, "s", 1_000, 2_000).unwrap()).unwrap();
     assert_eq!(report["planned"], 10);
     assert_eq!(report["done"], 5, "4 reached + 1 refused");
     assert_eq!(report["unreachable"], 2, "wrong number + three no-answers");

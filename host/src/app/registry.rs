@@ -5,6 +5,7 @@
 use crate::runtime::{CallContext, CallOutcome, Plugin, ReusePool, Runtime};
 use crate::step::Step;
 use crate::step::StepInput;
+use crate::storage::{VersionRecord, VersionSource};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -12,16 +13,38 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Where an active plugin came from.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// Where an active plugin came from, as the API shows it
+/// (`{"kind": "file", "path": ...}`).
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "path")]
 pub enum PluginSource {
     /// The default plugin bundled in the binary.
     Bundled,
     /// A file in the shop's folder.
+    #[schema(value_type = String)]
     File(PathBuf),
     /// Uploaded through the admin API.
     Api,
+}
+
+impl PluginSource {
+    /// The source of a stored version.
+    pub fn of(record: &VersionRecord) -> Self {
+        match (record.source, &record.path) {
+            (VersionSource::File, Some(path)) => PluginSource::File(path.into()),
+            (VersionSource::Api, _) => PluginSource::Api,
+            _ => PluginSource::Bundled,
+        }
+    }
+
+    /// What the version record keeps of it.
+    pub fn stored(&self) -> (VersionSource, Option<String>) {
+        match self {
+            PluginSource::Bundled => (VersionSource::Bundled, None),
+            PluginSource::File(p) => (VersionSource::File, Some(p.display().to_string())),
+            PluginSource::Api => (VersionSource::Api, None),
+        }
+    }
 }
 
 /// The plugin serving one shop's step.
@@ -113,10 +136,11 @@ impl Shop {
     }
 }
 
-/// Something that could not be loaded, kept for `GET /v1/plugins`.
-#[derive(Clone, Debug, Serialize)]
+/// Something that could not be loaded, kept for the plugin listing.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LoadFailure {
     pub shop: String,
+    #[schema(value_type = Option<String>)]
     pub step: Option<Step>,
     pub reason: String,
     pub at_ms: i64,

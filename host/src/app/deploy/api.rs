@@ -2,10 +2,10 @@
 //! and rollback to an earlier one.
 
 use super::{Candidate, DeployError, Deployer, active_plugin};
+use crate::app::registry::PluginSource;
 use crate::runtime::digest;
-use crate::server::shops::PluginSource;
 use crate::step::Step;
-use crate::storage::VersionRecord;
+use crate::storage::{Actor, AuditAction, AuditEvent, VersionRecord, VersionSource};
 use std::borrow::Cow;
 
 impl Deployer {
@@ -16,7 +16,7 @@ impl Deployer {
         shop_id: &str,
         step: Step,
         bytes: Vec<u8>,
-        actor: &str,
+        actor: Actor,
     ) -> Result<VersionRecord, DeployError> {
         let _guard = self.guard();
         let shop = self.running_shop(shop_id)?;
@@ -52,7 +52,7 @@ impl Deployer {
         shop_id: &str,
         step: Step,
         to: Option<u64>,
-        actor: &str,
+        actor: Actor,
     ) -> Result<VersionRecord, DeployError> {
         let _guard = self.guard();
         let shop = self.running_shop(shop_id)?;
@@ -84,16 +84,18 @@ impl Deployer {
             "from version {}",
             current.map_or("none".into(), |c| c.to_string())
         );
-        self.audit(
-            shop_id,
-            Some(step),
-            "rolled-back",
-            Some(target.version),
-            Some(&target.digest),
-            "api",
-            actor,
-            &reason,
-        );
+        self.audit(AuditEvent {
+            step: Some(step),
+            version: Some(target.version),
+            digest: Some(target.digest.clone()),
+            ..self.event(
+                shop_id,
+                AuditAction::RolledBack,
+                VersionSource::Api,
+                actor,
+                &reason,
+            )
+        });
         self.swap(&shop, step, active_plugin(plugin, target))?;
         tracing::info!(shop = shop_id, step = %step, version = target.version, "rolled back");
         Ok(target.clone())

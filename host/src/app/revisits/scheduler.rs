@@ -2,8 +2,8 @@
 //! the due-time index) and queues the shop's webhook; the outbox worker
 //! delivers it at least once, with retries and an idempotency key.
 
-use crate::server::shops::Registry;
-use crate::storage::{Delivery, RevisitRecord, Storage, StorageError};
+use crate::app::registry::Registry;
+use crate::storage::{Delivery, RevisitRecord, RevisitStatus, Storage, StorageError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -47,7 +47,7 @@ impl Scheduler {
             let updated: Vec<RevisitRecord> = batch
                 .into_iter()
                 .map(|mut r| {
-                    r.status = "due".into();
+                    r.status = RevisitStatus::Due;
                     if let Some(url) = self
                         .registry
                         .get(&r.shop)
@@ -67,10 +67,9 @@ impl Scheduler {
                     r
                 })
                 .collect();
-            // Queue the webhooks before leaving the due index: a crash in
-            // between re-fires (at least once), never loses one.
-            self.storage.put_deliveries(&deliveries)?;
-            self.storage.put_revisits(&updated)?;
+            // Leaving the due index and queueing the webhooks are one
+            // write: a crash never loses a webhook nor fires one twice.
+            self.storage.fire_revisits(&updated, &deliveries)?;
             fired.extend(updated);
         }
         if !fired.is_empty() {

@@ -6,11 +6,14 @@
 mod api;
 mod folder;
 
-use super::shops::{ActivePlugin, PluginSource, Registry, Shop, now_ms};
+use super::Env;
+use super::registry::{ActivePlugin, PluginSource, Registry, Shop, now_ms};
 use crate::error::LoadError;
 use crate::runtime::{Plugin, ReusePool, Runtime};
 use crate::step::Step;
-use crate::storage::{AuditEvent, Storage, StorageError, VersionRecord};
+use crate::storage::{
+    Actor, AuditAction, AuditEvent, Storage, StorageError, VersionRecord, VersionSource,
+};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64};
@@ -56,6 +59,8 @@ pub struct Deployer {
     runtime: Arc<Runtime>,
     storage: Arc<dyn Storage>,
     registry: Arc<Registry>,
+    /// Looks up shop keys named in `shop.toml`.
+    env: Env,
     /// One deploy at a time (file watcher and API alike).
     lock: Mutex<()>,
     /// The signature each step's files had when last looked at, so that a
@@ -63,28 +68,18 @@ pub struct Deployer {
     seen: Mutex<HashMap<(String, Step), Signature>>,
 }
 
-fn source_name(source: &PluginSource) -> &'static str {
-    match source {
-        PluginSource::Bundled => "bundled",
-        PluginSource::File(_) => "file",
-        PluginSource::Api => "api",
-    }
-}
-
-fn source_of(record: &VersionRecord) -> PluginSource {
-    match (record.source.as_str(), &record.path) {
-        ("file", Some(path)) => PluginSource::File(path.into()),
-        ("api", _) => PluginSource::Api,
-        _ => PluginSource::Bundled,
-    }
-}
-
 impl Deployer {
-    pub fn new(runtime: Arc<Runtime>, storage: Arc<dyn Storage>, registry: Arc<Registry>) -> Self {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        storage: Arc<dyn Storage>,
+        registry: Arc<Registry>,
+        env: Env,
+    ) -> Self {
         Deployer {
             runtime,
             storage,
             registry,
+            env,
             lock: Mutex::new(()),
             seen: Mutex::new(HashMap::new()),
         }
@@ -98,7 +93,7 @@ impl Deployer {
         if let Some(plugin) = self.runtime.loaded(&record.digest, step) {
             return Ok(plugin);
         }
-        let bytes = self.storage.blob(&record.digest)?.ok_or_else(|| {
+        let bytes = self.storage.component(&record.digest)?.ok_or_else(|| {
             StorageError::Corrupt(format!("component {} is missing", record.digest))
         })?;
         Ok(self.runtime.load_known(&bytes, &record.digest, step)?)
@@ -111,35 +106,29 @@ impl Deployer {
         step: Step,
         c: Candidate,
         history: &[VersionRecord],
-        actor: &str,
+        actor: Actor,
     ) -> Result<Arc<ActivePlugin>, DeployError> {
         let plugin = self.runtime.load_known(&c.bytes, &c.digest, step)?;
-        self.storage.put_blob(&c.digest, &c.bytes)?;
+        self.storage.put_component(&c.digest, &c.bytes)?;
+        let (source, path) = c.source.stored();
         let record = VersionRecord {
             version: history.last().map_or(1, |v| v.version + 1),
             digest: c.digest,
             config_json: c.config_json,
-            source: source_name(&c.source).into(),
-            path: match &c.source {
-                PluginSource::File(p) => Some(p.display().to_string()),
-                _ => None,
-            },
+            source,
+            path,
             reuse: c.reuse,
-            actor: actor.into(),
+            actor,
             at_ms: now_ms(),
         };
         self.storage.put_version(shop, step, &record)?;
         self.storage.set_active(shop, step, record.version)?;
-        self.audit(
-            shop,
-            Some(step),
-            "activated",
-            Some(record.version),
-            Some(&record.digest),
-            &record.source,
-            actor,
-            "",
-        );
+        self.audit(AuditEvent {
+            step: Some(step),
+            version: Some(record.version),
+            digest: Some(record.digest.clone()),
+            ..self.event(shop, AuditAction::Activated, record.source, actor, "")
+        });
         metrics::counter!("kefu_deploys_total", "shop" => shop.to_string(), "outcome" => "activated").increment(1);
         tracing::info!(shop, step = %step, version = record.version, digest = %record.digest, source = %record.source, "activated");
         Ok(active_plugin(plugin, &record))
@@ -163,46 +152,50 @@ impl Deployer {
     }
 
     /// Report a rejected deploy: log, metric, failure list and audit.
-    fn reject(&self, shop: &str, step: Option<Step>, reason: String, actor: &str) {
+    fn reject(&self, shop: &str, step: Option<Step>, reason: String, actor: Actor) {
         metrics::counter!("kefu_deploys_total", "shop" => shop.to_string(), "outcome" => "rejected").increment(1);
-        self.audit(
-            shop,
+        let source = match actor {
+            Actor::Admin => VersionSource::Api,
+            _ => VersionSource::File,
+        };
+        self.audit(AuditEvent {
             step,
-            "rejected",
-            None,
-            None,
-            if actor == "admin" { "api" } else { "file" },
-            actor,
-            &reason,
-        );
+            ..self.event(shop, AuditAction::Rejected, source, actor, &reason)
+        });
         self.registry.fail(shop, step, reason);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn audit(
+    /// An audit event of `shop` now, with no step, version or digest.
+    fn event(
         &self,
         shop: &str,
-        step: Option<Step>,
-        action: &str,
-        version: Option<u64>,
-        digest: Option<&str>,
-        source: &str,
-        actor: &str,
+        action: AuditAction,
+        source: VersionSource,
+        actor: Actor,
         reason: &str,
-    ) {
-        let event = self.storage.next_id().map(|id| AuditEvent {
-            id,
+    ) -> AuditEvent {
+        AuditEvent {
+            id: 0,
             at_ms: now_ms(),
             shop: shop.into(),
-            step,
-            action: action.into(),
-            version,
-            digest: digest.map(Into::into),
-            source: source.into(),
-            actor: actor.into(),
+            step: None,
+            action,
+            version: None,
+            digest: None,
+            source,
+            actor,
             reason: reason.into(),
+        }
+    }
+
+    /// Append `event` to the audit under a new id; a failure is logged,
+    /// never fatal to the deploy it describes.
+    fn audit(&self, mut event: AuditEvent) {
+        let written = self.storage.next_id().and_then(|id| {
+            event.id = id;
+            self.storage.append_audit(&event)
         });
-        if let Err(e) = event.and_then(|e| self.storage.append_audit(&e)) {
+        if let Err(e) = written {
             tracing::error!(error = %e, "cannot write the deploy audit");
         }
     }
@@ -212,7 +205,7 @@ fn active_plugin(plugin: Plugin, record: &VersionRecord) -> Arc<ActivePlugin> {
     Arc::new(ActivePlugin {
         pool: record.reuse.then(|| ReusePool::new(plugin.clone())),
         plugin,
-        source: source_of(record),
+        source: PluginSource::of(record),
         config_json: record.config_json.clone(),
         loaded_at_ms: now_ms(),
         version: record.version,

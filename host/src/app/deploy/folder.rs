@@ -3,11 +3,11 @@
 //! version; the stored active versions stand otherwise.
 
 use super::{Candidate, Deployer, active_plugin, signature_of};
+use crate::app::config::{InstanceMode, ShopSpec, StepSpec};
+use crate::app::registry::{ActivePlugin, PluginSource, Shop};
 use crate::runtime::{digest, read_plugin};
-use crate::server::config::{InstanceMode, ShopSpec, StepSpec};
-use crate::server::shops::{ActivePlugin, PluginSource, Shop};
 use crate::step::Step;
-use crate::storage::VersionRecord;
+use crate::storage::{Actor, AuditAction, VersionRecord, VersionSource};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -15,18 +15,14 @@ use std::sync::Arc;
 
 impl Deployer {
     /// Load every shop folder under `dir` (at startup).
-    pub fn load_all(
-        &self,
-        dir: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> std::io::Result<()> {
+    pub fn load_all(&self, dir: &Path) -> std::io::Result<()> {
         let mut entries: Vec<_> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.join("shop.toml").is_file())
             .collect();
         entries.sort();
         for path in entries {
-            self.reload_shop(&path, env, "startup");
+            self.reload_shop(&path, Actor::Startup);
         }
         Ok(())
     }
@@ -34,7 +30,7 @@ impl Deployer {
     /// (Re)load one shop folder: after a change on disk, or at startup.
     /// Steps whose files did not change are left alone; a step whose new
     /// plugin or config is invalid keeps its active version.
-    pub fn reload_shop(&self, dir: &Path, env: &dyn Fn(&str) -> Option<String>, actor: &str) {
+    pub fn reload_shop(&self, dir: &Path, actor: Actor) {
         let _guard = self.guard();
         let id = dir
             .file_name()
@@ -43,20 +39,17 @@ impl Deployer {
         if !dir.join("shop.toml").is_file() {
             if self.registry.remove(&id) {
                 tracing::info!(shop = %id, "shop folder removed: no longer served");
-                self.audit(
+                self.audit(self.event(
                     &id,
-                    None,
-                    "shop-removed",
-                    None,
-                    None,
-                    "file",
+                    AuditAction::ShopRemoved,
+                    VersionSource::File,
                     actor,
                     "shop.toml is gone",
-                );
+                ));
             }
             return;
         }
-        let spec = match ShopSpec::load(dir, env) {
+        let spec = match ShopSpec::load(dir, &*self.env) {
             Ok(spec) => spec,
             Err(e) => {
                 let kept = if self.registry.get(&id).is_some() {
@@ -103,7 +96,7 @@ impl Deployer {
         step: Step,
         spec: Option<&StepSpec>,
         active: Option<Arc<ActivePlugin>>,
-        actor: &str,
+        actor: Actor,
     ) -> Result<Arc<ActivePlugin>, String> {
         let candidate = self.candidate(step, spec);
         let history = self
@@ -144,7 +137,11 @@ impl Deployer {
             // be a rollback or an API deploy). If the folder changed (a
             // file written just before a crash, or while stopped), it
             // wins, even when it matches some older version.
-            None => match history.iter().rev().find(|v| v.source != "api") {
+            None => match history
+                .iter()
+                .rev()
+                .find(|v| v.source != VersionSource::Api)
+            {
                 Some(from_folder) => signature_of(from_folder) == signature,
                 None => history.iter().any(|v| signature_of(v) == signature),
             },

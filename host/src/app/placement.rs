@@ -6,8 +6,7 @@
 //! threads or the cores that every other shop's requests need. Steps that
 //! reuse instances (Python, JS) make blocking calls on the blocking pool.
 
-use super::error::ApiError;
-use super::shops::{ActivePlugin, now_ms};
+use super::registry::{ActivePlugin, now_ms};
 use crate::runtime::{CallContext, CallOutcome, Runtime};
 use crate::step::StepInput;
 use std::future::Future;
@@ -43,13 +42,13 @@ fn used_its_budget(cpu: Duration, yields: u32) -> bool {
 }
 
 /// Run one call of `active` on `input`; the input comes back with the
-/// outcome.
+/// outcome. Fails only if the task running the call died.
 pub async fn call(
     runtime: Arc<Runtime>,
     active: Arc<ActivePlugin>,
     ctx: CallContext,
     input: StepInput,
-) -> Result<(CallOutcome, StepInput), ApiError> {
+) -> Result<(CallOutcome, StepInput), String> {
     if active.pool.is_some() {
         return blocking(move || {
             let outcome = active.call(&runtime, ctx, &input);
@@ -89,7 +88,7 @@ pub async fn call(
     slow_lane()
         .spawn(call)
         .await
-        .map_err(|e| ApiError::Storage(format!("plugin task failed: {e}")))
+        .map_err(|e| format!("plugin task failed: {e}"))
 }
 
 /// The thread that finishes slow calls. It runs in the idle scheduling
@@ -216,12 +215,10 @@ async fn poll_once<F: Future + Unpin>(mut fut: F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut fut).poll(cx))).await
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::Storage(format!("plugin task failed: {e}")))
+        .map_err(|e| format!("plugin task failed: {e}"))
 }
 
 #[cfg(all(test, target_os = "linux"))]

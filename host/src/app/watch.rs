@@ -2,6 +2,7 @@
 //! reloads that shop, off the request path.
 
 use super::deploy::Deployer;
+use crate::storage::Actor;
 use notify::RecursiveMode;
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
@@ -55,10 +56,9 @@ pub fn watch(shops_dir: &Path, deployer: Arc<Deployer>) -> notify::Result<ShopWa
                         .flat_map(|e| e.event.paths);
                     for shop in touched_shops(&root, paths) {
                         tracing::info!(shop = %shop.display(), "shop files changed: reloading");
-                        let env = |name: &str| std::env::var(name).ok();
                         metrics::counter!("kefu_shop_reloads_total", "trigger" => "file-watcher")
                             .increment(1);
-                        deployer.reload_shop(&shop, &env, "file-watcher");
+                        deployer.reload_shop(&shop, Actor::FileWatcher);
                     }
                 }
                 Err(errors) => {

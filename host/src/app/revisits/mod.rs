@@ -1,12 +1,17 @@
 //! Revisits that happen: the scheduler marks planned revisits due when
 //! their time comes and queues the shop's webhook; the outbox worker
 //! delivers at least once, with retries and an idempotency key; agents
-//! record outcomes, which close or re-plan them.
+//! record outcomes, which close or re-plan them; bulk plans run the
+//! planner for many customers at once.
 
 mod outcomes;
+mod plans;
 mod scheduler;
 #[cfg(test)]
 mod tests;
 
-pub use outcomes::{RESULTS, RevisitError, cancel, do_not_contact, record_outcome, report};
+pub use outcomes::{
+    OutcomeInput, Report, RevisitError, cancel, do_not_contact, record_outcome, report,
+};
+pub use plans::{MAX_BATCH, PlanResult, PlansReport};
 pub use scheduler::{Scheduler, TICK, spawn_outbox};

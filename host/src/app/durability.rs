@@ -6,8 +6,7 @@
 //! every [`MIN_FLUSH_INTERVAL`], so each one serves more requests (one
 //! `fsync` for many answers) at the price of at most that much extra wait.
 
-use super::error::ApiError;
-use crate::storage::Storage;
+use crate::storage::{Durable, StorageError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,11 +25,11 @@ pub struct Committer {
 
 impl Committer {
     /// Start the flusher thread. It stops when every `Committer` is gone.
-    pub fn start(storage: Arc<dyn Storage>) -> Self {
+    pub fn start(storage: Arc<dyn Durable>) -> Self {
         Self::with_interval(storage, MIN_FLUSH_INTERVAL)
     }
 
-    pub fn with_interval(storage: Arc<dyn Storage>, interval: Duration) -> Self {
+    pub fn with_interval(storage: Arc<dyn Durable>, interval: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel::<Waiter>();
         let flushes = Arc::new(AtomicU64::new(0));
         let count = flushes.clone();
@@ -47,21 +46,20 @@ impl Committer {
     }
 
     /// Wait until everything written before this call is durable.
-    pub async fn durable(&self) -> Result<(), ApiError> {
+    pub async fn durable(&self) -> Result<(), StorageError> {
+        let stopped = || StorageError::Backend("the flusher stopped".into());
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(tx)
-            .map_err(|_| ApiError::Storage("flusher stopped".into()))?;
+        self.tx.send(tx).map_err(|_| stopped())?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ApiError::Storage(e)),
-            Err(_) => Err(ApiError::Storage("flusher stopped".into())),
+            Ok(Err(e)) => Err(StorageError::Backend(e)),
+            Err(_) => Err(stopped()),
         }
     }
 }
 
 fn flusher(
-    storage: Arc<dyn Storage>,
+    storage: Arc<dyn Durable>,
     mut rx: mpsc::UnboundedReceiver<Waiter>,
     interval: Duration,
     flushes: &AtomicU64,
@@ -102,7 +100,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_waits_share_flushes_and_all_complete() {
         let dir = tempfile::tempdir().unwrap();
-        let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+        let storage: Arc<dyn Durable> = Arc::new(SledStorage::open(dir.path()).unwrap());
         let committer = Committer::with_interval(storage, Duration::from_millis(20));
         let waits: Vec<_> = (0..50)
             .map(|_| {

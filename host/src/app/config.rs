@@ -190,7 +190,7 @@ impl ShopSpec {
                     ));
                 }
                 (Some(var), None) => match env(var) {
-                    Some(key) if !key.is_empty() => Some(super::auth::sha256(key.as_bytes())),
+                    Some(key) if !key.is_empty() => Some(super::access::sha256(key.as_bytes())),
                     _ => {
                         return Err(ConfigError::new(
                             &file,

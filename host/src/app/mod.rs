@@ -1,0 +1,364 @@
+//! The application core: the shops being served and their plugin
+//! versions, step calls (quotas, placement, the decision log, durability),
+//! deploys and rollbacks, revisits and the webhook outbox. It knows nothing
+//! of HTTP: `crate::server` is one transport over it, and tests drive it
+//! directly through [`App::open`].
+
+mod access;
+mod config;
+mod deploy;
+mod durability;
+mod metrics;
+mod placement;
+mod quota;
+mod registry;
+mod revisits;
+mod run;
+mod views;
+mod watch;
+
+pub use access::{AccessError, Caller};
+pub use config::{ConfigError, InstanceMode, ServerConfig, ShopSpec, StepSpec};
+pub use deploy::DeployError;
+pub use quota::{QuotaExceeded, Quotas};
+pub use registry::{LoadFailure, PluginSource, Shop, now_ms};
+pub use revisits::{
+    MAX_BATCH, OutcomeInput, PlanResult, PlansReport, Report, RevisitError, Scheduler,
+    TICK as SCHEDULER_TICK,
+};
+pub use run::{PluginInfo, StepAnswer, StepCall, StepError};
+pub use views::{ActivePluginView, PluginsView, VersionView, VersionsView};
+
+use crate::error::LoadError;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::step::Step;
+use crate::storage::{
+    Actor, AuditEvent, Decision, DecisionQuery, RefundRecord, RevisitRecord, RevisitStatus,
+    SledStorage, Storage, StorageError,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Looks up environment variables (shop keys, the admin token): the
+/// process environment when serving, a map in tests.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The process environment.
+pub fn process_env() -> Env {
+    Arc::new(|name: &str| std::env::var(name).ok())
+}
+
+/// Why the application could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the data directory {path}: {source} (is another kefu using it?)")]
+    Storage { path: String, source: StorageError },
+    #[error("cannot start the plugin runtime: {0}")]
+    Runtime(#[from] LoadError),
+    #[error("cannot read the shops directory {path}: {source}")]
+    Shops {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
+}
+
+/// The running application. Built by [`App::open`]; shared behind an
+/// `Arc` by every transport and background worker.
+pub struct App {
+    config: ServerConfig,
+    runtime: Arc<Runtime>,
+    registry: Arc<registry::Registry>,
+    deployer: Arc<deploy::Deployer>,
+    storage: Arc<dyn Storage>,
+    committer: durability::Committer,
+    /// SHA-256 of the admin token, if one is set.
+    admin: Option<[u8; 32]>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    ready: AtomicBool,
+    meter: quota::Meter,
+    /// `kefu_answer_duration_seconds` of each step, in `Step::ALL` order:
+    /// kept rather than looked up by label on every request.
+    answer_durations: [::metrics::Histogram; Step::ALL.len()],
+}
+
+/// The background workers of an open app: the shops-folder watcher, the
+/// revisit scheduler, the webhook outbox and decision-log retention. They
+/// stop when this is dropped.
+pub struct Background {
+    stop: Arc<AtomicBool>,
+    _watcher: watch::ShopWatcher,
+    retention: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.retention.abort();
+    }
+}
+
+impl App {
+    /// Open the store, start the runtime and load every shop folder. Shop
+    /// keys and the admin token are read through `env`. Nothing runs in the
+    /// background until [`App::start_background`].
+    pub async fn open(config: ServerConfig, env: Env) -> Result<Arc<App>, OpenError> {
+        let storage: Arc<dyn Storage> = Arc::new(
+            SledStorage::open_with_cache(&config.data_dir, config.storage_cache_mib << 20)
+                .map(|s| s.with_state_quota(config.quotas.state_kib * 1024))
+                .map_err(|source| OpenError::Storage {
+                    path: config.data_dir.display().to_string(),
+                    source,
+                })?,
+        );
+        let runtime = Arc::new(Runtime::new(RuntimeConfig {
+            cache_dir: Some(config.cache_dir()),
+            limits: config.limits.clone(),
+        })?);
+        let metrics = metrics::handle().map_err(OpenError::Metrics)?;
+        let registry = Arc::new(registry::Registry::empty());
+        let deployer = Arc::new(deploy::Deployer::new(
+            runtime.clone(),
+            storage.clone(),
+            registry.clone(),
+            env.clone(),
+        ));
+        {
+            let deployer = deployer.clone();
+            let dir = config.shops_dir.clone();
+            tokio::task::spawn_blocking(move || deployer.load_all(&dir))
+                .await
+                .map_err(|e| OpenError::Shops {
+                    path: config.shops_dir.display().to_string(),
+                    source: std::io::Error::other(e),
+                })?
+                .map_err(|source| OpenError::Shops {
+                    path: config.shops_dir.display().to_string(),
+                    source,
+                })?;
+        }
+        let admin = env(&config.admin_token_env)
+            .filter(|t| !t.is_empty())
+            .map(|t| access::sha256(t.as_bytes()));
+        if admin.is_none() {
+            tracing::warn!(var = %config.admin_token_env, "no admin token set: admin endpoints are closed");
+        }
+        Ok(Arc::new(App {
+            committer: durability::Committer::start(storage.clone()),
+            config,
+            runtime,
+            registry,
+            deployer,
+            storage,
+            admin,
+            metrics,
+            ready: AtomicBool::new(false),
+            meter: quota::Meter::default(),
+            answer_durations: Step::ALL.map(
+                |step| ::metrics::histogram!("kefu_answer_duration_seconds", "step" => step.world()),
+            ),
+        }))
+    }
+
+    /// Start the background workers; they stop when the handle is dropped.
+    /// Must be called within a tokio runtime.
+    pub fn start_background(self: &Arc<Self>) -> Result<Background, OpenError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = watch::watch(&self.config.shops_dir, self.deployer.clone()).map_err(|e| {
+            OpenError::Shops {
+                path: self.config.shops_dir.display().to_string(),
+                source: std::io::Error::other(e),
+            }
+        })?;
+        Scheduler::new(self.storage.clone(), self.registry.clone()).spawn(stop.clone());
+        revisits::spawn_outbox(self.storage.clone(), stop.clone());
+        let retention = spawn_retention(self.storage.clone(), self.config.decision_retention_days);
+        Ok(Background {
+            stop,
+            _watcher: watcher,
+            retention,
+        })
+    }
+
+    /// The config the app was opened with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Mark the app ready (shops loaded, transport listening).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The shop `id`, if it is served.
+    pub fn shop(&self, id: &str) -> Option<Arc<Shop>> {
+        self.registry.get(id)
+    }
+
+    /// The ids of every shop served, sorted.
+    pub fn shop_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.registry.all().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// How many shops are served, and how many loads failed.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.registry.all().len(), self.registry.failures().len())
+    }
+
+    /// SHA-256 of the admin token, if one is set.
+    pub fn admin_digest(&self) -> Option<&[u8; 32]> {
+        self.admin.as_ref()
+    }
+
+    /// Largest request body, in bytes.
+    pub fn max_body(&self) -> usize {
+        self.config.max_body_kib * 1024
+    }
+
+    /// The answer-duration histogram of `step`.
+    pub fn answer_duration(&self, step: Step) -> &::metrics::Histogram {
+        &self.answer_durations[step as usize]
+    }
+
+    /// Group-commit flushes so far.
+    pub fn flushes(&self) -> u64 {
+        self.committer.flushes()
+    }
+
+    /// Wait until everything written so far is durable.
+    pub async fn durable(&self) -> Result<(), StorageError> {
+        self.committer.durable().await
+    }
+
+    /// The Prometheus text of every metric, with the shop gauges counted
+    /// now.
+    pub fn render_metrics(&self) -> String {
+        metrics::record_shop_gauges(&self.registry);
+        self.metrics.render()
+    }
+
+    /// Decision-log entries of a shop.
+    pub fn decisions(&self, query: &DecisionQuery) -> Result<Vec<Decision>, StorageError> {
+        self.storage.decisions(query)
+    }
+
+    /// A shop's refund decisions, newest first.
+    pub fn refunds(&self, shop: &str, limit: usize) -> Result<Vec<RefundRecord>, StorageError> {
+        self.storage.refunds(shop, limit)
+    }
+
+    /// A shop's revisits, earliest due first.
+    pub fn revisits(
+        &self,
+        shop: &str,
+        status: Option<RevisitStatus>,
+        limit: usize,
+    ) -> Result<Vec<RevisitRecord>, StorageError> {
+        self.storage.revisits(shop, status, limit)
+    }
+
+    /// The deploy audit, of one shop or all, newest first.
+    pub fn audit(&self, shop: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, StorageError> {
+        self.storage.audit(shop, limit)
+    }
+
+    /// Deploy an uploaded component as the next version of a shop's step
+    /// (blocking: it compiles).
+    pub fn deploy(
+        &self,
+        shop: &str,
+        step: Step,
+        bytes: Vec<u8>,
+        actor: Actor,
+    ) -> Result<VersionView, DeployError> {
+        let record = self.deployer.deploy_api(shop, step, bytes, actor)?;
+        Ok(VersionView::active(&record))
+    }
+
+    /// Roll a shop's step back to version `to`, or the one before the
+    /// active one (blocking: it may compile).
+    pub fn rollback(
+        &self,
+        shop: &str,
+        step: Step,
+        to: Option<u64>,
+        actor: Actor,
+    ) -> Result<VersionView, DeployError> {
+        let record = self.deployer.rollback(shop, step, to, actor)?;
+        Ok(VersionView::active(&record))
+    }
+
+    /// Reload one shop folder now, as the watcher does after a change.
+    pub fn reload_shop(&self, dir: &std::path::Path, actor: Actor) {
+        self.deployer.reload_shop(dir, actor);
+    }
+
+    /// Record an agent's attempt at revisit `id` of `shop`, now; durable
+    /// when it returns.
+    pub async fn record_outcome(
+        &self,
+        shop: &str,
+        id: u64,
+        input: OutcomeInput,
+    ) -> Result<RevisitRecord, RevisitError> {
+        let at = chrono::Utc::now().timestamp();
+        let revisit = revisits::record_outcome(self.storage.as_ref(), shop, id, at, input)?;
+        self.durable().await?;
+        Ok(revisit)
+    }
+
+    /// Cancel revisit `id` of `shop`; durable when it returns.
+    pub async fn cancel_revisit(&self, shop: &str, id: u64) -> Result<RevisitRecord, RevisitError> {
+        let revisit = revisits::cancel(self.storage.as_ref(), shop, id)?;
+        self.durable().await?;
+        Ok(revisit)
+    }
+
+    /// Mark a customer do-not-contact (cancelling their open revisits, and
+    /// how many) or clear the mark; durable when it returns.
+    pub async fn set_do_not_contact(
+        &self,
+        shop: &str,
+        customer: &str,
+        on: bool,
+    ) -> Result<usize, StorageError> {
+        let cancelled = if on {
+            revisits::do_not_contact(self.storage.as_ref(), shop, customer)?
+        } else {
+            self.storage.set_do_not_contact(shop, customer, false)?;
+            0
+        };
+        self.durable().await?;
+        Ok(cancelled)
+    }
+
+    /// The revisit report of `shop` over revisits due in `[from, to)`.
+    pub fn revisit_report(&self, shop: &str, from: i64, to: i64) -> Result<Report, StorageError> {
+        revisits::report(self.storage.as_ref(), shop, from, to)
+    }
+}
+
+/// Prune the decision log hourly, starting now.
+fn spawn_retention(storage: Arc<dyn Storage>, days: u64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let cutoff = now_ms() - (days as i64) * 86_400_000;
+            let storage = storage.clone();
+            match tokio::task::spawn_blocking(move || storage.prune_decisions(cutoff)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "decision log pruned"),
+                Ok(Err(e)) => tracing::error!(error = %e, "decision log pruning failed"),
+                _ => {}
+            }
+        }
+    })
+}

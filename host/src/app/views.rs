@@ -1,0 +1,166 @@
+//! What the application shows of its plugins and versions: response types
+//! apart from the stored records.
+
+use super::App;
+use super::DeployError;
+use super::registry::{LoadFailure, PluginSource};
+use crate::step::Step;
+use crate::storage::{Actor, VersionRecord, VersionSource};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+
+/// One shop step in the plugin listing.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum ActivePluginView {
+    /// Serving a plugin.
+    Active {
+        shop: String,
+        #[schema(value_type = String)]
+        step: Step,
+        digest: String,
+        version: u64,
+        source: PluginSource,
+        /// "fresh" (an instance per call) or "reuse".
+        instances: &'static str,
+        loaded_at_ms: i64,
+        calls: u64,
+        errors: u64,
+    },
+    /// No working plugin: why.
+    Unavailable {
+        shop: String,
+        #[schema(value_type = String)]
+        step: Step,
+        reason: String,
+    },
+}
+
+/// `GET /v1/plugins`: every shop step, and what failed to load.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PluginsView {
+    pub plugins: Vec<ActivePluginView>,
+    pub failures: Vec<LoadFailure>,
+    /// Components compiled since start (not found in the disk cache).
+    pub compilations: u64,
+}
+
+/// A version of a shop's step as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VersionView {
+    pub version: u64,
+    pub digest: String,
+    #[schema(value_type = String)]
+    pub source: VersionSource,
+    pub path: Option<String>,
+    pub reuse: bool,
+    #[schema(value_type = String)]
+    pub actor: Actor,
+    pub at_ms: i64,
+    /// "active" or "inactive".
+    pub status: &'static str,
+    /// The plugin config (JSON), on a deploy's or rollback's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+}
+
+impl VersionView {
+    fn of(v: &VersionRecord, active: bool) -> Self {
+        VersionView {
+            version: v.version,
+            digest: v.digest.clone(),
+            source: v.source,
+            path: v.path.clone(),
+            reuse: v.reuse,
+            actor: v.actor,
+            at_ms: v.at_ms,
+            status: if active { "active" } else { "inactive" },
+            config: None,
+        }
+    }
+
+    /// The version just made active, with its config.
+    pub fn active(v: &VersionRecord) -> Self {
+        VersionView {
+            config: Some(
+                serde_json::from_str(&v.config_json)
+                    .unwrap_or(serde_json::Value::String(v.config_json.clone())),
+            ),
+            ..Self::of(v, true)
+        }
+    }
+}
+
+/// `GET .../steps/{step}/versions`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VersionsView {
+    pub shop: String,
+    #[schema(value_type = String)]
+    pub step: Step,
+    pub active: Option<u64>,
+    pub versions: Vec<VersionView>,
+}
+
+impl App {
+    /// Every shop step: its active plugin or why it has none.
+    pub fn plugins(&self) -> PluginsView {
+        let shops = self.registry.all();
+        let mut ids: Vec<&String> = shops.keys().collect();
+        ids.sort();
+        let mut plugins = Vec::new();
+        for id in ids {
+            let shop = &shops[id];
+            for step in Step::ALL {
+                if let Some(active) = shop.steps.get(&step) {
+                    plugins.push(ActivePluginView::Active {
+                        shop: shop.id.clone(),
+                        step,
+                        digest: active.plugin.digest().to_string(),
+                        version: active.version,
+                        source: active.source.clone(),
+                        instances: if active.pool.is_some() {
+                            "reuse"
+                        } else {
+                            "fresh"
+                        },
+                        loaded_at_ms: active.loaded_at_ms,
+                        calls: active.calls.load(Ordering::Relaxed),
+                        errors: active.errors.load(Ordering::Relaxed),
+                    });
+                } else if let Some(reason) = shop.unavailable_reason(step) {
+                    plugins.push(ActivePluginView::Unavailable {
+                        shop: shop.id.clone(),
+                        step,
+                        reason: reason.to_string(),
+                    });
+                }
+            }
+        }
+        PluginsView {
+            plugins,
+            failures: self.registry.failures(),
+            compilations: self.runtime.compilations(),
+        }
+    }
+
+    /// The versions of a served shop's step, oldest first.
+    pub fn versions(&self, shop: &str, step: Step) -> Result<VersionsView, DeployError> {
+        if self.registry.get(shop).is_none() {
+            return Err(DeployError::UnknownShop(shop.to_string()));
+        }
+        let active = self.storage.active(shop, step)?;
+        let versions = self
+            .storage
+            .versions(shop, step)?
+            .iter()
+            .map(|v| VersionView::of(v, Some(v.version) == active))
+            .collect();
+        Ok(VersionsView {
+            shop: shop.to_string(),
+            step,
+            active,
+            versions,
+        })
+    }
+}

@@ -1,0 +1,183 @@
+//! Extractors: who may call (a shop's key, or the admin token), the step
+//! named in the path, and bodies and queries whose rejections speak the
+//! API's error format.
+
+use super::auth::presented_key;
+use super::error::ApiError;
+use crate::app::{App, Shop};
+use crate::step::Step;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// The `{shop}` path parameter.
+async fn shop_param(parts: &mut Parts, app: &Arc<App>) -> Result<String, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, app)
+        .await
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    params
+        .iter()
+        .find(|(name, _)| *name == "shop")
+        .map(|(_, value)| value.to_string())
+        .ok_or_else(|| ApiError::NotFound("no shop in the path".into()))
+}
+
+/// A shop opened with its own key or the admin token: reading a shop's
+/// records and the agents' work on its revisits.
+pub struct ShopAccess(pub Arc<Shop>);
+
+impl FromRequestParts<Arc<App>> for ShopAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let id = shop_param(parts, app).await?;
+        let (shop, _) = app.shop_access(&id, presented_key(&parts.headers), true)?;
+        Ok(ShopAccess(shop))
+    }
+}
+
+/// A shop opened with its own key only: running its steps.
+pub struct ShopKey(pub Arc<Shop>);
+
+impl FromRequestParts<Arc<App>> for ShopKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let id = shop_param(parts, app).await?;
+        let (shop, _) = app.shop_access(&id, presented_key(&parts.headers), false)?;
+        Ok(ShopKey(shop))
+    }
+}
+
+/// The admin token.
+pub struct AdminAccess;
+
+impl FromRequestParts<Arc<App>> for AdminAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        app.admin_access(presented_key(&parts.headers))?;
+        Ok(AdminAccess)
+    }
+}
+
+/// The `{step}` path parameter: a step's name or its endpoint's.
+pub struct StepParam(pub Step);
+
+impl FromRequestParts<Arc<App>> for StepParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, app)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let name = params
+            .iter()
+            .find(|(name, _)| *name == "step")
+            .map(|(_, value)| value)
+            .unwrap_or_default();
+        Step::from_name_or_endpoint(name)
+            .map(StepParam)
+            .ok_or_else(|| ApiError::UnknownStep(name.to_string()))
+    }
+}
+
+/// A query string; a bad one is `invalid_query` naming the problem.
+pub struct AppQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| AppQuery(t))
+            .map_err(|e| ApiError::InvalidQuery(e.body_text()))
+    }
+}
+
+/// How large a route's body may be, in KiB (the same figure its
+/// `DefaultBodyLimit` layer enforces, so a 413 names it).
+pub trait BodyLimit: Send + Sync + 'static {
+    fn kib(app: &App) -> usize;
+}
+
+/// The server config's `max_body_kib`: step calls and small bodies.
+pub struct Configured;
+impl BodyLimit for Configured {
+    fn kib(app: &App) -> usize {
+        app.max_body() / 1024
+    }
+}
+
+/// A deployed component (Python and JavaScript components carry their
+/// interpreter: tens of MB).
+pub struct Component;
+/// Largest component accepted by the deploy API, bytes.
+pub const MAX_COMPONENT_BYTES: usize = 128 << 20;
+impl BodyLimit for Component {
+    fn kib(_: &App) -> usize {
+        MAX_COMPONENT_BYTES / 1024
+    }
+}
+
+/// A bulk revisit plan.
+pub struct BulkPlan;
+/// Largest bulk-plan body, bytes.
+pub const MAX_PLANS_BYTES: usize = 64 << 20;
+impl BodyLimit for BulkPlan {
+    fn kib(_: &App) -> usize {
+        MAX_PLANS_BYTES / 1024
+    }
+}
+
+/// A request body as bytes; over the limit it is `body_too_large`.
+pub struct AppBody<L: BodyLimit = Configured>(pub Bytes, pub PhantomData<L>);
+
+impl<L: BodyLimit> FromRequest<Arc<App>> for AppBody<L> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, ApiError> {
+        Bytes::from_request(req, app)
+            .await
+            .map(|bytes| AppBody(bytes, PhantomData))
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(L::kib(app)),
+                _ => ApiError::BadRequest(e.body_text()),
+            })
+    }
+}
+
+/// A JSON body (whatever its content type); an error names the field's
+/// path (`invalid_field`) or the syntax error (`invalid_json`).
+pub struct AppJson<T, L: BodyLimit = Configured>(pub T, pub PhantomData<L>);
+
+impl<T: DeserializeOwned, L: BodyLimit> FromRequest<Arc<App>> for AppJson<T, L> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, ApiError> {
+        let AppBody(bytes, _) = AppBody::<L>::from_request(req, app).await?;
+        parse_json(&bytes).map(|t| AppJson(t, PhantomData))
+    }
+}
+
+/// Parse JSON, naming the offending field's path.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        if e.inner().is_data() {
+            ApiError::InvalidField {
+                path: e.path().to_string(),
+                message: e.inner().to_string(),
+            }
+        } else {
+            ApiError::InvalidJson(e.inner().to_string())
+        }
+    })?;
+    de.end().map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    Ok(value)
+}

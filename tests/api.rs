@@ -1,0 +1,670 @@
+//! The HTTP API in process: the application opened with `App::open` and
+//! its router called with `tower::ServiceExt::oneshot`, no server process
+//! or socket. Auth, error codes, quotas, body limits, deploys and
+//! rollbacks, revisit management. (Kill -9, swaps under load, load and the
+//! CLI stay with the tests that drive the real binary.)
+
+mod support;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use kefu::app::{App, Env, ServerConfig};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const TEA_KEY: &str = "key-tea";
+const CRM_KEY: &str = "key-crm";
+const ADMIN: &str = "admin-token";
+
+/// An app over two shops: `tea` (the bundled defaults) and `crm` (its
+/// planner reminds unpaid orders at once).
+struct Api {
+    app: Arc<App>,
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+fn write_shops(shops: &Path) {
+    std::fs::create_dir_all(shops.join("tea")).unwrap();
+    std::fs::write(
+        shops.join("tea/shop.toml"),
+        "name = \"山野茶油旗舰店\"\napi_key_env = \"KEY_TEA\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(shops.join("crm")).unwrap();
+    std::fs::write(
+        shops.join("crm/shop.toml"),
+        "name = \"crm\"\napi_key_env = \"KEY_CRM\"\n\n[steps.revisit-planner]\nconfig = { unpaid_after_hours = 0 }\n",
+    )
+    .unwrap();
+}
+
+impl Api {
+    async fn open(configure: impl FnOnce(&mut ServerConfig)) -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let shops = dir.path().join("shops");
+        write_shops(&shops);
+        let mut config = ServerConfig {
+            data_dir: dir.path().join("data"),
+            shops_dir: shops,
+            cache_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("kefu-cache")),
+            admin_token_env: "ADMIN".into(),
+            ..ServerConfig::default()
+        };
+        configure(&mut config);
+        let vars: HashMap<&str, &str> =
+            HashMap::from([("KEY_TEA", TEA_KEY), ("KEY_CRM", CRM_KEY), ("ADMIN", ADMIN)]);
+        let env: Env = Arc::new(move |name: &str| vars.get(name).map(|v| v.to_string()));
+        let app = App::open(config, env).await.expect("the app opens");
+        Api {
+            router: kefu::server::router(app.clone()),
+            app,
+            _dir: dir,
+        }
+    }
+
+    /// One request; (status, JSON or text body, headers).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value, HeaderMap) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (parts.status, value, parts.headers)
+    }
+
+    async fn get(&self, path: &str, key: Option<&str>) -> (StatusCode, Value) {
+        let (status, body, _) = self.call(Method::GET, path, key, Body::empty()).await;
+        (status, body)
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
+        let (status, body, _) = self.call(Method::POST, path, key, body).await;
+        (status, body)
+    }
+}
+
+fn example(path: &str) -> Vec<u8> {
+    std::fs::read(support::example(&format!("requests/{path}.json"))).unwrap()
+}
+
+/// (status, error code) of an answer.
+fn code(answer: &(StatusCode, Value)) -> (u16, &str) {
+    (
+        answer.0.as_u16(),
+        answer.1["error"]["code"].as_str().unwrap_or("(none)"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_answers_through_the_router_and_its_decision_is_logged() {
+    let api = Api::open(|_| {}).await;
+    let (status, answer) = api
+        .post(
+            "/v1/shops/tea/greeting",
+            Some(TEA_KEY),
+            example("greeting/discount"),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["output"]["reply"].as_str().unwrap().contains("您好"),
+        "{answer}"
+    );
+    assert_eq!(answer["plugin"]["source"]["kind"], "bundled");
+    assert_eq!(answer["step"], "greeting");
+    let id = answer["decision_id"].as_u64().unwrap();
+    // Acknowledged means flushed.
+    assert!(api.app.flushes() >= 1);
+    let (status, log) = api
+        .get("/v1/shops/tea/decisions?step=greeting", Some(TEA_KEY))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(log["decisions"][0]["id"], id);
+    // The world's name works as the endpoint too.
+    let (status, _) = api
+        .post(
+            "/v1/shops/tea/refund-policy",
+            Some(TEA_KEY),
+            example("refund-policy/unshipped"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, refunds) = api.get("/v1/shops/tea/refunds", Some(ADMIN)).await;
+    assert_eq!(
+        refunds["refunds"][0]["decision"]["outcome"], "Approve",
+        "{refunds}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_open_only_their_own_shop_and_only_the_admin_learns_what_exists() {
+    let api = Api::open(|_| {}).await;
+    let body = || example("greeting/first-visit");
+    assert_eq!(
+        code(&api.post("/v1/shops/tea/greeting", None, body()).await),
+        (401, "unauthorized")
+    );
+    assert_eq!(
+        code(
+            &api.post("/v1/shops/tea/greeting", Some("nope"), body())
+                .await
+        ),
+        (403, "forbidden")
+    );
+    assert_eq!(
+        code(
+            &api.post("/v1/shops/tea/greeting", Some(CRM_KEY), body())
+                .await
+        ),
+        (403, "forbidden")
+    );
+    // The admin token reads a shop's records but does not run its steps.
+    assert_eq!(
+        code(
+            &api.post("/v1/shops/tea/greeting", Some(ADMIN), body())
+                .await
+        ),
+        (403, "forbidden")
+    );
+    assert_eq!(api.get("/v1/shops/tea/refunds", Some(ADMIN)).await.0, 200);
+    // Unknown shops: a shop key learns nothing, the admin learns it.
+    assert_eq!(
+        code(
+            &api.post("/v1/shops/nope/greeting", Some(TEA_KEY), body())
+                .await
+        ),
+        (403, "forbidden")
+    );
+    assert_eq!(
+        code(&api.post("/v1/shops/nope/greeting", None, body()).await),
+        (401, "unauthorized")
+    );
+    assert_eq!(
+        code(&api.get("/v1/shops/nope/decisions", Some(ADMIN)).await),
+        (404, "unknown_shop")
+    );
+    // Admin endpoints.
+    assert_eq!(
+        code(&api.get("/v1/plugins", Some(TEA_KEY)).await),
+        (403, "forbidden")
+    );
+    assert_eq!(
+        code(&api.get("/v1/audit", None).await),
+        (401, "unauthorized")
+    );
+    let (status, plugins) = api.get("/v1/plugins", Some(ADMIN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        plugins["plugins"].as_array().unwrap().len(),
+        8,
+        "two shops, four steps"
+    );
+    assert_eq!(plugins["plugins"][0]["status"], "active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_of_every_kind_gets_its_code_and_the_shop_keeps_answering() {
+    let api = Api::open(|c| c.max_body_kib = 16).await;
+    let greet = |body: Vec<u8>| api.post("/v1/shops/tea/greeting", Some(TEA_KEY), body);
+    assert_eq!(
+        code(&greet(b"{\"customer\": ".to_vec()).await),
+        (400, "invalid_json")
+    );
+    let mut trailing = example("greeting/first-visit");
+    trailing.extend_from_slice(b" {}");
+    let answer = greet(trailing).await;
+    assert_eq!(code(&answer), (400, "invalid_json"));
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trailing")
+    );
+    let answer = greet(br#"{"customer":{"id":"x","nickname":"n","member_level":null,"order_count":"many","returning":false},"message":"","agent_name":null}"#.to_vec()).await;
+    assert_eq!(code(&answer), (400, "invalid_field"));
+    assert_eq!(answer.1["error"]["field"], "customer.order_count");
+    assert_eq!(
+        code(&greet(vec![b' '; 20 * 1024]).await),
+        (413, "body_too_large")
+    );
+    assert_eq!(
+        code(
+            &api.post("/v1/shops/tea/farewell", Some(TEA_KEY), "{}")
+                .await
+        ),
+        (404, "unknown_step")
+    );
+    for path in [
+        "/v1/shops/tea/refunds?limit=0",
+        "/v1/shops/tea/decisions?limit=abc",
+        "/v1/shops/tea/decisions?step=farewell",
+        "/v1/shops/tea/revisits?status=lost",
+        "/v1/shops/tea/revisits/report?period=year",
+    ] {
+        assert_eq!(
+            code(&api.get(path, Some(TEA_KEY)).await),
+            (400, "invalid_query"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        code(&api.get("/v2/anything", None).await),
+        (404, "not_found")
+    );
+    assert_eq!(greet(example("greeting/first-visit")).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_over_its_quota_gets_429_with_retry_after_and_the_others_answer() {
+    // Each shop may log 2 KiB of requests per window: a few requests.
+    let api = Api::open(|c| c.quotas.log_kib_per_window = 2).await;
+    let body = example("greeting/first-visit");
+    let mut refused = None;
+    for _ in 0..20 {
+        let answer = api
+            .call(
+                Method::POST,
+                "/v1/shops/tea/greeting",
+                Some(TEA_KEY),
+                body.clone(),
+            )
+            .await;
+        if answer.0 == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(answer);
+            break;
+        }
+        assert_eq!(answer.0, 200, "{}", answer.1);
+    }
+    let (_, err, headers) = refused.expect("the shop runs into its quota");
+    assert_eq!(err["error"]["code"], "quota_exceeded");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("decision log"),
+        "{err}"
+    );
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=11).contains(&retry), "Retry-After {retry}");
+    assert_eq!(
+        code(
+            &api.post("/v1/shops/tea/greeting", Some(TEA_KEY), body.clone())
+                .await
+        ),
+        (429, "quota_exceeded"),
+        "refused again within the window"
+    );
+    let other = api
+        .post(
+            "/v1/shops/crm/greeting",
+            Some(CRM_KEY),
+            example("greeting/first-visit"),
+        )
+        .await;
+    assert_eq!(other.0, 200, "another shop is not affected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_rollback_and_the_audit_through_the_api() {
+    let api = Api::open(|_| {}).await;
+    let versions = "/v1/shops/tea/steps/refund-policy/versions";
+    let (status, listed) = api.get(versions, Some(ADMIN)).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["active"], 1);
+    assert_eq!(listed["versions"][0]["source"], "bundled");
+    assert_eq!(listed["versions"][0]["actor"], "startup");
+
+    // Not WebAssembly: refused by name, v1 keeps serving.
+    let (status, err) = api
+        .post(versions, Some(ADMIN), "half-written garbage")
+        .await;
+    assert_eq!(
+        (status.as_u16(), err["error"]["code"].as_str()),
+        (422, Some("plugin_rejected")),
+        "{err}"
+    );
+    // Another world's component is refused naming the export it lacks.
+    let greeting = kefu::default_plugin(kefu::Step::Greeting).to_vec();
+    let (status, err) = api.post(versions, Some(ADMIN), greeting).await;
+    assert_eq!(status, 422);
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("decide"),
+        "{err}"
+    );
+    assert_eq!(
+        code(&api.post(versions, Some(TEA_KEY), "x").await),
+        (403, "forbidden")
+    );
+
+    // The refund policy's own component, uploaded: version 2.
+    let refund = kefu::default_plugin(kefu::Step::RefundPolicy).to_vec();
+    let (status, deployed) = api
+        .post(
+            "/v1/shops/tea/steps/refund-decision/versions",
+            Some(ADMIN),
+            refund,
+        )
+        .await;
+    assert_eq!(status, 201, "{deployed}");
+    assert_eq!(deployed["version"]["version"], 2);
+    assert_eq!(deployed["version"]["source"], "api");
+    assert_eq!(deployed["version"]["config"], json!({}));
+    let (_, answer) = api
+        .post(
+            "/v1/shops/tea/refund-decision",
+            Some(TEA_KEY),
+            example("refund-policy/unshipped"),
+        )
+        .await;
+    assert_eq!(answer["plugin"]["version"], 2);
+
+    let rollback = "/v1/shops/tea/steps/refund-policy/rollback";
+    let (status, back) = api.post(rollback, Some(ADMIN), "").await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(back["version"]["version"], 1);
+    assert_eq!(
+        code(&api.post(rollback, Some(ADMIN), r#"{"version": 9}"#).await),
+        (404, "not_found")
+    );
+    assert_eq!(
+        code(&api.post(rollback, Some(ADMIN), "{").await),
+        (400, "invalid_json")
+    );
+    let (_, answer) = api
+        .post(
+            "/v1/shops/tea/refund-decision",
+            Some(TEA_KEY),
+            example("refund-policy/unshipped"),
+        )
+        .await;
+    assert_eq!(answer["plugin"]["version"], 1);
+
+    let (_, audit) = api.get("/v1/audit?shop=tea", Some(ADMIN)).await;
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &actions[..4],
+        ["rolled-back", "activated", "rejected", "rejected"],
+        "{audit}"
+    );
+}
+
+/// An unpaid-order revisit request due at `due` for customer `c{i}`.
+fn unpaid(i: usize, due: i64) -> Value {
+    let mut req: Value = serde_json::from_slice(&example("revisit-planner/unpaid")).unwrap();
+    req["customer"]["id"] = json!(format!("c{i}"));
+    req["trigger"]["Unpaid"]["created_at"] = json!(due);
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisits_are_planned_worked_and_reported_through_the_api() {
+    let api = Api::open(|_| {}).await;
+    let later = chrono::Utc::now().timestamp() + 3600;
+    let plans = json!({ "requests": [unpaid(1, later), unpaid(2, later), unpaid(3, later)] });
+    let (status, out) = api
+        .post(
+            "/v1/shops/crm/revisit-plans",
+            Some(CRM_KEY),
+            plans.to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), out["planned"].as_u64()),
+        (200, Some(3)),
+        "{out}"
+    );
+    let bad = json!({ "requests": [unpaid(4, later), {"customer": 5}] });
+    let answer = api
+        .post(
+            "/v1/shops/crm/revisit-plans",
+            Some(CRM_KEY),
+            bad.to_string(),
+        )
+        .await;
+    assert_eq!(code(&answer), (400, "invalid_field"));
+    assert_eq!(answer.1["error"]["field"], "requests[1].customer");
+    // ...and planned nothing, not even the valid request before it.
+
+    let (_, planned) = api
+        .get("/v1/shops/crm/revisits?status=planned", Some(CRM_KEY))
+        .await;
+    let ids: Vec<u64> = planned["revisits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{planned}");
+    async fn outcome_of(api: &Api, id: u64, body: &'static str) -> (StatusCode, Value) {
+        let path = format!("/v1/shops/crm/revisits/{id}/outcome");
+        api.post(&path, Some(CRM_KEY), body).await
+    }
+    let outcome = |id, body| outcome_of(&api, id, body);
+    let (status, done) = outcome(
+        ids[0],
+        r#"{"result":"reached","satisfaction":5,"agent":"慧兰"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["revisit"]["status"], "done");
+    assert_eq!(
+        code(&outcome(ids[0], r#"{"result":"reached"}"#).await),
+        (400, "bad_request")
+    );
+    let answer = outcome(ids[1], r#"{"result":"reached","satisfaction":"high"}"#).await;
+    assert_eq!(
+        (code(&answer), answer.1["error"]["field"].as_str()),
+        ((400, "invalid_field"), Some("satisfaction"))
+    );
+    assert_eq!(
+        code(&outcome(ids[1], r#"{"result":"maybe"}"#).await),
+        (400, "invalid_field")
+    );
+    assert_eq!(
+        code(&outcome(999_999, r#"{"result":"reached"}"#).await),
+        (404, "not_found")
+    );
+    let (status, cancelled) = api
+        .post(
+            &format!("/v1/shops/crm/revisits/{}/cancel", ids[1]),
+            Some(CRM_KEY),
+            "",
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), cancelled["revisit"]["status"].as_str()),
+        (200, Some("cancelled"))
+    );
+    let (status, out) = api
+        .post(
+            "/v1/shops/crm/customers/c3/do-not-contact",
+            Some(CRM_KEY),
+            "",
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), out["cancelled_revisits"].as_u64()),
+        (200, Some(1)),
+        "{out}"
+    );
+
+    let path = format!(
+        "/v1/shops/crm/revisits/report?from={}&to={}",
+        later - 10,
+        later + 10
+    );
+    let (status, report) = api.get(&path, Some(CRM_KEY)).await;
+    assert_eq!(status, 200, "{report}");
+    let counts = ["planned", "done", "cancelled", "reached"].map(|k| report[k].as_u64());
+    assert_eq!(counts, [Some(3), Some(1), Some(2), Some(1)], "{report}");
+    assert_eq!(report["satisfaction_distribution"]["5"], 1);
+    // Nothing of crm's is tea's.
+    let (_, tea) = api.get("/v1/shops/tea/revisits", Some(TEA_KEY)).await;
+    assert!(tea["revisits"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_runs_a_step_without_any_transport() {
+    let api = Api::open(|_| {}).await;
+    let shop = api.app.shop("tea").expect("tea is served");
+    let call = api
+        .app
+        .step_call(shop.clone(), kefu::Step::RefundPolicy)
+        .unwrap();
+    let answer = call
+        .run(&example("refund-policy/over-threshold"))
+        .await
+        .unwrap();
+    let output: Value = serde_json::from_str(answer.output.get()).unwrap();
+    assert!(output["outcome"].get("Escalate").is_some(), "{output}");
+    let call = api.app.step_call(shop, kefu::Step::RefundPolicy).unwrap();
+    let err = call.run(b"{\"order\": 1}").await.unwrap_err();
+    assert!(
+        matches!(&err, kefu::app::StepError::InvalidField { path, .. } if path == "order"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_written_by_the_previous_release_opens_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = support::root().join("tests/fixtures/store-0.1.0.tar.gz");
+    let untar = std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let data = dir.path().join("data");
+    let api = Api::open(|c| c.data_dir = data).await;
+
+    let (status, log) = api.get("/v1/shops/tea/decisions", Some(TEA_KEY)).await;
+    assert_eq!(status, 200, "{log}");
+    let steps: Vec<&str> = log["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "refund-policy",
+            "refund-policy",
+            "refund-policy",
+            "order-confirmation",
+            "greeting"
+        ]
+    );
+    let (_, refunds) = api.get("/v1/shops/tea/refunds", Some(TEA_KEY)).await;
+    let outcomes: Vec<&Value> = refunds["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["decision"]["outcome"])
+        .collect();
+    assert_eq!(outcomes.len(), 3, "{refunds}");
+    assert_eq!(refunds["refunds"][2]["reason"], "Other", "{refunds}");
+
+    let (_, revisits) = api.get("/v1/shops/crm/revisits", Some(CRM_KEY)).await;
+    let mut statuses: Vec<(&str, &str)> = revisits["revisits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["customer_id"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            ("c0", "cancelled"),
+            ("c1", "cancelled"),
+            ("c2", "planned"),
+            ("c3", "done"),
+            ("tb_xiaowang", "planned"),
+        ],
+        "{revisits}"
+    );
+    let done = revisits["revisits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["customer_id"] == "c3")
+        .unwrap();
+    assert_eq!(done["outcomes"][0]["result"], "reached");
+    assert_eq!(done["outcomes"][0]["satisfaction"], 4);
+
+    // The rollback stuck: version 1 of 2 is active and serves.
+    let (_, versions) = api
+        .get("/v1/shops/tea/steps/refund-policy/versions", Some(ADMIN))
+        .await;
+    assert_eq!(versions["active"], 1, "{versions}");
+    assert_eq!(versions["versions"][1]["source"], "api");
+    assert_eq!(versions["versions"][1]["actor"], "admin");
+    let (_, audit) = api.get("/v1/audit?shop=tea", Some(ADMIN)).await;
+    assert_eq!(audit["events"][0]["action"], "rolled-back", "{audit}");
+    let (status, answer) = api
+        .post(
+            "/v1/shops/tea/refund-decision",
+            Some(TEA_KEY),
+            example("refund-policy/unshipped"),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &answer["plugin"]["version"]),
+        (200, &json!(1))
+    );
+    // And what the old release planned keeps working: an outcome on it.
+    let planned = revisits["revisits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["customer_id"] == "tb_xiaowang")
+        .unwrap();
+    let path = format!("/v1/shops/crm/revisits/{}/outcome", planned["id"]);
+    let (status, out) = api
+        .post(&path, Some(CRM_KEY), r#"{"result":"refused"}"#)
+        .await;
+    assert_eq!(
+        (status.as_u16(), out["revisit"]["status"].as_str()),
+        (200, Some("done")),
+        "{out}"
+    );
+}

@@ -1,0 +1,96 @@
+//! The OpenAPI description: served, generated from the code, and fuzzed
+//! (schemathesis, bounded) against a real server without a server error.
+
+mod support;
+
+use support::server::{Server, write_config};
+
+#[test]
+fn the_openapi_description_is_served_and_fuzzing_it_finds_no_server_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let shops = support::shops::lab(dir.path());
+    let s = Server::start(&write_config(dir.path(), &shops, ""));
+    let (status, doc) = support::server::get(&s, "/v1/openapi.json", None);
+    assert_eq!(status, 200);
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    for path in [
+        "/v1/shops/{shop}/greeting",
+        "/v1/shops/{shop}/refund-decision",
+        "/v1/shops/{shop}/decisions",
+        "/v1/shops/{shop}/steps/{step}/versions",
+        "/v1/shops/{shop}/steps/{step}/rollback",
+        "/v1/audit",
+        "/v1/shops/{shop}/revisits/{id}/outcome",
+        "/v1/shops/{shop}/revisit-plans",
+        "/v1/shops/{shop}/customers/{customer}/do-not-contact",
+    ] {
+        assert!(
+            paths.iter().any(|p| p.as_str() == path),
+            "{path} missing from {paths:?}"
+        );
+    }
+    assert!(doc["components"]["schemas"]["RefundRequest"].is_object());
+
+    // schemathesis (installed by plugins/setup.sh) against the real server,
+    // bounded: a fixed number of cases per operation and a time limit.
+    let tool = std::env::var_os("KEFU_SCHEMATHESIS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".cache/kefu/venv/bin/schemathesis")
+        });
+    assert!(
+        tool.exists(),
+        "{} is missing: run `source plugins/setup.sh && kefu_setup_test_tools` (tests/run.sh does)",
+        tool.display()
+    );
+    // Every operation with a shop key, then the admin operations with the
+    // admin token (deploys of random bytes, rollbacks to random versions).
+    let runs: [(&str, &[&str]); 2] = [
+        ("Authorization: Bearer test-key-tea-oil", &[]),
+        (
+            "Authorization: Bearer test-admin-token",
+            &["--include-tag", "admin"],
+        ),
+    ];
+    for (auth, filter) in runs {
+        let mut child = std::process::Command::new(&tool)
+            // schemathesis keeps a cache in its working directory.
+            .current_dir(dir.path())
+            .args(["run", &s.url("/v1/openapi.json"), "-H", auth])
+            .args(filter)
+            .args([
+                "--checks",
+                "not_a_server_error",
+                "-n",
+                "25",
+                "--request-timeout",
+                "10",
+                "--seed",
+                "7",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("schemathesis ran past 300 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let summary: Vec<&str> = text.lines().filter(|l| l.contains("generated")).collect();
+        eprintln!("schemathesis ({auth}): {summary:?}");
+        assert!(
+            out.status.success(),
+            "schemathesis found failures:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The server is still healthy after it.
+    assert_eq!(support::server::get(&s, "/healthz", None).0, 200);
+}
