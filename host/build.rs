@@ -15,14 +15,16 @@ fn main() {
         &build_guests::guest_target_dir().join("plugins"),
     );
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    for name in [
-        "greeting",
-        "order_confirmation",
-        "refund_policy",
-        "revisit_planner",
-    ] {
-        let file = format!("kefu_{name}.wasm");
-        std::fs::copy(dir.join(&file), out.join(&file))
-            .unwrap_or_else(|e| panic!("copy {file}: {e}"));
+    // Every default plugin the plugins workspace builds; each step's module
+    // includes its own (`steps/*.rs`, `DEFAULT_PLUGIN`).
+    let mut copied = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("read the plugins' output folder").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("kefu_") && name.ends_with(".wasm") {
+            std::fs::copy(&path, out.join(&name)).unwrap_or_else(|e| panic!("copy {name}: {e}"));
+            copied += 1;
+        }
     }
+    assert!(copied > 0, "no default plugin in {}", dir.display());
 }

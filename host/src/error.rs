@@ -1,6 +1,6 @@
 //! Typed errors of loading and calling plugins.
 
-use crate::step::Step;
+use crate::steps::Step;
 use std::time::Duration;
 
 /// Why a component could not be loaded as a plugin for a step.

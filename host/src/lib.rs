@@ -16,9 +16,10 @@
 //!            (registry, deploy), step calls (run: quota, placement,
 //!            decision log, durability), revisits and the webhook outbox
 //!   |                                   |
-//! step, checks   what each step is      storage/   narrow traits per
-//! runtime/       compile, check, call   capability; sled behind them
-//!                plugins with limits    (the only sled user)
+//! steps/         one module per step:   storage/   narrow traits per
+//!                names, types, checks,  capability; sled behind them
+//!                what it records        (the only sled user)
+//! runtime/       compile, check, call plugins with limits
 //! ```
 //!
 //! - [`app::App`] is the application: `App::open(config, env)` in `kefu
@@ -31,24 +32,29 @@
 
 pub mod app;
 mod bindings;
-mod bundled;
-mod checks;
 mod error;
 mod runtime;
 pub mod server;
 mod state;
-mod step;
+mod steps;
 mod storage;
 
 pub use bindings::types;
-pub use bundled::default_plugin;
 pub use error::{CallError, LoadError};
 pub use runtime::{
     CallContext, CallOutcome, Limits, LogLevel, LogLine, Plugin, ReusePool, Runtime, RuntimeConfig,
 };
 pub use runtime::{digest as runtime_digest, read_plugin};
 pub use state::{MemoryStateStore, StateError, StateScope, StateStore};
-pub use step::{InputError, Step, StepInput, StepOutput, UnknownStep};
+pub use steps::{
+    InputError, Recording, Step, StepInput, StepKind, StepOutput, UnknownStep, VisitKind,
+    VisitRequest,
+};
+
+/// The default plugin bundled for `step`.
+pub fn default_plugin(step: Step) -> &'static [u8] {
+    step.default_plugin()
+}
 pub use storage::{SledStorage, Storage, StorageError};
 
 /// What [`Storage`] keeps, and its capabilities one by one.

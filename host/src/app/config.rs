@@ -1,7 +1,7 @@
 //! The server's TOML config and each shop's `shop.toml`.
 
 use crate::runtime::Limits;
-use crate::step::Step;
+use crate::steps::Step;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -213,7 +213,7 @@ impl ShopSpec {
         }
         let mut steps = BTreeMap::new();
         for (name, step_file) in parsed.steps {
-            let step: Step = name.parse().map_err(|e: crate::step::UnknownStep| {
+            let step: Step = name.parse().map_err(|e: crate::steps::UnknownStep| {
                 ConfigError::new(&file, format!("[steps.{name}]: {e}"))
             })?;
             let config_json = match &step_file.config {

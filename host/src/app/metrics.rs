@@ -2,7 +2,7 @@
 //! counted at each scrape.
 
 use super::registry::Registry;
-use crate::step::Step;
+use crate::steps::Step;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 

@@ -31,7 +31,7 @@ pub use views::{ActivePluginView, PluginsView, VersionView, VersionsView};
 
 use crate::error::LoadError;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::step::Step;
+use crate::steps::Step;
 use crate::storage::{
     Actor, AuditEvent, Decision, DecisionQuery, RefundRecord, RevisitRecord, RevisitStatus,
     SledStorage, Storage, StorageError,

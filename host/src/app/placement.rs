@@ -8,7 +8,7 @@
 
 use super::registry::{ActivePlugin, now_ms};
 use crate::runtime::{CallContext, CallOutcome, Runtime};
-use crate::step::StepInput;
+use crate::steps::StepInput;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};

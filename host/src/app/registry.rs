@@ -3,8 +3,8 @@
 //! consistent version of a shop.
 
 use crate::runtime::{CallContext, CallOutcome, Plugin, ReusePool, Runtime};
-use crate::step::Step;
-use crate::step::StepInput;
+use crate::steps::Step;
+use crate::steps::StepInput;
 use crate::storage::{VersionRecord, VersionSource};
 use arc_swap::ArcSwap;
 use serde::Serialize;

@@ -8,11 +8,8 @@ use super::quota::{QuotaExceeded, ShopMeter};
 use super::registry::{PluginSource, Shop, now_ms};
 use crate::error::CallError;
 use crate::runtime::CallContext;
-use crate::step::{Step, StepInput, StepOutput};
-use crate::storage::{
-    Decision, DecisionError, Effects, RefundRecord, RevisitRecord, RevisitStatus, StorageError,
-};
-use crate::types::RevisitTrigger;
+use crate::steps::{self, Recording, Step, StepInput};
+use crate::storage::{Decision, DecisionError, Effects, StorageError};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -192,8 +189,17 @@ impl StepCall<'_> {
                 Err(_) => None,
             };
         let effects = match &outcome.result {
-            Ok(output) => effects(app, shop, &input, output, id, at_ms, now)
-                .map_err(StepError::storage(Some(id)))?,
+            Ok(output) => {
+                let at = Recording {
+                    shop: &shop.id,
+                    decision_id: id,
+                    at_ms,
+                    now,
+                    ids: storage.as_ref(),
+                    revisits: storage.as_ref(),
+                };
+                steps::effects(&at, &input, output).map_err(StepError::storage(Some(id)))?
+            }
             Err(_) => Effects::None,
         };
         let decision = Decision {
@@ -241,71 +247,4 @@ impl StepCall<'_> {
             }),
         }
     }
-}
-
-/// What a successful decision records besides its log entry: a refund
-/// record, or the revisits of a plan (kept cancelled for a customer who
-/// asked not to be contacted).
-fn effects(
-    app: &App,
-    shop: &Shop,
-    input: &StepInput,
-    output: &StepOutput,
-    id: u64,
-    at_ms: i64,
-    now: i64,
-) -> Result<Effects, StorageError> {
-    Ok(match (input, output) {
-        (StepInput::RefundPolicy(req), StepOutput::RefundPolicy(dec)) => {
-            Effects::Refund(RefundRecord {
-                id,
-                shop: shop.id.clone(),
-                order_id: req.order.id.clone(),
-                buyer_id: req.order.buyer_id.clone(),
-                at_ms,
-                reason: req.reason,
-                kind: req.kind,
-                requested: req.amount,
-                decision: dec.clone(),
-                decision_id: id,
-            })
-        }
-        (StepInput::RevisitPlanner(req), StepOutput::RevisitPlanner(plan)) => {
-            let storage = &app.storage;
-            let status = if storage.is_do_not_contact(&shop.id, &req.customer.id)? {
-                RevisitStatus::Cancelled
-            } else {
-                RevisitStatus::Planned
-            };
-            let cause = match &req.trigger {
-                RevisitTrigger::ComplaintResolved(c) => Some(c.cause.clone()),
-                _ => None,
-            };
-            let records = plan
-                .revisits
-                .iter()
-                .map(|r| {
-                    Ok(RevisitRecord {
-                        id: storage.next_id()?,
-                        shop: shop.id.clone(),
-                        customer_id: req.customer.id.clone(),
-                        due_at: r.due_at,
-                        channel: r.channel,
-                        purpose: r.purpose.clone(),
-                        message: r.message.clone(),
-                        max_attempts: r.attempts.max_attempts,
-                        retry_after_hours: r.attempts.retry_after_hours,
-                        status,
-                        decision_id: id,
-                        attempts_made: 0,
-                        planned_at: now,
-                        cause: cause.clone(),
-                        outcomes: Vec::new(),
-                    })
-                })
-                .collect::<Result<Vec<_>, StorageError>>()?;
-            Effects::Revisits(records)
-        }
-        _ => Effects::None,
-    })
 }

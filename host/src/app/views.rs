@@ -4,7 +4,7 @@
 use super::App;
 use super::DeployError;
 use super::registry::{LoadFailure, PluginSource};
-use crate::step::Step;
+use crate::steps::Step;
 use crate::storage::{Actor, VersionRecord, VersionSource};
 use serde::Serialize;
 use std::sync::atomic::Ordering;

@@ -4,40 +4,15 @@
 use super::Runtime;
 use super::engine::deadline_ticks;
 use super::failure::{classify, with_stderr};
-use super::host_impl::{CallSetup, CallState, LogLine};
+use super::host::{CallSetup, CallState, LogLine};
 use super::load::Plugin;
-use crate::bindings::types::{
-    Confirmation, ConfirmationRequest, GreetingReply, GreetingRequest, RefundDecision,
-    RefundRequest, RevisitPlan, RevisitRequest,
-};
-use crate::checks;
 use crate::error::CallError;
 use crate::state::{StateScope, StateStore};
-use crate::step::{StepInput, StepOutput};
+use crate::steps::{self, StepInput, StepKind, StepOutput, VisitRequest, VisitRequestAsync};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower, TypedFunc};
+use wasmtime::component::{Instance, TypedFunc};
 use wasmtime::{Store, UpdateDeadline};
-
-/// Call `$call::<Request, Answer>(args..., req)` with the request and
-/// answer types of `$input`'s step, then wrap the answer as a
-/// [`StepOutput`]. `$($then)*` follows the call (`.await` for async).
-macro_rules! each_step {
-    ($input:expr, $req:ident => $call:ident ($($arg:expr),*) $($then:tt)*) => {
-        match $input {
-            StepInput::Greeting($req) => $call::<GreetingRequest, GreetingReply>($($arg,)* $req)
-                $($then)* .map(|r| r.map(StepOutput::Greeting)),
-            StepInput::OrderConfirmation($req) => {
-                $call::<ConfirmationRequest, Confirmation>($($arg,)* $req)
-                    $($then)* .map(|r| r.map(StepOutput::OrderConfirmation))
-            }
-            StepInput::RefundPolicy($req) => $call::<RefundRequest, RefundDecision>($($arg,)* $req)
-                $($then)* .map(|r| r.map(StepOutput::RefundPolicy)),
-            StepInput::RevisitPlanner($req) => $call::<RevisitRequest, RevisitPlan>($($arg,)* $req)
-                $($then)* .map(|r| r.map(StepOutput::RevisitPlanner)),
-        }
-    };
-}
 
 /// Who a call is for and what the host gives the plugin.
 #[derive(Clone)]
@@ -123,8 +98,12 @@ impl Plugin {
         let mut store = new_async_store(rt, ctx);
         let called = match self.pre_async.instantiate_async(&mut store).await {
             Ok(instance) => {
-                let returned =
-                    each_step!(input, req => call_typed_async(&mut store, &instance, self) .await);
+                let call = Call {
+                    store: &mut store,
+                    instance: &instance,
+                    plugin: self,
+                };
+                let returned = input.visit_async(call).await;
                 returned.map(|r| (instance, r))
             }
             Err(e) => Err(e),
@@ -176,8 +155,12 @@ impl Plugin {
             None => self.pre.instantiate(&mut *store),
         }
         .and_then(|instance| {
-            each_step!(input, req => call_typed(&mut *store, &instance, self))
-                .map(|r| (instance, r))
+            let call = Call {
+                store: &mut *store,
+                instance: &instance,
+                plugin: self,
+            };
+            input.visit(call).map(|r| (instance, r))
         });
         self.finish(rt, store, called, input, now, start)
     }
@@ -199,84 +182,71 @@ impl Plugin {
         let result = result
             .and_then(|r| r.map_err(CallError::Plugin))
             .and_then(|output| {
-                checks::output_size(&output, rt.limits().output_bytes())?;
-                checks::check(input, &output, now)?;
+                steps::output_size(&output, rt.limits().output_bytes())?;
+                steps::check(input, &output, now)?;
                 Ok(output)
             });
         let duration = start.elapsed();
         let data = store.data_mut();
-        data.collect_output();
+        data.log.collect_output();
         let result = result.map_err(|e| match e {
             // A guest panic says why on stderr: put that in the error.
-            CallError::Trap(msg) => CallError::Trap(with_stderr(msg, &data.logs)),
+            CallError::Trap(msg) => CallError::Trap(with_stderr(msg, &data.log.lines)),
             other => other,
         });
         let outcome = CallOutcome {
             result,
             duration,
             memory_peak: data.limiter.peak,
-            logs: std::mem::take(&mut data.logs),
-            logs_dropped: data.logs_dropped,
+            logs: std::mem::take(&mut data.log.lines),
+            logs_dropped: data.log.dropped,
         };
         (outcome, instance)
     }
 }
 
-/// A step export: one borrowed request in, the plugin's result out.
-type StepFunc<'a, P, R> = TypedFunc<(&'a P,), (Result<R, String>,)>;
+/// A step's export: one borrowed request in, the plugin's result out.
+type StepFunc<'a, K> =
+    TypedFunc<(&'a <K as StepKind>::Request,), (Result<<K as StepKind>::Answer, String>,)>;
 
-/// The typed handle of `plugin`'s export in `instance`.
-fn typed_export<'a, P, R>(
-    store: &mut Store<CallState>,
-    instance: &Instance,
-    plugin: &Plugin,
-) -> wasmtime::Result<StepFunc<'a, P, R>>
-where
-    P: Lower + Sync,
-    R: Lift + Send + Sync + 'static,
-    (&'a P,): ComponentNamedList + Lower,
-    (Result<R, String>,): ComponentNamedList + Lift,
-{
-    let func = instance
-        .get_func(&mut *store, plugin.export)
-        .ok_or_else(|| wasmtime::format_err!("export `{}` is missing", plugin.step.export()))?;
-    // SAFETY: `typecheck` checked this export against the step's signature
-    // when the plugin was loaded, and callers only pass the input type of
-    // `plugin.step` (checked by `refuse_wrong_step`); a borrowed record
-    // lowers exactly like an owned one.
-    Ok(unsafe { StepFunc::<P, R>::new_unchecked(func) })
+/// One call of the export of `plugin` in `instance`, typed by the step.
+struct Call<'a> {
+    store: &'a mut Store<CallState>,
+    instance: &'a Instance,
+    plugin: &'a Plugin,
 }
 
-fn call_typed<P, R>(
-    store: &mut Store<CallState>,
-    instance: &Instance,
-    plugin: &Plugin,
-    req: &P,
-) -> wasmtime::Result<Result<R, String>>
-where
-    P: Lower + Sync,
-    R: Lift + Send + Sync + 'static,
-    for<'a> (&'a P,): ComponentNamedList + Lower,
-    (Result<R, String>,): ComponentNamedList + Lift,
-{
-    let func = typed_export::<P, R>(store, instance, plugin)?;
-    let (result,) = func.call(&mut *store, (req,))?;
-    Ok(result)
+impl Call<'_> {
+    /// The typed handle of the export.
+    fn export<'r, K: StepKind>(&mut self) -> wasmtime::Result<StepFunc<'r, K>> {
+        let func = self
+            .instance
+            .get_func(&mut *self.store, self.plugin.export)
+            .ok_or_else(|| wasmtime::format_err!("export `{}` is missing", K::EXPORT))?;
+        // SAFETY: `typecheck` checked this export against the step's
+        // signature when the plugin was loaded, and callers only pass the
+        // input type of `plugin.step` (checked by `refuse_wrong_step`); a
+        // borrowed record lowers exactly like an owned one.
+        Ok(unsafe { StepFunc::<K>::new_unchecked(func) })
+    }
 }
 
-async fn call_typed_async<P, R>(
-    store: &mut Store<CallState>,
-    instance: &Instance,
-    plugin: &Plugin,
-    req: &P,
-) -> wasmtime::Result<Result<R, String>>
-where
-    P: Lower + Sync,
-    R: Lift + Send + Sync + 'static,
-    for<'a> (&'a P,): ComponentNamedList + Lower,
-    (Result<R, String>,): ComponentNamedList + Lift,
-{
-    let func = typed_export::<P, R>(store, instance, plugin)?;
-    let (result,) = func.call_async(&mut *store, (req,)).await?;
-    Ok(result)
+impl VisitRequest for Call<'_> {
+    type Out = wasmtime::Result<Result<StepOutput, String>>;
+
+    fn visit<K: StepKind>(mut self, request: &K::Request) -> Self::Out {
+        let func = self.export::<K>()?;
+        let (result,) = func.call(&mut *self.store, (request,))?;
+        Ok(result.map(K::output))
+    }
+}
+
+impl VisitRequestAsync for Call<'_> {
+    type Out = wasmtime::Result<Result<StepOutput, String>>;
+
+    async fn visit<K: StepKind>(mut self, request: &K::Request) -> Self::Out {
+        let func = self.export::<K>()?;
+        let (result,) = func.call_async(&mut *self.store, (request,)).await?;
+        Ok(result.map(K::output))
+    }
 }

@@ -4,18 +4,14 @@
 use super::Runtime;
 use super::call::{CallContext, new_store};
 use super::failure::classify;
-use super::host_impl::CallState;
-use crate::bindings::types::{
-    Confirmation, ConfirmationRequest, GreetingReply, GreetingRequest, RefundDecision,
-    RefundRequest, RevisitPlan, RevisitRequest,
-};
+use super::host::CallState;
 use crate::error::LoadError;
-use crate::step::Step;
+use crate::steps::{Step, StepKind, VisitKind};
 use std::sync::Arc;
 use wasmtime::Store;
+use wasmtime::component::Instance;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
-use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower};
 
 /// A component ready to be called for one step. Cloning is cheap: clones
 /// share the compiled code.
@@ -127,28 +123,27 @@ fn typecheck(rt: &Runtime, plugin: &Plugin) -> Result<(), String> {
             classify(e, rt.limits().timeout())
         )
     })?;
-    fn check<P, R>(
-        store: &mut Store<CallState>,
-        instance: &Instance,
-        plugin: &Plugin,
-    ) -> Result<(), String>
-    where
-        P: Lower + Sync + 'static,
-        R: Lift + Send + Sync + 'static,
-        (P,): ComponentNamedList + Lower,
-        (Result<R, String>,): ComponentNamedList + Lift,
-    {
-        instance
-            .get_typed_func::<(P,), (Result<R, String>,)>(&mut *store, &plugin.export)
-            .map(|_| ())
-            .map_err(|e| format!("{e:#}"))
+    /// Look the export up with the step's request and answer types.
+    struct Typed<'a> {
+        store: &'a mut Store<CallState>,
+        instance: &'a Instance,
+        export: &'a ComponentExportIndex,
     }
-    match plugin.step {
-        Step::Greeting => check::<GreetingRequest, GreetingReply>(&mut store, &instance, plugin),
-        Step::OrderConfirmation => {
-            check::<ConfirmationRequest, Confirmation>(&mut store, &instance, plugin)
+    impl VisitKind for Typed<'_> {
+        type Out = Result<(), String>;
+        fn visit<K: StepKind>(self) -> Self::Out {
+            self.instance
+                .get_typed_func::<(K::Request,), (Result<K::Answer, String>,)>(
+                    &mut *self.store,
+                    self.export,
+                )
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"))
         }
-        Step::RefundPolicy => check::<RefundRequest, RefundDecision>(&mut store, &instance, plugin),
-        Step::RevisitPlanner => check::<RevisitRequest, RevisitPlan>(&mut store, &instance, plugin),
     }
+    plugin.step.visit(Typed {
+        store: &mut store,
+        instance: &instance,
+        export: &plugin.export,
+    })
 }

@@ -5,7 +5,7 @@ mod cache;
 mod call;
 mod engine;
 mod failure;
-mod host_impl;
+mod host;
 mod limits;
 mod load;
 mod output;
@@ -13,13 +13,13 @@ mod pool;
 
 pub use cache::digest;
 pub use call::{CallContext, CallOutcome};
-pub use host_impl::{LogLevel, LogLine};
+pub use host::{LogLevel, LogLine};
 pub use limits::Limits;
 pub use load::Plugin;
 pub use pool::ReusePool;
 
 use crate::error::LoadError;
-use crate::step::Step;
+use crate::steps::Step;
 use std::path::PathBuf;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
@@ -38,8 +38,8 @@ pub struct RuntimeConfig {
 /// calls may run on many threads at once.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<host_impl::CallState>,
-    async_linker: Linker<host_impl::CallState>,
+    linker: Linker<host::CallState>,
+    async_linker: Linker<host::CallState>,
     cache: cache::CompileCache,
     limits: Limits,
     /// Plugins checked for a step, by (digest, step): shops that use the
@@ -53,8 +53,8 @@ impl Runtime {
     /// kefu host imports) and the compile cache.
     pub fn new(config: RuntimeConfig) -> Result<Self, LoadError> {
         let engine = engine::build(&config.limits)?;
-        let linker = host_impl::linker(&engine, false)?;
-        let async_linker = host_impl::linker(&engine, true)?;
+        let linker = host::linker(&engine, false)?;
+        let async_linker = host::linker(&engine, true)?;
         let cache = cache::CompileCache::new(&engine, config.cache_dir)?;
         let ticker = engine::EpochTicker::start(engine.clone());
         Ok(Runtime {

@@ -10,10 +10,10 @@
 use super::Runtime;
 use super::call::{CallContext, CallOutcome, new_store};
 use super::engine::deadline_ticks;
-use super::host_impl::CallState;
+use super::host::CallState;
 use super::load::Plugin;
 use crate::state::StateScope;
-use crate::step::StepInput;
+use crate::steps::StepInput;
 use std::sync::Mutex;
 use std::time::Instant;
 use wasmtime::Store;

@@ -5,7 +5,7 @@
 use super::auth::presented_key;
 use super::error::ApiError;
 use crate::app::{App, Shop};
-use crate::step::Step;
+use crate::steps::Step;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
 use axum::http::StatusCode;

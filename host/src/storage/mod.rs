@@ -20,7 +20,7 @@ pub use records::{
 pub use sled::SledStorage;
 
 use crate::state::StateStore;
-use crate::step::Step;
+use crate::steps::Step;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

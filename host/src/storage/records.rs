@@ -1,6 +1,6 @@
 //! What the storage keeps, as serializable records.
 
-use crate::step::Step;
+use crate::steps::Step;
 use crate::types::{Channel, RefundDecision, RefundKind, RefundReason};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

@@ -4,7 +4,7 @@
 use super::{Candidate, DeployError, Deployer, active_plugin};
 use crate::app::registry::PluginSource;
 use crate::runtime::digest;
-use crate::step::Step;
+use crate::steps::Step;
 use crate::storage::{Actor, AuditAction, AuditEvent, VersionRecord, VersionSource};
 use std::borrow::Cow;
 

@@ -6,7 +6,7 @@ use super::{Candidate, Deployer, active_plugin, signature_of};
 use crate::app::config::{InstanceMode, ShopSpec, StepSpec};
 use crate::app::registry::{ActivePlugin, PluginSource, Shop};
 use crate::runtime::{digest, read_plugin};
-use crate::step::Step;
+use crate::steps::Step;
 use crate::storage::{Actor, AuditAction, VersionRecord, VersionSource};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -174,8 +174,8 @@ impl Deployer {
                 }
             }
             None => Candidate {
-                bytes: Cow::Borrowed(crate::default_plugin(step)),
-                digest: crate::bundled::default_digest(step).to_string(),
+                bytes: Cow::Borrowed(step.default_plugin()),
+                digest: step.default_digest().to_string(),
                 config_json,
                 source: PluginSource::Bundled,
                 reuse,

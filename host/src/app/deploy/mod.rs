@@ -10,7 +10,7 @@ use super::Env;
 use super::registry::{ActivePlugin, PluginSource, Registry, Shop, now_ms};
 use crate::error::LoadError;
 use crate::runtime::{Plugin, ReusePool, Runtime};
-use crate::step::Step;
+use crate::steps::Step;
 use crate::storage::{
     Actor, AuditAction, AuditEvent, Storage, StorageError, VersionRecord, VersionSource,
 };

@@ -4,7 +4,7 @@
 
 use crate::app::run::{StepError, parse};
 use crate::app::{App, Shop};
-use crate::step::Step;
+use crate::steps::Step;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;

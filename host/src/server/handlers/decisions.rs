@@ -5,7 +5,7 @@ use super::limit;
 use crate::app::App;
 use crate::server::error::ApiError;
 use crate::server::extract::{AppQuery, ShopAccess};
-use crate::step::Step;
+use crate::steps::Step;
 use crate::storage::{Decision, DecisionQuery};
 use axum::Json;
 use axum::extract::State;
@@ -36,7 +36,7 @@ pub async fn list(
     let step = match filter.step.as_deref() {
         None => None,
         Some(s) => Some(Step::from_name_or_endpoint(s).ok_or_else(|| {
-            ApiError::InvalidQuery(crate::step::UnknownStep(s.to_string()).to_string())
+            ApiError::InvalidQuery(crate::steps::UnknownStep(s.to_string()).to_string())
         })?),
     };
     let decisions = app.decisions(&DecisionQuery {

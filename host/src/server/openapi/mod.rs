@@ -2,10 +2,7 @@
 //! from the request and response types themselves (utoipa's `ToSchema`
 //! on the WIT bindings), so it cannot drift from what the server parses.
 
-use crate::bindings::types::{
-    Confirmation, ConfirmationRequest, GreetingReply, GreetingRequest, RefundDecision,
-    RefundRequest, RevisitPlan, RevisitRequest,
-};
+use crate::steps::{Step, StepKind, VisitKind};
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
 };
@@ -104,59 +101,15 @@ pub fn spec(shops: &[String]) -> OpenApi {
 
     let mut schemas: Vec<(String, RefOr<Schema>)> = vec![("Error".into(), error_schema().into())];
     let mut paths = PathsBuilder::new();
-    macro_rules! step {
-        ($endpoint:literal, $req:ty, $out:ty, $summary:literal) => {{
-            schemas.push((<$req>::name().into(), <$req as PartialSchema>::schema()));
-            <$req as ToSchema>::schemas(&mut schemas);
-            schemas.push((<$out>::name().into(), <$out as PartialSchema>::schema()));
-            <$out as ToSchema>::schemas(&mut schemas);
-            let answer = object()
-                .property(
-                    "decision_id",
-                    ObjectBuilder::new().schema_type(Type::Integer),
-                )
-                .property("output", Ref::from_schema_name(<$out>::name()))
-                .required("decision_id")
-                .required("output");
-            let op = OperationBuilder::new()
-                .summary(Some($summary))
-                .operation_id(Some($endpoint))
-                .parameter(shop())
-                .request_body(Some(
-                    RequestBodyBuilder::new()
-                        .required(Some(Required::True))
-                        .content(
-                            "application/json",
-                            json(Ref::from_schema_name(<$req>::name())),
-                        )
-                        .build(),
-                ))
-                .response(
-                    "200",
-                    ResponseBuilder::new()
-                        .description("the plugin's decision")
-                        .content("application/json", json(answer)),
-                );
-            paths = paths.path(
-                concat!("/v1/shops/{shop}/", $endpoint),
-                PathItem::new(HttpMethod::Post, with_errors(op)),
-            );
-        }};
+    for step in Step::ALL {
+        let op = step.visit(StepSchemas {
+            schemas: &mut schemas,
+        });
+        paths = paths.path(
+            format!("/v1/shops/{{shop}}/{}", step.endpoint()),
+            PathItem::new(HttpMethod::Post, with_errors(op.parameter(shop()))),
+        );
     }
-    step!("greeting", GreetingRequest, GreetingReply, "Greet a buyer");
-    step!(
-        "order-confirmation",
-        ConfirmationRequest,
-        Confirmation,
-        "Confirm an order"
-    );
-    step!(
-        "refund-decision",
-        RefundRequest,
-        RefundDecision,
-        "Decide a refund, return or exchange"
-    );
-    step!("revisit-plan", RevisitRequest, RevisitPlan, "Plan revisits");
 
     let list = |id: &str, summary: &str, extra: Vec<utoipa::openapi::path::Parameter>| {
         let mut op = OperationBuilder::new()
@@ -241,4 +194,48 @@ pub fn spec(shops: &[String]) -> OpenApi {
         .paths(paths)
         .components(Some(components.build()))
         .build()
+}
+
+/// A step's operation: its request and answer schemas (added to
+/// `schemas`) and its summary, from the step's own module.
+struct StepSchemas<'a> {
+    schemas: &'a mut Vec<(String, RefOr<Schema>)>,
+}
+
+impl VisitKind for StepSchemas<'_> {
+    type Out = OperationBuilder;
+
+    fn visit<K: StepKind>(self) -> OperationBuilder {
+        let schemas = self.schemas;
+        schemas.push((K::Request::name().into(), K::Request::schema()));
+        <K::Request as ToSchema>::schemas(schemas);
+        schemas.push((K::Answer::name().into(), K::Answer::schema()));
+        <K::Answer as ToSchema>::schemas(schemas);
+        let answer = object()
+            .property(
+                "decision_id",
+                ObjectBuilder::new().schema_type(Type::Integer),
+            )
+            .property("output", Ref::from_schema_name(K::Answer::name()))
+            .required("decision_id")
+            .required("output");
+        OperationBuilder::new()
+            .summary(Some(K::SUMMARY))
+            .operation_id(Some(K::ENDPOINT))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content(
+                        "application/json",
+                        json(Ref::from_schema_name(K::Request::name())),
+                    )
+                    .build(),
+            ))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("the plugin's decision")
+                    .content("application/json", json(answer)),
+            )
+    }
 }

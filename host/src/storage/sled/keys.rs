@@ -4,7 +4,7 @@
 
 use super::super::StorageError;
 use crate::state::StateScope;
-use crate::step::Step;
+use crate::steps::Step;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

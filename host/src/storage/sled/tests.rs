@@ -2,7 +2,7 @@
 //! parts) and opening a store written by an earlier build.
 
 use super::*;
-use crate::step::Step;
+use crate::steps::Step;
 use crate::storage::{
     Decision, DecisionLog, DecisionQuery, Delivery, Durable, Effects, Ids, Outbox, RevisitStatus,
     RevisitStore,

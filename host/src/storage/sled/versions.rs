@@ -3,7 +3,7 @@
 
 use super::SledStorage;
 use super::keys::{backend, decode, encode, step_prefix, timed_key};
-use crate::step::Step;
+use crate::steps::Step;
 use crate::storage::{AuditEvent, AuditLog, StorageError, VersionRecord, VersionStore};
 
 impl VersionStore for SledStorage {

@@ -1,0 +1,95 @@
+//! The `state` interface: the plugin's key-value state, scoped to the
+//! shop and plugin of the call. A failed read is logged to the plugin's
+//! log and read as absent.
+
+use super::log::{LogCtx, LogLevel};
+use crate::bindings::state;
+use crate::state::{StateError, StateScope, StateStore};
+use std::sync::Arc;
+use wasmtime::component::HasData;
+
+/// Longest key a plugin may use, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+/// Largest value a plugin may store under one key, in bytes.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Most keys one `list-keys` call returns.
+pub const MAX_LIST_KEYS: u32 = 1_000;
+
+/// Whose state a call reaches, and where it lives.
+pub struct StateCtx {
+    pub(super) scope: StateScope,
+    pub(super) store: Arc<dyn StateStore>,
+}
+
+/// What the `state` functions see: the state, and the log their failures
+/// go to.
+pub struct StateView<'a> {
+    pub(super) ctx: &'a mut StateCtx,
+    pub(super) log: &'a mut LogCtx,
+}
+
+/// [`HasData`] marker for the `state` interface.
+pub struct StateData;
+
+impl HasData for StateData {
+    type Data<'a> = StateView<'a>;
+}
+
+impl state::Host for StateView<'_> {
+    fn get(&mut self, key: String) -> Option<String> {
+        match self.ctx.store.get(&self.ctx.scope, &key) {
+            Ok(value) => value,
+            Err(e) => {
+                self.log
+                    .push(LogLevel::Error, format!("state get `{key}` failed: {e}"));
+                None
+            }
+        }
+    }
+
+    fn set(&mut self, key: String, value: String) -> Result<(), state::StateError> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(state::StateError::TooLarge(format!(
+                "key is {} bytes, the limit is {MAX_KEY_BYTES}",
+                key.len()
+            )));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(state::StateError::TooLarge(format!(
+                "value is {} bytes, the limit is {MAX_VALUE_BYTES}",
+                value.len()
+            )));
+        }
+        self.ctx
+            .store
+            .set(&self.ctx.scope, &key, &value)
+            .map_err(|e| match e {
+                StateError::TooLarge(m) => state::StateError::TooLarge(m),
+                StateError::QuotaExceeded(m) => state::StateError::QuotaExceeded(m),
+                StateError::Unavailable(m) => state::StateError::Unavailable(m),
+            })
+    }
+
+    fn delete(&mut self, key: String) -> bool {
+        self.ctx
+            .store
+            .delete(&self.ctx.scope, &key)
+            .unwrap_or_else(|e| {
+                self.log
+                    .push(LogLevel::Error, format!("state delete `{key}` failed: {e}"));
+                false
+            })
+    }
+
+    fn list_keys(&mut self, prefix: String, limit: u32) -> Vec<String> {
+        let limit = limit.min(MAX_LIST_KEYS) as usize;
+        self.ctx
+            .store
+            .list_keys(&self.ctx.scope, &prefix, limit)
+            .unwrap_or_else(|e| {
+                self.log
+                    .push(LogLevel::Error, format!("state list-keys failed: {e}"));
+                Vec::new()
+            })
+    }
+}

@@ -1,0 +1,34 @@
+//! Greeting (进门问好): the first answer to a buyer's message.
+
+use super::{StepKind, StepOutput};
+use crate::error::CallError;
+use crate::types::{GreetingReply, GreetingRequest};
+
+pub struct Greeting;
+
+impl StepKind for Greeting {
+    const STEP: super::Step = super::Step::Greeting;
+    const WORLD: &'static str = "greeting";
+    const EXPORT: &'static str = "greet";
+    const ENDPOINT: &'static str = "greeting";
+    const SUMMARY: &'static str = "Greet a buyer";
+    const DEFAULT_PLUGIN: &'static [u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/kefu_greeting.wasm"));
+    type Request = GreetingRequest;
+    type Answer = GreetingReply;
+
+    fn output(answer: GreetingReply) -> StepOutput {
+        StepOutput::Greeting(answer)
+    }
+
+    /// The buyer always gets an answer: a reply, or a person.
+    fn check(_: &GreetingRequest, reply: &GreetingReply, _now: i64) -> Result<(), CallError> {
+        if reply.reply.trim().is_empty() && !reply.hand_off {
+            return Err(CallError::InvalidOutput(
+                "greeting reply is empty and hand-off is false: the buyer would get no answer"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}

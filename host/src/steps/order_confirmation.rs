@@ -1,0 +1,53 @@
+//! Order confirmation (确认订单): goods, address and phone confirmed with
+//! the buyer before shipping; remarks, twin accounts, merged orders.
+
+use super::{StepKind, StepOutput};
+use crate::error::CallError;
+use crate::types::{Confirmation, ConfirmationRequest, ConfirmationVerdict};
+
+pub struct OrderConfirmation;
+
+fn invalid(msg: impl Into<String>) -> CallError {
+    CallError::InvalidOutput(msg.into())
+}
+
+impl StepKind for OrderConfirmation {
+    const STEP: super::Step = super::Step::OrderConfirmation;
+    const WORLD: &'static str = "order-confirmation";
+    const EXPORT: &'static str = "confirm";
+    const ENDPOINT: &'static str = "order-confirmation";
+    const SUMMARY: &'static str = "Confirm an order";
+    const DEFAULT_PLUGIN: &'static [u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/kefu_order_confirmation.wasm"));
+    type Request = ConfirmationRequest;
+    type Answer = Confirmation;
+
+    fn output(answer: Confirmation) -> StepOutput {
+        StepOutput::OrderConfirmation(answer)
+    }
+
+    /// A verdict says why; orders merge only with the buyer's own open
+    /// orders.
+    fn check(req: &ConfirmationRequest, conf: &Confirmation, _now: i64) -> Result<(), CallError> {
+        match &conf.verdict {
+            ConfirmationVerdict::NeedsFix(issues) if issues.is_empty() => {
+                return Err(invalid("verdict needs-fix lists no issue"));
+            }
+            ConfirmationVerdict::Hold(reason) if reason.trim().is_empty() => {
+                return Err(invalid("verdict hold gives no reason"));
+            }
+            _ => {}
+        }
+        for id in &conf.merge_with {
+            if id == &req.order.id {
+                return Err(invalid(format!("merge-with names the order itself ({id})")));
+            }
+            if !req.open_orders.iter().any(|o| &o.id == id) {
+                return Err(invalid(format!(
+                    "merge-with names order {id}, which is not among the buyer's open orders"
+                )));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+//! Refund policy (退换货 / 退款): approve, reject, escalate, ask for
+//! evidence or explain; a decision is kept as the shop's refund record.
+
+use super::{Recording, StepKind, StepOutput};
+use crate::error::CallError;
+use crate::storage::{Effects, RefundRecord, StorageError};
+use crate::types::{RefundDecision, RefundOutcome, RefundRequest};
+
+pub struct RefundPolicy;
+
+impl StepKind for RefundPolicy {
+    const STEP: super::Step = super::Step::RefundPolicy;
+    const WORLD: &'static str = "refund-policy";
+    const EXPORT: &'static str = "decide";
+    const ENDPOINT: &'static str = "refund-decision";
+    const SUMMARY: &'static str = "Decide a refund, return or exchange";
+    const DEFAULT_PLUGIN: &'static [u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/kefu_refund_policy.wasm"));
+    type Request = RefundRequest;
+    type Answer = RefundDecision;
+
+    fn output(answer: RefundDecision) -> StepOutput {
+        StepOutput::RefundPolicy(answer)
+    }
+
+    /// An approved refund never exceeds what is refundable; any other
+    /// outcome refunds nothing.
+    fn check(req: &RefundRequest, dec: &RefundDecision, _now: i64) -> Result<(), CallError> {
+        let refundable = req.order.total_paid.saturating_sub(req.order.refunded);
+        match dec.outcome {
+            RefundOutcome::Approve if dec.amount > refundable => {
+                Err(CallError::InvalidOutput(format!(
+                    "approved refund of {} fen exceeds the refundable {} fen (paid {} - refunded {})",
+                    dec.amount, refundable, req.order.total_paid, req.order.refunded
+                )))
+            }
+            RefundOutcome::Approve => Ok(()),
+            _ if dec.amount != 0 => Err(CallError::InvalidOutput(format!(
+                "amount is {} fen but the outcome is not approve (must be 0)",
+                dec.amount
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The decision is kept as the shop's refund record.
+    fn effects(
+        at: &Recording<'_>,
+        req: &RefundRequest,
+        dec: &RefundDecision,
+    ) -> Result<Effects, StorageError> {
+        Ok(Effects::Refund(RefundRecord {
+            id: at.decision_id,
+            shop: at.shop.to_string(),
+            order_id: req.order.id.clone(),
+            buyer_id: req.order.buyer_id.clone(),
+            at_ms: at.at_ms,
+            reason: req.reason,
+            kind: req.kind,
+            requested: req.amount,
+            decision: dec.clone(),
+            decision_id: at.decision_id,
+        }))
+    }
+}
