@@ -2,7 +2,7 @@
 //! `kefu:workflow` contract in `wit/`.
 //!
 //! The `host-imports` world holds every import a plugin may use; the four step
-//! worlds include it and add one export each, which `crate::step` calls
+//! worlds include it and add one export each, which `crate::runtime` calls
 //! through typed functions.
 
 wasmtime::component::bindgen!({

@@ -217,17 +217,14 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// The typed handle of the export.
+    /// The typed handle of the export, checked against the step's types
+    /// (as the load-time check did).
     fn export<'r, K: StepKind>(&mut self) -> wasmtime::Result<StepFunc<'r, K>> {
-        let func = self
-            .instance
-            .get_func(&mut *self.store, self.plugin.export)
-            .ok_or_else(|| wasmtime::format_err!("export `{}` is missing", K::EXPORT))?;
-        // SAFETY: `typecheck` checked this export against the step's
-        // signature when the plugin was loaded, and callers only pass the
-        // input type of `plugin.step` (checked by `refuse_wrong_step`); a
-        // borrowed record lowers exactly like an owned one.
-        Ok(unsafe { StepFunc::<K>::new_unchecked(func) })
+        self.instance
+            .get_typed_func::<(&'r K::Request,), (Result<K::Answer, String>,)>(
+                &mut *self.store,
+                self.plugin.export,
+            )
     }
 }
 
