@@ -1,15 +1,12 @@
 //! Turning a compiled component into a plugin for one step, checking that
-//! it implements the step's world.
+//! it implements the step's world: the export is there, is a function and
+//! has the step's types (checked by the world's generated bindings, with
+//! no instance), and every import is one the host provides.
 
 use super::Runtime;
-use super::call::{CallContext, new_store};
-use super::failure::classify;
 use super::host::CallState;
 use crate::error::LoadError;
 use crate::steps::{Step, StepKind, VisitKind};
-use std::sync::Arc;
-use wasmtime::Store;
-use wasmtime::component::Instance;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
 
@@ -86,11 +83,21 @@ pub(super) fn prepare(
         pre_async,
         export: index,
     };
-    typecheck(rt, &plugin).map_err(|detail| LoadError::MismatchedExport {
-        world,
-        export,
-        detail,
-    })?;
+    // The world's generated bindings check the export's types against
+    // the step's, with no instance.
+    struct CheckExport<'a>(&'a InstancePre<CallState>);
+    impl VisitKind for CheckExport<'_> {
+        type Out = wasmtime::Result<()>;
+        fn visit<K: StepKind>(self) -> Self::Out {
+            K::check_export(self.0)
+        }
+    }
+    step.visit(CheckExport(&plugin.pre))
+        .map_err(|e| LoadError::MismatchedExport {
+            world,
+            export,
+            detail: format!("{e:#}"),
+        })?;
     Ok(plugin)
 }
 
@@ -103,47 +110,4 @@ fn describe_exports(rt: &Runtime, component: &Component) -> String {
     } else {
         format!(" (it exports: {})", names.join(", "))
     }
-}
-
-/// Check the export's signature against the step by instantiating once in
-/// a throwaway store (with the usual limits, so a hostile start function
-/// cannot hang or bloat the host).
-fn typecheck(rt: &Runtime, plugin: &Plugin) -> Result<(), String> {
-    let ctx = CallContext {
-        shop: String::new(),
-        plugin: String::new(),
-        config_json: "{}".into(),
-        now: 0,
-        state: Arc::new(crate::state::MemoryStateStore::default()),
-    };
-    let mut store = new_store(rt, ctx);
-    let instance = plugin.pre.instantiate(&mut store).map_err(|e| {
-        format!(
-            "instantiation failed: {}",
-            classify(e, rt.limits().timeout())
-        )
-    })?;
-    /// Look the export up with the step's request and answer types.
-    struct Typed<'a> {
-        store: &'a mut Store<CallState>,
-        instance: &'a Instance,
-        export: &'a ComponentExportIndex,
-    }
-    impl VisitKind for Typed<'_> {
-        type Out = Result<(), String>;
-        fn visit<K: StepKind>(self) -> Self::Out {
-            self.instance
-                .get_typed_func::<(K::Request,), (Result<K::Answer, String>,)>(
-                    &mut *self.store,
-                    self.export,
-                )
-                .map(|_| ())
-                .map_err(|e| format!("{e:#}"))
-        }
-    }
-    plugin.step.visit(Typed {
-        store: &mut store,
-        instance: &instance,
-        export: &plugin.export,
-    })
 }

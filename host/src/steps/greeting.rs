@@ -3,6 +3,12 @@
 use super::{StepKind, StepOutput};
 use crate::error::CallError;
 use crate::types::{GreetingReply, GreetingRequest};
+use wasmtime::component::InstancePre;
+
+/// The `greeting` world's generated bindings.
+mod bindings {
+    super::super::world!("greeting");
+}
 
 pub struct Greeting;
 
@@ -19,6 +25,10 @@ impl StepKind for Greeting {
 
     fn output(answer: GreetingReply) -> StepOutput {
         StepOutput::Greeting(answer)
+    }
+
+    fn check_export<T: 'static>(pre: &InstancePre<T>) -> wasmtime::Result<()> {
+        bindings::GreetingIndices::new(pre).map(|_| ())
     }
 
     /// The buyer always gets an answer: a reply, or a person.

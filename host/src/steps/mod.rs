@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+use wasmtime::component::InstancePre;
 use wasmtime::component::{ComponentType, Lift, Lower};
 
 /// What is particular to one step. Implemented once per step module.
@@ -66,6 +67,11 @@ pub trait StepKind: 'static {
     /// The answer as a [`StepOutput`].
     fn output(answer: Self::Answer) -> StepOutput;
 
+    /// Check, before any instance exists, that the component exports this
+    /// step's function with this step's types (through the world's
+    /// generated bindings, see [`world!`]).
+    fn check_export<T: 'static>(pre: &InstancePre<T>) -> wasmtime::Result<()>;
+
     /// The host's check of `answer` against the `request` it answers, at
     /// `now` (unix seconds): a plugin may decide anything its shop wants,
     /// but nothing impossible or harmful.
@@ -81,6 +87,26 @@ pub trait StepKind: 'static {
         Ok(Effects::None)
     }
 }
+
+/// The generated bindings of one step world (`bindgen!`), with the
+/// interfaces every world shares taken from `crate::bindings`: a step's
+/// module uses its world's `*Indices` to type-check a component's export.
+macro_rules! world {
+    ($world:literal) => {
+        wasmtime::component::bindgen!({
+            world: $world,
+            path: "../wit",
+            with: {
+                "kefu:workflow/types": crate::bindings::types,
+                "kefu:workflow/state": crate::bindings::state,
+                "kefu:workflow/log": crate::bindings::log,
+                "kefu:workflow/config": crate::bindings::config,
+                "kefu:workflow/clock": crate::bindings::clock,
+            },
+        });
+    };
+}
+use world;
 
 /// Where and when a decision is recorded, for a step's effects.
 pub struct Recording<'a> {

@@ -4,6 +4,12 @@
 use super::{StepKind, StepOutput};
 use crate::error::CallError;
 use crate::types::{Confirmation, ConfirmationRequest, ConfirmationVerdict};
+use wasmtime::component::InstancePre;
+
+/// The `order-confirmation` world's generated bindings.
+mod bindings {
+    super::super::world!("order-confirmation");
+}
 
 pub struct OrderConfirmation;
 
@@ -24,6 +30,10 @@ impl StepKind for OrderConfirmation {
 
     fn output(answer: Confirmation) -> StepOutput {
         StepOutput::OrderConfirmation(answer)
+    }
+
+    fn check_export<T: 'static>(pre: &InstancePre<T>) -> wasmtime::Result<()> {
+        bindings::OrderConfirmationIndices::new(pre).map(|_| ())
     }
 
     /// A verdict says why; orders merge only with the buyer's own open

@@ -5,6 +5,12 @@ use super::{Recording, StepKind, StepOutput};
 use crate::error::CallError;
 use crate::storage::{Effects, RefundRecord, StorageError};
 use crate::types::{RefundDecision, RefundOutcome, RefundRequest};
+use wasmtime::component::InstancePre;
+
+/// The `refund-policy` world's generated bindings.
+mod bindings {
+    super::super::world!("refund-policy");
+}
 
 pub struct RefundPolicy;
 
@@ -21,6 +27,10 @@ impl StepKind for RefundPolicy {
 
     fn output(answer: RefundDecision) -> StepOutput {
         StepOutput::RefundPolicy(answer)
+    }
+
+    fn check_export<T: 'static>(pre: &InstancePre<T>) -> wasmtime::Result<()> {
+        bindings::RefundPolicyIndices::new(pre).map(|_| ())
     }
 
     /// An approved refund never exceeds what is refundable; any other

@@ -6,6 +6,12 @@ use super::{Recording, StepKind, StepOutput};
 use crate::error::CallError;
 use crate::storage::{Effects, RevisitRecord, RevisitStatus, StorageError};
 use crate::types::{RevisitPlan, RevisitRequest, RevisitTrigger};
+use wasmtime::component::InstancePre;
+
+/// The `revisit-planner` world's generated bindings.
+mod bindings {
+    super::super::world!("revisit-planner");
+}
 
 pub struct RevisitPlanner;
 
@@ -31,6 +37,10 @@ impl StepKind for RevisitPlanner {
 
     fn output(answer: RevisitPlan) -> StepOutput {
         StepOutput::RevisitPlanner(answer)
+    }
+
+    fn check_export<T: 'static>(pre: &InstancePre<T>) -> wasmtime::Result<()> {
+        bindings::RevisitPlannerIndices::new(pre).map(|_| ())
     }
 
     /// Never in the past, a bounded plan, a sane attempt policy.
