@@ -1,6 +1,5 @@
 //! Typed errors of loading and calling plugins.
 
-use crate::steps::Step;
 use std::time::Duration;
 
 /// Why a component could not be loaded as a plugin for a step.
@@ -48,7 +47,10 @@ pub enum LoadError {
 pub enum CallError {
     /// The input is for another step than the plugin's.
     #[error("input is for step `{input}` but the plugin implements `{plugin}`")]
-    WrongStep { plugin: Step, input: Step },
+    WrongStep {
+        plugin: &'static str,
+        input: &'static str,
+    },
     /// The call ran past its wall-clock limit and was stopped.
     #[error("plugin timed out after {0:?}")]
     Timeout(Duration),

@@ -129,8 +129,8 @@ impl Plugin {
     ) -> Option<CallOutcome> {
         (input.step() != self.step).then(|| CallOutcome {
             result: Err(CallError::WrongStep {
-                plugin: self.step,
-                input: input.step(),
+                plugin: self.step.world(),
+                input: input.step().world(),
             }),
             duration: start.elapsed(),
             memory_peak: 0,

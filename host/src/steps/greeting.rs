@@ -1,8 +1,8 @@
 //! Greeting (进门问好): the first answer to a buyer's message.
 
 use super::{StepKind, StepOutput};
+use crate::bindings::types::{GreetingReply, GreetingRequest};
 use crate::error::CallError;
-use crate::types::{GreetingReply, GreetingRequest};
 use wasmtime::component::InstancePre;
 
 /// The `greeting` world's generated bindings.

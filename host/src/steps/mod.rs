@@ -319,14 +319,6 @@ impl Step {
         self.visit(Consts)[3]
     }
 
-    /// SHA-256 of the default plugin, computed once.
-    pub fn default_digest(self) -> &'static str {
-        static DIGESTS: std::sync::OnceLock<[String; Step::ALL.len()]> = std::sync::OnceLock::new();
-        let all =
-            DIGESTS.get_or_init(|| Step::ALL.map(|s| crate::runtime::digest(s.default_plugin())));
-        &all[self as usize]
-    }
-
     /// The default plugin bundled for this step.
     pub fn default_plugin(self) -> &'static [u8] {
         struct Default;

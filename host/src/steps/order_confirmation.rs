@@ -2,8 +2,8 @@
 //! the buyer before shipping; remarks, twin accounts, merged orders.
 
 use super::{StepKind, StepOutput};
+use crate::bindings::types::{Confirmation, ConfirmationRequest, ConfirmationVerdict};
 use crate::error::CallError;
-use crate::types::{Confirmation, ConfirmationRequest, ConfirmationVerdict};
 use wasmtime::component::InstancePre;
 
 /// The `order-confirmation` world's generated bindings.

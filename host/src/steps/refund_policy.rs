@@ -2,9 +2,9 @@
 //! evidence or explain; a decision is kept as the shop's refund record.
 
 use super::{Recording, StepKind, StepOutput};
+use crate::bindings::types::{RefundDecision, RefundOutcome, RefundRequest};
 use crate::error::CallError;
 use crate::storage::{Effects, RefundRecord, StorageError};
-use crate::types::{RefundDecision, RefundOutcome, RefundRequest};
 use wasmtime::component::InstancePre;
 
 /// The `refund-policy` world's generated bindings.

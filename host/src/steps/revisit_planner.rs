@@ -3,9 +3,9 @@
 //! revisits are stored and fired by the scheduler.
 
 use super::{Recording, StepKind, StepOutput};
+use crate::bindings::types::{RevisitPlan, RevisitRequest, RevisitTrigger};
 use crate::error::CallError;
 use crate::storage::{Effects, RevisitRecord, RevisitStatus, StorageError};
-use crate::types::{RevisitPlan, RevisitRequest, RevisitTrigger};
 use wasmtime::component::InstancePre;
 
 /// The `revisit-planner` world's generated bindings.

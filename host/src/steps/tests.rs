@@ -2,7 +2,7 @@
 //! check of an answer against its request, and the order of `Step::ALL`.
 
 use super::*;
-use crate::types::*;
+use crate::bindings::types::*;
 
 fn order(total: u64, refunded: u64) -> Order {
     Order {

@@ -1,7 +1,7 @@
 //! What the storage keeps, as serializable records.
 
+use crate::bindings::types::{Channel, RefundDecision, RefundKind, RefundReason};
 use crate::steps::Step;
-use crate::types::{Channel, RefundDecision, RefundKind, RefundReason};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 

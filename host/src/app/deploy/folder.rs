@@ -175,7 +175,7 @@ impl Deployer {
             }
             None => Candidate {
                 bytes: Cow::Borrowed(step.default_plugin()),
-                digest: step.default_digest().to_string(),
+                digest: default_digest(step).to_string(),
                 config_json,
                 source: PluginSource::Bundled,
                 reuse,
@@ -200,4 +200,11 @@ impl Deployer {
         let plugin = self.plugin_of(step, record).map_err(|e| e.to_string())?;
         Ok(Some(active_plugin(plugin, record)))
     }
+}
+
+/// SHA-256 of the default plugin of `step`, computed once.
+fn default_digest(step: Step) -> &'static str {
+    static DIGESTS: std::sync::OnceLock<[String; Step::ALL.len()]> = std::sync::OnceLock::new();
+    let all = DIGESTS.get_or_init(|| Step::ALL.map(|s| digest(s.default_plugin())));
+    &all[step as usize]
 }

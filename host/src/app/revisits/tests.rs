@@ -12,7 +12,7 @@ fn revisit(store: &dyn Storage, customer: &str, due_at: i64) -> RevisitRecord {
         shop: "s".into(),
         customer_id: customer.into(),
         due_at,
-        channel: crate::types::Channel::Chat,
+        channel: crate::bindings::types::Channel::Chat,
         purpose: "satisfaction".into(),
         message: "hi".into(),
         max_attempts: 3,
