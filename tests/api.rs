@@ -164,59 +164,41 @@ async fn a_step_answers_through_the_router_and_its_decision_is_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_open_only_their_own_shop_and_only_the_admin_learns_what_exists() {
     let api = Api::open(|_| {}).await;
-    let body = || example("greeting/first-visit");
-    assert_eq!(
-        code(&api.post("/v1/shops/tea/greeting", None, body()).await),
-        (401, "unauthorized")
-    );
-    assert_eq!(
-        code(
-            &api.post("/v1/shops/tea/greeting", Some("nope"), body())
-                .await
+    let greet = |shop: &str| format!("/v1/shops/{shop}/greeting");
+    // (POST or GET, path, key): the answer's status and code.
+    let cases = [
+        (true, greet("tea"), None, (401, "unauthorized")),
+        (true, greet("tea"), Some("nope"), (403, "forbidden")),
+        (true, greet("tea"), Some(CRM_KEY), (403, "forbidden")),
+        // The admin token reads a shop's records but does not run its steps.
+        (true, greet("tea"), Some(ADMIN), (403, "forbidden")),
+        // Unknown shops: a shop key learns nothing, the admin learns it.
+        (true, greet("nope"), Some(TEA_KEY), (403, "forbidden")),
+        (true, greet("nope"), None, (401, "unauthorized")),
+        (
+            false,
+            "/v1/shops/nope/decisions".into(),
+            Some(ADMIN),
+            (404, "unknown_shop"),
         ),
-        (403, "forbidden")
-    );
-    assert_eq!(
-        code(
-            &api.post("/v1/shops/tea/greeting", Some(CRM_KEY), body())
-                .await
+        // Admin endpoints.
+        (
+            false,
+            "/v1/plugins".into(),
+            Some(TEA_KEY),
+            (403, "forbidden"),
         ),
-        (403, "forbidden")
-    );
-    // The admin token reads a shop's records but does not run its steps.
-    assert_eq!(
-        code(
-            &api.post("/v1/shops/tea/greeting", Some(ADMIN), body())
-                .await
-        ),
-        (403, "forbidden")
-    );
+        (false, "/v1/audit".into(), None, (401, "unauthorized")),
+    ];
+    for (post, path, key, expected) in cases {
+        let answer = if post {
+            api.post(&path, key, example("greeting/first-visit")).await
+        } else {
+            api.get(&path, key).await
+        };
+        assert_eq!(code(&answer), expected, "{path} with {key:?}");
+    }
     assert_eq!(api.get("/v1/shops/tea/refunds", Some(ADMIN)).await.0, 200);
-    // Unknown shops: a shop key learns nothing, the admin learns it.
-    assert_eq!(
-        code(
-            &api.post("/v1/shops/nope/greeting", Some(TEA_KEY), body())
-                .await
-        ),
-        (403, "forbidden")
-    );
-    assert_eq!(
-        code(&api.post("/v1/shops/nope/greeting", None, body()).await),
-        (401, "unauthorized")
-    );
-    assert_eq!(
-        code(&api.get("/v1/shops/nope/decisions", Some(ADMIN)).await),
-        (404, "unknown_shop")
-    );
-    // Admin endpoints.
-    assert_eq!(
-        code(&api.get("/v1/plugins", Some(TEA_KEY)).await),
-        (403, "forbidden")
-    );
-    assert_eq!(
-        code(&api.get("/v1/audit", None).await),
-        (401, "unauthorized")
-    );
     let (status, plugins) = api.get("/v1/plugins", Some(ADMIN)).await;
     assert_eq!(status, 200);
     assert_eq!(
