@@ -1,7 +1,10 @@
 //! The embedded backend: sled 0.34. One tree per kind of record, one
 //! file per capability (`decisions`, `revisits`, `versions`, `state`);
-//! keys and values are made in `keys`. Writes that belong together are one
-//! sled transaction.
+//! keys and values are made in `keys`. Writes that belong together are
+//! all or nothing across a crash: a decision and its effects under an
+//! intent settled at open (`decisions`), a revisit's move between
+//! indexes and revisits fired with their webhooks in one sled transaction
+//! (`revisits`), the state quota likewise (`state`).
 
 mod components;
 mod decisions;
@@ -44,10 +47,14 @@ pub struct SledStorage {
     components: components::Components,
     versions: sled::Tree,
     active: sled::Tree,
+    /// decision id -> what a decision with effects is about to write
+    /// (see `decisions`): a leftover entry at open is a write a crash cut
+    /// short, undone then.
+    intents: sled::Tree,
     /// Tests make a multi-record write fail at a named point between its
     /// parts, to show that none of it stays.
     #[cfg(test)]
-    fail_at: std::sync::Mutex<Option<&'static str>>,
+    fail_at: std::sync::Mutex<Option<(&'static str, Failure)>>,
 }
 
 impl SledStorage {
@@ -85,9 +92,14 @@ impl SledStorage {
             components,
             versions: tree("versions")?,
             active: tree("active")?,
+            intents: tree("intents")?,
             db,
             #[cfg(test)]
             fail_at: std::sync::Mutex::new(None),
+        })
+        .and_then(|store| {
+            store.finish_intents()?;
+            Ok(store)
         })
     }
 
@@ -98,11 +110,23 @@ impl SledStorage {
         &self,
         point: &'static str,
     ) -> Result<(), ConflictableTransactionError<StorageError>> {
+        self.fail(point)
+            .map_err(|(e, _)| ConflictableTransactionError::Abort(e))
+    }
+
+    /// Between the parts of a write outside a transaction: the failure a
+    /// test asked for at `point`, if any, and whether it is a crash (the
+    /// process gone: nothing more is written) or an error.
+    #[inline]
+    fn fail(&self, point: &'static str) -> Result<(), (StorageError, Failure)> {
         #[cfg(test)]
-        if *self.fail_at.lock().unwrap() == Some(point) {
-            return Err(ConflictableTransactionError::Abort(StorageError::Backend(
-                format!("injected failure at {point}"),
-            )));
+        if let Some((at, kind)) = *self.fail_at.lock().unwrap()
+            && at == point
+        {
+            return Err((
+                StorageError::Backend(format!("injected failure at {point}")),
+                kind,
+            ));
         }
         let _ = point;
         Ok(())
@@ -119,6 +143,16 @@ impl SledStorage {
             .map(|item| decode(&item.map_err(backend)?.1))
             .collect()
     }
+}
+
+/// How an injected failure behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// A write fails and the caller goes on (and cleans up).
+    Error,
+    /// The process dies there: nothing after it runs.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Crash,
 }
 
 impl Ids for SledStorage {

@@ -123,46 +123,87 @@ fn all_of(store: &SledStorage, shop: &str) -> usize {
         .len()
 }
 
+/// Inject `failure` at `point` of a decision's write, then (for a crash)
+/// reopen the store as a restart would.
+fn cut_short(
+    dir: &std::path::Path,
+    store: SledStorage,
+    d: &Decision,
+    effects: &Effects,
+    point: &'static str,
+    failure: Failure,
+) -> SledStorage {
+    *store.fail_at.lock().unwrap() = Some((point, failure));
+    let err = store.record_decision(d, effects).unwrap_err();
+    assert!(err.to_string().contains("injected"), "{err}");
+    *store.fail_at.lock().unwrap() = None;
+    match failure {
+        Failure::Error => store,
+        Failure::Crash => {
+            store.flush().unwrap();
+            drop(store);
+            SledStorage::open(dir).unwrap()
+        }
+    }
+}
+
 #[test]
 fn a_decision_and_its_refund_are_written_together_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStorage::open(dir.path()).unwrap();
+    let mut store = SledStorage::open(dir.path()).unwrap();
     let mut d = decision(&store, "a", Step::RefundPolicy, 1000);
     d.id = store.next_id().unwrap();
-    let r = refund(&store, &d);
-    *store.fail_at.lock().unwrap() = Some("after-decision");
-    let err = store
-        .record_decision(&d, &Effects::Refund(r.clone()))
-        .unwrap_err();
-    assert!(err.to_string().contains("injected"), "{err}");
-    assert_eq!(all_of(&store, "a"), 1, "the failed decision is not logged");
-    assert!(store.refunds("a", 10).unwrap().is_empty(), "nor its refund");
-    *store.fail_at.lock().unwrap() = None;
-    store.record_decision(&d, &Effects::Refund(r)).unwrap();
+    let effects = Effects::Refund(refund(&store, &d));
+    for failure in [Failure::Error, Failure::Crash] {
+        store = cut_short(dir.path(), store, &d, &effects, "after-effects", failure);
+        assert_eq!(
+            all_of(&store, "a"),
+            1,
+            "{failure:?}: the cut decision is not logged"
+        );
+        assert!(
+            store.refunds("a", 10).unwrap().is_empty(),
+            "{failure:?}: nor its refund"
+        );
+        assert_eq!(store.intents.len(), 0, "{failure:?}: its intent is settled");
+    }
+    // Cut after the decision: it was logged, so everything is kept.
+    store = cut_short(
+        dir.path(),
+        store,
+        &d,
+        &effects,
+        "after-decision",
+        Failure::Crash,
+    );
     assert_eq!(all_of(&store, "a"), 2);
     assert_eq!(store.refunds("a", 10).unwrap().len(), 1);
+    assert_eq!(store.intents.len(), 0);
 }
 
 #[test]
 fn a_decision_and_its_revisits_are_written_together_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStorage::open(dir.path()).unwrap();
+    let mut store = SledStorage::open(dir.path()).unwrap();
     let mut d = decision(&store, "a", Step::RevisitPlanner, 1000);
     d.id = store.next_id().unwrap();
-    let plan = vec![planned(&store, 5_000), planned(&store, 6_000)];
-    *store.fail_at.lock().unwrap() = Some("after-decision");
-    assert!(
-        store
-            .record_decision(&d, &Effects::Revisits(plan.clone()))
-            .is_err()
-    );
-    assert_eq!(all_of(&store, "a"), 1);
-    assert!(store.revisits("a", None, 10).unwrap().is_empty());
-    assert!(store.due_revisits(i64::MAX, 10).unwrap().is_empty());
-    *store.fail_at.lock().unwrap() = None;
-    store.record_decision(&d, &Effects::Revisits(plan)).unwrap();
+    let effects = Effects::Revisits(vec![planned(&store, 5_000), planned(&store, 6_000)]);
+    for failure in [Failure::Error, Failure::Crash] {
+        store = cut_short(dir.path(), store, &d, &effects, "after-effects", failure);
+        assert_eq!(all_of(&store, "a"), 1, "{failure:?}");
+        assert!(
+            store.revisits("a", None, 10).unwrap().is_empty(),
+            "{failure:?}"
+        );
+        assert!(
+            store.due_revisits(i64::MAX, 10).unwrap().is_empty(),
+            "{failure:?}"
+        );
+    }
+    store.record_decision(&d, &effects).unwrap();
     assert_eq!(store.revisits("a", None, 10).unwrap().len(), 2);
     assert_eq!(store.due_revisits(i64::MAX, 10).unwrap().len(), 2);
+    assert_eq!(store.intents.len(), 0);
 }
 
 #[test]
@@ -175,7 +216,7 @@ fn a_revisit_moves_between_indexes_in_one_write() {
     // leaves it where it was, planned and due at its old time.
     r.due_at = 9_000;
     r.status = RevisitStatus::Due;
-    *store.fail_at.lock().unwrap() = Some("revisit-unindexed");
+    *store.fail_at.lock().unwrap() = Some(("revisit-unindexed", Failure::Error));
     assert!(store.put_revisits(std::slice::from_ref(&r)).is_err());
     let kept = store.revisit(r.id).unwrap().unwrap();
     assert_eq!((kept.due_at, kept.status), (5_000, RevisitStatus::Planned));
@@ -190,7 +231,7 @@ fn a_revisit_moves_between_indexes_in_one_write() {
         next_try_ms: 0,
         last_error: None,
     };
-    *store.fail_at.lock().unwrap() = Some("webhooks-queued");
+    *store.fail_at.lock().unwrap() = Some(("webhooks-queued", Failure::Error));
     assert!(
         store
             .fire_revisits(std::slice::from_ref(&r), std::slice::from_ref(&delivery))
