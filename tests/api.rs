@@ -650,3 +650,44 @@ async fn a_store_written_by_the_previous_release_opens_and_serves() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_description_types_every_answer() {
+    let api = Api::open(|_| {}).await;
+    let (status, doc) = api.get("/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "Revisits",
+        "RevisitView",
+        "RefundView",
+        "DecisionView",
+        "VersionsView",
+        "PluginsView",
+        "Report",
+        "PlansReport",
+        "Activated",
+        "Audit",
+    ] {
+        assert!(schemas.contains_key(name), "no schema {name}");
+    }
+    let answer = |path: &str, method: &str| {
+        doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+            ["$ref"]
+            .as_str()
+            .unwrap_or("(none)")
+            .to_string()
+    };
+    assert_eq!(
+        answer("/v1/shops/{shop}/revisits", "get"),
+        "#/components/schemas/Revisits"
+    );
+    assert_eq!(
+        answer("/v1/shops/{shop}/steps/{step}/rollback", "post"),
+        "#/components/schemas/Activated"
+    );
+    assert_eq!(
+        schemas["RevisitView"]["properties"]["status"]["$ref"],
+        "#/components/schemas/RevisitStatus"
+    );
+}

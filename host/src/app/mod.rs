@@ -8,6 +8,7 @@ mod access;
 mod config;
 mod deploy;
 mod durability;
+mod listings;
 mod metrics;
 mod placement;
 mod quota;
@@ -20,6 +21,7 @@ mod watch;
 pub use access::{AccessError, Caller};
 pub use config::{ConfigError, InstanceMode, ServerConfig, ShopSpec, StepSpec};
 pub use deploy::DeployError;
+pub use listings::{AuditView, DecisionView, OutcomeView, RefundView, RevisitView};
 pub use quota::{QuotaExceeded, Quotas};
 pub use registry::{LoadFailure, PluginSource, Shop, now_ms};
 pub use revisits::{
@@ -32,10 +34,7 @@ pub use views::{ActivePluginView, PluginsView, VersionView, VersionsView};
 use crate::error::LoadError;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::steps::Step;
-use crate::storage::{
-    Actor, AuditEvent, Decision, DecisionQuery, RefundRecord, RevisitRecord, RevisitStatus,
-    SledStorage, Storage, StorageError,
-};
+use crate::storage::{Actor, SledStorage, Storage, StorageError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -245,31 +244,6 @@ impl App {
         self.metrics.render()
     }
 
-    /// Decision-log entries of a shop.
-    pub fn decisions(&self, query: &DecisionQuery) -> Result<Vec<Decision>, StorageError> {
-        self.storage.decisions(query)
-    }
-
-    /// A shop's refund decisions, newest first.
-    pub fn refunds(&self, shop: &str, limit: usize) -> Result<Vec<RefundRecord>, StorageError> {
-        self.storage.refunds(shop, limit)
-    }
-
-    /// A shop's revisits, earliest due first.
-    pub fn revisits(
-        &self,
-        shop: &str,
-        status: Option<RevisitStatus>,
-        limit: usize,
-    ) -> Result<Vec<RevisitRecord>, StorageError> {
-        self.storage.revisits(shop, status, limit)
-    }
-
-    /// The deploy audit, of one shop or all, newest first.
-    pub fn audit(&self, shop: Option<&str>, limit: usize) -> Result<Vec<AuditEvent>, StorageError> {
-        self.storage.audit(shop, limit)
-    }
-
     /// Deploy an uploaded component as the next version of a shop's step
     /// (blocking: it compiles).
     pub fn deploy(
@@ -308,18 +282,18 @@ impl App {
         shop: &str,
         id: u64,
         input: OutcomeInput,
-    ) -> Result<RevisitRecord, RevisitError> {
+    ) -> Result<RevisitView, RevisitError> {
         let at = chrono::Utc::now().timestamp();
         let revisit = revisits::record_outcome(self.storage.as_ref(), shop, id, at, input)?;
         self.durable().await?;
-        Ok(revisit)
+        Ok(revisit.into())
     }
 
     /// Cancel revisit `id` of `shop`; durable when it returns.
-    pub async fn cancel_revisit(&self, shop: &str, id: u64) -> Result<RevisitRecord, RevisitError> {
+    pub async fn cancel_revisit(&self, shop: &str, id: u64) -> Result<RevisitView, RevisitError> {
         let revisit = revisits::cancel(self.storage.as_ref(), shop, id)?;
         self.durable().await?;
-        Ok(revisit)
+        Ok(revisit.into())
     }
 
     /// Mark a customer do-not-contact (cancelling their open revisits, and

@@ -3,10 +3,11 @@
 
 use super::limit;
 use crate::app::App;
+use crate::app::DecisionView;
 use crate::server::error::ApiError;
 use crate::server::extract::{AppQuery, ShopAccess};
 use crate::steps::Step;
-use crate::storage::{Decision, DecisionQuery};
+use crate::storage::DecisionQuery;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -24,8 +25,7 @@ pub struct Filter {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Decisions {
     shop: String,
-    #[schema(value_type = Vec<Object>)]
-    decisions: Vec<Decision>,
+    decisions: Vec<DecisionView>,
 }
 
 pub async fn list(

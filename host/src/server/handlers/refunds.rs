@@ -2,9 +2,9 @@
 
 use super::{Page, limit};
 use crate::app::App;
+use crate::app::RefundView;
 use crate::server::error::ApiError;
 use crate::server::extract::{AppQuery, ShopAccess};
-use crate::storage::RefundRecord;
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -13,8 +13,7 @@ use std::sync::Arc;
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Refunds {
     shop: String,
-    #[schema(value_type = Vec<Object>)]
-    refunds: Vec<RefundRecord>,
+    refunds: Vec<RefundView>,
 }
 
 pub async fn list(

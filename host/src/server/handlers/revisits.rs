@@ -8,10 +8,11 @@
 //!   `?from=&to=` (unix seconds): the 回访总结报告
 
 use super::limit;
+use crate::app::RevisitView;
 use crate::app::{App, OutcomeInput, PlansReport, Report};
 use crate::server::error::{ApiError, step_code};
 use crate::server::extract::{AppJson, AppQuery, BulkPlan, ShopAccess, ShopKey};
-use crate::storage::{RevisitRecord, RevisitStatus};
+use crate::storage::RevisitStatus;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
@@ -28,15 +29,13 @@ pub struct ListQuery {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Revisits {
     shop: String,
-    #[schema(value_type = Vec<Object>)]
-    revisits: Vec<RevisitRecord>,
+    revisits: Vec<RevisitView>,
 }
 
 /// One revisit, after an outcome or a cancel.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct OneRevisit {
-    #[schema(value_type = Object)]
-    revisit: RevisitRecord,
+    revisit: RevisitView,
 }
 
 pub async fn list(

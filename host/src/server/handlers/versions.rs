@@ -2,10 +2,11 @@
 //! `POST /v1/shops/{shop}/steps/{step}/rollback`, and `GET /v1/audit`.
 
 use super::limit;
+use crate::app::AuditView;
 use crate::app::{App, VersionView, VersionsView};
 use crate::server::error::ApiError;
 use crate::server::extract::{AdminAccess, AppBody, AppQuery, Component, StepParam, parse_json};
-use crate::storage::{Actor, AuditEvent, StorageError};
+use crate::storage::{Actor, StorageError};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -93,8 +94,7 @@ pub struct AuditQuery {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Audit {
-    #[schema(value_type = Vec<Object>)]
-    events: Vec<AuditEvent>,
+    events: Vec<AuditView>,
 }
 
 pub async fn audit(

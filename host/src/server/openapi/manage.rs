@@ -3,7 +3,8 @@
 //! contact lists and bulk plans (shop key). Operations that need the admin
 //! token carry the tag `admin`.
 
-use super::{json, object, param, with_errors};
+use super::{Schemas, json, object, param, typed, with_errors};
+use crate::server::handlers;
 use crate::storage::OutcomeResult;
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, Parameter, ParameterIn, PathItem,
@@ -11,7 +12,7 @@ use utoipa::openapi::path::{
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::SecurityRequirement;
-use utoipa::openapi::{ContentBuilder, PathsBuilder, Ref, Required, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, PathsBuilder, Ref, RefOr, Required, ResponseBuilder};
 
 const STEPS: [&str; 4] = [
     "greeting",
@@ -43,7 +44,13 @@ pub fn outcome_schema() -> Schema {
         .into()
 }
 
-fn op(id: &str, summary: &str, params: Vec<Parameter>, ok: &str) -> OperationBuilder {
+fn op(
+    id: &str,
+    summary: &str,
+    params: Vec<Parameter>,
+    ok: &str,
+    answer: RefOr<Schema>,
+) -> OperationBuilder {
     let mut op = OperationBuilder::new()
         .summary(Some(summary))
         .operation_id(Some(id));
@@ -54,7 +61,7 @@ fn op(id: &str, summary: &str, params: Vec<Parameter>, ok: &str) -> OperationBui
         "200",
         ResponseBuilder::new()
             .description(ok)
-            .content("application/json", json(object())),
+            .content("application/json", json(answer)),
     )
 }
 
@@ -85,6 +92,7 @@ fn json_body(
 
 pub fn paths(
     paths: PathsBuilder,
+    schemas: &mut Schemas,
     shop: &dyn Fn() -> Parameter,
     limit: &dyn Fn() -> Parameter,
 ) -> PathsBuilder {
@@ -92,6 +100,14 @@ pub fn paths(
     let id = || param("id", ParameterIn::Path, Type::Integer, true, &[]);
     let customer = || param("customer", ParameterIn::Path, Type::String, true, &[]);
     let int = |name: &str| param(name, ParameterIn::Query, Type::Integer, false, &[]);
+    let versions_view = typed::<crate::app::VersionsView>(schemas);
+    let activated = typed::<handlers::versions::Activated>(schemas);
+    let audit_view = typed::<handlers::versions::Audit>(schemas);
+    let plugins_view = typed::<crate::app::PluginsView>(schemas);
+    let report_view = typed::<crate::app::Report>(schemas);
+    let one_revisit = typed::<handlers::revisits::OneRevisit>(schemas);
+    let plans_view = typed::<crate::app::PlansReport>(schemas);
+    let do_not_contact_view = typed::<handlers::customers::DoNotContact>(schemas);
 
     let versions = PathItem::builder()
         .operation(
@@ -101,6 +117,7 @@ pub fn paths(
                 "A step's plugin versions and which is active",
                 vec![shop(), step()],
                 "the versions",
+                versions_view,
             )),
         )
         .operation(
@@ -111,6 +128,7 @@ pub fn paths(
                     "Deploy a component as the step's new active version",
                     vec![shop(), step()],
                     "deployed",
+                    activated.clone(),
                 )
                 .request_body(Some(
                     RequestBodyBuilder::new()
@@ -138,6 +156,7 @@ pub fn paths(
             "Make an earlier version active (the one before, or `version`)",
             vec![shop(), step()],
             "rolled back",
+            activated,
         )
         .request_body(Some(json_body(
             object().property("version", ObjectBuilder::new().schema_type(Type::Integer)),
@@ -152,12 +171,14 @@ pub fn paths(
             limit(),
         ],
         "the audit log",
+        audit_view,
     ));
     let plugins = admin(op(
         "plugins",
         "Every shop's active plugin per step",
         vec![],
         "the plugins",
+        plugins_view,
     ));
 
     let report = with_errors(op(
@@ -177,6 +198,7 @@ pub fn paths(
             int("to"),
         ],
         "the report",
+        report_view,
     ))
     .build();
     let outcome = with_errors(
@@ -185,6 +207,7 @@ pub fn paths(
             "Record the outcome of one revisit attempt",
             vec![shop(), id()],
             "the revisit after it",
+            one_revisit.clone(),
         )
         .request_body(Some(json_body(
             Ref::from_schema_name("RevisitOutcome"),
@@ -197,6 +220,7 @@ pub fn paths(
         "Cancel a revisit",
         vec![shop(), id()],
         "the cancelled revisit",
+        one_revisit,
     ))
     .build();
     let plans = with_errors(
@@ -205,6 +229,7 @@ pub fn paths(
             "Plan revisits for many customers in one call",
             vec![shop()],
             "each request's decision id or error, in order",
+            plans_view,
         )
         .request_body(Some(json_body(
             object()
@@ -218,7 +243,14 @@ pub fn paths(
     )
     .build();
     let do_not_contact = |id: &str, summary: &str| {
-        with_errors(op(id, summary, vec![shop(), customer()], "done")).build()
+        with_errors(op(
+            id,
+            summary,
+            vec![shop(), customer()],
+            "done",
+            do_not_contact_view.clone(),
+        ))
+        .build()
     };
     paths
         .path("/v1/shops/{shop}/steps/{step}/versions", versions)

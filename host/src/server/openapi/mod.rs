@@ -2,7 +2,9 @@
 //! from the request and response types themselves (utoipa's `ToSchema`
 //! on the WIT bindings), so it cannot drift from what the server parses.
 
+use super::handlers;
 use crate::steps::{Step, StepKind, VisitKind};
+use crate::storage::RevisitStatus;
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
 };
@@ -29,6 +31,16 @@ fn error_schema() -> Schema {
         .required("code")
         .required("message");
     object().property("error", error).required("error").into()
+}
+
+/// The schemas of the document, by name.
+pub(super) type Schemas = Vec<(String, RefOr<Schema>)>;
+
+/// Register `T`'s schema (and the ones it refers to) and refer to it.
+pub(super) fn typed<T: ToSchema>(schemas: &mut Schemas) -> RefOr<Schema> {
+    schemas.push((T::name().into(), T::schema()));
+    T::schemas(schemas);
+    Ref::from_schema_name(T::name()).into()
 }
 
 pub(super) fn json(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
@@ -111,7 +123,10 @@ pub fn spec(shops: &[String]) -> OpenApi {
         );
     }
 
-    let list = |id: &str, summary: &str, extra: Vec<utoipa::openapi::path::Parameter>| {
+    let list = |id: &str,
+                summary: &str,
+                extra: Vec<utoipa::openapi::path::Parameter>,
+                answer: RefOr<Schema>| {
         let mut op = OperationBuilder::new()
             .summary(Some(summary))
             .operation_id(Some(id))
@@ -124,14 +139,17 @@ pub fn spec(shops: &[String]) -> OpenApi {
             "200",
             ResponseBuilder::new()
                 .description("the list")
-                .content("application/json", json(object())),
+                .content("application/json", json(answer)),
         );
         PathItem::new(HttpMethod::Get, with_errors(op))
     };
+    let refunds = typed::<handlers::refunds::Refunds>(&mut schemas);
+    let revisits = typed::<handlers::revisits::Revisits>(&mut schemas);
+    let decisions = typed::<handlers::decisions::Decisions>(&mut schemas);
     paths = paths
         .path(
             "/v1/shops/{shop}/refunds",
-            list("refunds", "The shop's refund decisions", vec![]),
+            list("refunds", "The shop's refund decisions", vec![], refunds),
         )
         .path(
             "/v1/shops/{shop}/revisits",
@@ -143,8 +161,12 @@ pub fn spec(shops: &[String]) -> OpenApi {
                     ParameterIn::Query,
                     Type::String,
                     false,
-                    &["planned", "due", "done", "unreachable", "cancelled"],
+                    &RevisitStatus::ALL
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>(),
                 )],
+                revisits,
             ),
         )
         .path(
@@ -158,23 +180,19 @@ pub fn spec(shops: &[String]) -> OpenApi {
                         ParameterIn::Query,
                         Type::String,
                         false,
-                        &[
-                            "greeting",
-                            "order-confirmation",
-                            "refund-policy",
-                            "revisit-planner",
-                        ],
+                        &Step::ALL.map(Step::world),
                     ),
                     param("since", ParameterIn::Query, Type::Integer, false, &[]),
                     param("until", ParameterIn::Query, Type::Integer, false, &[]),
                 ],
+                decisions,
             ),
         );
     let health = OperationBuilder::new()
         .operation_id(Some("healthz"))
         .response("200", ResponseBuilder::new().description("alive"));
     paths = paths.path("/healthz", PathItem::new(HttpMethod::Get, health));
-    paths = manage::paths(paths, &shop, &limit);
+    paths = manage::paths(paths, &mut schemas, &shop, &limit);
     schemas.push(("RevisitOutcome".into(), manage::outcome_schema().into()));
 
     let mut components = ComponentsBuilder::new()
