@@ -356,14 +356,15 @@ async fn deploy_rollback_and_the_audit_through_the_api() {
     assert_eq!(deployed["version"]["version"], 2);
     assert_eq!(deployed["version"]["source"], "api");
     assert_eq!(deployed["version"]["config"], json!({}));
-    let (_, answer) = api
-        .post(
-            "/v1/shops/tea/refund-decision",
-            Some(TEA_KEY),
-            example("refund-policy/unshipped"),
-        )
-        .await;
-    assert_eq!(answer["plugin"]["version"], 2);
+    // The version a refund decision is made by.
+    let serving = || async {
+        let body = example("refund-policy/unshipped");
+        let (_, answer) = api
+            .post("/v1/shops/tea/refund-decision", Some(TEA_KEY), body)
+            .await;
+        answer["plugin"]["version"].as_u64()
+    };
+    assert_eq!(serving().await, Some(2));
 
     let rollback = "/v1/shops/tea/steps/refund-policy/rollback";
     let (status, back) = api.post(rollback, Some(ADMIN), "").await;
@@ -377,14 +378,7 @@ async fn deploy_rollback_and_the_audit_through_the_api() {
         code(&api.post(rollback, Some(ADMIN), "{").await),
         (400, "invalid_json")
     );
-    let (_, answer) = api
-        .post(
-            "/v1/shops/tea/refund-decision",
-            Some(TEA_KEY),
-            example("refund-policy/unshipped"),
-        )
-        .await;
-    assert_eq!(answer["plugin"]["version"], 1);
+    assert_eq!(serving().await, Some(1));
 
     let (_, audit) = api.get("/v1/audit?shop=tea", Some(ADMIN)).await;
     let actions: Vec<&str> = audit["events"]
@@ -690,4 +684,30 @@ async fn the_openapi_description_types_every_answer() {
         schemas["RevisitView"]["properties"]["status"]["$ref"],
         "#/components/schemas/RevisitStatus"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_json_even_from_the_path_or_the_method() {
+    let api = Api::open(|_| {}).await;
+    for path in [
+        "/v1/shops/crm/revisits/null%2Cnull/cancel",
+        "/v1/shops/crm/revisits/18446744073709551616/cancel",
+    ] {
+        let (status, body, headers) = api.call(Method::POST, path, Some(CRM_KEY), "").await;
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (400, Some("invalid_path")),
+            "{path}: {body}"
+        );
+        assert_eq!(headers["content-type"], "application/json");
+    }
+    let (status, body, headers) = api
+        .call(Method::DELETE, "/v1/shops/tea/refunds", Some(TEA_KEY), "")
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{body}"
+    );
+    assert_eq!(headers["content-type"], "application/json");
 }

@@ -14,11 +14,10 @@ fn main() -> std::process::ExitCode {
 
 /// Keep this process on 4 KiB pages. On hosts with transparent huge pages
 /// set to `always` (a common default), the first touch of fresh heap
-/// memory (sled allocates a new 512 KiB log buffer for every group
-/// commit) faulted in and zeroed a whole 2 MiB page on a request's thread,
-/// sometimes with compaction first: the greeting step's p99 at 64
-/// connections was 8.9-12.4 ms with huge pages and 5.0-5.9 ms without, in
-/// alternating runs (docs/PERFORMANCE.md).
+/// memory (sled allocates a new log buffer for every group commit)
+/// faulted in and zeroed a whole 2 MiB page on a request's thread,
+/// sometimes with compaction first: it was the greeting step's p99 tail
+/// (docs/perf-history.md, "The tail").
 fn opt_out_of_huge_pages() {
     #[cfg(target_os = "linux")]
     {

@@ -120,8 +120,8 @@ fn slow_lane() -> &'static tokio::runtime::Handle {
 /// Put the calling thread in Linux's idle scheduling class: it runs when a
 /// core has nothing else to do, and any other thread that wakes up takes
 /// the core from it at once. (A nice value does not do this: a nice-19
-/// thread still holds the core for its slice, and shop B's p99 with a
-/// looping neighbour stayed at 5-6 ms, as with no change at all.)
+/// thread still holds the core for its slice: shop B's p99 beside a
+/// looping neighbour did not move; docs/perf-history.md.)
 #[cfg(target_os = "linux")]
 fn lower_priority() {
     let param = libc::sched_param { sched_priority: 0 };
@@ -141,15 +141,12 @@ fn lower_priority() {}
 
 /// Keep the calling thread on the first core it may use. An idle-class
 /// thread that is free to move is pulled to whichever core goes idle, so
-/// it is in the way of the fast threads' next wakeup on every core in turn.
-/// In 13 alternating pairs of the noisy-neighbour test, pinning brought
-/// shop B's p99 under attack from a mean of 2.4 to 1.6 ms and from 2.1 to
-/// 1.3 ms. The first core rather than the last: on the 2-core VM we
-/// measure on, with the lane on the last core the kernel kept the async
-/// workers on the first, behind each other, and B's p99 went over twice
-/// its unloaded value in 6 of 26 runs; on the first core, in 3 of 59
-/// (docs/PERFORMANCE.md). Fast threads still use every core, that one
-/// included, taking it from the slow lane whenever they need it.
+/// it is in the way of the fast threads' next wakeup on every core in turn;
+/// pinned, it stays out of their way on all but one, and on the first
+/// rather than the last the kernel spreads the async workers better
+/// (measurements: docs/perf-history.md, "The slow lane on the first
+/// core"). Fast threads still use every core, that one included, taking
+/// it from the slow lane whenever they need it.
 #[cfg(target_os = "linux")]
 fn pin_to_first_core() {
     let allowed = allowed_cores();

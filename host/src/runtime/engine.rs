@@ -33,7 +33,7 @@ pub fn build(limits: &Limits) -> Result<Engine, LoadError> {
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(KEEP_RESIDENT)
         // Find the dirty pages with one ioctl (Linux 6.7+) instead of
-        // resetting the whole resident prefix: 34 -> 21 µs per fresh call.
+        // resetting the whole resident prefix (docs/perf-history.md).
         .pagemap_scan(wasmtime::Enabled::Auto)
         .decommit_batch_size(16)
         // The pool bounds every memory; the per-call limiter enforces the

@@ -24,6 +24,10 @@ pub enum ApiError {
     InvalidField { path: String, message: String },
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    #[error("invalid path: {0}")]
+    InvalidPath(String),
+    #[error("method not allowed here; see the README for the API")]
+    MethodNotAllowed,
     #[error("request body is larger than the limit of {0} KiB")]
     TooLarge(usize),
     #[error("{0}")]
@@ -36,7 +40,7 @@ pub enum ApiError {
     Deploy(#[from] DeployError),
     #[error(transparent)]
     Revisit(#[from] RevisitError),
-    #[error("storage failed: {0}")]
+    #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
@@ -65,6 +69,8 @@ impl ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::InvalidPath(_) => "invalid_path",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::NotFound(_)
             | ApiError::Revisit(RevisitError::NotFound(_))
@@ -88,9 +94,10 @@ impl ApiError {
             "unauthorized" => StatusCode::UNAUTHORIZED,
             "forbidden" => StatusCode::FORBIDDEN,
             "unknown_shop" | "unknown_step" | "not_found" => StatusCode::NOT_FOUND,
-            "invalid_json" | "invalid_field" | "invalid_query" | "bad_request" => {
+            "invalid_json" | "invalid_field" | "invalid_query" | "invalid_path" | "bad_request" => {
                 StatusCode::BAD_REQUEST
             }
+            "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
             "body_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "plugin_rejected" => StatusCode::UNPROCESSABLE_ENTITY,
             "quota_exceeded" => StatusCode::TOO_MANY_REQUESTS,

@@ -7,7 +7,7 @@ use super::error::ApiError;
 use crate::app::{App, Shop};
 use crate::steps::Step;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -83,6 +83,21 @@ impl FromRequestParts<Arc<App>> for StepParam {
         Step::from_name_or_endpoint(name)
             .map(StepParam)
             .ok_or_else(|| ApiError::UnknownStep(name.to_string()))
+    }
+}
+
+/// Path parameters; a bad one (a revisit id that is not a number) is
+/// `invalid_path` naming the problem, in the API's JSON like every error.
+pub struct AppPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for AppPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| AppPath(t))
+            .map_err(|e| ApiError::InvalidPath(e.body_text()))
     }
 }
 

@@ -81,6 +81,7 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see the README for the API".into())
         })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(app)
 }

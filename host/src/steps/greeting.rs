@@ -13,7 +13,6 @@ mod bindings {
 pub struct Greeting;
 
 impl StepKind for Greeting {
-    const STEP: super::Step = super::Step::Greeting;
     const WORLD: &'static str = "greeting";
     const EXPORT: &'static str = "greet";
     const ENDPOINT: &'static str = "greeting";

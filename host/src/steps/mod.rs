@@ -27,8 +27,6 @@ use wasmtime::component::{ComponentType, Lift, Lower};
 
 /// What is particular to one step. Implemented once per step module.
 pub trait StepKind: 'static {
-    /// The step's value in [`Step`].
-    const STEP: Step;
     /// The WIT world, which is also the step's name on the CLI and API.
     const WORLD: &'static str;
     /// The function the world exports.

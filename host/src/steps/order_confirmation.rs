@@ -18,7 +18,6 @@ fn invalid(msg: impl Into<String>) -> CallError {
 }
 
 impl StepKind for OrderConfirmation {
-    const STEP: super::Step = super::Step::OrderConfirmation;
     const WORLD: &'static str = "order-confirmation";
     const EXPORT: &'static str = "confirm";
     const ENDPOINT: &'static str = "order-confirmation";

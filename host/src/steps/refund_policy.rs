@@ -15,7 +15,6 @@ mod bindings {
 pub struct RefundPolicy;
 
 impl StepKind for RefundPolicy {
-    const STEP: super::Step = super::Step::RefundPolicy;
     const WORLD: &'static str = "refund-policy";
     const EXPORT: &'static str = "decide";
     const ENDPOINT: &'static str = "refund-decision";

@@ -25,7 +25,6 @@ fn invalid(msg: String) -> CallError {
 }
 
 impl StepKind for RevisitPlanner {
-    const STEP: super::Step = super::Step::RevisitPlanner;
     const WORLD: &'static str = "revisit-planner";
     const EXPORT: &'static str = "plan";
     const ENDPOINT: &'static str = "revisit-plan";

@@ -4,9 +4,9 @@
 
 use crate::app::App;
 use crate::server::error::ApiError;
-use crate::server::extract::ShopAccess;
+use crate::server::extract::{AppPath, ShopAccess};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ pub struct DoNotContact {
 pub async fn set(
     State(app): State<Arc<App>>,
     ShopAccess(shop): ShopAccess,
-    Path((_, customer)): Path<(String, String)>,
+    AppPath((_, customer)): AppPath<(String, String)>,
 ) -> Result<Json<DoNotContact>, ApiError> {
     let cancelled = app.set_do_not_contact(&shop.id, &customer, true).await?;
     Ok(Json(DoNotContact {
@@ -34,7 +34,7 @@ pub async fn set(
 pub async fn clear(
     State(app): State<Arc<App>>,
     ShopAccess(shop): ShopAccess,
-    Path((_, customer)): Path<(String, String)>,
+    AppPath((_, customer)): AppPath<(String, String)>,
 ) -> Result<Json<DoNotContact>, ApiError> {
     app.set_do_not_contact(&shop.id, &customer, false).await?;
     Ok(Json(DoNotContact {

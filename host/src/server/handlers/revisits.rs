@@ -11,10 +11,10 @@ use super::limit;
 use crate::app::RevisitView;
 use crate::app::{App, OutcomeInput, PlansReport, Report};
 use crate::server::error::{ApiError, step_code};
-use crate::server::extract::{AppJson, AppQuery, BulkPlan, ShopAccess, ShopKey};
+use crate::server::extract::{AppJson, AppPath, AppQuery, BulkPlan, ShopAccess, ShopKey};
 use crate::storage::RevisitStatus;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -61,7 +61,7 @@ pub async fn list(
 pub async fn outcome(
     State(app): State<Arc<App>>,
     ShopAccess(shop): ShopAccess,
-    Path((_, id)): Path<(String, u64)>,
+    AppPath((_, id)): AppPath<(String, u64)>,
     AppJson(input, _): AppJson<OutcomeInput>,
 ) -> Result<Json<OneRevisit>, ApiError> {
     let revisit = app.record_outcome(&shop.id, id, input).await?;
@@ -71,7 +71,7 @@ pub async fn outcome(
 pub async fn cancel(
     State(app): State<Arc<App>>,
     ShopAccess(shop): ShopAccess,
-    Path((_, id)): Path<(String, u64)>,
+    AppPath((_, id)): AppPath<(String, u64)>,
 ) -> Result<Json<OneRevisit>, ApiError> {
     let revisit = app.cancel_revisit(&shop.id, id).await?;
     Ok(Json(OneRevisit { revisit }))

@@ -5,10 +5,12 @@ use super::limit;
 use crate::app::AuditView;
 use crate::app::{App, VersionView, VersionsView};
 use crate::server::error::ApiError;
-use crate::server::extract::{AdminAccess, AppBody, AppQuery, Component, StepParam, parse_json};
+use crate::server::extract::{
+    AdminAccess, AppBody, AppPath, AppQuery, Component, StepParam, parse_json,
+};
 use crate::storage::{Actor, StorageError};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -44,7 +46,7 @@ pub async fn list(
     State(app): State<Arc<App>>,
     _: AdminAccess,
     StepParam(step): StepParam,
-    Path((shop, _)): Path<(String, String)>,
+    AppPath((shop, _)): AppPath<(String, String)>,
 ) -> Result<Json<VersionsView>, ApiError> {
     Ok(Json(app.versions(&shop, step)?))
 }
@@ -54,7 +56,7 @@ pub async fn deploy(
     State(app): State<Arc<App>>,
     _: AdminAccess,
     StepParam(step): StepParam,
-    Path((shop, _)): Path<(String, String)>,
+    AppPath((shop, _)): AppPath<(String, String)>,
     AppBody(body, _): AppBody<Component>,
 ) -> Result<(StatusCode, Json<Activated>), ApiError> {
     let version = blocking(move || app.deploy(&shop, step, body.to_vec(), Actor::Admin)).await?;
@@ -73,7 +75,7 @@ pub async fn rollback(
     State(app): State<Arc<App>>,
     _: AdminAccess,
     StepParam(step): StepParam,
-    Path((shop, _)): Path<(String, String)>,
+    AppPath((shop, _)): AppPath<(String, String)>,
     AppBody(body, _): AppBody,
 ) -> Result<Json<Activated>, ApiError> {
     let to: RollbackTo = if body.iter().all(u8::is_ascii_whitespace) {

@@ -133,6 +133,40 @@ mod tests {
         store.set(&a2, "k3", &"x".repeat(88)).unwrap(); // 7 + 90 = 97
     }
 
+    /// Eight writers of one shop at once never keep more than its quota:
+    /// the usage is checked and charged in one transaction.
+    #[test]
+    fn concurrent_writers_of_one_shop_stop_exactly_at_its_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let quota = 10_000;
+        let store = SledStorage::open(dir.path())
+            .unwrap()
+            .with_state_quota(quota);
+        let kept: u64 = std::thread::scope(|s| {
+            let writers: Vec<_> = (0..8)
+                .map(|w| {
+                    let store = &store;
+                    s.spawn(move || {
+                        let scope = StateScope::new("shop", format!("plugin-{w}"));
+                        (0..100)
+                            .filter(|i| {
+                                // 8 + 92 = 100 bytes a key.
+                                let key = format!("key-{i:04}");
+                                store.set(&scope, &key, &"x".repeat(92)).is_ok()
+                            })
+                            .count() as u64
+                            * 100
+                    })
+                })
+                .collect();
+            writers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        assert_eq!(
+            kept, quota,
+            "the writes that succeeded fill the quota exactly"
+        );
+    }
+
     #[test]
     fn state_is_scoped_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
