@@ -82,7 +82,9 @@ impl ApiError {
                 "bad_request"
             }
             ApiError::Step(e) => step_code(e),
-            ApiError::Deploy(DeployError::Rejected(_)) => "plugin_rejected",
+            ApiError::Deploy(DeployError::Rejected(_) | DeployError::TrialFailed { .. }) => {
+                "plugin_rejected"
+            }
             ApiError::Storage(_)
             | ApiError::Deploy(DeployError::Storage(_))
             | ApiError::Revisit(RevisitError::Storage(_)) => "storage_error",

@@ -17,6 +17,8 @@ impl StepKind for Greeting {
     const EXPORT: &'static str = "greet";
     const ENDPOINT: &'static str = "greeting";
     const SUMMARY: &'static str = "Greet a buyer";
+    const SAMPLE: &'static str =
+        include_str!("../../../examples/requests/greeting/first-visit.json");
     const DEFAULT_PLUGIN: &'static [u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/kefu_greeting.wasm"));
     type Request = GreetingRequest;

@@ -38,6 +38,9 @@ pub trait StepKind: 'static {
     const SUMMARY: &'static str;
     /// The default plugin's component, bundled into the binary.
     const DEFAULT_PLUGIN: &'static [u8];
+    /// An input every plugin of the step should answer (JSON): a new
+    /// version is tried on it before it serves.
+    const SAMPLE: &'static str;
 
     /// What the export takes.
     type Request: Clone
@@ -327,6 +330,19 @@ impl Step {
             }
         }
         self.visit(Default)
+    }
+
+    /// The step's sample input, parsed.
+    pub fn sample(self) -> StepInput {
+        struct Sample;
+        impl VisitKind for Sample {
+            type Out = &'static str;
+            fn visit<K: StepKind>(self) -> &'static str {
+                K::SAMPLE
+            }
+        }
+        self.parse_input(self.visit(Sample).as_bytes())
+            .expect("a step's bundled sample is a valid input (tested)")
     }
 
     /// The step named by its world or its endpoint.

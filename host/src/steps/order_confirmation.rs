@@ -22,6 +22,8 @@ impl StepKind for OrderConfirmation {
     const EXPORT: &'static str = "confirm";
     const ENDPOINT: &'static str = "order-confirmation";
     const SUMMARY: &'static str = "Confirm an order";
+    const SAMPLE: &'static str =
+        include_str!("../../../examples/requests/order-confirmation/ok-with-remark.json");
     const DEFAULT_PLUGIN: &'static [u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/kefu_order_confirmation.wasm"));
     type Request = ConfirmationRequest;

@@ -19,6 +19,8 @@ impl StepKind for RefundPolicy {
     const EXPORT: &'static str = "decide";
     const ENDPOINT: &'static str = "refund-decision";
     const SUMMARY: &'static str = "Decide a refund, return or exchange";
+    const SAMPLE: &'static str =
+        include_str!("../../../examples/requests/refund-policy/unshipped.json");
     const DEFAULT_PLUGIN: &'static [u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/kefu_refund_policy.wasm"));
     type Request = RefundRequest;

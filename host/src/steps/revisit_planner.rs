@@ -29,6 +29,8 @@ impl StepKind for RevisitPlanner {
     const EXPORT: &'static str = "plan";
     const ENDPOINT: &'static str = "revisit-plan";
     const SUMMARY: &'static str = "Plan revisits";
+    const SAMPLE: &'static str =
+        include_str!("../../../examples/requests/revisit-planner/delivered.json");
     const DEFAULT_PLUGIN: &'static [u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/kefu_revisit_planner.wasm"));
     type Request = RevisitRequest;

@@ -191,6 +191,7 @@ fn names_endpoints_and_exports_are_the_steps_own() {
         assert_eq!(step.world().parse::<Step>().unwrap(), step);
         assert_eq!(Step::from_name_or_endpoint(step.endpoint()), Some(step));
         assert!(step.default_plugin().starts_with(b"\0asm"));
+        assert_eq!(step.sample().step(), step);
     }
     let err = "farewell".parse::<Step>().unwrap_err().to_string();
     assert!(

@@ -8,8 +8,9 @@ mod folder;
 
 use super::Env;
 use super::registry::{ActivePlugin, PluginSource, Registry, Shop, now_ms};
-use crate::error::LoadError;
-use crate::runtime::{Plugin, ReusePool, Runtime};
+use crate::error::{CallError, LoadError};
+use crate::runtime::{CallContext, Plugin, ReusePool, Runtime};
+use crate::state::MemoryStateStore;
 use crate::steps::Step;
 use crate::storage::{
     Actor, AuditAction, AuditEvent, Storage, StorageError, VersionRecord, VersionSource,
@@ -34,6 +35,11 @@ pub enum DeployError {
     NothingToRollBack { shop: String, step: Step },
     #[error("component rejected, the active version keeps serving: {0}")]
     Rejected(#[from] LoadError),
+    /// The new version failed on the step's sample input, with its config.
+    #[error(
+        "version refused before serving, the active version keeps serving: on the {step} sample input it answered: {reason}"
+    )]
+    TrialFailed { step: Step, reason: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -109,6 +115,7 @@ impl Deployer {
         actor: Actor,
     ) -> Result<Arc<ActivePlugin>, DeployError> {
         let plugin = self.runtime.load_known(&c.bytes, &c.digest, step)?;
+        self.trial(step, &plugin, &c.config_json)?;
         self.storage.put_component(&c.digest, &c.bytes)?;
         let (source, path) = c.source.stored();
         let record = VersionRecord {
@@ -132,6 +139,30 @@ impl Deployer {
         metrics::counter!("kefu_deploys_total", "shop" => shop.to_string(), "outcome" => "activated").increment(1);
         tracing::info!(shop, step = %step, version = record.version, digest = %record.digest, source = %record.source, "activated");
         Ok(active_plugin(plugin, &record))
+    }
+
+    /// Try a candidate (component and config together) on the step's
+    /// sample input, with state of its own, before it serves. A plugin
+    /// that reports an error there (a config key it does not know, say)
+    /// or answers what the host refuses is refused; a slow or trapping one
+    /// is not judged here (its calls are, with their own errors).
+    fn trial(&self, step: Step, plugin: &Plugin, config_json: &str) -> Result<(), DeployError> {
+        let ctx = CallContext {
+            shop: "trial".into(),
+            plugin: step.world().to_string(),
+            config_json: config_json.to_string(),
+            now: chrono::Utc::now().timestamp(),
+            state: Arc::new(MemoryStateStore::default()),
+        };
+        match plugin.call(&self.runtime, ctx, &step.sample()).result {
+            Err(e @ (CallError::Plugin(_) | CallError::InvalidOutput(_))) => {
+                Err(DeployError::TrialFailed {
+                    step,
+                    reason: e.to_string(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Swap one step of a running shop.
