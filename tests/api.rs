@@ -688,6 +688,16 @@ async fn the_openapi_description_types_every_answer() {
         schemas["RevisitView"]["properties"]["status"]["$ref"],
         "#/components/schemas/RevisitStatus"
     );
+    // A deploy answers 201, or 422 when refused; never 200.
+    let deploy = &doc["paths"]["/v1/shops/{shop}/steps/{step}/versions"]["post"]["responses"];
+    assert_eq!(
+        deploy["201"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Activated"
+    );
+    assert!(
+        deploy.get("422").is_some() && deploy.get("200").is_none(),
+        "{deploy}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

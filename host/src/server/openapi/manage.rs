@@ -65,6 +65,26 @@ fn op(
     )
 }
 
+/// A deploy or rollback: it answers `status` with the version now active,
+/// or 422 `plugin_rejected` when the component or its trial is refused.
+fn activation(op: OperationBuilder, status: &str, answer: RefOr<Schema>) -> OperationBuilder {
+    let mut op = op.build();
+    op.responses.responses.remove("200");
+    OperationBuilder::from(op)
+        .response(
+            status,
+            ResponseBuilder::new()
+                .description("the version now active")
+                .content("application/json", json(answer)),
+        )
+        .response(
+            "422",
+            ResponseBuilder::new()
+                .description("refused: not a component of this step, or it failed its trial")
+                .content("application/json", json(Ref::from_schema_name("Error"))),
+        )
+}
+
 /// An operation for the admin token only.
 fn admin(op: OperationBuilder) -> Operation {
     with_errors(op)
@@ -123,11 +143,15 @@ pub fn paths(
         .operation(
             HttpMethod::Post,
             admin(
-                op(
-                    "deploy",
-                    "Deploy a component as the step's new active version",
-                    vec![shop(), step()],
-                    "deployed",
+                activation(
+                    op(
+                        "deploy",
+                        "Deploy a component as the step's new active version",
+                        vec![shop(), step()],
+                        "deployed",
+                        activated.clone(),
+                    ),
+                    "201",
                     activated.clone(),
                 )
                 .request_body(Some(
