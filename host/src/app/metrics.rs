@@ -54,5 +54,5 @@ pub fn record_shop_gauges(registry: &Registry) {
     metrics::gauge!("kefu_shops").set(shops.len() as f64);
     metrics::gauge!("kefu_steps", "status" => "active").set(active as f64);
     metrics::gauge!("kefu_steps", "status" => "unavailable").set(unavailable as f64);
-    metrics::gauge!("kefu_load_failures").set(registry.failures().len() as f64);
+    metrics::gauge!("kefu_load_failures").set(registry.failure_count() as f64);
 }

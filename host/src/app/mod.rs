@@ -209,7 +209,7 @@ impl App {
 
     /// How many shops are served, and how many loads failed.
     pub fn counts(&self) -> (usize, usize) {
-        (self.registry.all().len(), self.registry.failures().len())
+        (self.registry.all().len(), self.registry.failure_count())
     }
 
     /// SHA-256 of the admin token, if one is set.

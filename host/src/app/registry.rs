@@ -172,6 +172,14 @@ impl Registry {
             .clone()
     }
 
+    /// How many load failures are kept, without copying them.
+    pub fn failure_count(&self) -> usize {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     pub fn fail(&self, shop: &str, step: Option<Step>, reason: String) {
         tracing::error!(shop, step = ?step, %reason, "cannot load");
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());

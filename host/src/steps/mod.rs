@@ -290,58 +290,57 @@ steps! {
 }
 
 /// A step's constants, read through its kind.
-struct Consts;
+struct Consts {
+    world: &'static str,
+    export: &'static str,
+    endpoint: &'static str,
+    default_plugin: &'static [u8],
+    sample: &'static str,
+}
 
-impl VisitKind for Consts {
-    type Out = [&'static str; 4];
-    fn visit<K: StepKind>(self) -> Self::Out {
-        [K::WORLD, K::EXPORT, K::ENDPOINT, K::SUMMARY]
+struct ReadConsts;
+
+impl VisitKind for ReadConsts {
+    type Out = Consts;
+    fn visit<K: StepKind>(self) -> Consts {
+        Consts {
+            world: K::WORLD,
+            export: K::EXPORT,
+            endpoint: K::ENDPOINT,
+            default_plugin: K::DEFAULT_PLUGIN,
+            sample: K::SAMPLE,
+        }
     }
 }
 
 impl Step {
+    fn consts(self) -> Consts {
+        self.visit(ReadConsts)
+    }
+
     /// The WIT world name, which is also the step's name on the CLI and API.
     pub fn world(self) -> &'static str {
-        self.visit(Consts)[0]
+        self.consts().world
     }
 
     /// The function the world exports.
     pub fn export(self) -> &'static str {
-        self.visit(Consts)[1]
+        self.consts().export
     }
 
     /// The name of the step's HTTP endpoint (`POST /v1/shops/{shop}/...`).
     pub fn endpoint(self) -> &'static str {
-        self.visit(Consts)[2]
-    }
-
-    /// One line describing the step.
-    pub fn summary(self) -> &'static str {
-        self.visit(Consts)[3]
+        self.consts().endpoint
     }
 
     /// The default plugin bundled for this step.
     pub fn default_plugin(self) -> &'static [u8] {
-        struct Default;
-        impl VisitKind for Default {
-            type Out = &'static [u8];
-            fn visit<K: StepKind>(self) -> &'static [u8] {
-                K::DEFAULT_PLUGIN
-            }
-        }
-        self.visit(Default)
+        self.consts().default_plugin
     }
 
     /// The step's sample input, parsed.
     pub fn sample(self) -> StepInput {
-        struct Sample;
-        impl VisitKind for Sample {
-            type Out = &'static str;
-            fn visit<K: StepKind>(self) -> &'static str {
-                K::SAMPLE
-            }
-        }
-        self.parse_input(self.visit(Sample).as_bytes())
+        self.parse_input(self.consts().sample.as_bytes())
             .expect("a step's bundled sample is a valid input (tested)")
     }
 

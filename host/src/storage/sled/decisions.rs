@@ -4,6 +4,7 @@
 //! across a crash (see [`Intent`]).
 
 use super::keys::{SEP, backend, decode, encode, ordered, shop_prefix, timed_key};
+use super::revisits::due_key;
 use super::{Failure, SledStorage};
 use crate::storage::{
     Decision, DecisionLog, DecisionQuery, Effects, RefundRecord, RevisitRecord, RevisitStatus,
@@ -36,15 +37,11 @@ struct RevisitKeys {
 
 impl RevisitKeys {
     fn of(r: &RevisitRecord) -> Self {
-        let id = r.id.to_be_bytes();
         RevisitKeys {
             id: r.id,
             key: timed_key(&r.shop, r.due_at, r.id),
-            due: (r.status == RevisitStatus::Planned).then(|| {
-                let mut due = ordered(r.due_at).to_vec();
-                due.extend_from_slice(&id);
-                due
-            }),
+            due: (r.status == RevisitStatus::Planned)
+                .then(|| due_key(&ordered(r.due_at), &r.id.to_be_bytes())),
         }
     }
 }
@@ -101,29 +98,34 @@ impl SledStorage {
             Ok(())
         })();
         match written {
-            Ok(()) => {}
-            // The decision is in: so is everything, whatever failed after.
-            Err((e, Failure::Error))
-                if self
-                    .decisions
-                    .contains_key(&intent.decision)
-                    .unwrap_or(false) =>
-            {
+            Ok(()) => {
                 self.intents.remove(intent_key).map_err(backend)?;
-                return Err(e);
+                Ok(())
             }
             // The process is gone: what was written stays for `open`.
-            Err((e, Failure::Crash)) => return Err(e),
+            Err((e, Failure::Crash)) => Err(e),
+            // Settled now as `open` would; if that fails too, `open` will.
             Err((e, Failure::Error)) => {
-                if let Err(undo) = self.undo(&intent) {
-                    tracing::error!(error = %undo, "cannot undo a failed decision's effects; the next start will");
-                    return Err(e);
+                if let Err(settle) = self.settle(&intent_key, &intent) {
+                    tracing::error!(error = %settle, "cannot settle a failed decision's effects; the next start will");
                 }
-                self.intents.remove(intent_key).map_err(backend)?;
-                return Err(e);
+                Err(e)
             }
         }
-        self.intents.remove(intent_key).map_err(backend)?;
+    }
+
+    /// Settle one intent: a decision that is there has all its effects
+    /// (they were written before it); one that is not was never answered,
+    /// and what there is of its effects goes. Then the intent goes.
+    fn settle(&self, key: &[u8], intent: &Intent) -> Result<(), StorageError> {
+        if !self
+            .decisions
+            .contains_key(&intent.decision)
+            .map_err(backend)?
+        {
+            self.undo(intent)?;
+        }
+        self.intents.remove(key).map_err(backend)?;
         Ok(())
     }
 
@@ -144,22 +146,12 @@ impl SledStorage {
         Ok(())
     }
 
-    /// At open: settle every intent a crash left. A decision that is there
-    /// has all its effects (they were written before it); one that is not
-    /// was never answered, and what there is of its effects goes.
+    /// At open: settle every intent a crash left.
     pub(super) fn finish_intents(&self) -> Result<(), StorageError> {
         let mut settled = 0;
         for item in self.intents.iter() {
             let (key, value) = item.map_err(backend)?;
-            let intent: Intent = decode(&value)?;
-            if !self
-                .decisions
-                .contains_key(&intent.decision)
-                .map_err(backend)?
-            {
-                self.undo(&intent)?;
-            }
-            self.intents.remove(key).map_err(backend)?;
+            self.settle(&key, &decode(&value)?)?;
             settled += 1;
         }
         if settled > 0 {

@@ -18,7 +18,7 @@ pub(super) type RevisitTrees<'a> = (
 );
 
 /// `due time, id`: the due index's key.
-fn due_key(due: &[u8], id: &[u8; 8]) -> Vec<u8> {
+pub(super) fn due_key(due: &[u8], id: &[u8; 8]) -> Vec<u8> {
     let mut key = due.to_vec();
     key.extend_from_slice(id);
     key
