@@ -770,3 +770,194 @@ async fn a_config_typo_never_goes_live() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["plugin"]["version"], 2);
 }
+
+/// A `multipart/form-data` body of (name, file name, content type, bytes)
+/// parts, and its content type.
+fn multipart(parts: &[(&str, &str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "kefu-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (name, file, content_type, bytes) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+impl Api {
+    async fn post_form(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+}
+
+/// #27 item 2: a plugin that needs keys the default refuses is deployed
+/// with its config, both go live together, and a rollback restores the
+/// default with its own config — while refund calls run the whole time,
+/// none of them failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_carries_its_config_and_a_rollback_restores_the_old_one() {
+    let python = support::example("shops/apparel/plugins/refund.wasm");
+    assert!(
+        python.exists(),
+        "{} is missing: run `source plugins/setup.sh && kefu_build_polyglot` (tests/run.sh does)",
+        python.display()
+    );
+    let python = std::fs::read(python).unwrap();
+    let api = Arc::new(Api::open(|_| {}).await);
+    let versions = "/v1/shops/tea/steps/refund-decision/versions";
+
+    // A sale item returned without a reason, two days after delivery.
+    let mut sale: Value =
+        serde_json::from_slice(&example("refund-policy/no-reason-final-sale")).unwrap();
+    sale["order"]["delivered_at"] = json!(chrono::Utc::now().timestamp() - 2 * 86_400);
+    let sale = sale.to_string();
+
+    // Refund calls throughout: every one must answer 200.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let caller = {
+        let (api, stop, sale) = (api.clone(), stop.clone(), sale.clone());
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut calls = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, answer) = api
+                    .post("/v1/shops/tea/refund-decision", Some(TEA_KEY), sale.clone())
+                    .await;
+                calls += 1;
+                if status != 200 {
+                    failures.push(answer);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            (calls, failures)
+        })
+    };
+    let outcome = || async {
+        let (status, answer) = api
+            .post("/v1/shops/tea/refund-decision", Some(TEA_KEY), sale.clone())
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        (
+            answer["plugin"]["version"].as_u64().unwrap(),
+            answer["output"]["outcome"]
+                .as_object()
+                .and_then(|o| o.keys().next().cloned())
+                .or_else(|| answer["output"]["outcome"].as_str().map(String::from))
+                .unwrap(),
+        )
+    };
+    // The default refuses the Python plugin's key: the trial says so and
+    // version 1 keeps serving.
+    let config = b"sale_items_final = 0\nno_reason_return_days = 15\n";
+    let (ct, body) = multipart(&[("config", "refund.toml", "application/toml", config)]);
+    let (status, refused) = api.post_form(versions, &ct, body).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sale_items_final"),
+        "{refused}"
+    );
+    assert_eq!(outcome().await, (1, "Reject".to_string()));
+
+    // The Python plugin with its config: one version, both together.
+    let (ct, body) = multipart(&[
+        ("component", "refund.wasm", "application/wasm", &python),
+        ("config", "refund.toml", "application/toml", config),
+    ]);
+    let (status, deployed) = api.post_form(versions, &ct, body).await;
+    assert_eq!(status, 201, "{deployed}");
+    assert_eq!(deployed["version"]["version"], 2);
+    assert_eq!(
+        deployed["version"]["config"],
+        json!({"sale_items_final": 0, "no_reason_return_days": 15})
+    );
+    assert_eq!(outcome().await, (2, "Approve".to_string()));
+
+    // A config-only deploy (JSON) keeps the component: version 3.
+    let (ct, body) = multipart(&[(
+        "config",
+        "refund.json",
+        "application/json",
+        br#"{"sale_items_final": 1}"#,
+    )]);
+    let (status, deployed) = api.post_form(versions, &ct, body).await;
+    assert_eq!(status, 201, "{deployed}");
+    assert_eq!(deployed["version"]["version"], 3);
+    assert_eq!(outcome().await, (3, "Reject".to_string()));
+
+    // Back to the default with its own (empty) config.
+    let rollback = "/v1/shops/tea/steps/refund-policy/rollback";
+    let (status, back) = api.post(rollback, Some(ADMIN), r#"{"version": 1}"#).await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(back["version"]["config"], json!({}));
+    assert_eq!(outcome().await, (1, "Reject".to_string()));
+
+    // Every version lists the config it runs with.
+    let (_, listed) = api.get(versions, Some(ADMIN)).await;
+    let configs: Vec<&Value> = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| &v["config"])
+        .collect();
+    assert_eq!(configs.len(), 3, "{listed}");
+    assert!(
+        configs.contains(&&json!({"sale_items_final": 1})),
+        "{listed}"
+    );
+
+    // Bad forms name their problem.
+    for (parts, expected) in [
+        (
+            vec![("config", "c.json", "application/json", &b"[1]"[..])],
+            "invalid_config",
+        ),
+        (
+            vec![("config", "c.toml", "application/toml", &b"x = "[..])],
+            "invalid_config",
+        ),
+        (
+            vec![("plugin", "p.wasm", "application/wasm", &b"x"[..])],
+            "bad_request",
+        ),
+        (vec![], "bad_request"),
+    ] {
+        let (ct, body) = multipart(&parts);
+        let answer = api.post_form(versions, &ct, body).await;
+        assert_eq!(code(&answer), (400, expected), "{}", answer.1);
+    }
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (calls, failures) = caller.await.unwrap();
+    assert!(calls > 3, "only {calls} calls ran");
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls failed: {failures:?}",
+        failures.len()
+    );
+}

@@ -251,18 +251,33 @@ fn parse_sha256(text: &str) -> Option<[u8; 32]> {
 /// A plugin config file (TOML or JSON by extension) as JSON object text.
 pub fn read_plugin_config(path: &Path) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, e.to_string()))?;
-    let value: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| ConfigError::new(path, e.to_string()))?
+    let format = if path.extension().is_some_and(|e| e == "json") {
+        ConfigFormat::Json
     } else {
-        let table: toml::Table =
-            toml::from_str(&text).map_err(|e| ConfigError::new(path, e.to_string()))?;
-        serde_json::to_value(table).map_err(|e| ConfigError::new(path, e.to_string()))?
+        ConfigFormat::Toml
+    };
+    plugin_config(&text, format).map_err(|e| ConfigError::new(path, e))
+}
+
+/// How a plugin config is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigFormat {
+    Json,
+    Toml,
+}
+
+/// A plugin config (a JSON object or a TOML table) as JSON object text,
+/// or what is wrong with it.
+pub fn plugin_config(text: &str, format: ConfigFormat) -> Result<String, String> {
+    let value: serde_json::Value = match format {
+        ConfigFormat::Json => serde_json::from_str(text).map_err(|e| e.to_string())?,
+        ConfigFormat::Toml => {
+            let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+            serde_json::to_value(table).map_err(|e| e.to_string())?
+        }
     };
     if !value.is_object() {
-        return Err(ConfigError::new(
-            path,
-            "plugin config must be a table/object",
-        ));
+        return Err("plugin config must be a table/object".into());
     }
     Ok(value.to_string())
 }

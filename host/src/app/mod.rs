@@ -5,7 +5,7 @@
 //! directly through [`App::open`].
 
 mod access;
-mod config;
+pub mod config;
 mod deploy;
 mod durability;
 mod listings;
@@ -20,7 +20,7 @@ mod watch;
 
 pub use access::{AccessError, Caller};
 pub use config::{ConfigError, InstanceMode, ServerConfig, ShopSpec, StepSpec};
-pub use deploy::DeployError;
+pub use deploy::{DeployError, DeployRequest};
 pub use listings::{AuditView, DecisionView, OutcomeView, RefundView, RevisitView};
 pub use quota::{QuotaExceeded, Quotas};
 pub use registry::{LoadFailure, PluginSource, Shop, now_ms};
@@ -250,10 +250,10 @@ impl App {
         &self,
         shop: &str,
         step: Step,
-        bytes: Vec<u8>,
+        request: DeployRequest,
         actor: Actor,
     ) -> Result<VersionView, DeployError> {
-        let record = self.deployer.deploy_api(shop, step, bytes, actor)?;
+        let record = self.deployer.deploy_api(shop, step, request, actor)?;
         Ok(VersionView::active(&record))
     }
 

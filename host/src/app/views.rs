@@ -59,10 +59,9 @@ pub struct VersionView {
     pub at_ms: i64,
     /// "active" or "inactive".
     pub status: &'static str,
-    /// The plugin config (JSON), on a deploy's or rollback's answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub config: Option<serde_json::Value>,
+    /// The plugin config (JSON) this version runs with.
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
 }
 
 impl VersionView {
@@ -76,19 +75,14 @@ impl VersionView {
             actor: v.actor,
             at_ms: v.at_ms,
             status: if active { "active" } else { "inactive" },
-            config: None,
+            config: serde_json::from_str(&v.config_json)
+                .unwrap_or(serde_json::Value::String(v.config_json.clone())),
         }
     }
 
-    /// The version just made active, with its config.
+    /// The version just made active.
     pub fn active(v: &VersionRecord) -> Self {
-        VersionView {
-            config: Some(
-                serde_json::from_str(&v.config_json)
-                    .unwrap_or(serde_json::Value::String(v.config_json.clone())),
-            ),
-            ..Self::of(v, true)
-        }
+        Self::of(v, true)
     }
 }
 

@@ -95,6 +95,12 @@ pub fn run(args: NewArgs) -> Result<ExitCode> {
     let fill = |t: &str| t.replace("{name}", &name).replace("{world}", world);
     write(dir, "wit/workflow.wit", WIT)?;
     write(dir, "sample-input.json", sample_input(args.step))?;
+    write(
+        dir,
+        "config.toml",
+        "# This plugin's config: the shop's settings, given to the plugin as a JSON\n\
+         # object by `config.get()`. Deploy it with the plugin (see README.md).\n",
+    )?;
     let (build, out) = match args.lang {
         Lang::Rust => {
             write(
@@ -169,10 +175,14 @@ fn readme(name: &str, world: &str, build: &str, out: &str) -> String {
     format!(
         "# {name}\n\nA kefu plugin for the `{world}` step (see `wit/workflow.wit`).\n\n\
          ## Build\n\n```sh\n{build}\n```\n\n## Try it\n\n```sh\nkefu check {out}\n\
-         kefu run --step {world} --plugin {out} --input sample-input.json\n```\n\n\
-         ## Deploy\n\nCopy `{out}` into the shop's folder and name it in its `shop.toml`:\n\n\
+         kefu run --step {world} --plugin {out} --input sample-input.json --config config.toml\n```\n\n\
+         ## Deploy\n\nCopy it into the shop's folder (`cp {out} SHOP_FOLDER/{world}.wasm`) \
+         and name it in the shop's `shop.toml`:\n\n\
          ```toml\n[steps.{world}]\nplugin = \"{world}.wasm\"\n```\n\n\
-         or upload it: `curl -X POST --data-binary @{out} -H 'Authorization: Bearer $KEFU_ADMIN_TOKEN' \
-         http://127.0.0.1:8080/v1/shops/SHOP/steps/{world}/versions`.\n"
+         or upload it with the config it needs (the bundled defaults refuse keys they do not \
+         know, and an upload without `config` keeps the step's config):\n\n\
+         ```sh\ncurl -X POST -F component=@{out} -F config=@config.toml \\\n     \
+         -H \"Authorization: Bearer $KEFU_ADMIN_TOKEN\" \\\n     \
+         http://127.0.0.1:8080/v1/shops/SHOP/steps/{world}/versions\n```\n"
     )
 }

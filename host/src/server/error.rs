@@ -34,6 +34,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("invalid plugin config: {0}")]
+    InvalidConfig(String),
     #[error(transparent)]
     Step(#[from] StepError),
     #[error(transparent)]
@@ -70,6 +72,7 @@ impl ApiError {
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::InvalidPath(_) => "invalid_path",
+            ApiError::InvalidConfig(_) => "invalid_config",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::NotFound(_)
@@ -78,6 +81,7 @@ impl ApiError {
                 DeployError::UnknownVersion { .. } | DeployError::NothingToRollBack { .. },
             ) => "not_found",
             ApiError::BadRequest(_)
+            | ApiError::Deploy(DeployError::NoComponent { .. })
             | ApiError::Revisit(RevisitError::Closed { .. } | RevisitError::Invalid(_)) => {
                 "bad_request"
             }
@@ -96,9 +100,8 @@ impl ApiError {
             "unauthorized" => StatusCode::UNAUTHORIZED,
             "forbidden" => StatusCode::FORBIDDEN,
             "unknown_shop" | "unknown_step" | "not_found" => StatusCode::NOT_FOUND,
-            "invalid_json" | "invalid_field" | "invalid_query" | "invalid_path" | "bad_request" => {
-                StatusCode::BAD_REQUEST
-            }
+            "invalid_json" | "invalid_field" | "invalid_query" | "invalid_path"
+            | "invalid_config" | "bad_request" => StatusCode::BAD_REQUEST,
             "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
             "body_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "plugin_rejected" => StatusCode::UNPROCESSABLE_ENTITY,

@@ -4,10 +4,14 @@
 
 use super::auth::presented_key;
 use super::error::ApiError;
-use crate::app::{App, Shop};
+use crate::app::config::{ConfigFormat, plugin_config};
+use crate::app::{App, DeployRequest, Shop};
 use crate::steps::Step;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, Request};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{
+    FromRequest, FromRequestParts, Multipart, Path, Query, RawPathParams, Request,
+};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -195,4 +199,80 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end().map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     Ok(value)
+}
+
+/// A deploy's body: the component's bytes alone (the step's config is
+/// kept), or `multipart/form-data` with a `component` part, a `config`
+/// part (a JSON object or a TOML table), or both.
+pub struct DeployUpload(pub DeployRequest);
+
+impl FromRequest<Arc<App>> for DeployUpload {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, ApiError> {
+        let multipart = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+        if !multipart {
+            let AppBody(bytes, _) = AppBody::<Component>::from_request(req, app).await?;
+            return Ok(DeployUpload(DeployRequest {
+                component: Some(bytes.to_vec()),
+                config_json: None,
+            }));
+        }
+        let too_large = |e: MultipartError| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(Component::kib(app)),
+            _ => ApiError::BadRequest(format!("multipart body: {}", e.body_text())),
+        };
+        let mut form = Multipart::from_request(req, app)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let mut request = DeployRequest::default();
+        while let Some(field) = form.next_field().await.map_err(too_large)? {
+            let name = field.name().unwrap_or_default().to_string();
+            let format = config_format(field.content_type(), field.file_name());
+            let bytes = field.bytes().await.map_err(too_large)?;
+            match name.as_str() {
+                "component" => request.component = Some(bytes.to_vec()),
+                "config" => {
+                    let text = std::str::from_utf8(&bytes).map_err(|_| {
+                        ApiError::InvalidConfig("the config part is not UTF-8".into())
+                    })?;
+                    let format = format.unwrap_or(if text.trim_start().starts_with('{') {
+                        ConfigFormat::Json
+                    } else {
+                        ConfigFormat::Toml
+                    });
+                    request.config_json =
+                        Some(plugin_config(text, format).map_err(ApiError::InvalidConfig)?);
+                }
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown part `{other}`: a deploy takes `component` and `config`"
+                    )));
+                }
+            }
+        }
+        if request.component.is_none() && request.config_json.is_none() {
+            return Err(ApiError::BadRequest(
+                "a deploy needs a `component` part, a `config` part, or both".into(),
+            ));
+        }
+        Ok(DeployUpload(request))
+    }
+}
+
+/// A config part's format from its content type or file name, when they
+/// say.
+fn config_format(content_type: Option<&str>, file_name: Option<&str>) -> Option<ConfigFormat> {
+    let ext = file_name.and_then(|n| n.rsplit_once('.')).map(|(_, e)| e);
+    match (content_type, ext) {
+        (Some(t), _) if t.contains("json") => Some(ConfigFormat::Json),
+        (Some(t), _) if t.contains("toml") => Some(ConfigFormat::Toml),
+        (_, Some("json")) => Some(ConfigFormat::Json),
+        (_, Some("toml")) => Some(ConfigFormat::Toml),
+        _ => None,
+    }
 }

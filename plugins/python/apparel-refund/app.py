@@ -31,6 +31,10 @@ DEFAULTS = {
     "no_reason_return_days": 7,
     "supervisor_threshold_fen": 100_000,
     "min_evidence": 1,
+    # 1: sale items (final sale) are never returned without a reason;
+    # 0: they are, like any other item. The default Rust plugin has no
+    # such key (and refuses it): deploy this plugin with its config.
+    "sale_items_final": 1,
 }
 
 
@@ -119,7 +123,7 @@ class WitWorld(wit_world.WitWorld):
                 f"亲，试穿退货需要在签收后{days}天内申请哦，已经超过时间啦～",
             )
         concerned = [i for i in order.items if not request.skus or i.sku in request.skus]
-        sale = [i.sku for i in concerned if i.final_sale]
+        sale = [i.sku for i in concerned if i.final_sale and cfg["sale_items_final"]]
         if sale:
             return decision(
                 RefundOutcome_Reject(f"sale item(s) {', '.join(sale)} are final"),

@@ -5,26 +5,48 @@ use super::{Candidate, DeployError, Deployer, active_plugin};
 use crate::app::registry::PluginSource;
 use crate::runtime::digest;
 use crate::steps::Step;
-use crate::storage::{Actor, AuditAction, AuditEvent, VersionRecord, VersionSource};
+use crate::storage::{Actor, AuditAction, AuditEvent, StorageError, VersionRecord, VersionSource};
 use std::borrow::Cow;
 
+/// What a deploy through the API brings: a component, a config, or both.
+/// What it leaves out is kept from the active version.
+#[derive(Debug, Default)]
+pub struct DeployRequest {
+    /// The component's bytes.
+    pub component: Option<Vec<u8>>,
+    /// The plugin config, as JSON object text.
+    pub config_json: Option<String>,
+}
+
 impl Deployer {
-    /// Deploy an uploaded component as the next version of a shop's step,
-    /// keeping the step's current config.
+    /// Deploy a component and/or a config as the next version of a shop's
+    /// step; both go live together, and what the request leaves out is
+    /// the active version's.
     pub fn deploy_api(
         &self,
         shop_id: &str,
         step: Step,
-        bytes: Vec<u8>,
+        request: DeployRequest,
         actor: Actor,
     ) -> Result<VersionRecord, DeployError> {
         let _guard = self.guard();
         let shop = self.running_shop(shop_id)?;
-        let config_json = shop
-            .steps
-            .get(&step)
-            .map_or_else(|| "{}".to_string(), |a| a.config_json.clone());
-        let reuse = shop.steps.get(&step).is_some_and(|a| a.pool.is_some());
+        let active = shop.steps.get(&step);
+        let config_json = match request.config_json {
+            Some(config) => config,
+            None => active.map_or_else(|| "{}".to_string(), |a| a.config_json.clone()),
+        };
+        let reuse = active.is_some_and(|a| a.pool.is_some());
+        let bytes = match (request.component, active) {
+            (Some(bytes), _) => bytes,
+            (None, Some(active)) => {
+                let digest = active.plugin.digest();
+                self.storage.component(digest)?.ok_or_else(|| {
+                    StorageError::Corrupt(format!("component {digest} is missing"))
+                })?
+            }
+            (None, None) => return Err(DeployError::NoComponent { step }),
+        };
         let history = self.storage.versions(shop_id, step)?;
         let candidate = Candidate {
             digest: digest(&bytes),

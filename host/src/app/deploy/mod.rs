@@ -6,6 +6,8 @@
 mod api;
 mod folder;
 
+pub use api::DeployRequest;
+
 use super::Env;
 use super::registry::{ActivePlugin, PluginSource, Registry, Shop, now_ms};
 use crate::error::{CallError, LoadError};
@@ -40,6 +42,10 @@ pub enum DeployError {
         "version refused before serving, the active version keeps serving: on the {step} sample input it answered: {reason}"
     )]
     TrialFailed { step: Step, reason: String },
+    /// A config-only deploy of a step that has no version to take the
+    /// component from.
+    #[error("step `{step}` has no active version: send a component")]
+    NoComponent { step: Step },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

@@ -6,7 +6,7 @@ use crate::app::AuditView;
 use crate::app::{App, VersionView, VersionsView};
 use crate::server::error::ApiError;
 use crate::server::extract::{
-    AdminAccess, AppBody, AppPath, AppQuery, Component, StepParam, parse_json,
+    AdminAccess, AppBody, AppPath, AppQuery, DeployUpload, StepParam, parse_json,
 };
 use crate::storage::{Actor, StorageError};
 use axum::Json;
@@ -51,15 +51,16 @@ pub async fn list(
     Ok(Json(app.versions(&shop, step)?))
 }
 
-/// Body: the component's bytes. Answers 201 with the new version.
+/// Body: the component's bytes, or a multipart form with `component`
+/// and/or `config`. Answers 201 with the new version.
 pub async fn deploy(
     State(app): State<Arc<App>>,
     _: AdminAccess,
     StepParam(step): StepParam,
     AppPath((shop, _)): AppPath<(String, String)>,
-    AppBody(body, _): AppBody<Component>,
+    DeployUpload(request): DeployUpload,
 ) -> Result<(StatusCode, Json<Activated>), ApiError> {
-    let version = blocking(move || app.deploy(&shop, step, body.to_vec(), Actor::Admin)).await?;
+    let version = blocking(move || app.deploy(&shop, step, request, Actor::Admin)).await?;
     Ok((StatusCode::CREATED, Json(Activated::new(version))))
 }
 

@@ -96,6 +96,13 @@ fn admin(op: OperationBuilder) -> Operation {
         .build()
 }
 
+/// Bytes (a component).
+fn binary() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String).format(Some(
+        utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Binary),
+    ))
+}
+
 fn json_body(
     schema: impl Into<utoipa::openapi::RefOr<Schema>>,
     required: bool,
@@ -156,16 +163,26 @@ pub fn paths(
                 )
                 .request_body(Some(
                     RequestBodyBuilder::new()
+                        .description(Some(
+                            "The component alone (the step's config is kept), or a form with \
+                             `component` and/or `config` (a JSON object or a TOML table): \
+                             what the form leaves out is the active version's.",
+                        ))
                         .required(Some(Required::True))
                         .content(
                             "application/octet-stream",
+                            ContentBuilder::new().schema(Some(binary())).build(),
+                        )
+                        .content(
+                            "multipart/form-data",
                             ContentBuilder::new()
                                 .schema(Some(
-                                    ObjectBuilder::new().schema_type(Type::String).format(Some(
-                                        utoipa::openapi::SchemaFormat::KnownFormat(
-                                            utoipa::openapi::KnownFormat::Binary,
+                                    ObjectBuilder::new()
+                                        .property("component", binary())
+                                        .property(
+                                            "config",
+                                            ObjectBuilder::new().schema_type(Type::String),
                                         ),
-                                    )),
                                 ))
                                 .build(),
                         )
