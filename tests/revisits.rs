@@ -87,7 +87,7 @@ fn crm_server(dir: &std::path::Path, webhook: &str) -> Server {
     std::fs::write(
         shops.join("crm/shop.toml"),
         format!(
-            "name = \"crm\"\napi_key_env = \"KEFU_KEY_LAB\"\nrevisit_webhook = \"{webhook}\"\n\n[steps.revisit-planner]\nconfig = {{ unpaid_after_hours = 0 }}\n"
+            "name = \"crm\"\napi_key_env = \"KEFU_KEY_LAB\"\nrevisit_webhook = \"{webhook}\"\n\n[steps.revisit-planner]\nconfig = {{ unpaid_after_hours = 0, contact_hour = 0, contact_until_hour = 24 }}\n"
         ),
     )
     .unwrap();

@@ -10,6 +10,7 @@ mod greeting;
 mod order_confirmation;
 mod refund_policy;
 mod revisit_planner;
+pub mod times;
 
 pub use greeting::Greeting;
 pub use order_confirmation::OrderConfirmation;
@@ -77,6 +78,12 @@ pub trait StepKind: 'static {
     /// `now` (unix seconds): a plugin may decide anything its shop wants,
     /// but nothing impossible or harmful.
     fn check(request: &Self::Request, answer: &Self::Answer, now: i64) -> Result<(), CallError>;
+
+    /// Refuse an input the host knows no plugin should see (times outside
+    /// [`times::MIN_TIME`]..[`times::MAX_TIME`]), naming the field.
+    fn check_input(_request: &Self::Request) -> Result<(), InputError> {
+        Ok(())
+    }
 
     /// What a successful decision records besides its log entry, written
     /// with it atomically.
@@ -197,7 +204,11 @@ macro_rules! steps {
             /// of the offending field (e.g. `order.items[0].quantity`).
             pub fn parse_input(self, json: &[u8]) -> Result<StepInput, InputError> {
                 Ok(match self {
-                    $(Step::$variant => StepInput::$variant(parse(json)?),)+
+                    $(Step::$variant => {
+                        let request = parse(json)?;
+                        <$kind as StepKind>::check_input(&request)?;
+                        StepInput::$variant(request)
+                    })+
                 })
             }
         }

@@ -1,7 +1,7 @@
 //! Order confirmation (确认订单): goods, address and phone confirmed with
 //! the buyer before shipping; remarks, twin accounts, merged orders.
 
-use super::{StepKind, StepOutput};
+use super::{InputError, StepKind, StepOutput, times};
 use crate::bindings::types::{Confirmation, ConfirmationRequest, ConfirmationVerdict};
 use crate::error::CallError;
 use wasmtime::component::InstancePre;
@@ -39,6 +39,14 @@ impl StepKind for OrderConfirmation {
 
     /// A verdict says why; orders merge only with the buyer's own open
     /// orders.
+    fn check_input(req: &ConfirmationRequest) -> Result<(), InputError> {
+        times::check_order("order", &req.order)?;
+        for (i, order) in req.open_orders.iter().enumerate() {
+            times::check_order(&format!("open_orders[{i}]"), order)?;
+        }
+        Ok(())
+    }
+
     fn check(req: &ConfirmationRequest, conf: &Confirmation, _now: i64) -> Result<(), CallError> {
         match &conf.verdict {
             ConfirmationVerdict::NeedsFix(issues) if issues.is_empty() => {

@@ -1,7 +1,7 @@
 //! Refund policy (退换货 / 退款): approve, reject, escalate, ask for
 //! evidence or explain; a decision is kept as the shop's refund record.
 
-use super::{Recording, StepKind, StepOutput};
+use super::{InputError, Recording, StepKind, StepOutput, times};
 use crate::bindings::types::{RefundDecision, RefundOutcome, RefundRequest};
 use crate::error::CallError;
 use crate::storage::{Effects, RefundRecord, StorageError};
@@ -36,6 +36,10 @@ impl StepKind for RefundPolicy {
 
     /// An approved refund never exceeds what is refundable; any other
     /// outcome refunds nothing.
+    fn check_input(req: &RefundRequest) -> Result<(), InputError> {
+        times::check_order("order", &req.order)
+    }
+
     fn check(req: &RefundRequest, dec: &RefundDecision, _now: i64) -> Result<(), CallError> {
         let refundable = req.order.total_paid.saturating_sub(req.order.refunded);
         match dec.outcome {

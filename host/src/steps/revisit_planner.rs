@@ -2,7 +2,7 @@
 //! delivery, a resolved complaint or on a special date; the plan's
 //! revisits are stored and fired by the scheduler.
 
-use super::{Recording, StepKind, StepOutput};
+use super::{InputError, Recording, StepKind, StepOutput, times};
 use crate::bindings::types::{RevisitPlan, RevisitRequest, RevisitTrigger};
 use crate::error::CallError;
 use crate::storage::{Effects, RevisitRecord, RevisitStatus, StorageError};
@@ -42,6 +42,18 @@ impl StepKind for RevisitPlanner {
 
     fn check_export<T: 'static>(pre: &InstancePre<T>) -> wasmtime::Result<()> {
         bindings::RevisitPlannerIndices::new(pre).map(|_| ())
+    }
+
+    fn check_input(req: &RevisitRequest) -> Result<(), InputError> {
+        match &req.trigger {
+            RevisitTrigger::Delivered(o) => times::check_order("trigger.Delivered", o),
+            RevisitTrigger::RefundCompleted(o) => times::check_order("trigger.RefundCompleted", o),
+            RevisitTrigger::Unpaid(o) => times::check_order("trigger.Unpaid", o),
+            RevisitTrigger::ComplaintResolved(c) => {
+                times::check("trigger.ComplaintResolved.resolved_at", c.resolved_at)
+            }
+            RevisitTrigger::SpecialDate(d) => times::check("trigger.SpecialDate.date", d.date),
+        }
     }
 
     /// Never in the past, a bounded plan, a sane attempt policy.

@@ -199,3 +199,60 @@ fn names_endpoints_and_exports_are_the_steps_own() {
         "{err}"
     );
 }
+
+/// #27 item 7: an input time no real order has is refused before any
+/// plugin runs, naming the field; the edges of the range are accepted.
+#[test]
+fn input_times_outside_the_sane_range_are_refused_naming_the_field() {
+    let with = |step: Step, pointer: &str, t: i64| {
+        let mut value: serde_json::Value = serde_json::from_str(step.consts().sample).unwrap();
+        *value.pointer_mut(pointer).unwrap() = serde_json::json!(t);
+        step.parse_input(value.to_string().as_bytes())
+    };
+    let cases = [
+        (
+            Step::RefundPolicy,
+            "/order/delivered_at",
+            "order.delivered_at",
+        ),
+        (Step::RefundPolicy, "/order/created_at", "order.created_at"),
+        (Step::OrderConfirmation, "/order/paid_at", "order.paid_at"),
+    ];
+    for (step, pointer, path) in cases {
+        for bad in [
+            i64::MAX,
+            i64::MIN,
+            -1,
+            0,
+            times::MAX_TIME,
+            1_795_154_400_000,
+        ] {
+            let err = with(step, pointer, bad).expect_err(&format!("{step} {pointer}={bad}"));
+            assert_eq!(err.path, path, "{}", err.message);
+            assert!(err.message.contains(&bad.to_string()), "{}", err.message);
+        }
+        for good in [times::MIN_TIME, times::MAX_TIME - 1, 1_795_154_400] {
+            with(step, pointer, good).unwrap_or_else(|e| panic!("{step} {pointer}={good}: {e:?}"));
+        }
+    }
+    let sample: serde_json::Value =
+        serde_json::from_str(Step::RevisitPlanner.consts().sample).unwrap();
+    let trigger = sample["trigger"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let pointer = match trigger.as_str() {
+        "Delivered" | "Unpaid" | "RefundCompleted" => format!("/trigger/{trigger}/created_at"),
+        "ComplaintResolved" => "/trigger/ComplaintResolved/resolved_at".into(),
+        _ => "/trigger/SpecialDate/date".into(),
+    };
+    let err = with(Step::RevisitPlanner, &pointer, i64::MAX).unwrap_err();
+    assert!(
+        err.path.starts_with(&format!("trigger.{trigger}")),
+        "{}",
+        err.path
+    );
+}

@@ -45,21 +45,38 @@ impl ShopTime {
 
     /// Minutes since local midnight (0..1440).
     pub fn minute_of_day(self, ts: i64) -> u32 {
-        ((ts + self.offset()).rem_euclid(SECS_PER_DAY) / 60) as u32
+        (ts.saturating_add(self.offset()).rem_euclid(SECS_PER_DAY) / 60) as u32
     }
 
-    /// Unix time of local midnight of the day `ts` falls in.
+    /// Unix time of local midnight of the day `ts` falls in. Arithmetic
+    /// here and below saturates: a time near i64's ends stays there
+    /// instead of wrapping to the other end.
     pub fn day_start(self, ts: i64) -> i64 {
-        let local = ts + self.offset();
-        local - local.rem_euclid(SECS_PER_DAY) - self.offset()
+        let local = ts.saturating_add(self.offset());
+        local
+            .saturating_sub(local.rem_euclid(SECS_PER_DAY))
+            .saturating_sub(self.offset())
     }
 
     /// Unix time of `hour:minute` local, `days` days after the day of `ts`.
     pub fn at(self, ts: i64, days: i64, hour: u32, minute: u32) -> i64 {
         self.day_start(ts)
-            + days * SECS_PER_DAY
-            + i64::from(hour) * SECS_PER_HOUR
-            + i64::from(minute) * 60
+            .saturating_add(days.saturating_mul(SECS_PER_DAY))
+            .saturating_add(i64::from(hour) * SECS_PER_HOUR + i64::from(minute) * 60)
+    }
+
+    /// The first moment at or after `ts` inside the daily window
+    /// `[from, until)` (minutes since local midnight, `from < until`):
+    /// `ts` itself when it is inside, else the window's next start.
+    pub fn next_in_window(self, ts: i64, from: u32, until: u32) -> i64 {
+        let minute = self.minute_of_day(ts);
+        if (from..until).contains(&minute) {
+            ts
+        } else if minute < from {
+            self.at(ts, 0, from / 60, from % 60)
+        } else {
+            self.at(ts, 1, from / 60, from % 60)
+        }
     }
 }
 
@@ -117,6 +134,36 @@ mod tests {
     const CST: ShopTime = ShopTime {
         offset_minutes: 480,
     };
+
+    #[test]
+    fn times_near_the_ends_saturate_instead_of_wrapping() {
+        assert_eq!(CST.at(i64::MAX, 7, 10, 0), i64::MAX);
+        assert!(CST.day_start(i64::MAX) > i64::MAX - 2 * SECS_PER_DAY);
+        assert!(CST.day_start(i64::MIN) < 0);
+        assert!(CST.next_in_window(i64::MAX, 600, 1260) > 0);
+        assert!(CST.minute_of_day(i64::MAX) < 1440);
+    }
+
+    #[test]
+    fn the_contact_window_at_its_edges() {
+        // 2026-11-26 00:00 in China (UTC+8) is 2026-11-25T16:00Z.
+        let midnight = 1_795_622_400;
+        assert_eq!(CST.minute_of_day(midnight), 0);
+        let (from, until) = (19 * 60, 21 * 60);
+        let at = |h: i64, m: i64| midnight + h * SECS_PER_HOUR + m * 60;
+        // Before the window: its start today; inside: as is; at or after
+        // its end, and at midnight: tomorrow's start.
+        assert_eq!(CST.next_in_window(at(4, 52), from, until), at(19, 0));
+        assert_eq!(CST.next_in_window(at(0, 0), from, until), at(19, 0));
+        assert_eq!(CST.next_in_window(at(18, 59), from, until), at(19, 0));
+        assert_eq!(CST.next_in_window(at(19, 0), from, until), at(19, 0));
+        assert_eq!(CST.next_in_window(at(20, 59), from, until), at(20, 59));
+        assert_eq!(CST.next_in_window(at(21, 0), from, until), at(24 + 19, 0));
+        assert_eq!(CST.next_in_window(at(23, 59), from, until), at(24 + 19, 0));
+        // The UTC day boundary (08:00 in China) is nothing special.
+        assert_eq!(CST.next_in_window(at(8, 0), 480, 600), at(8, 0));
+        assert_eq!(CST.next_in_window(at(7, 59), 480, 600), at(8, 0));
+    }
 
     #[test]
     fn shop_time_in_china() {

@@ -328,3 +328,54 @@ fn is_small_talk(message: &str, words: &[Text]) -> bool {
     }
     rest.chars().all(|c| !c.is_alphanumeric())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Shift arithmetic at its edges (#27 item 6): shift starts and ends,
+    //! midnight, shifts past midnight, the UTC day boundary (08:00 in
+    //! China) and times at i64's ends.
+
+    use super::*;
+
+    /// 2026-11-26 00:00 in China (UTC+8).
+    const MIDNIGHT: i64 = 1_795_622_400;
+
+    fn off_hours(config: &str, now: i64) -> (bool, String) {
+        let req: GreetingRequest = serde_json::from_value(serde_json::json!({
+            "customer": {"id": "b", "nickname": "小王", "member_level": null, "order_count": 0, "returning": false},
+            "message": "在吗",
+            "agent_name": null
+        }))
+        .unwrap();
+        let reply = run(config, &req, now).unwrap();
+        (reply.off_hours, reply.reply)
+    }
+
+    #[test]
+    fn shifts_start_inclusive_end_exclusive_and_may_run_past_midnight() {
+        assert!(in_shift(9 * 60, 9 * 60, 18 * 60));
+        assert!(!in_shift(18 * 60, 9 * 60, 18 * 60));
+        assert!(!in_shift(9 * 60 - 1, 9 * 60, 18 * 60));
+        assert!(in_shift(0, 22 * 60, 2 * 60));
+        assert!(in_shift(23 * 60 + 59, 22 * 60, 2 * 60));
+        assert!(!in_shift(2 * 60, 22 * 60, 2 * 60));
+        assert_eq!(next_open(3 * 60, &[(22 * 60, 2 * 60)]), "今天22:00");
+        assert_eq!(next_open(23 * 60, &[(9 * 60, 18 * 60)]), "明天09:00");
+        assert_eq!(next_open(0, &[(9 * 60, 18 * 60)]), "今天09:00");
+    }
+
+    #[test]
+    fn off_hours_follow_the_shop_clock_across_the_utc_day_boundary() {
+        let config = r#"{"shifts": [{"start": "08:00", "end": "24:00"}]}"#;
+        let h = |hours: i64, minutes: i64| MIDNIGHT + hours * 3600 + minutes * 60;
+        assert!(off_hours(config, h(7, 59)).0);
+        assert!(!off_hours(config, h(8, 0)).0, "08:00 China is 00:00 UTC");
+        assert!(!off_hours(config, h(23, 59)).0);
+        let (off, reply) = off_hours(config, h(24, 0));
+        assert!(off, "midnight is off hours");
+        assert!(reply.contains("今天08:00"), "{reply}");
+        for now in [i64::MAX, i64::MIN, 0] {
+            off_hours(config, now); // no panic
+        }
+    }
+}

@@ -225,7 +225,9 @@ fn confirm(cfg: &Config, req: &ConfirmationRequest, now: i64) -> Result<Confirma
 /// Unpaid: hold, and remind once after the configured delay (催付). The
 /// plugin's state remembers which orders were reminded.
 fn unpaid(cfg: &Config, order: &Order, now: i64, vars: &BTreeMap<&str, String>) -> Confirmation {
-    let due = order.created_at + i64::from(cfg.unpaid_remind_after_hours) * SECS_PER_HOUR;
+    let due = order
+        .created_at
+        .saturating_add(i64::from(cfg.unpaid_remind_after_hours) * SECS_PER_HOUR);
     let key = format!("reminded/{}", order.id);
     let (reason, message) = if now < due {
         (format!("unpaid: reminder due at {due}"), String::new())

@@ -294,11 +294,11 @@ fn no_reason(cfg: &Config, req: &RefundRequest, now: i64, amount: u64) -> Refund
             m.in_transit.clone(),
         );
     };
-    if now - delivered > i64::from(days) * SECS_PER_DAY {
+    if now.saturating_sub(delivered) > i64::from(days) * SECS_PER_DAY {
         return decision(
             RefundOutcome::Reject(format!(
                 "delivered {} day(s) ago, past the {days}-day no-reason window",
-                (now - delivered) / SECS_PER_DAY
+                now.saturating_sub(delivered) / SECS_PER_DAY
             )),
             m.no_reason_late.replace("{days}", &days.to_string()),
         );

@@ -21,8 +21,12 @@ use serde::Deserialize;
 struct Config {
     shop_name: String,
     timezone_offset_minutes: i32,
-    /// Local hour revisits are made at (10 = 10:00).
+    /// Local hour revisits are made at (10 = 10:00): the contact window
+    /// opens then...
     contact_hour: u32,
+    /// ...and closes at this local hour (21 = 21:00). Nothing is due
+    /// outside the window: what would be is moved to its next opening.
+    contact_until_hour: u32,
     /// Days after delivery for the satisfaction revisit (N+7).
     delivered_after_days: i64,
     /// Days after a complaint is resolved to confirm satisfaction.
@@ -65,6 +69,7 @@ impl Default for Config {
             shop_name: "本店".into(),
             timezone_offset_minutes: 480,
             contact_hour: 10,
+            contact_until_hour: 21,
             delivered_after_days: 7,
             complaint_after_days: 1,
             refund_after_days: 3,
@@ -129,6 +134,12 @@ fn plan(cfg: &Config, req: &RevisitRequest, now: i64) -> Result<RevisitPlan, Str
             cfg.contact_hour
         ));
     }
+    if cfg.contact_until_hour <= cfg.contact_hour || cfg.contact_until_hour > 24 {
+        return Err(format!(
+            "invalid plugin config: contact_until_hour {} is not after contact_hour {} (and at most 24)",
+            cfg.contact_until_hour, cfg.contact_hour
+        ));
+    }
     let time = ShopTime {
         offset_minutes: cfg.timezone_offset_minutes,
     };
@@ -145,8 +156,13 @@ fn plan(cfg: &Config, req: &RevisitRequest, now: i64) -> Result<RevisitPlan, Str
             .replace("{shop}", &cfg.shop_name)
             .replace("{name}", name)
     };
-    // `days` after the day of `base`, at the contact hour; never before now.
-    let on_day = |base: i64, days: i64| time.at(base, days, cfg.contact_hour, 0).max(now);
+    // The first moment in the contact window at or after `t`, and never
+    // before now.
+    let (from, until) = (cfg.contact_hour * 60, cfg.contact_until_hour * 60);
+    let contact = |t: i64| time.next_in_window(t.max(now), from, until);
+    // `days` after the day of `base`, at the contact hour (or, when that
+    // is past, the next contact moment).
+    let on_day = |base: i64, days: i64| contact(time.at(base, days, cfg.contact_hour, 0));
     let revisit =
         |due_at: i64, purpose: &str, message: String, attempts: AttemptPolicy| PlannedRevisit {
             due_at,
@@ -195,7 +211,11 @@ fn plan(cfg: &Config, req: &RevisitRequest, now: i64) -> Result<RevisitPlan, Str
         RevisitTrigger::Unpaid(order) => {
             // Remind once, and only while the order is still unpaid.
             if order.status == OrderStatus::Unpaid {
-                let due = (order.created_at + cfg.unpaid_after_hours * SECS_PER_HOUR).max(now);
+                let due = contact(
+                    order
+                        .created_at
+                        .saturating_add(cfg.unpaid_after_hours.saturating_mul(SECS_PER_HOUR)),
+                );
                 let once = AttemptPolicy {
                     max_attempts: 1,
                     retry_after_hours: 0,
@@ -216,4 +236,148 @@ fn plan(cfg: &Config, req: &RevisitRequest, now: i64) -> Result<RevisitPlan, Str
         }
     }
     Ok(RevisitPlan { revisits })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The planner's time arithmetic at its edges (#27 items 6 and 7).
+
+    use super::*;
+
+    const DAY: i64 = 86_400;
+    /// 2026-11-26 00:00 in China (UTC+8).
+    const MIDNIGHT: i64 = 1_795_622_400;
+    const CST: ShopTime = ShopTime {
+        offset_minutes: 480,
+    };
+
+    fn request(trigger: &str, at: i64) -> RevisitRequest {
+        let order = serde_json::json!({
+            "id": "T1", "buyer_id": "b", "status": if trigger == "Unpaid" { "Unpaid" } else { "Delivered" },
+            "items": [], "shipping_fee": 0, "total_paid": 100, "refunded": 0,
+            "created_at": at, "paid_at": null, "shipped_at": null, "delivered_at": at,
+            "address": {"recipient": "", "phone": "", "province": "", "city": "", "district": "", "detail": ""},
+            "buyer_remark": "", "courier": ""
+        });
+        let trigger = match trigger {
+            "ComplaintResolved" => {
+                serde_json::json!({"ComplaintResolved": {"id": "c", "cause": "product", "resolved_at": at}})
+            }
+            "SpecialDate" => {
+                serde_json::json!({"SpecialDate": {"kind": "holiday", "name": "店庆", "date": CST.day_start(at)}})
+            }
+            other => serde_json::json!({ other: order }),
+        };
+        serde_json::from_value(serde_json::json!({
+            "customer": {"id": "b", "nickname": "小王", "member_level": null, "order_count": 0, "returning": false},
+            "trigger": trigger,
+            "preferred_channel": null
+        }))
+        .unwrap()
+    }
+
+    const TRIGGERS: [&str; 5] = [
+        "Delivered",
+        "ComplaintResolved",
+        "RefundCompleted",
+        "Unpaid",
+        "SpecialDate",
+    ];
+
+    /// Every revisit of every trigger, planned at any minute of two days
+    /// for events from a week before to the same moment, is due inside
+    /// the contact window and never before now.
+    #[test]
+    fn nothing_is_ever_due_outside_the_contact_window() {
+        for (config, from, until) in [
+            ("{}", 10 * 60, 21 * 60),
+            (r#"{"contact_hour": 19}"#, 19 * 60, 21 * 60),
+            (
+                r#"{"contact_hour": 0, "contact_until_hour": 24}"#,
+                0,
+                24 * 60,
+            ),
+            (
+                r#"{"contact_hour": 8, "contact_until_hour": 9, "unpaid_after_hours": 30}"#,
+                8 * 60,
+                9 * 60,
+            ),
+        ] {
+            let mut now = MIDNIGHT - DAY / 2;
+            while now < MIDNIGHT + 2 * DAY {
+                for trigger in TRIGGERS {
+                    for ago in [0, 3600, 5 * 3600, DAY, 7 * DAY + 1] {
+                        let plan = run(config, &request(trigger, now - ago), now).unwrap();
+                        for r in &plan.revisits {
+                            let minute = CST.minute_of_day(r.due_at);
+                            assert!(
+                                r.due_at >= now && (from..until).contains(&minute),
+                                "{config} {trigger} event {ago}s before {now}: due {} at minute {minute}",
+                                r.due_at
+                            );
+                        }
+                    }
+                }
+                now += 7 * 60 + 13;
+            }
+        }
+    }
+
+    /// The outside tester's case: delivered in the past, planned at 04:52
+    /// with `contact_hour = 19`: due at 19:00 that day, not at once.
+    #[test]
+    fn a_past_delivery_planned_before_dawn_waits_for_the_contact_hour() {
+        let now = MIDNIGHT + 4 * 3600 + 52 * 60;
+        let plan = run(
+            r#"{"contact_hour": 19, "delivered_after_days": 0}"#,
+            &request("Delivered", now - 3 * DAY),
+            now,
+        )
+        .unwrap();
+        assert_eq!(plan.revisits[0].due_at, MIDNIGHT + 19 * 3600);
+        // Planned at 21:30, after the window: 19:00 the next day.
+        let now = MIDNIGHT + 21 * 3600 + 30 * 60;
+        let plan = run(
+            r#"{"contact_hour": 19}"#,
+            &request("Delivered", now - 9 * DAY),
+            now,
+        )
+        .unwrap();
+        assert_eq!(plan.revisits[0].due_at, MIDNIGHT + DAY + 19 * 3600);
+        // An unpaid reminder two hours after a 23:30 order: 10:00.
+        let now = MIDNIGHT - 30 * 60;
+        let plan = run("{}", &request("Unpaid", now), now).unwrap();
+        assert_eq!(plan.revisits[0].due_at, MIDNIGHT + 10 * 3600);
+        // ... and after a 14:00 order: 16:00, inside the window.
+        let now = MIDNIGHT + 14 * 3600;
+        let plan = run("{}", &request("Unpaid", now), now).unwrap();
+        assert_eq!(plan.revisits[0].due_at, now + 2 * 3600);
+    }
+
+    /// Times at i64's ends saturate: no panic, nothing wraps into the
+    /// past.
+    #[test]
+    fn extreme_times_saturate() {
+        let now = MIDNIGHT;
+        for trigger in TRIGGERS {
+            for at in [i64::MAX, i64::MAX - 1, i64::MIN, i64::MIN + 1] {
+                let plan = run("{}", &request(trigger, at), now).unwrap();
+                for r in &plan.revisits {
+                    assert!(r.due_at >= now, "{trigger} at {at}: due {}", r.due_at);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_that_closes_before_it_opens_is_refused() {
+        for config in [
+            r#"{"contact_hour": 19, "contact_until_hour": 19}"#,
+            r#"{"contact_hour": 19, "contact_until_hour": 8}"#,
+            r#"{"contact_until_hour": 25}"#,
+        ] {
+            let err = run(config, &request("Delivered", MIDNIGHT), MIDNIGHT).unwrap_err();
+            assert!(err.contains("contact_until_hour"), "{err}");
+        }
+    }
 }

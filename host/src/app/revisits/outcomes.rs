@@ -37,8 +37,8 @@ pub struct OutcomeInput {
 }
 
 /// Record one attempt's outcome at `at` (unix seconds); a no-answer
-/// re-plans the next attempt (after `retry_after_hours`) until
-/// `max_attempts`, then closes it as unreachable.
+/// re-plans the next attempt ([`next_attempt`]) until `max_attempts`,
+/// then closes it as unreachable.
 pub fn record_outcome(
     storage: &dyn Storage,
     shop: &str,
@@ -63,7 +63,7 @@ pub fn record_outcome(
         OutcomeResult::Reached | OutcomeResult::Refused => RevisitStatus::Done,
         OutcomeResult::WrongNumber => RevisitStatus::Unreachable,
         OutcomeResult::NoAnswer if r.attempts_made < r.max_attempts => {
-            r.due_at = at + i64::from(r.retry_after_hours) * 3600;
+            r.due_at = next_attempt(r.due_at, at, r.retry_after_hours);
             RevisitStatus::Planned
         }
         OutcomeResult::NoAnswer => RevisitStatus::Unreachable,
@@ -77,6 +77,23 @@ pub fn record_outcome(
     });
     storage.put_revisits(std::slice::from_ref(&r))?;
     Ok(r)
+}
+
+/// When to try again a revisit that was due at `due_at` and not answered
+/// at `at`: at the same time of day as it was planned for (the plugin
+/// chose it inside the shop's contact hours, so a retry is never due
+/// outside them, whenever the agent recorded the attempt), on the first
+/// day at least `retry_after_hours` after `due_at` and after `at`.
+pub fn next_attempt(due_at: i64, at: i64, retry_after_hours: u32) -> i64 {
+    const DAY: i64 = 86_400;
+    let days = u64::from(retry_after_hours).div_ceil(24).max(1) as i64;
+    let next = due_at.saturating_add(days * DAY);
+    if next > at {
+        next
+    } else {
+        // Recorded days late: the first such time after the attempt.
+        next.saturating_add((at - next) / DAY * DAY + DAY)
+    }
 }
 
 /// Revisit `id` of `shop`, if it is still open (planned or due).
@@ -122,27 +139,37 @@ pub fn do_not_contact(
     Ok(open.len())
 }
 
-/// 回访总结报告 over the revisits due in `[from, to)` (unix seconds).
+/// 回访总结报告 of `[from, to)` (unix seconds): the revisits due or worked
+/// in the period, and what happened in it, counted by when it happened
+/// (an attempt by when it was made, a close by its closing attempt), so a
+/// revisit worked this week and re-planned for next week counts in this
+/// week's report.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub shop: String,
     pub from: i64,
     pub to: i64,
-    /// Revisits due in the period.
+    /// Revisits due in the period or with an attempt in it.
     pub planned: usize,
+    /// Attempts made in the period (outcomes recorded).
+    pub attempts: usize,
+    /// Revisits closed in the period: the customer answered...
     pub done: usize,
+    /// ...or could not be reached.
     pub unreachable: usize,
+    /// Of `planned`, those cancelled.
     pub cancelled: usize,
-    /// Still planned or due.
+    /// Of `planned`, those still planned or due.
     pub open: usize,
-    /// Revisits where the customer was reached at some attempt.
+    /// Revisits where the customer was reached in the period.
     pub reached: usize,
-    /// Reached over closed (done or unreachable); none while none closed.
+    /// Reached over closed (done or unreachable) in the period; none while
+    /// none closed.
     pub success_rate: Option<f64>,
     pub satisfaction_average: Option<f64>,
-    /// How many answers gave each score, "1" to "5".
+    /// How many answers in the period gave each score, "1" to "5".
     pub satisfaction_distribution: BTreeMap<String, usize>,
-    /// Complaint follow-ups by the complaint's cause.
+    /// Of `planned`, complaint follow-ups by the complaint's cause.
     pub complaint_causes: BTreeMap<String, usize>,
 }
 
@@ -152,25 +179,38 @@ pub fn report(
     from: i64,
     to: i64,
 ) -> Result<Report, StorageError> {
+    let during = |t: i64| t >= from && t < to;
     let all: Vec<RevisitRecord> = storage
         .revisits(shop, None, usize::MAX)?
         .into_iter()
-        .filter(|r| r.due_at >= from && r.due_at < to)
+        .filter(|r| during(r.due_at) || r.outcomes.iter().any(|o| during(o.at)))
         .collect();
     let count = |status: RevisitStatus| all.iter().filter(|r| r.status == status).count();
+    // Closed in the period: by an attempt made in it (every close but a
+    // cancel is an attempt's outcome).
+    let closed_as = |status: RevisitStatus| {
+        all.iter()
+            .filter(|r| r.status == status && r.outcomes.last().is_some_and(|o| during(o.at)))
+            .count()
+    };
+    let outcomes = || {
+        all.iter()
+            .flat_map(|r| r.outcomes.iter())
+            .filter(|o| during(o.at))
+    };
     let reached = all
         .iter()
         .filter(|r| {
             r.outcomes
                 .iter()
-                .any(|o| o.result == OutcomeResult::Reached)
+                .any(|o| o.result == OutcomeResult::Reached && during(o.at))
         })
         .count();
-    let closed = count(RevisitStatus::Done) + count(RevisitStatus::Unreachable);
-    let scores: Vec<u8> = all
-        .iter()
-        .flat_map(|r| r.outcomes.iter().filter_map(|o| o.satisfaction))
-        .collect();
+    let (done, unreachable) = (
+        closed_as(RevisitStatus::Done),
+        closed_as(RevisitStatus::Unreachable),
+    );
+    let scores: Vec<u8> = outcomes().filter_map(|o| o.satisfaction).collect();
     let mut distribution: BTreeMap<String, usize> =
         (1..=5).map(|s: u8| (s.to_string(), 0)).collect();
     for s in &scores {
@@ -185,12 +225,14 @@ pub fn report(
         from,
         to,
         planned: all.len(),
-        done: count(RevisitStatus::Done),
-        unreachable: count(RevisitStatus::Unreachable),
+        attempts: outcomes().count(),
+        done,
+        unreachable,
         cancelled: count(RevisitStatus::Cancelled),
         open: count(RevisitStatus::Planned) + count(RevisitStatus::Due),
         reached,
-        success_rate: (closed > 0).then(|| reached as f64 / closed as f64),
+        success_rate: (done + unreachable > 0)
+            .then(|| reached as f64 / (done + unreachable) as f64),
         satisfaction_average: (!scores.is_empty())
             .then(|| scores.iter().map(|&s| f64::from(s)).sum::<f64>() / scores.len() as f64),
         satisfaction_distribution: distribution,

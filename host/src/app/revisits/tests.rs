@@ -106,13 +106,14 @@ fn no_answer_replans_until_the_attempts_run_out() {
     storage.put_revisits(std::slice::from_ref(&r)).unwrap();
     scheduler.tick(100, 0).unwrap();
     let after1 = record(storage.as_ref(), "s", r.id, outcome(200, "no-answer", None)).unwrap();
+    // The retry keeps the planned time of day: 100, a day later.
     assert_eq!(
         (after1.status.as_str(), after1.due_at),
-        ("planned", 200 + 24 * 3600)
+        ("planned", 100 + 24 * 3600)
     );
-    assert!(scheduler.tick(200 + 24 * 3600 - 1, 0).unwrap().is_empty());
+    assert!(scheduler.tick(100 + 24 * 3600 - 1, 0).unwrap().is_empty());
     assert_eq!(
-        scheduler.tick(200 + 24 * 3600, 0).unwrap().len(),
+        scheduler.tick(100 + 24 * 3600, 0).unwrap().len(),
         1,
         "the retry fires"
     );
@@ -218,21 +219,18 @@ fn report_figures_match_hand_counted_data() {
     // c5 wrong number; c6 no answer x3 (unreachable); c7 cancelled;
     // c8, c9 still open.
     for (i, score) in [5, 4, 4, 2].into_iter().enumerate() {
-        record(s, "s", rs[i].id, outcome(1, "reached", Some(score))).unwrap();
+        record(s, "s", rs[i].id, outcome(1_500, "reached", Some(score))).unwrap();
     }
-    record(s, "s", rs[4].id, outcome(1, "refused", None)).unwrap();
-    record(s, "s", rs[5].id, outcome(1, "wrong-number", None)).unwrap();
-    for _ in 0..3 {
-        // Re-planning moves it out of the window; count by the first due.
-        let mut r = s.revisit(rs[6].id).unwrap().unwrap();
-        r.due_at = rs[6].due_at;
-        s.put_revisits(std::slice::from_ref(&r)).unwrap();
-        record(s, "s", rs[6].id, outcome(1, "no-answer", None)).unwrap();
+    record(s, "s", rs[4].id, outcome(1_500, "refused", None)).unwrap();
+    record(s, "s", rs[5].id, outcome(1_500, "wrong-number", None)).unwrap();
+    for at in [1_100, 1_200, 1_300] {
+        record(s, "s", rs[6].id, outcome(at, "no-answer", None)).unwrap();
     }
     cancel(s, "s", rs[7].id).unwrap();
 
     let report = serde_json::to_value(report(s, "s", 1_000, 2_000).unwrap()).unwrap();
     assert_eq!(report["planned"], 10);
+    assert_eq!(report["attempts"], 9);
     assert_eq!(report["done"], 5, "4 reached + 1 refused");
     assert_eq!(report["unreachable"], 2, "wrong number + three no-answers");
     assert_eq!(report["cancelled"], 1);
@@ -248,4 +246,66 @@ fn report_figures_match_hand_counted_data() {
         report["complaint_causes"],
         serde_json::json!({"logistics": 2, "product": 1})
     );
+}
+
+/// #27 item 6: a retry is due at the time of day its revisit was planned
+/// for (inside the shop's contact hours), whenever the attempt was
+/// recorded, and at least `retry_after_hours` after the planned time.
+#[test]
+fn retries_keep_the_planned_time_of_day() {
+    use super::outcomes::next_attempt;
+    const DAY: i64 = 86_400;
+    // Planned for 19:00 China time on 2026-11-26 (11:00Z).
+    let due = 1_795_662_000;
+    for (at, hours, expected) in [
+        (due + 60, 24, due + DAY),            // tried a minute late
+        (due + 4 * 3600, 24, due + DAY),      // recorded at 23:00
+        (due + 60, 2, due + DAY),             // 21:00 would be past the window
+        (due + 60, 48, due + 2 * DAY),        // two days
+        (due + 25 * 3600, 24, due + 2 * DAY), // recorded a day late
+        (due + 3 * DAY, 24, due + 4 * DAY),   // recorded days late
+        (due - 3600, 24, due + DAY),          // worked early
+    ] {
+        let next = next_attempt(due, at, hours);
+        assert_eq!(next, expected, "at {at}, {hours} h");
+        assert_eq!((next - due).rem_euclid(DAY), 0, "same time of day");
+        assert!(next > at);
+    }
+    assert_eq!(next_attempt(i64::MAX - 10, 0, 24), i64::MAX);
+}
+
+/// #27 item 8: attempts and closes count in the period they happened in,
+/// whenever the revisit was or is now due.
+#[test]
+fn the_report_counts_what_happened_in_the_period() {
+    let (_dir, storage, _) = setup();
+    let s = storage.as_ref();
+    // Due before the period [1000, 2000): one worked in it and re-planned
+    // past it, one closed in it; one due in it, answered after it.
+    let rs: Vec<RevisitRecord> = [500, 400, 1_500]
+        .into_iter()
+        .enumerate()
+        .map(|(i, due)| revisit(s, &format!("c{i}"), due))
+        .collect();
+    s.put_revisits(&rs).unwrap();
+    let replanned = record(s, "s", rs[0].id, outcome(1_200, "no-answer", None)).unwrap();
+    assert!(replanned.due_at >= 2_000, "re-planned past the period");
+    record(s, "s", rs[1].id, outcome(1_300, "reached", Some(5))).unwrap();
+    record(s, "s", rs[2].id, outcome(2_500, "reached", Some(1))).unwrap();
+
+    let week = serde_json::to_value(report(s, "s", 1_000, 2_000).unwrap()).unwrap();
+    assert_eq!(
+        ["planned", "attempts", "done", "reached", "open"].map(|k| week[k].clone()),
+        [3, 2, 1, 1, 1].map(|n| serde_json::json!(n)),
+        "{week}"
+    );
+    assert_eq!(week["satisfaction_average"], 5.0, "{week}");
+    // The next period has the answer given in it, and nothing else.
+    let next = serde_json::to_value(report(s, "s", 2_000, 3_000).unwrap()).unwrap();
+    assert_eq!(
+        ["attempts", "done", "reached"].map(|k| next[k].clone()),
+        [1, 1, 1].map(|n| serde_json::json!(n)),
+        "{next}"
+    );
+    assert_eq!(next["satisfaction_average"], 1.0, "{next}");
 }
