@@ -1,6 +1,7 @@
 //! Revisits through the real binary: planning in batches, webhooks with
-//! idempotency keys, outcomes, do-not-contact, and a kill -9 in the middle
-//! of firing 10,000 revisits.
+//! idempotency keys and signatures, fair delivery between shops and dead
+//! letters, outcomes, do-not-contact, and a kill -9 in the middle of
+//! firing 10,000 revisits.
 
 mod support;
 
@@ -10,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::server::{Server, get, post, write_config};
+use support::server::{ADMIN, Server, WEBHOOK_SECRET, get, post, write_config};
 
 const KEY: &str = "test-key-lab";
 
@@ -87,7 +88,7 @@ fn crm_server(dir: &std::path::Path, webhook: &str) -> Server {
     std::fs::write(
         shops.join("crm/shop.toml"),
         format!(
-            "name = \"crm\"\napi_key_env = \"KEFU_KEY_LAB\"\nrevisit_webhook = \"{webhook}\"\n\n[steps.revisit-planner]\nconfig = {{ unpaid_after_hours = 0, contact_hour = 0, contact_until_hour = 24 }}\n"
+            "name = \"crm\"\napi_key_env = \"KEFU_KEY_LAB\"\nrevisit_webhook = \"{webhook}\"\nwebhook_secret_env = \"KEFU_WEBHOOK_SECRET_LAB\"\n\n[steps.revisit-planner]\nconfig = {{ unpaid_after_hours = 0, contact_hour = 0, contact_until_hour = 24 }}\n"
         ),
     )
     .unwrap();
@@ -281,4 +282,278 @@ fn agents_record_outcomes_and_customers_can_opt_out() {
     assert_eq!(report["satisfaction_average"], 5.0);
     let (status, _) = get(&s, "/v1/shops/crm/revisits/report?period=year", Some(KEY));
     assert_eq!(status, 400);
+}
+
+/// How a test endpoint answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// 200 at once.
+    Fast,
+    /// Reads the request and never answers.
+    Hang,
+    /// 500 at once.
+    Fail,
+}
+
+/// A webhook endpoint that records (arrival, due_at, signature valid) per
+/// delivery, the connections it holds open, and whose mode can change.
+#[derive(Clone)]
+struct Endpoint {
+    mode: Arc<Mutex<Mode>>,
+    arrivals: Arc<Mutex<Vec<(f64, i64, bool)>>>,
+    open: Arc<Mutex<(usize, usize)>>,
+}
+
+impl Endpoint {
+    fn start(mode: Mode) -> (Endpoint, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let endpoint = Endpoint {
+            mode: Arc::new(Mutex::new(mode)),
+            arrivals: Default::default(),
+            open: Default::default(),
+        };
+        let e = endpoint.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let e = e.clone();
+                std::thread::spawn(move || e.serve(stream));
+            }
+        });
+        (endpoint, url)
+    }
+
+    fn serve(&self, mut stream: std::net::TcpStream) {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let (mut signature, mut length) = (String::new(), 0usize);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("kefu-signature:") {
+                signature = v.trim().to_string();
+            } else if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        let due = serde_json::from_slice::<Value>(&body).unwrap()["revisit"]["due_at"]
+            .as_i64()
+            .unwrap();
+        let mode = *self.mode.lock().unwrap();
+        if mode == Mode::Hang {
+            {
+                let mut open = self.open.lock().unwrap();
+                open.0 += 1;
+                open.1 = open.1.max(open.0);
+            }
+            std::thread::sleep(Duration::from_secs(40));
+            self.open.lock().unwrap().0 -= 1;
+            return;
+        }
+        self.arrivals
+            .lock()
+            .unwrap()
+            .push((now, due, verify(&signature, &body)));
+        let status = if mode == Mode::Fast {
+            "200 OK"
+        } else {
+            "500 Internal Server Error"
+        };
+        let _ = stream.write_all(
+            format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+    }
+
+    fn arrivals(&self) -> Vec<(f64, i64, bool)> {
+        self.arrivals.lock().unwrap().clone()
+    }
+}
+
+/// What a receiver does with `Kefu-Signature: t=T,v1=HEX` (the README's
+/// recipe): HMAC-SHA256 of "T.body" with the shop's secret, and a recent T.
+fn verify(header: &str, body: &[u8]) -> bool {
+    use hmac::Mac;
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", value)) => t = value.parse::<i64>().ok(),
+            Some(("v1", value)) => v1 = hex::decode(value).ok(),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else {
+        return false;
+    };
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    (chrono::Utc::now().timestamp() - t).abs() < 300 && mac.verify_slice(&v1).is_ok()
+}
+
+/// #27 item 5: one shop's webhook endpoint hangs, another's answers at
+/// once, a third's fails. The fast shop's deliveries arrive within 1 s of
+/// falling due, signed; the hanging one holds no more than its per-shop
+/// limit of connections; the failing one is dead-lettered after its tries,
+/// listed, and delivered when retried through the API.
+#[test]
+fn a_hanging_webhook_delays_no_other_shop_and_failures_are_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slow, slow_url) = Endpoint::start(Mode::Hang);
+    let (fast, fast_url) = Endpoint::start(Mode::Fast);
+    let (down, down_url) = Endpoint::start(Mode::Fail);
+    let shops = dir.path().join("shops");
+    for (shop, url) in [
+        ("slow", &slow_url),
+        ("fast", &fast_url),
+        ("down", &down_url),
+    ] {
+        std::fs::create_dir_all(shops.join(shop)).unwrap();
+        std::fs::write(
+            shops.join(format!("{shop}/shop.toml")),
+            format!(
+                "name = \"{shop}\"\napi_key_sha256 = \"{}\"\nrevisit_webhook = \"{url}\"\nwebhook_secret_env = \"KEFU_WEBHOOK_SECRET_LAB\"\n\n[steps.revisit-planner]\nconfig = {{ unpaid_after_hours = 0, contact_hour = 0, contact_until_hour = 24 }}\n",
+                sha256_hex(&format!("key-{shop}"))
+            ),
+        )
+        .unwrap();
+    }
+    let config = write_config(
+        dir.path(),
+        &shops,
+        "[webhooks]\nmax_tries = 3\nmax_backoff_secs = 1\ntimeout_secs = 30\nper_shop = 2\n",
+    );
+    let server = Server::start(&config);
+    let plan = |shop: &str, n: usize, due: i64| {
+        let requests: Vec<Value> = (0..n).map(|i| unpaid(i, due)).collect();
+        let (status, out) = post(
+            &server,
+            &format!("/v1/shops/{shop}/revisit-plans"),
+            Some(&format!("key-{shop}")),
+            serde_json::to_vec(&json!({ "requests": requests })).unwrap(),
+        );
+        assert_eq!(
+            (status, out["planned"].as_u64()),
+            (200, Some(n as u64)),
+            "{out}"
+        );
+    };
+    let now = chrono::Utc::now().timestamp();
+    plan("slow", 20, now + 1);
+    plan("down", 1, now + 1);
+    plan("fast", 5, now + 2);
+    plan("fast", 5, now + 4);
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while fast.arrivals().len() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "fast deliveries: {:?}",
+            fast.arrivals()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let latest = fast
+        .arrivals()
+        .iter()
+        .map(|(arrived, due, _)| arrived - *due as f64)
+        .fold(f64::MIN, f64::max);
+    eprintln!("the fast shop's deliveries: the latest arrived {latest:.3} s after falling due");
+    for (arrived, due, signed) in fast.arrivals() {
+        let late = arrived - due as f64;
+        assert!(
+            late < 1.0,
+            "a fast delivery arrived {late:.2} s after it fell due"
+        );
+        assert!(signed, "every delivery is signed with the shop's secret");
+    }
+    assert!(
+        slow.open.lock().unwrap().1 <= 2,
+        "the hanging shop held more than its limit"
+    );
+
+    // The failing shop: three tries, then dead-lettered.
+    let path = "/v1/shops/down/webhooks?status=dead";
+    let dead = loop {
+        let (status, out) = get(&server, path, Some("key-down"));
+        assert_eq!(status, 200, "{out}");
+        if out["webhooks"].as_array().unwrap().len() == 1 {
+            break out["webhooks"][0].clone();
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "never dead-lettered: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        (dead["status"].as_str(), dead["tries"].as_u64()),
+        (Some("dead"), Some(3)),
+        "{dead}"
+    );
+    assert_eq!(dead["last_error"], "HTTP 500");
+    assert_eq!(down.arrivals().len(), 3);
+    // Nothing of another shop's shows, and only its own key opens it.
+    let (_, fast_list) = get(&server, "/v1/shops/fast/webhooks", Some("key-fast"));
+    assert!(
+        fast_list["webhooks"].as_array().unwrap().is_empty(),
+        "{fast_list}"
+    );
+    assert_eq!(get(&server, path, Some("key-fast")).0, 403);
+    assert_eq!(
+        get(&server, "/v1/shops/down/webhooks?status=gone", Some(ADMIN)).0,
+        400
+    );
+
+    // Fixed and retried through the API: delivered once, gone from the list.
+    *down.mode.lock().unwrap() = Mode::Fast;
+    let key = dead["key"].as_str().unwrap();
+    let (status, retried) = post(
+        &server,
+        &format!("/v1/shops/down/webhooks/{key}/retry"),
+        Some("key-down"),
+        "",
+    );
+    assert_eq!(
+        (status, retried["webhook"]["status"].as_str()),
+        (200, Some("queued")),
+        "{retried}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, out) = get(&server, "/v1/shops/down/webhooks", Some("key-down"));
+        if out["webhooks"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the retry was never delivered: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(down.arrivals().len(), 4);
+    assert_eq!(
+        post(
+            &server,
+            "/v1/shops/down/webhooks/nope/retry",
+            Some("key-down"),
+            ""
+        )
+        .0,
+        404
+    );
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }

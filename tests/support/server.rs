@@ -9,6 +9,8 @@ use std::time::Duration;
 pub const TEA_KEY: &str = "test-key-tea-oil";
 pub const APPAREL_KEY: &str = "test-key-apparel";
 pub const ADMIN: &str = "test-admin-token";
+/// What `KEFU_WEBHOOK_SECRET_LAB` holds in servers under test.
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 
 /// A running server; killed (SIGKILL) when dropped.
 pub struct Server {
@@ -44,6 +46,7 @@ impl Server {
             .env("KEFU_KEY_TEA_OIL", TEA_KEY)
             .env("KEFU_KEY_APPAREL", APPAREL_KEY)
             .env("KEFU_KEY_LAB", "test-key-lab")
+            .env("KEFU_WEBHOOK_SECRET_LAB", WEBHOOK_SECRET)
             .env("KEFU_ADMIN_TOKEN", ADMIN)
             .env("KEFU_LOG", "info")
             .stdout(Stdio::piped())

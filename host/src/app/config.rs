@@ -48,6 +48,37 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Per-shop quotas.
     pub quotas: super::quota::Quotas,
+    /// Webhook delivery.
+    pub webhooks: WebhookConfig,
+}
+
+/// How the outbox delivers webhooks (`[webhooks]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Tries before a delivery is dead-lettered (listed, re-triable).
+    pub max_tries: u32,
+    /// A try that takes longer fails, seconds.
+    pub timeout_secs: u64,
+    /// Deliveries in flight at once, all shops together...
+    pub concurrent: usize,
+    /// ...and of one shop: a slow endpoint holds only its own shop's.
+    pub per_shop: usize,
+    /// Longest wait between two tries, seconds (the backoff doubles from
+    /// one second up to it, jittered).
+    pub max_backoff_secs: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            max_tries: 12,
+            timeout_secs: 5,
+            concurrent: 32,
+            per_shop: 4,
+            max_backoff_secs: 300,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -63,6 +94,7 @@ impl Default for ServerConfig {
             storage_cache_mib: 64,
             limits: Limits::default(),
             quotas: super::quota::Quotas::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -100,6 +132,9 @@ pub struct ShopFile {
     pub api_key_sha256: Option<String>,
     /// URL that receives a POST when a revisit falls due (optional).
     pub revisit_webhook: Option<String>,
+    /// Environment variable holding the secret webhook deliveries are
+    /// signed with (required with `revisit_webhook`).
+    pub webhook_secret_env: Option<String>,
     /// Per-step plugin and config; a missing step uses the bundled plugin.
     #[serde(default)]
     pub steps: BTreeMap<String, StepFile>,
@@ -142,8 +177,24 @@ pub struct ShopSpec {
     pub dir: PathBuf,
     pub name: String,
     pub key_sha256: Option<[u8; 32]>,
-    pub revisit_webhook: Option<String>,
+    pub webhook: Option<Webhook>,
     pub steps: BTreeMap<Step, StepSpec>,
+}
+
+/// Where a shop's due revisits are POSTed, and the secret that signs them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -203,14 +254,40 @@ impl ShopSpec {
                 })?),
                 (None, None) => None,
             };
-        if let Some(url) = &parsed.revisit_webhook
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(ConfigError::new(
-                &file,
-                format!("revisit_webhook `{url}` must be an http:// or https:// URL"),
-            ));
-        }
+        let webhook = match (&parsed.revisit_webhook, &parsed.webhook_secret_env) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    &file,
+                    "webhook_secret_env is set but revisit_webhook is not",
+                ));
+            }
+            (Some(url), _) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return Err(ConfigError::new(
+                    &file,
+                    format!("revisit_webhook `{url}` must be an http:// or https:// URL"),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    &file,
+                    "revisit_webhook needs webhook_secret_env: the environment variable \
+                     holding the secret every delivery is signed with",
+                ));
+            }
+            (Some(url), Some(var)) => match env(var) {
+                Some(secret) if !secret.is_empty() => Some(Webhook {
+                    url: url.clone(),
+                    secret,
+                }),
+                _ => {
+                    return Err(ConfigError::new(
+                        &file,
+                        format!("webhook_secret_env names `{var}`, which is not set"),
+                    ));
+                }
+            },
+        };
         let mut steps = BTreeMap::new();
         for (name, step_file) in parsed.steps {
             let step: Step = name.parse().map_err(|e: crate::steps::UnknownStep| {
@@ -237,7 +314,7 @@ impl ShopSpec {
             dir: dir.to_path_buf(),
             name: parsed.name,
             key_sha256,
-            revisit_webhook: parsed.revisit_webhook,
+            webhook,
             steps,
         })
     }

@@ -25,8 +25,8 @@ pub use listings::{AuditView, DecisionView, OutcomeView, RefundView, RevisitView
 pub use quota::{QuotaExceeded, Quotas};
 pub use registry::{LoadFailure, PluginSource, Shop, now_ms};
 pub use revisits::{
-    MAX_BATCH, OutcomeInput, PlanResult, PlansReport, Report, RevisitError, Scheduler,
-    TICK as SCHEDULER_TICK,
+    DeliveryView, MAX_BATCH, OutcomeInput, PlanResult, PlansReport, Report, RevisitError,
+    Scheduler, TICK as SCHEDULER_TICK, WebhookError,
 };
 pub use run::{PluginInfo, StepAnswer, StepCall, StepError};
 pub use views::{ActivePluginView, PluginsView, VersionView, VersionsView};
@@ -172,7 +172,12 @@ impl App {
             }
         })?;
         Scheduler::new(self.storage.clone(), self.registry.clone()).spawn(stop.clone());
-        revisits::spawn_outbox(self.storage.clone(), stop.clone());
+        Arc::new(revisits::Deliverer::new(
+            self.storage.clone(),
+            self.registry.clone(),
+            self.config.webhooks.clone(),
+        ))
+        .spawn(stop.clone());
         let retention = spawn_retention(self.storage.clone(), self.config.decision_retention_days);
         Ok(Background {
             stop,
@@ -294,6 +299,20 @@ impl App {
         let revisit = revisits::cancel(self.storage.as_ref(), shop, id)?;
         self.durable().await?;
         Ok(revisit.into())
+    }
+
+    /// A shop's undelivered webhooks (only the dead-lettered ones when
+    /// `dead_only`).
+    pub fn webhooks(&self, shop: &str, dead_only: bool) -> Result<Vec<DeliveryView>, StorageError> {
+        revisits::webhooks::list(self.storage.as_ref(), shop, dead_only)
+    }
+
+    /// Try a webhook delivery again now; durable when it returns.
+    pub async fn retry_webhook(&self, shop: &str, key: &str) -> Result<DeliveryView, WebhookError> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let view = revisits::webhooks::retry(self.storage.as_ref(), shop, key, now_ms)?;
+        self.durable().await?;
+        Ok(view)
     }
 
     /// Mark a customer do-not-contact (cancelling their open revisits, and

@@ -118,8 +118,8 @@ pub struct Shop {
     pub name: String,
     pub dir: PathBuf,
     pub key_sha256: Option<[u8; 32]>,
-    /// Where due revisits are POSTed, if anywhere.
-    pub revisit_webhook: Option<String>,
+    /// Where due revisits are POSTed, if anywhere, and the signing secret.
+    pub webhook: Option<super::config::Webhook>,
     pub steps: HashMap<Step, Arc<ActivePlugin>>,
     /// Steps whose plugin could not be loaded, with the reason.
     pub unavailable: BTreeMap<Step, String>,

@@ -2,7 +2,7 @@
 //! the problem, `{"error": {"code", "message", "field"?}}`, plus the
 //! decision id when a failed call was logged.
 
-use crate::app::{AccessError, DeployError, QuotaExceeded, RevisitError, StepError};
+use crate::app::{AccessError, DeployError, QuotaExceeded, RevisitError, StepError, WebhookError};
 use crate::error::CallError;
 use crate::storage::StorageError;
 use axum::Json;
@@ -43,6 +43,8 @@ pub enum ApiError {
     #[error(transparent)]
     Revisit(#[from] RevisitError),
     #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
@@ -77,6 +79,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "body_too_large",
             ApiError::NotFound(_)
             | ApiError::Revisit(RevisitError::NotFound(_))
+            | ApiError::Webhook(WebhookError::NotFound(_))
             | ApiError::Deploy(
                 DeployError::UnknownVersion { .. } | DeployError::NothingToRollBack { .. },
             ) => "not_found",
@@ -91,7 +94,8 @@ impl ApiError {
             }
             ApiError::Storage(_)
             | ApiError::Deploy(DeployError::Storage(_))
-            | ApiError::Revisit(RevisitError::Storage(_)) => "storage_error",
+            | ApiError::Revisit(RevisitError::Storage(_))
+            | ApiError::Webhook(WebhookError::Storage(_)) => "storage_error",
         }
     }
 

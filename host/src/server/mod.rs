@@ -65,6 +65,11 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/shops/{shop}/customers/{customer}/do-not-contact",
             post(handlers::customers::set).delete(handlers::customers::clear),
         )
+        .route("/v1/shops/{shop}/webhooks", get(handlers::webhooks::list))
+        .route(
+            "/v1/shops/{shop}/webhooks/{key}/retry",
+            post(handlers::webhooks::retry),
+        )
         .route("/v1/shops/{shop}/decisions", get(handlers::decisions::list))
         .route("/v1/audit", get(handlers::versions::audit))
         .route(

@@ -102,8 +102,19 @@ pub trait RevisitStore: Send + Sync {
 pub trait Outbox: Send + Sync {
     /// Queue (or update) deliveries.
     fn put_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StorageError>;
-    /// Deliveries whose next try is at or before `now_ms`.
-    fn deliveries_ready(&self, now_ms: i64, limit: usize) -> Result<Vec<Delivery>, StorageError>;
+    /// Live (not dead-lettered) deliveries whose next try is at or before
+    /// `now_ms`, at most `per_shop` of any one shop (so one shop's backlog
+    /// never hides another's) and `limit` in all.
+    fn deliveries_ready(
+        &self,
+        now_ms: i64,
+        per_shop: usize,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError>;
+    /// Every queued delivery of `shop`, live and dead-lettered.
+    fn deliveries(&self, shop: &str) -> Result<Vec<Delivery>, StorageError>;
+    /// One delivery by key.
+    fn delivery(&self, key: &str) -> Result<Option<Delivery>, StorageError>;
     /// A delivery succeeded.
     fn remove_delivery(&self, key: &str) -> Result<(), StorageError>;
 }

@@ -221,6 +221,10 @@ pub struct Delivery {
     /// unix milliseconds of the next try
     pub next_try_ms: i64,
     pub last_error: Option<String>,
+    /// Given up after the configured number of tries: kept, listed, and
+    /// tried again only when asked.
+    #[serde(default)]
+    pub dead: bool,
 }
 
 /// One event of the deploy audit.

@@ -83,7 +83,7 @@ impl Deployer {
             name: spec.name,
             dir: spec.dir,
             key_sha256: spec.key_sha256,
-            revisit_webhook: spec.revisit_webhook,
+            webhook: spec.webhook,
             steps,
             unavailable,
         });

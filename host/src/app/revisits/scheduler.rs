@@ -1,6 +1,6 @@
 //! The scheduler marks planned revisits due when their time comes (from
-//! the due-time index) and queues the shop's webhook; the outbox worker
-//! delivers it at least once, with retries and an idempotency key.
+//! the due-time index) and queues the shop's webhook in the outbox
+//! (`webhooks.rs` delivers it).
 
 use crate::app::registry::Registry;
 use crate::storage::{Delivery, RevisitRecord, RevisitStatus, Storage, StorageError};
@@ -13,8 +13,6 @@ use std::time::Duration;
 pub const TICK: Duration = Duration::from_millis(200);
 /// Revisits marked due per storage batch.
 const BATCH: usize = 1000;
-/// Longest wait between two tries of a webhook.
-const MAX_BACKOFF_MS: i64 = 60_000;
 
 /// Marks due revisits and queues their webhooks.
 pub struct Scheduler {
@@ -51,7 +49,7 @@ impl Scheduler {
                     if let Some(url) = self
                         .registry
                         .get(&r.shop)
-                        .and_then(|s| s.revisit_webhook.clone())
+                        .and_then(|s| s.webhook.as_ref().map(|w| w.url.clone()))
                     {
                         deliveries.push(Delivery {
                             key: format!("revisit-{}-{}", r.id, r.attempts_made + 1),
@@ -62,6 +60,7 @@ impl Scheduler {
                             tries: 0,
                             next_try_ms: now_ms,
                             last_error: None,
+                            dead: false,
                         });
                     }
                     r
@@ -94,57 +93,4 @@ impl Scheduler {
             })
             .expect("spawn scheduler thread");
     }
-}
-
-/// Delivers queued webhooks: POST the body with an `Idempotency-Key`
-/// header; a 2xx answer removes it, anything else retries with backoff.
-pub fn spawn_outbox(storage: Arc<dyn Storage>, stop: Arc<AtomicBool>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    std::thread::Builder::new()
-        .name("kefu-webhooks".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let now_ms = chrono::Utc::now().timestamp_millis();
-                let ready = storage.deliveries_ready(now_ms, 256).unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "cannot read the webhook outbox");
-                    Vec::new()
-                });
-                if ready.is_empty() {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-                for mut d in ready {
-                    let result = agent
-                        .post(&d.url)
-                        .header("content-type", "application/json")
-                        .header("idempotency-key", &d.key)
-                        .send(d.body.as_bytes());
-                    let error = match result {
-                        Ok(resp) if resp.status().is_success() => None,
-                        Ok(resp) => Some(format!("HTTP {}", resp.status().as_u16())),
-                        Err(e) => Some(e.to_string()),
-                    };
-                    let outcome = match error {
-                        None => storage.remove_delivery(&d.key),
-                        Some(e) => {
-                            d.tries += 1;
-                            let backoff = (1_000i64 << d.tries.min(6)).min(MAX_BACKOFF_MS);
-                            d.next_try_ms = chrono::Utc::now().timestamp_millis() + backoff;
-                            tracing::warn!(key = %d.key, shop = %d.shop, tries = d.tries, error = %e, "webhook failed; will retry");
-                            d.last_error = Some(e);
-                            storage.put_deliveries(std::slice::from_ref(&d))
-                        }
-                    };
-                    if let Err(e) = outcome {
-                        tracing::error!(error = %e, "cannot update the webhook outbox");
-                    }
-                    metrics::counter!("kefu_webhooks_total", "outcome" => if d.last_error.is_none() { "delivered" } else { "failed" }).increment(1);
-                }
-            }
-        })
-        .expect("spawn webhook thread");
 }

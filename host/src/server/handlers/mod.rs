@@ -9,6 +9,7 @@ pub mod refunds;
 pub mod revisits;
 pub mod steps;
 pub mod versions;
+pub mod webhooks;
 
 use super::error::ApiError;
 

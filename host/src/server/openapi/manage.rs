@@ -135,6 +135,8 @@ pub fn paths(
     let one_revisit = typed::<handlers::revisits::OneRevisit>(schemas);
     let plans_view = typed::<crate::app::PlansReport>(schemas);
     let do_not_contact_view = typed::<handlers::customers::DoNotContact>(schemas);
+    let webhooks_view = typed::<handlers::webhooks::Webhooks>(schemas);
+    let one_webhook = typed::<handlers::webhooks::OneWebhook>(schemas);
 
     let versions = PathItem::builder()
         .operation(
@@ -283,6 +285,34 @@ pub fn paths(
         ))),
     )
     .build();
+    let webhooks = with_errors(op(
+        "webhooks",
+        "Revisit webhooks not yet delivered (status=dead: the dead-lettered)",
+        vec![
+            shop(),
+            param(
+                "status",
+                ParameterIn::Query,
+                Type::String,
+                false,
+                &["queued", "dead"],
+            ),
+        ],
+        "the deliveries",
+        webhooks_view,
+    ))
+    .build();
+    let webhook_retry = with_errors(op(
+        "webhook-retry",
+        "Try a webhook delivery again now",
+        vec![
+            shop(),
+            param("key", ParameterIn::Path, Type::String, true, &[]),
+        ],
+        "the delivery, queued",
+        one_webhook,
+    ))
+    .build();
     let do_not_contact = |id: &str, summary: &str| {
         with_errors(op(
             id,
@@ -316,6 +346,14 @@ pub fn paths(
         .path(
             "/v1/shops/{shop}/revisit-plans",
             PathItem::new(HttpMethod::Post, plans),
+        )
+        .path(
+            "/v1/shops/{shop}/webhooks",
+            PathItem::new(HttpMethod::Get, webhooks),
+        )
+        .path(
+            "/v1/shops/{shop}/webhooks/{key}/retry",
+            PathItem::new(HttpMethod::Post, webhook_retry),
         )
         .path(
             "/v1/shops/{shop}/customers/{customer}/do-not-contact",

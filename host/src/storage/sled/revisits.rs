@@ -168,11 +168,22 @@ impl Outbox for SledStorage {
         Ok(())
     }
 
-    fn deliveries_ready(&self, now_ms: i64, limit: usize) -> Result<Vec<Delivery>, StorageError> {
+    fn deliveries_ready(
+        &self,
+        now_ms: i64,
+        per_shop: usize,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError> {
         let mut out = Vec::new();
+        let mut of_shop = std::collections::HashMap::<String, usize>::new();
         for item in self.outbox.iter() {
             let d: Delivery = decode(&item.map_err(backend)?.1)?;
-            if d.next_try_ms <= now_ms {
+            if d.dead || d.next_try_ms > now_ms {
+                continue;
+            }
+            let n = of_shop.entry(d.shop.clone()).or_default();
+            if *n < per_shop {
+                *n += 1;
                 out.push(d);
                 if out.len() >= limit {
                     break;
@@ -180,6 +191,25 @@ impl Outbox for SledStorage {
             }
         }
         Ok(out)
+    }
+
+    fn deliveries(&self, shop: &str) -> Result<Vec<Delivery>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.outbox.iter() {
+            let d: Delivery = decode(&item.map_err(backend)?.1)?;
+            if d.shop == shop {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    fn delivery(&self, key: &str) -> Result<Option<Delivery>, StorageError> {
+        self.outbox
+            .get(key.as_bytes())
+            .map_err(backend)?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     fn remove_delivery(&self, key: &str) -> Result<(), StorageError> {

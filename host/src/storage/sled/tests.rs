@@ -230,6 +230,7 @@ fn a_revisit_moves_between_indexes_in_one_write() {
         tries: 0,
         next_try_ms: 0,
         last_error: None,
+        dead: false,
     };
     *store.fail_at.lock().unwrap() = Some(("webhooks-queued", Failure::Error));
     assert!(
@@ -237,13 +238,13 @@ fn a_revisit_moves_between_indexes_in_one_write() {
             .fire_revisits(std::slice::from_ref(&r), std::slice::from_ref(&delivery))
             .is_err()
     );
-    assert!(store.deliveries_ready(i64::MAX, 10).unwrap().is_empty());
+    assert!(store.deliveries_ready(i64::MAX, 10, 10).unwrap().is_empty());
     assert_eq!(store.due_revisits(5_000, 10).unwrap().len(), 1);
     *store.fail_at.lock().unwrap() = None;
     store
         .fire_revisits(std::slice::from_ref(&r), std::slice::from_ref(&delivery))
         .unwrap();
-    assert_eq!(store.deliveries_ready(i64::MAX, 10).unwrap().len(), 1);
+    assert_eq!(store.deliveries_ready(i64::MAX, 10, 10).unwrap().len(), 1);
     assert!(store.due_revisits(i64::MAX, 10).unwrap().is_empty());
     assert_eq!(
         store
