@@ -977,3 +977,141 @@ async fn a_deploy_carries_its_config_and_a_rollback_restores_the_old_one() {
         failures.len()
     );
 }
+
+/// #27 item 3: a shop whose `shop.toml` no longer loads at start serves
+/// the versions it had, degraded (listed, counted, its key accepted); a
+/// shop never loaded answers 503 naming the load error; `strict` refuses
+/// to start; a fixed file ends the degraded state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_shop_toml_at_start_serves_the_stored_versions_degraded() {
+    use sha2::Digest;
+    let root = tempfile::tempdir().unwrap();
+    let (data, shops) = (root.path().join("data"), root.path().join("shops"));
+    write_shops(&shops);
+    let at = |c: &mut ServerConfig| {
+        c.data_dir = data.clone();
+        c.shops_dir = shops.clone();
+    };
+    let versions = "/v1/shops/tea/steps/refund-policy/versions";
+    {
+        let api = Api::open(at).await;
+        let (ct, body) = multipart(&[(
+            "config",
+            "c.json",
+            "application/json",
+            br#"{"min_evidence": 2}"#,
+        )]);
+        let (status, out) = api.post_form(versions, &ct, body).await;
+        assert_eq!(status, 201, "{out}");
+    }
+    // The app's threads let go of the store shortly after it is dropped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while kefu::SledStorage::open(&data).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the store stays locked");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A typo while kefu was down, and a new shop that never loaded.
+    std::fs::write(
+        shops.join("tea/shop.toml"),
+        "name = \"山野茶油旗舰店\"\napi_key_env = \"KEY_TEA\"\n[steps.refund-policy]\nconfig = { min_evidence = 2 \n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(shops.join("fresh")).unwrap();
+    std::fs::write(
+        shops.join("fresh/shop.toml"),
+        format!(
+            "name = \"fresh\"\napi_key_sha256 = \"{}\"\n[steps.refnud-policy]\n",
+            hex::encode(sha2::Sha256::digest(b"key-fresh"))
+        ),
+    )
+    .unwrap();
+
+    let api = Api::open(at).await;
+    let (status, answer) = api
+        .post(
+            "/v1/shops/tea/refund-decision",
+            Some(TEA_KEY),
+            example("refund-policy/unshipped"),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), &answer["plugin"]["version"]),
+        (200, &json!(2)),
+        "{answer}"
+    );
+    let (status, answer) = api
+        .post(
+            "/v1/shops/tea/greeting",
+            Some(TEA_KEY),
+            example("greeting/discount"),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+
+    let (_, plugins) = api.get("/v1/plugins", Some(ADMIN)).await;
+    let degraded: Vec<&str> = plugins["degraded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["shop"].as_str().unwrap())
+        .collect();
+    assert_eq!(degraded, ["fresh", "tea"], "{plugins}");
+    assert!(
+        plugins["degraded"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("shop.toml"),
+        "{plugins}"
+    );
+    assert!(api.app.render_metrics().contains("kefu_shops_degraded 2"));
+
+    // The never-loaded shop: its key hears what is wrong, others do not.
+    let body = example("greeting/discount");
+    let answer = api
+        .post("/v1/shops/fresh/greeting", Some("key-fresh"), body.clone())
+        .await;
+    assert_eq!(code(&answer), (503, "plugin_unavailable"), "{}", answer.1);
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refnud-policy"),
+        "{}",
+        answer.1
+    );
+    assert_eq!(
+        code(
+            &api.post("/v1/shops/fresh/greeting", Some(TEA_KEY), body)
+                .await
+        )
+        .0,
+        403
+    );
+
+    // Fixed: no longer degraded.
+    std::fs::write(
+        shops.join("tea/shop.toml"),
+        "name = \"山野茶油旗舰店\"\napi_key_env = \"KEY_TEA\"\n",
+    )
+    .unwrap();
+    api.app
+        .reload_shop(&shops.join("tea"), kefu::storage_types::Actor::Admin);
+    let (_, plugins) = api.get("/v1/plugins", Some(ADMIN)).await;
+    assert_eq!(
+        plugins["degraded"].as_array().unwrap().len(),
+        1,
+        "{plugins}"
+    );
+    drop(api);
+
+    // --strict refuses to start, naming the failures.
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        strict: true,
+        cache_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("kefu-cache")),
+        ..ServerConfig::default()
+    };
+    at(&mut config);
+    let err = kefu::server::serve(config).await.unwrap_err().to_string();
+    assert!(err.contains("--strict") && err.contains("fresh"), "{err}");
+}

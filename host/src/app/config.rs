@@ -2,6 +2,7 @@
 
 use crate::runtime::Limits;
 use crate::steps::Step;
+use crate::storage::ShopRecord;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,6 +51,9 @@ pub struct ServerConfig {
     pub quotas: super::quota::Quotas,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
+    /// Refuse to start when any shop or step fails to load (default: start
+    /// them degraded on their stored versions).
+    pub strict: bool,
 }
 
 /// How the outbox delivers webhooks (`[webhooks]`).
@@ -95,6 +99,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             quotas: super::quota::Quotas::default(),
             webhooks: WebhookConfig::default(),
+            strict: false,
         }
     }
 }
@@ -186,6 +191,8 @@ pub struct ShopSpec {
 pub struct Webhook {
     pub url: String,
     pub secret: String,
+    /// The environment variable the secret came from.
+    pub secret_env: String,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -193,6 +200,7 @@ impl std::fmt::Debug for Webhook {
         f.debug_struct("Webhook")
             .field("url", &self.url)
             .field("secret", &"<redacted>")
+            .field("secret_env", &self.secret_env)
             .finish()
     }
 }
@@ -279,6 +287,7 @@ impl ShopSpec {
                 Some(secret) if !secret.is_empty() => Some(Webhook {
                     url: url.clone(),
                     secret,
+                    secret_env: var.clone(),
                 }),
                 _ => {
                     return Err(ConfigError::new(
@@ -320,7 +329,49 @@ impl ShopSpec {
     }
 }
 
-fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+impl ShopSpec {
+    /// What the shop itself is, to keep for a start on stored versions.
+    pub fn record(&self) -> ShopRecord {
+        ShopRecord {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            key_sha256: self.key_sha256.map(hex::encode),
+            webhook_url: self.webhook.as_ref().map(|w| w.url.clone()),
+            webhook_secret_env: self.webhook.as_ref().map(|w| w.secret_env.clone()),
+        }
+    }
+
+    /// The key of a shop whose `shop.toml` does not load, when the file
+    /// is TOML and its key settings are readable, so that the shop's own
+    /// key hears what is wrong.
+    pub fn readable_key(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Option<[u8; 32]> {
+        let text = std::fs::read_to_string(dir.join("shop.toml")).ok()?;
+        let table: toml::Table = toml::from_str(&text).ok()?;
+        if let Some(var) = table.get("api_key_env").and_then(|v| v.as_str()) {
+            return env(var)
+                .filter(|k| !k.is_empty())
+                .map(|k| super::access::sha256(k.as_bytes()));
+        }
+        parse_sha256(table.get("api_key_sha256")?.as_str()?)
+    }
+}
+
+/// A stored shop record's webhook, with its secret read from the
+/// environment again (a record keeps the variable's name only).
+pub fn webhook_of(record: &ShopRecord, env: &dyn Fn(&str) -> Option<String>) -> Option<Webhook> {
+    let (url, var) = (
+        record.webhook_url.as_ref()?,
+        record.webhook_secret_env.as_ref()?,
+    );
+    let secret = env(var).filter(|s| !s.is_empty())?;
+    Some(Webhook {
+        url: url.clone(),
+        secret,
+        secret_env: var.clone(),
+    })
+}
+
+pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(text.trim()).ok()?;
     bytes.try_into().ok()
 }

@@ -52,6 +52,8 @@ pub fn record_shop_gauges(registry: &Registry) {
         (a + shop.steps.len(), u + down.count())
     });
     metrics::gauge!("kefu_shops").set(shops.len() as f64);
+    let degraded = shops.values().filter(|s| s.degraded.is_some()).count();
+    metrics::gauge!("kefu_shops_degraded").set(degraded as f64);
     metrics::gauge!("kefu_steps", "status" => "active").set(active as f64);
     metrics::gauge!("kefu_steps", "status" => "unavailable").set(unavailable as f64);
     metrics::gauge!("kefu_load_failures").set(registry.failure_count() as f64);

@@ -217,6 +217,31 @@ impl App {
         (self.registry.all().len(), self.registry.failure_count())
     }
 
+    /// Every load failure kept, one line each.
+    pub fn load_failures(&self) -> Vec<String> {
+        self.registry
+            .failures()
+            .into_iter()
+            .map(|f| match f.step {
+                Some(step) => format!("{} {step}: {}", f.shop, f.reason),
+                None => format!("{}: {}", f.shop, f.reason),
+            })
+            .collect()
+    }
+
+    /// The shops serving while their folder does not load, with why,
+    /// sorted.
+    pub fn degraded_shops(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .registry
+            .all()
+            .values()
+            .filter_map(|s| s.degraded.clone().map(|reason| (s.id.clone(), reason)))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// SHA-256 of the admin token, if one is set.
     pub fn admin_digest(&self) -> Option<&[u8; 32]> {
         self.admin.as_ref()

@@ -123,6 +123,9 @@ pub struct Shop {
     pub steps: HashMap<Step, Arc<ActivePlugin>>,
     /// Steps whose plugin could not be loaded, with the reason.
     pub unavailable: BTreeMap<Step, String>,
+    /// Why the shop's folder does not load, while it serves what it
+    /// served before (or, never loaded, nothing).
+    pub degraded: Option<String>,
 }
 
 impl Shop {

@@ -41,8 +41,18 @@ pub enum ActivePluginView {
 pub struct PluginsView {
     pub plugins: Vec<ActivePluginView>,
     pub failures: Vec<LoadFailure>,
+    /// Shops whose folder does not load, serving their stored versions.
+    pub degraded: Vec<DegradedShop>,
     /// Components compiled since start (not found in the disk cache).
     pub compilations: u64,
+}
+
+/// A shop serving while its `shop.toml` does not load.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DegradedShop {
+    pub shop: String,
+    /// Why its folder does not load.
+    pub reason: String,
 }
 
 /// A version of a shop's step as the API shows it.
@@ -134,6 +144,11 @@ impl App {
         PluginsView {
             plugins,
             failures: self.registry.failures(),
+            degraded: self
+                .degraded_shops()
+                .into_iter()
+                .map(|(shop, reason)| DegradedShop { shop, reason })
+                .collect(),
             compilations: self.runtime.compilations(),
         }
     }

@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// Data directory (sled).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Refuse to start when any shop or step fails to load, instead of
+    /// starting it degraded on its stored versions.
+    #[arg(long)]
+    strict: bool,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
@@ -38,6 +42,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     if let Some(data) = args.data {
         config.data_dir = data;
     }
+    config.strict |= args.strict;
     // Reused-instance calls (Python, JavaScript), compiling deployed
     // components and pruning the log run on the blocking pool: a few
     // threads per core keep them busy without hundreds of threads trading

@@ -31,6 +31,8 @@ pub enum ServeError {
     },
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("--strict: not serving, {} load failure(s):\n{}", .0.len(), .0.join("\n"))]
+    Strict(Vec<String>),
 }
 
 /// The router over `app`: what `kefu serve` listens with, and what
@@ -96,7 +98,14 @@ pub fn router(app: Arc<App>) -> Router {
 pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
     let listen = config.listen;
+    let strict = config.strict;
     let app = App::open(config, process_env()).await?;
+    if strict {
+        let failures = app.load_failures();
+        if !failures.is_empty() {
+            return Err(ServeError::Strict(failures));
+        }
+    }
     let _background = app.start_background()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

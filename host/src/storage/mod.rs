@@ -14,8 +14,8 @@ mod sled;
 
 pub use records::{
     Actor, AuditAction, AuditEvent, CallError as DecisionError, Decision, DecisionQuery, Delivery,
-    OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord, RevisitStatus, VersionRecord,
-    VersionSource,
+    OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord, RevisitStatus, ShopRecord,
+    VersionRecord, VersionSource,
 };
 pub use sled::SledStorage;
 
@@ -139,6 +139,11 @@ pub trait VersionStore: Send + Sync {
     fn set_active(&self, shop: &str, step: Step, version: u64) -> Result<(), StorageError>;
     /// The active version number, if any was ever set.
     fn active(&self, shop: &str, step: Step) -> Result<Option<u64>, StorageError>;
+    /// Keep what a shop's last good `shop.toml` said, so that the shop
+    /// can start on its stored versions while its folder is broken.
+    fn put_shop_record(&self, record: &ShopRecord) -> Result<(), StorageError>;
+    /// What the shop's last good `shop.toml` said, if it ever loaded.
+    fn shop_record(&self, shop: &str) -> Result<Option<ShopRecord>, StorageError>;
 }
 
 /// The deploy audit.

@@ -209,6 +209,21 @@ pub struct RevisitOutcome {
     pub agent: String,
 }
 
+/// What a shop's last good `shop.toml` said about the shop itself (not
+/// its steps, whose versions are kept apart): enough to serve it on its
+/// stored versions when its folder no longer loads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShopRecord {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 of its API key, hex.
+    pub key_sha256: Option<String>,
+    pub webhook_url: Option<String>,
+    /// The environment variable holding the webhook secret (the secret
+    /// itself is never stored).
+    pub webhook_secret_env: Option<String>,
+}
+
 /// A webhook delivery waiting to succeed (the outbox).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {

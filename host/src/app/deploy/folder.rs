@@ -3,7 +3,7 @@
 //! version; the stored active versions stand otherwise.
 
 use super::{Candidate, Deployer, active_plugin, signature_of};
-use crate::app::config::{InstanceMode, ShopSpec, StepSpec};
+use crate::app::config::{InstanceMode, ShopSpec, StepSpec, parse_sha256, webhook_of};
 use crate::app::registry::{ActivePlugin, PluginSource, Shop};
 use crate::runtime::{digest, read_plugin};
 use crate::steps::Step;
@@ -52,15 +52,13 @@ impl Deployer {
         let spec = match ShopSpec::load(dir, &*self.env) {
             Ok(spec) => spec,
             Err(e) => {
-                let kept = if self.registry.get(&id).is_some() {
-                    "; the shop keeps its active versions"
-                } else {
-                    ""
-                };
-                self.reject(&id, None, format!("{e}{kept}"), actor);
+                self.degrade(dir, &id, e.to_string(), actor);
                 return;
             }
         };
+        if let Err(e) = self.storage.put_shop_record(&spec.record()) {
+            tracing::error!(shop = %spec.id, error = %e, "cannot keep the shop's record");
+        }
         let current = self.registry.get(&spec.id);
         let mut steps = HashMap::new();
         let mut unavailable = BTreeMap::new();
@@ -86,6 +84,94 @@ impl Deployer {
             webhook: spec.webhook,
             steps,
             unavailable,
+            degraded: None,
+        });
+    }
+
+    /// A shop whose `shop.toml` does not load: a running shop keeps what it
+    /// serves; a shop loaded before (at an earlier start) starts on its
+    /// stored active versions; either way it is marked degraded and its
+    /// key still opens it. A shop never loaded serves nothing, and its
+    /// steps answer 503 naming the load error.
+    fn degrade(&self, dir: &Path, id: &str, error: String, actor: Actor) {
+        if let Some(running) = self.registry.get(id) {
+            self.reject(
+                id,
+                None,
+                format!("{error}; the shop keeps its active versions"),
+                actor,
+            );
+            self.registry.put(Shop {
+                degraded: Some(error),
+                ..Shop::clone(&running)
+            });
+            return;
+        }
+        let record = match self.storage.shop_record(id) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!(shop = id, error = %e, "cannot read the shop's record");
+                None
+            }
+        };
+        let Some(record) = record else {
+            self.reject(
+                id,
+                None,
+                format!("{error}; the shop was never loaded and serves nothing"),
+                actor,
+            );
+            let reason = format!("the shop's shop.toml does not load: {error}");
+            self.registry.put(Shop {
+                id: id.to_string(),
+                name: id.to_string(),
+                dir: dir.to_path_buf(),
+                key_sha256: ShopSpec::readable_key(dir, &*self.env),
+                webhook: None,
+                steps: HashMap::new(),
+                unavailable: Step::ALL.into_iter().map(|s| (s, reason.clone())).collect(),
+                degraded: Some(error),
+            });
+            return;
+        };
+        self.reject(
+            id,
+            None,
+            format!("{error}; the shop starts on its stored versions"),
+            actor,
+        );
+        let mut steps = HashMap::new();
+        let mut unavailable = BTreeMap::new();
+        for step in Step::ALL {
+            let restored = self
+                .storage
+                .versions(id, step)
+                .map_err(|e| e.to_string())
+                .and_then(|history| self.restore_active(id, step, &history));
+            match restored {
+                Ok(Some(active)) => {
+                    steps.insert(step, active);
+                }
+                Ok(None) => {
+                    unavailable.insert(
+                        step,
+                        format!("no stored version, and shop.toml does not load: {error}"),
+                    );
+                }
+                Err(e) => {
+                    unavailable.insert(step, e);
+                }
+            }
+        }
+        self.registry.put(Shop {
+            id: id.to_string(),
+            name: record.name.clone(),
+            dir: dir.to_path_buf(),
+            key_sha256: record.key_sha256.as_deref().and_then(parse_sha256),
+            webhook: webhook_of(&record, &*self.env),
+            steps,
+            unavailable,
+            degraded: Some(error),
         });
     }
 

@@ -13,7 +13,11 @@ pub async fn healthz() -> impl IntoResponse {
 
 pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     if app.is_ready() {
-        (StatusCode::OK, format!("ready: {} shops\n", app.counts().0))
+        let mut text = format!("ready: {} shops\n", app.counts().0);
+        for (shop, reason) in app.degraded_shops() {
+            text.push_str(&format!("degraded: {shop}: {reason}\n"));
+        }
+        (StatusCode::OK, text)
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_string())
     }

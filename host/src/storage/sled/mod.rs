@@ -47,6 +47,8 @@ pub struct SledStorage {
     components: components::Components,
     versions: sled::Tree,
     active: sled::Tree,
+    /// shop -> what its last good `shop.toml` said
+    shops: sled::Tree,
     /// decision id -> what a decision with effects is about to write
     /// (see `decisions`): a leftover entry at open is a write a crash cut
     /// short, undone then.
@@ -92,6 +94,7 @@ impl SledStorage {
             components,
             versions: tree("versions")?,
             active: tree("active")?,
+            shops: tree("shops")?,
             intents: tree("intents")?,
             db,
             #[cfg(test)]

@@ -1,10 +1,11 @@
 //! Versions of each shop's steps, the components they run (kept in a
-//! store of their own, see `components`) and the deploy audit.
+//! store of their own, see `components`), what each shop's last good
+//! `shop.toml` said, and the deploy audit.
 
 use super::SledStorage;
 use super::keys::{backend, decode, encode, step_prefix, timed_key};
 use crate::steps::Step;
-use crate::storage::{AuditEvent, AuditLog, StorageError, VersionRecord, VersionStore};
+use crate::storage::{AuditEvent, AuditLog, ShopRecord, StorageError, VersionRecord, VersionStore};
 
 impl VersionStore for SledStorage {
     fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<(), StorageError> {
@@ -53,6 +54,23 @@ impl VersionStore for SledStorage {
                     .map_err(|_| StorageError::Corrupt("active version".into()))?;
                 Ok(u64::from_be_bytes(bytes))
             })
+            .transpose()
+    }
+
+    fn put_shop_record(&self, record: &ShopRecord) -> Result<(), StorageError> {
+        let value = encode(record)?;
+        let key = record.id.as_bytes();
+        if self.shops.get(key).map_err(backend)?.as_deref() != Some(&value[..]) {
+            self.shops.insert(key, value).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn shop_record(&self, shop: &str) -> Result<Option<ShopRecord>, StorageError> {
+        self.shops
+            .get(shop.as_bytes())
+            .map_err(backend)?
+            .map(|v| decode(&v))
             .transpose()
     }
 }
