@@ -1007,7 +1007,10 @@ async fn a_broken_shop_toml_at_start_serves_the_stored_versions_degraded() {
     // The app's threads let go of the store shortly after it is dropped.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while kefu::SledStorage::open(&data).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the store stays locked");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store stays locked"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     // A typo while kefu was down, and a new shop that never loaded.

@@ -421,10 +421,28 @@ fn broken_plugins_and_shops_are_reported_and_the_rest_is_served() {
         request("greeting", "first-visit"),
     );
     assert_eq!(status, 200, "the shop's other steps still work");
-    let (status, err) = get(&s, "/v1/shops/bad-toml/decisions", Some(ADMIN));
+    // A shop whose shop.toml never loaded is listed degraded; its key is
+    // unreadable, so only the admin opens it (and finds nothing in it).
+    let (status, err) = post(
+        &s,
+        "/v1/shops/bad-toml/greeting",
+        Some(LAB_KEY),
+        request("greeting", "first-visit"),
+    );
     assert_eq!(
         (status, err["error"]["code"].as_str()),
-        (404, Some("unknown_shop"))
+        (403, Some("forbidden")),
+        "{err}"
+    );
+    let (status, log) = get(&s, "/v1/shops/bad-toml/decisions", Some(ADMIN));
+    assert_eq!(status, 200, "{log}");
+    assert!(
+        plugins["degraded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["shop"] == "bad-toml"),
+        "{plugins}"
     );
 }
 
@@ -521,4 +539,91 @@ fn health_readiness_and_metrics() {
             .unwrap()
             .contains(r#"kefu_calls_total{shop="apparel",step="greeting",outcome="ok"} 1"#)
     );
+}
+
+/// Open a raw connection to the server and send `bytes`.
+fn raw(s: &Server, bytes: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = s
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(bytes).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// What the server sends before it closes the connection (or the read
+/// times out after 10 s: `None`).
+fn until_closed(mut stream: std::net::TcpStream) -> Option<String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match stream.read_to_end(&mut out) {
+        Ok(_) => Some(String::from_utf8_lossy(&out).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Some(String::from_utf8_lossy(&out).into_owned())
+        }
+        Err(_) => None,
+    }
+}
+
+/// #27 item 14: clients that stall mid-headers or mid-body are cut off
+/// after the configured timeouts, and connections beyond the limit wait
+/// for a free one instead of piling up.
+#[test]
+fn slow_clients_are_timed_out_and_connections_are_bounded() {
+    use std::time::{Duration, Instant};
+    let (_dir, s) =
+        lab_server("[http]\nheader_timeout_secs = 1\nbody_timeout_secs = 1\nmax_connections = 8\n");
+    // 21 connections stalled in their headers: all closed, none answered.
+    let started = Instant::now();
+    let stalled: Vec<_> = (0..21)
+        .map(|_| {
+            raw(
+                &s,
+                b"POST /v1/shops/tea-oil/greeting HTTP/1.1\r\nHost: kefu\r\n",
+            )
+        })
+        .collect();
+    // With 8 held, a 9th client waits for a free connection, then is served.
+    let (status, _) = get(&s, "/healthz", None);
+    let waited = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(
+        waited >= Duration::from_millis(500),
+        "served at once ({waited:?}) past the limit"
+    );
+    for stream in stalled {
+        let sent = until_closed(stream).expect("a stalled connection stayed open");
+        assert!(!sent.contains("200 OK"), "{sent}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A body that stops halfway: 408 request_timeout.
+    let stream = raw(
+        &s,
+        format!(
+            "POST /v1/shops/tea-oil/greeting HTTP/1.1\r\nHost: kefu\r\nAuthorization: Bearer {TEA_KEY}\r\nContent-Length: 100\r\n\r\n{{\"customer\":"
+        )
+        .as_bytes(),
+    );
+    let answer = until_closed(stream).expect("a stalled body was never answered");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    // And the server goes on serving.
+    let (status, _) = post(
+        &s,
+        "/v1/shops/tea-oil/greeting",
+        Some(TEA_KEY),
+        request("greeting", "discount"),
+    );
+    assert_eq!(status, 200);
 }

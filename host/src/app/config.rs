@@ -51,9 +51,36 @@ pub struct ServerConfig {
     pub quotas: super::quota::Quotas,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
+    /// Connections and slow clients (`[http]`).
+    pub http: HttpConfig,
     /// Refuse to start when any shop or step fails to load (default: start
     /// them degraded on their stored versions).
     pub strict: bool,
+}
+
+/// Connections and slow clients (`[http]`), for the transport.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this, seconds.
+    pub header_timeout_secs: u64,
+    /// A request body may not pause for longer than this, seconds (408).
+    pub body_timeout_secs: u64,
+    /// How long a stop waits for requests in flight, seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 4096,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            shutdown_grace_secs: 10,
+        }
+    }
 }
 
 /// How the outbox delivers webhooks (`[webhooks]`).
@@ -100,6 +127,7 @@ impl Default for ServerConfig {
             quotas: super::quota::Quotas::default(),
             webhooks: WebhookConfig::default(),
             strict: false,
+            http: Default::default(),
         }
     }
 }

@@ -30,6 +30,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("request body is larger than the limit of {0} KiB")]
     TooLarge(usize),
+    #[error(
+        "the request body paused for longer than the server waits (`[http] body_timeout_secs`)"
+    )]
+    BodyTimeout,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -77,6 +81,7 @@ impl ApiError {
             ApiError::InvalidConfig(_) => "invalid_config",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooLarge(_) => "body_too_large",
+            ApiError::BodyTimeout => "request_timeout",
             ApiError::NotFound(_)
             | ApiError::Revisit(RevisitError::NotFound(_))
             | ApiError::Webhook(WebhookError::NotFound(_))
@@ -108,6 +113,7 @@ impl ApiError {
             | "invalid_config" | "bad_request" => StatusCode::BAD_REQUEST,
             "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
             "body_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "request_timeout" => StatusCode::REQUEST_TIMEOUT,
             "plugin_rejected" => StatusCode::UNPROCESSABLE_ENTITY,
             "quota_exceeded" => StatusCode::TOO_MANY_REQUESTS,
             "plugin_unavailable" | "storage_error" | "host_error" => {

@@ -166,9 +166,23 @@ impl<L: BodyLimit> FromRequest<Arc<App>> for AppBody<L> {
             .map(|bytes| AppBody(bytes, PhantomData))
             .map_err(|e| match e.status() {
                 StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(L::kib(app)),
+                _ if timed_out(&e) => ApiError::BodyTimeout,
                 _ => ApiError::BadRequest(e.body_text()),
             })
     }
+}
+
+/// Whether a body failed because it paused for longer than the transport
+/// allows (`[http] body_timeout_secs`).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// A JSON body (whatever its content type); an error names the field's
@@ -224,6 +238,7 @@ impl FromRequest<Arc<App>> for DeployUpload {
         }
         let too_large = |e: MultipartError| match e.status() {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(Component::kib(app)),
+            _ if timed_out(&e) => ApiError::BodyTimeout,
             _ => ApiError::BadRequest(format!("multipart body: {}", e.body_text())),
         };
         let mut form = Multipart::from_request(req, app)

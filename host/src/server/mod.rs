@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod handlers;
 mod openapi;
+pub mod transport;
 
 pub use error::ApiError;
 pub use extract::{MAX_COMPONENT_BYTES, MAX_PLANS_BYTES};
@@ -99,6 +100,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
     let listen = config.listen;
     let strict = config.strict;
+    let http = config.http.clone();
     let app = App::open(config, process_env()).await?;
     if strict {
         let failures = app.load_failures();
@@ -121,9 +123,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         "kefu listening on http://{addr} ({shops} shops, {failures} load failures, ready in {} ms)",
         started.elapsed().as_millis()
     );
-    axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    transport::serve(listener, router(app.clone()), &http, shutdown_signal()).await;
     app.durable()
         .await
         .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
