@@ -3,6 +3,8 @@
 #   bash tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# What the clone looks like before (a developer's own edits included).
+before="$(git status --porcelain 2>/dev/null || true)"
 source plugins/setup.sh
 kefu_build_polyglot
 kefu_setup_test_tools
@@ -15,11 +17,9 @@ echo "==> plugins: unit tests of the default plugins' rules (native)"
 
 # The commands leave the clone as it was: nothing tracked changed, nothing
 # new left untracked (builds and installs go to ignored paths or ~/.cache).
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    changed="$(git status --porcelain)"
-    if [ -n "$changed" ]; then
-        echo "the test command changed the clone:" >&2
-        echo "$changed" >&2
-        exit 1
-    fi
+after="$(git status --porcelain 2>/dev/null || true)"
+if [ "$before" != "$after" ]; then
+    echo "the test command changed the clone (git status before and after):" >&2
+    diff <(echo "$before") <(echo "$after") >&2 || true
+    exit 1
 fi
