@@ -152,6 +152,20 @@ fn stack_overflow_is_its_own_error() {
     still_serving(&rt);
 }
 
+/// #27 item 11: a Rust guest whose recursive frames hold arrays overflows
+/// its shadow stack in linear memory (an out-of-bounds access, not wasm's
+/// own stack); it is reported as a stack overflow too.
+#[test]
+fn shadow_stack_overflow_is_reported_as_a_stack_overflow() {
+    let rt = runtime(Limits::default());
+    let (result, _) = hostile(&rt, "shadow-stack-overflow");
+    assert!(
+        matches!(result, Err(CallError::StackOverflow)),
+        "{result:?}"
+    );
+    still_serving(&rt);
+}
+
 #[test]
 fn huge_output_is_refused() {
     let rt = runtime(Limits::default());

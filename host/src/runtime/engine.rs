@@ -48,6 +48,9 @@ pub fn build(limits: &Limits) -> Result<Engine, LoadError> {
         // the concurrency machinery, stores are lighter and async calls
         // take the plain fiber path.
         .concurrency_support(false)
+        // Enough frames to tell a recursion that overflowed a guest's
+        // shadow stack (see `failure::deep_recursion`); taken on traps only.
+        .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64))
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| LoadError::Invalid(format!("cannot build engine: {e:#}")))
 }

@@ -29,6 +29,36 @@ pub(super) fn with_stderr(msg: String, logs: &[LogLine]) -> String {
     format!("{msg}; plugin stderr: {text}")
 }
 
+/// Frames of one function in a row that make an out-of-bounds access a
+/// stack overflow.
+const RECURSION_FRAMES: usize = 32;
+
+/// Whether the trap happened deep in a recursion: the shadow stack of a
+/// Rust or C guest (where its arrays and other locals whose address is
+/// taken live, in linear memory, growing down from its top) ran out below
+/// address 0, which wasm reports as an out-of-bounds access, while
+/// wasm's own call stack still had room.
+fn deep_recursion(err: &wasmtime::Error) -> bool {
+    let Some(trace) = err.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return false;
+    };
+    let mut run = 0;
+    let mut last = None;
+    for frame in trace.frames() {
+        let this = (frame.module().name().map(str::to_owned), frame.func_index());
+        run = if last.as_ref() == Some(&this) {
+            run + 1
+        } else {
+            1
+        };
+        if run >= RECURSION_FRAMES {
+            return true;
+        }
+        last = Some(this);
+    }
+    false
+}
+
 /// Turn a wasmtime error into the typed error the host reports.
 pub(super) fn classify(err: wasmtime::Error, timeout: Duration) -> CallError {
     if let Some(m) = err.downcast_ref::<MemoryExceeded>() {
@@ -41,6 +71,7 @@ pub(super) fn classify(err: wasmtime::Error, timeout: Duration) -> CallError {
         return match trap {
             Trap::Interrupt => CallError::Timeout(timeout),
             Trap::StackOverflow => CallError::StackOverflow,
+            Trap::MemoryOutOfBounds if deep_recursion(&err) => CallError::StackOverflow,
             other => CallError::Trap(other.to_string()),
         };
     }

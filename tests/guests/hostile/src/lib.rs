@@ -29,6 +29,16 @@ fn recurse(depth: u64, sink: &mut [u64; 64]) -> u64 {
     std::hint::black_box(below + sink[(depth % 7) as usize])
 }
 
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn big_frames(depth: u64) -> u64 {
+    let mut block = [0u8; 2048];
+    block[(depth % 2048) as usize] = depth as u8;
+    let below = big_frames(depth + 1);
+    std::hint::black_box(&mut block);
+    below + u64::from(block[(depth % 13) as usize])
+}
+
 impl Guest for Plugin {
     fn decide(req: RefundRequest) -> Result<RefundDecision, String> {
         let cfg: serde_json::Value =
@@ -75,6 +85,9 @@ impl Guest for Plugin {
                 let mut sink = [0u64; 64];
                 Ok(reject(&recurse(0, &mut sink).to_string()))
             }
+            // Recursion whose frames hold arrays: they live on the shadow
+            // stack in linear memory, which runs out before wasm's own.
+            "shadow-stack-overflow" => Ok(reject(&big_frames(0).to_string())),
             // A message of `bytes` bytes (10 MB by default).
             "huge-output" => {
                 let size = match arg("bytes") {
