@@ -78,6 +78,42 @@ fn a_plugin_cannot_store_oversized_values() {
     );
 }
 
+/// #27 item 10: `list-keys` returns at most 1,000 keys a call; a plugin
+/// pages through all of its keys with `list-keys-after`, in the memory
+/// store (`kefu run`) and in sled (`kefu serve`) alike.
+#[test]
+fn a_plugin_pages_through_all_of_its_keys() {
+    let rt = runtime();
+    let plugin = rt
+        .load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy)
+        .unwrap();
+    let input = Step::RefundPolicy
+        .parse_input(&std::fs::read(example("requests/refund-policy/unshipped.json")).unwrap())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stores: [Arc<dyn StateStore>; 2] = [
+        Arc::new(MemoryStateStore::default()),
+        Arc::new(kefu::SledStorage::open(dir.path()).unwrap()),
+    ];
+    for store in stores {
+        let run = |config: &str| {
+            let ctx = CallContext {
+                shop: "s".into(),
+                plugin: "refund-policy".into(),
+                config_json: config.into(),
+                now: 1_795_140_000,
+                state: store.clone(),
+            };
+            message(plugin.call(&rt, ctx, &input).result)
+        };
+        assert_eq!(
+            run(r#"{"behavior":"fill-state","keys":2500,"bytes":1}"#),
+            "filled"
+        );
+        assert_eq!(run(r#"{"behavior":"count-keys"}"#), "2500 keys in 3 pages");
+    }
+}
+
 /// A small deterministic generator, so a failure can be replayed.
 struct XorShift(u64);
 

@@ -42,10 +42,13 @@ pub trait StateStore: Send + Sync {
     fn get(&self, scope: &StateScope, key: &str) -> Result<Option<String>, StateError>;
     fn set(&self, scope: &StateScope, key: &str, value: &str) -> Result<(), StateError>;
     fn delete(&self, scope: &StateScope, key: &str) -> Result<bool, StateError>;
+    /// Keys starting with `prefix`, after `after` (exclusive) when given,
+    /// in byte order, at most `limit`.
     fn list_keys(
         &self,
         scope: &StateScope,
         prefix: &str,
+        after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StateError>;
 }
@@ -87,11 +90,17 @@ impl StateStore for MemoryStateStore {
         &self,
         scope: &StateScope,
         prefix: &str,
+        after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StateError> {
+        use std::ops::Bound;
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded((scope.clone(), after.to_string())),
+            _ => Bound::Included((scope.clone(), prefix.to_string())),
+        };
         Ok(map
-            .range((scope.clone(), prefix.to_string())..)
+            .range((start, Bound::Unbounded))
             .take_while(|((s, k), _)| s == scope && k.starts_with(prefix))
             .take(limit)
             .map(|((_, k), _)| k.clone())
@@ -113,7 +122,7 @@ mod tests {
         store.set(&scope("a"), "k", "1").unwrap();
         assert_eq!(store.get(&scope("b"), "k").unwrap(), None);
         assert_eq!(store.get(&scope("a"), "k").unwrap().as_deref(), Some("1"));
-        assert!(store.list_keys(&scope("b"), "", 10).unwrap().is_empty());
+        assert!(store.list_keys(&scope("b"), "", None, 10).unwrap().is_empty());
     }
 
     #[test]
@@ -124,10 +133,28 @@ mod tests {
         }
         store.set(&scope("t"), "a0", "v").unwrap();
         assert_eq!(
-            store.list_keys(&scope("s"), "a", 2).unwrap(),
+            store.list_keys(&scope("s"), "a", None, 2).unwrap(),
             vec!["a1", "a2"]
         );
-        assert_eq!(store.list_keys(&scope("s"), "b", 10).unwrap(), vec!["b1"]);
+        assert_eq!(
+            store.list_keys(&scope("s"), "a", Some("a2"), 2).unwrap(),
+            vec!["a3"]
+        );
+        assert_eq!(
+            store.list_keys(&scope("s"), "b", Some("a9"), 10).unwrap(),
+            vec!["b1"],
+            "an `after` before the prefix starts at the prefix"
+        );
+        assert!(
+            store
+                .list_keys(&scope("s"), "a", Some("b"), 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.list_keys(&scope("s"), "b", None, 10).unwrap(),
+            vec!["b1"]
+        );
         assert!(store.delete(&scope("s"), "b1").unwrap());
         assert!(!store.delete(&scope("s"), "b1").unwrap());
     }

@@ -82,10 +82,22 @@ impl state::Host for StateView<'_> {
     }
 
     fn list_keys(&mut self, prefix: String, limit: u32) -> Vec<String> {
+        self.page(&prefix, None, limit)
+    }
+
+    fn list_keys_after(&mut self, prefix: String, after: String, limit: u32) -> Vec<String> {
+        self.page(&prefix, Some(&after), limit)
+    }
+}
+
+impl StateView<'_> {
+    /// One page of keys, at most [`MAX_LIST_KEYS`]; a failed read is
+    /// logged and read as no keys.
+    fn page(&mut self, prefix: &str, after: Option<&str>, limit: u32) -> Vec<String> {
         let limit = limit.min(MAX_LIST_KEYS) as usize;
         self.ctx
             .store
-            .list_keys(&self.ctx.scope, &prefix, limit)
+            .list_keys(&self.ctx.scope, prefix, after, limit)
             .unwrap_or_else(|e| {
                 self.log
                     .push(LogLevel::Error, format!("state list-keys failed: {e}"));

@@ -93,12 +93,20 @@ impl StateStore for SledStorage {
         &self,
         scope: &StateScope,
         prefix: &str,
+        after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StateError> {
+        use std::ops::Bound;
         let base = state_key(scope, "");
+        let first = state_key(scope, prefix);
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(state_key(scope, after)),
+            _ => Bound::Included(first.clone()),
+        };
         self.state
-            .scan_prefix(state_key(scope, prefix))
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
             .keys()
+            .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&first)))
             .take(limit)
             .map(|k| {
                 let k = k.map_err(state_err)?;
@@ -181,7 +189,7 @@ mod tests {
         }
         let store = SledStorage::open(dir.path()).unwrap();
         assert_eq!(store.get(&a, "k1").unwrap().as_deref(), Some("v1"));
-        assert_eq!(store.list_keys(&a, "k", 10).unwrap(), ["k1", "k2"]);
+        assert_eq!(store.list_keys(&a, "k", None, 10).unwrap(), ["k1", "k2"]);
         assert_eq!(store.get(&b, "k2").unwrap(), None);
     }
 }

@@ -175,6 +175,18 @@ impl Guest for Plugin {
                 }
                 Ok(reject("filled"))
             }
+            // Count this plugin's keys with `prefix` page by page.
+            "count-keys" => {
+                let (mut count, mut pages) = (0, 0);
+                let mut page = state::list_keys("k", 1_000_000);
+                while !page.is_empty() {
+                    pages += 1;
+                    count += page.len();
+                    let last = page.last().cloned().unwrap_or_default();
+                    page = state::list_keys_after("k", &last, 1_000_000);
+                }
+                Ok(reject(&format!("{count} keys in {pages} pages")))
+            }
             // Remember this call's order in guest memory and answer with
             // the count of calls this instance served and the order
             // remembered from the call before: a reused instance shows both.
