@@ -1118,3 +1118,37 @@ async fn a_broken_shop_toml_at_start_serves_the_stored_versions_degraded() {
     let err = kefu::server::serve(config).await.unwrap_err().to_string();
     assert!(err.contains("--strict") && err.contains("fresh"), "{err}");
 }
+
+/// #27 item 4: a deploy whose compile outlasts `deploy_wait_secs` answers
+/// 202 and goes on; the version activates when done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_that_outlasts_the_wait_answers_202_and_goes_on() {
+    let api = Api::open(|c| c.deploy_wait_secs = 0).await;
+    let versions = "/v1/shops/tea/steps/refund-policy/versions";
+    // The default with a custom section of its own: a new digest, so a
+    // real compile (no cache has it).
+    let mut refund = kefu::default_plugin(kefu::Step::RefundPolicy).to_vec();
+    let stamp = format!("{:?}", std::time::SystemTime::now());
+    let mut section = vec![9u8];
+    section.extend_from_slice(b"kefu-test");
+    section.extend_from_slice(stamp.as_bytes());
+    refund.push(0);
+    refund.push(section.len() as u8);
+    refund.extend_from_slice(&section);
+    let (status, pending) = api.post(versions, Some(ADMIN), refund).await;
+    assert_eq!(status, 202, "{pending}");
+    assert_eq!(pending["status"], "compiling");
+    assert_eq!(pending["versions"], versions);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, listed) = api.get(versions, Some(ADMIN)).await;
+        if listed["active"] == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never activated: {listed}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -122,7 +122,12 @@ mod tests {
         store.set(&scope("a"), "k", "1").unwrap();
         assert_eq!(store.get(&scope("b"), "k").unwrap(), None);
         assert_eq!(store.get(&scope("a"), "k").unwrap().as_deref(), Some("1"));
-        assert!(store.list_keys(&scope("b"), "", None, 10).unwrap().is_empty());
+        assert!(
+            store
+                .list_keys(&scope("b"), "", None, 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub quotas: super::quota::Quotas,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
+    /// How long an API deploy waits for its compile before answering 202
+    /// (the deploy goes on), seconds.
+    pub deploy_wait_secs: u64,
     /// Connections and slow clients (`[http]`).
     pub http: HttpConfig,
     /// Refuse to start when any shop or step fails to load (default: start
@@ -128,6 +131,7 @@ impl Default for ServerConfig {
             webhooks: WebhookConfig::default(),
             strict: false,
             http: Default::default(),
+            deploy_wait_secs: 60,
         }
     }
 }

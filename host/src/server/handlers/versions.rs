@@ -51,17 +51,50 @@ pub async fn list(
     Ok(Json(app.versions(&shop, step)?))
 }
 
+/// A deploy still compiling when the wait ran out.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Pending {
+    /// Always "compiling".
+    status: &'static str,
+    message: String,
+    /// Where the version shows once active (or the audit, once refused).
+    versions: String,
+}
+
 /// Body: the component's bytes, or a multipart form with `component`
-/// and/or `config`. Answers 201 with the new version.
+/// and/or `config`. Answers 201 with the new version once it is active,
+/// 422 when it is refused, or 202 when compiling takes longer than the
+/// server waits (`deploy_wait_secs`): the deploy goes on and activates (or
+/// is refused, in the audit) when done.
 pub async fn deploy(
     State(app): State<Arc<App>>,
     _: AdminAccess,
     StepParam(step): StepParam,
     AppPath((shop, _)): AppPath<(String, String)>,
     DeployUpload(request): DeployUpload,
-) -> Result<(StatusCode, Json<Activated>), ApiError> {
-    let version = blocking(move || app.deploy(&shop, step, request, Actor::Admin)).await?;
-    Ok((StatusCode::CREATED, Json(Activated::new(version))))
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let wait = std::time::Duration::from_secs(app.config().deploy_wait_secs);
+    let versions = format!("/v1/shops/{shop}/steps/{step}/versions");
+    let task = blocking(move || app.deploy(&shop, step, request, Actor::Admin));
+    match tokio::time::timeout(wait, task).await {
+        Ok(done) => {
+            let version = done?;
+            Ok((StatusCode::CREATED, Json(Activated::new(version))).into_response())
+        }
+        Err(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(Pending {
+                status: "compiling",
+                message: format!(
+                    "still compiling after {} s; it activates when done if its trial passes (see the versions and the audit)",
+                    wait.as_secs()
+                ),
+                versions,
+            }),
+        )
+            .into_response()),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

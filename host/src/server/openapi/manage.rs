@@ -129,6 +129,7 @@ pub fn paths(
     let int = |name: &str| param(name, ParameterIn::Query, Type::Integer, false, &[]);
     let versions_view = typed::<crate::app::VersionsView>(schemas);
     let activated = typed::<handlers::versions::Activated>(schemas);
+    let pending = typed::<handlers::versions::Pending>(schemas);
     let audit_view = typed::<handlers::versions::Audit>(schemas);
     let plugins_view = typed::<crate::app::PluginsView>(schemas);
     let report_view = typed::<crate::app::Report>(schemas);
@@ -162,6 +163,12 @@ pub fn paths(
                     ),
                     "201",
                     activated.clone(),
+                )
+                .response(
+                    "202",
+                    ResponseBuilder::new()
+                        .description("still compiling after `deploy_wait_secs`: it goes on")
+                        .content("application/json", json(pending)),
                 )
                 .request_body(Some(
                     RequestBodyBuilder::new()
