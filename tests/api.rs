@@ -459,7 +459,7 @@ async fn revisits_are_planned_worked_and_reported_through_the_api() {
     assert_eq!(done["revisit"]["status"], "done");
     assert_eq!(
         code(&outcome(ids[0], r#"{"result":"reached"}"#).await),
-        (400, "bad_request")
+        (409, "conflict")
     );
     let answer = outcome(ids[1], r#"{"result":"reached","satisfaction":"high"}"#).await;
     assert_eq!(
@@ -978,6 +978,18 @@ async fn a_deploy_carries_its_config_and_a_rollback_restores_the_old_one() {
     );
 }
 
+/// Wait until a dropped app's threads let go of its store.
+async fn released(data: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while kefu::SledStorage::open(data).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store stays locked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// #27 item 3: a shop whose `shop.toml` no longer loads at start serves
 /// the versions it had, degraded (listed, counted, its key accepted); a
 /// shop never loaded answers 503 naming the load error; `strict` refuses
@@ -1004,15 +1016,7 @@ async fn a_broken_shop_toml_at_start_serves_the_stored_versions_degraded() {
         let (status, out) = api.post_form(versions, &ct, body).await;
         assert_eq!(status, 201, "{out}");
     }
-    // The app's threads let go of the store shortly after it is dropped.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while kefu::SledStorage::open(&data).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store stays locked"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    released(&data).await;
     // A typo while kefu was down, and a new shop that never loaded.
     std::fs::write(
         shops.join("tea/shop.toml"),
@@ -1106,6 +1110,7 @@ async fn a_broken_shop_toml_at_start_serves_the_stored_versions_degraded() {
         "{plugins}"
     );
     drop(api);
+    released(&data).await;
 
     // --strict refuses to start, naming the failures.
     let mut config = ServerConfig {

@@ -221,7 +221,7 @@ fn agents_record_outcomes_and_customers_can_opt_out() {
         Some(KEY),
         br#"{"result":"reached"}"#,
     );
-    assert_eq!(status, 400, "a done revisit takes no more outcomes: {err}");
+    assert_eq!(status, 409, "a done revisit takes no more outcomes: {err}");
     let (status, err) = post(
         &s,
         &format!("/v1/shops/crm/revisits/{id}/outcome"),

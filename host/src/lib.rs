@@ -33,6 +33,7 @@
 pub mod app;
 mod bindings;
 mod error;
+mod json;
 mod runtime;
 pub mod server;
 mod state;

@@ -90,9 +90,8 @@ impl ApiError {
             ) => "not_found",
             ApiError::BadRequest(_)
             | ApiError::Deploy(DeployError::NoComponent { .. })
-            | ApiError::Revisit(RevisitError::Closed { .. } | RevisitError::Invalid(_)) => {
-                "bad_request"
-            }
+            | ApiError::Revisit(RevisitError::Invalid(_)) => "bad_request",
+            ApiError::Revisit(RevisitError::Closed { .. }) => "conflict",
             ApiError::Step(e) => step_code(e),
             ApiError::Deploy(DeployError::Rejected(_) | DeployError::TrialFailed { .. }) => {
                 "plugin_rejected"
@@ -112,6 +111,7 @@ impl ApiError {
             "invalid_json" | "invalid_field" | "invalid_query" | "invalid_path"
             | "invalid_config" | "bad_request" => StatusCode::BAD_REQUEST,
             "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
+            "conflict" => StatusCode::CONFLICT,
             "body_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "request_timeout" => StatusCode::REQUEST_TIMEOUT,
             "plugin_rejected" => StatusCode::UNPROCESSABLE_ENTITY,

@@ -198,8 +198,23 @@ impl<T: DeserializeOwned, L: BodyLimit> FromRequest<Arc<App>> for AppJson<T, L> 
     }
 }
 
-/// Parse JSON, naming the offending field's path.
+/// Parse JSON, naming the offending field's path; `2.0` reads as the
+/// integer 2 (see `crate::json`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match parse_exact(bytes) {
+        Err(ApiError::InvalidField { message, .. })
+            if crate::json::is_float_for_integer(&message) =>
+        {
+            match crate::json::integral_floats_as_integers(bytes) {
+                Some(fixed) => parse_exact(&fixed),
+                None => parse_exact(bytes),
+            }
+        }
+        parsed => parsed,
+    }
+}
+
+fn parse_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         if e.inner().is_data() {

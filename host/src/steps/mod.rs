@@ -203,6 +203,18 @@ macro_rules! steps {
             /// Parse this step's input from JSON. The error names the path
             /// of the offending field (e.g. `order.items[0].quantity`).
             pub fn parse_input(self, json: &[u8]) -> Result<StepInput, InputError> {
+                match self.parse_exact(json) {
+                    Err(e) if crate::json::is_float_for_integer(&e.message) => {
+                        match crate::json::integral_floats_as_integers(json) {
+                            Some(fixed) => self.parse_exact(&fixed),
+                            None => Err(e),
+                        }
+                    }
+                    parsed => parsed,
+                }
+            }
+
+            fn parse_exact(self, json: &[u8]) -> Result<StepInput, InputError> {
                 Ok(match self {
                     $(Step::$variant => {
                         let request = parse(json)?;

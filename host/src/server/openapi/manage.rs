@@ -34,13 +34,19 @@ pub fn outcome_schema() -> Schema {
         .property(
             "satisfaction",
             ObjectBuilder::new()
-                .schema_type(Type::Integer)
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    Type::Integer,
+                    Type::Null,
+                ]))
                 .minimum(Some(1))
                 .maximum(Some(5)),
         )
         .property("note", ObjectBuilder::new().schema_type(Type::String))
         .property("agent", ObjectBuilder::new().schema_type(Type::String))
         .required("result")
+        .additional_properties(Some(
+            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+        ))
         .into()
 }
 
@@ -124,7 +130,16 @@ pub fn paths(
     limit: &dyn Fn() -> Parameter,
 ) -> PathsBuilder {
     let step = || param("step", ParameterIn::Path, Type::String, true, &STEPS);
-    let id = || param("id", ParameterIn::Path, Type::Integer, true, &[]);
+    let id = || {
+        let mut p = param("id", ParameterIn::Path, Type::Integer, true, &[]);
+        p.schema = Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .into(),
+        );
+        p
+    };
     let customer = || param("customer", ParameterIn::Path, Type::String, true, &[]);
     let int = |name: &str| param(name, ParameterIn::Query, Type::Integer, false, &[]);
     let versions_view = typed::<crate::app::VersionsView>(schemas);
@@ -191,7 +206,12 @@ pub fn paths(
                                         .property(
                                             "config",
                                             ObjectBuilder::new().schema_type(Type::String),
-                                        ),
+                                        )
+                                        .additional_properties(Some(
+                                            utoipa::openapi::schema::AdditionalProperties::FreeForm(
+                                                false,
+                                            ),
+                                        )),
                                 ))
                                 .build(),
                         )
@@ -209,7 +229,16 @@ pub fn paths(
             activated,
         )
         .request_body(Some(json_body(
-            object().property("version", ObjectBuilder::new().schema_type(Type::Integer)),
+            object()
+                .property(
+                    "version",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0)),
+                )
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                )),
             false,
         ))),
     );
@@ -287,7 +316,10 @@ pub fn paths(
                     "requests",
                     ArrayBuilder::new().items(Ref::from_schema_name("RevisitRequest")),
                 )
-                .required("requests"),
+                .required("requests")
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                )),
             true,
         ))),
     )

@@ -77,6 +77,11 @@ pub(super) fn with_errors(op: OperationBuilder) -> OperationBuilder {
         ("401", "no key"),
         ("403", "key not allowed here"),
         ("404", "unknown shop, step or resource"),
+        ("408", "the request body paused too long"),
+        (
+            "409",
+            "the resource's state does not allow it (a closed revisit)",
+        ),
         ("413", "body too large"),
         ("429", "over the shop's quota"),
         ("502", "the plugin failed"),
@@ -91,6 +96,80 @@ pub(super) fn with_errors(op: OperationBuilder) -> OperationBuilder {
         );
     }
     op.security(SecurityRequirement::new("key", Vec::<String>::new()))
+}
+
+/// The document as JSON, with the bounds the server enforces that the
+/// generated schemas leave out (see [`tighten`]).
+pub fn spec_json(shops: &[String]) -> serde_json::Value {
+    let mut doc = serde_json::to_value(spec(shops)).unwrap_or_default();
+    tighten(&mut doc);
+    doc
+}
+
+/// Property names of input times: the host takes them only from
+/// 2000-01-01 to 2100-01-01 (`steps::times`).
+const INPUT_TIMES: [&str; 6] = [
+    "created_at",
+    "paid_at",
+    "shipped_at",
+    "delivered_at",
+    "resolved_at",
+    "date",
+];
+
+/// Say in the schemas what the server enforces: unsigned integers go up
+/// to their type's maximum (utoipa writes u32 as int32, whose range a
+/// client would read as ending at 2^31-1), and input times are bounded.
+fn tighten(value: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    match value {
+        Value::Object(map) => {
+            let unsigned = map.get("minimum").and_then(Value::as_u64) == Some(0);
+            match map.get("format").and_then(Value::as_str) {
+                Some("int32") if unsigned => {
+                    map.remove("format");
+                    map.insert("maximum".into(), json!(u32::MAX));
+                }
+                Some("int64") if unsigned => {
+                    map.remove("format");
+                    map.insert("maximum".into(), json!(u64::MAX));
+                }
+                _ => {}
+            }
+            // An externally tagged variant is an object with its one tag.
+            if let Some(Value::Array(alternatives)) = map.get_mut("oneOf") {
+                for alt in alternatives {
+                    let one_tag = alt
+                        .get("properties")
+                        .and_then(Value::as_object)
+                        .map(|p| p.len())
+                        == Some(1)
+                        && alt
+                            .get("required")
+                            .and_then(Value::as_array)
+                            .map(|r| r.len())
+                            == Some(1);
+                    if one_tag && let Some(alt) = alt.as_object_mut() {
+                        alt.insert("additionalProperties".into(), Value::Bool(false));
+                    }
+                }
+            }
+            if let Some(Value::Object(props)) = map.get_mut("properties") {
+                for name in INPUT_TIMES {
+                    if let Some(Value::Object(time)) = props.get_mut(name) {
+                        time.remove("format");
+                        time.insert("minimum".into(), json!(crate::steps::times::MIN_TIME));
+                        time.insert("maximum".into(), json!(crate::steps::times::MAX_TIME - 1));
+                    }
+                }
+            }
+            for v in map.values_mut() {
+                tighten(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(tighten),
+        _ => {}
+    }
 }
 
 /// The document. `shops` become the `shop` parameter's values, so a
