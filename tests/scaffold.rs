@@ -1,5 +1,6 @@
-//! `kefu new` makes a project per language and step that builds with its
-//! documented command and runs under `kefu check` and `kefu run` as is.
+//! `kefu new` makes a project per language and step whose README's
+//! commands work as written: it builds, `kefu check` and `kefu run` take
+//! it, and its deploy `curl` deploys it to a running server.
 
 mod support;
 
@@ -24,8 +25,84 @@ fn ok(cmd: &mut Command, what: &str) {
     );
 }
 
-/// `kefu new`, then check and run what `build` produced.
-fn scaffold(lang: &str, step: &str, root: &Path, build: impl Fn(&Path) -> PathBuf) {
+/// The commands of a README's `sh` blocks, one per entry (a line ending
+/// in `\` continues on the next), comments dropped.
+fn readme_commands(readme: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut in_sh = false;
+    let mut pending = String::new();
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_sh = !in_sh && line.trim() == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        let line = line.split("  #").next().unwrap_or("").trim_end();
+        if let Some(part) = line.strip_suffix('\\') {
+            pending.push_str(part.trim());
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(line.trim());
+        if !pending.is_empty() {
+            commands.push(std::mem::take(&mut pending));
+        }
+    }
+    commands
+}
+
+/// Run one README command as written, in `dir`, with `kefu` on the PATH.
+fn sh(dir: &Path, command: &str, env: &[(&str, &str)]) -> String {
+    let bin = Path::new(env!("CARGO_BIN_EXE_kefu")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", command])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env(
+            "KEFU_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("kefu-cache"),
+        )
+        .env_remove("CARGO_TARGET_DIR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{command}` in {} failed:\n{}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Installs the test setup has already made (toolchains, packages): the
+/// project gets them by `prepare`, not by running these lines.
+fn is_install(command: &str) -> bool {
+    [
+        "rustup target add",
+        "python3 -m venv",
+        ".venv/bin/pip install",
+        "npm install",
+    ]
+    .iter()
+    .any(|i| command.starts_with(i))
+}
+
+/// `kefu new`, then the README's commands as written: build (installs
+/// aside, which `prepare` stands in for), `kefu check`, `kefu run`, and,
+/// when `server` is given, the deploy `curl` against it.
+fn scaffold(
+    lang: &str,
+    step: &str,
+    root: &Path,
+    prepare: impl Fn(&Path),
+    server: Option<&support::server::Server>,
+) {
     let dir = root.join(format!("{lang}-{step}"));
     ok(
         kefu()
@@ -34,50 +111,74 @@ fn scaffold(lang: &str, step: &str, root: &Path, build: impl Fn(&Path) -> PathBu
         "kefu new",
     );
     assert!(dir.join("README.md").exists() && dir.join("wit/workflow.wit").exists());
-    let wasm = build(&dir);
-    let out = kefu().arg("check").arg(&wasm).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    prepare(&dir);
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let commands = readme_commands(&readme);
+    let mut checked = false;
+    let mut ran = false;
+    for command in &commands {
+        if is_install(command) {
+            continue;
+        }
+        if command.starts_with("curl") {
+            let Some(server) = server else { continue };
+            let command = command
+                .replace(
+                    "http://127.0.0.1:8080",
+                    server.url("").trim_end_matches('/'),
+                )
+                .replace("/SHOP/", "/tea-oil/");
+            let out = sh(
+                &dir,
+                &command,
+                &[("KEFU_ADMIN_TOKEN", support::server::ADMIN)],
+            );
+            let answer: serde_json::Value = serde_json::from_str(&out)
+                .unwrap_or_else(|e| panic!("`{command}` printed {out:?}: {e}"));
+            assert_eq!(answer["status"], "active", "{lang} {step}: {answer}");
+            continue;
+        }
+        let out = sh(&dir, command, &[]);
+        if command.starts_with("kefu check") {
+            assert!(
+                out.contains(&format!("implements world `{step}`")),
+                "{lang} {step}: {out}"
+            );
+            checked = true;
+        }
+        if command.starts_with("kefu run") {
+            let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert!(report["output"].is_object(), "{lang} {step}: {report:#}");
+            ran = true;
+        }
+    }
     assert!(
-        text.contains(&format!("implements world `{step}`")),
-        "{lang} {step}: {text}"
+        checked && ran,
+        "{lang} {step}: the README lost its check or run: {commands:?}"
     );
-    let out = kefu()
-        .args(["run", "--step", step, "--plugin"])
-        .arg(&wasm)
-        .arg("--input")
-        .arg(dir.join("sample-input.json"))
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(report["output"].is_object(), "{lang} {step}: {report:#}");
 }
 
 #[test]
 fn rust_projects_build_and_run() {
     let root = tempfile::tempdir().unwrap();
-    // One target dir for the four, so wit-bindgen compiles once.
+    // One target dir for the four (each project's `target` links to it),
+    // so wit-bindgen compiles once.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target");
+    std::fs::create_dir_all(&target).unwrap();
+    // The README's deploy, against a real server.
+    let dir = tempfile::tempdir().unwrap();
+    let shops = support::shops::lab(dir.path());
+    let server =
+        support::server::Server::start(&support::server::write_config(dir.path(), &shops, ""));
     for step in STEPS {
-        scaffold("rust", step, root.path(), |dir| {
-            ok(
-                Command::new("cargo")
-                    .args([
-                        "build",
-                        "--release",
-                        "--target",
-                        "wasm32-wasip2",
-                        "--target-dir",
-                    ])
-                    .arg(&target)
-                    .current_dir(dir)
-                    .env_remove("CARGO_TARGET_DIR"),
-                "cargo build",
-            );
-            let name = dir.file_name().unwrap().to_str().unwrap().replace('-', "_");
-            target
-                .join("wasm32-wasip2/release")
-                .join(format!("{name}.wasm"))
-        });
+        let server = (step == "refund-policy").then_some(&server);
+        scaffold(
+            "rust",
+            step,
+            root.path(),
+            |dir| std::os::unix::fs::symlink(&target, dir.join("target")).unwrap(),
+            server,
+        );
     }
 }
 
@@ -93,25 +194,20 @@ fn componentize_py() -> PathBuf {
 #[test]
 fn python_projects_build_and_run() {
     let root = tempfile::tempdir().unwrap();
+    // The README's venv is the setup's (componentize-py already in it).
+    let venv = componentize_py()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
     for step in STEPS {
-        scaffold("python", step, root.path(), |dir| {
-            ok(
-                Command::new(componentize_py())
-                    .args([
-                        "-d",
-                        "wit",
-                        "-w",
-                        step,
-                        "componentize",
-                        "app",
-                        "-o",
-                        "plugin.wasm",
-                    ])
-                    .current_dir(dir),
-                "componentize-py",
-            );
-            dir.join("plugin.wasm")
-        });
+        scaffold(
+            "python",
+            step,
+            root.path(),
+            |dir| std::os::unix::fs::symlink(&venv, dir.join(".venv")).unwrap(),
+            None,
+        );
     }
 }
 
@@ -126,14 +222,13 @@ fn javascript_projects_build_and_run() {
         "plugins/js/node_modules is missing: run plugins/setup.sh (tests/run.sh does)"
     );
     for step in STEPS {
-        scaffold("js", step, root.path(), |dir| {
-            std::os::unix::fs::symlink(&modules, dir.join("node_modules")).unwrap();
-            ok(
-                Command::new("npm").args(["run", "build"]).current_dir(dir),
-                "npm run build",
-            );
-            dir.join("plugin.wasm")
-        });
+        scaffold(
+            "js",
+            step,
+            root.path(),
+            |dir| std::os::unix::fs::symlink(&modules, dir.join("node_modules")).unwrap(),
+            None,
+        );
     }
 }
 

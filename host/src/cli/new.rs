@@ -122,10 +122,16 @@ pub fn run(args: NewArgs) -> Result<ExitCode> {
         }
         Lang::Python => {
             write(dir, "app.py", python)?;
-            write(dir, ".gitignore", "/wit_world\n__pycache__/\nplugin.wasm\n")?;
+            write(
+                dir,
+                ".gitignore",
+                "/.venv\n/wit_world\n__pycache__/\nplugin.wasm\n",
+            )?;
             (
                 format!(
-                    "pip install componentize-py==0.25.1\ncomponentize-py -d wit -w {world} componentize app -o plugin.wasm"
+                    "python3 -m venv .venv    # once; a system Python may refuse `pip install`\n\
+                     .venv/bin/pip install componentize-py==0.25.1\n\
+                     .venv/bin/componentize-py -d wit -w {world} componentize app -o plugin.wasm"
                 ),
                 "plugin.wasm".into(),
             )
