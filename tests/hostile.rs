@@ -15,6 +15,7 @@ fn runtime(limits: Limits) -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir: None,
         limits,
+        compile_worker: None,
     })
     .expect("runtime")
 }
@@ -334,6 +335,7 @@ fn compiled_code_is_cached_on_disk_across_restarts() {
     let config = || RuntimeConfig {
         cache_dir: Some(dir.path().to_path_buf()),
         limits: Limits::default(),
+        compile_worker: None,
     };
     let first = Runtime::new(config()).unwrap();
     first

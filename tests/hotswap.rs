@@ -489,3 +489,109 @@ fn kill_9_during_file_watcher_swaps_keeps_history_and_follows_the_file() {
         acked.push((version, digest));
     }
 }
+
+/// `bytes` with a custom section of its own: a new digest, so a real
+/// compile (no cache has it).
+fn unique(mut bytes: Vec<u8>) -> Vec<u8> {
+    let stamp = format!("{:?}", std::time::SystemTime::now());
+    let mut section = vec![9u8];
+    section.extend_from_slice(b"kefu-test");
+    section.extend_from_slice(stamp.as_bytes());
+    bytes.push(0);
+    bytes.push(section.len() as u8);
+    bytes.extend_from_slice(&section);
+    bytes
+}
+
+/// Field `n` (1-based, as in proc(5)) of a `/proc/.../stat` line.
+fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    // Fields after the `(comm)` start at field 3.
+    stat.rsplit_once(") ")?.1.split(' ').nth(n - 3)
+}
+
+/// (name, scheduling policy) of each thread of each child process of
+/// `pid` (Linux: policy 5 is SCHED_IDLE).
+fn children_threads(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.filter_map(|p| p.ok()) {
+        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+        if stat_field(&stat, 4) != Some(&pid.to_string()) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else {
+            continue;
+        };
+        for t in tasks.filter_map(|t| t.ok()) {
+            let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            if let Some(policy) = stat_field(&stat, 41).and_then(|p| p.parse().ok()) {
+                out.push((name.trim().to_string(), policy));
+            }
+        }
+    }
+    out
+}
+
+/// #31: an API deploy compiles in a worker process whose every thread is
+/// in the idle scheduling class, the answer says how long it took, and
+/// precompiled native code is never accepted.
+#[test]
+fn a_deploy_compiles_in_the_idle_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_shop, s) = swap_shop(dir.path(), wasm::REFUND_POLICY);
+    let python = example("shops/apparel/plugins/refund.wasm");
+    assert!(
+        python.exists(),
+        "{} is missing: run plugins/setup.sh",
+        python.display()
+    );
+    let bytes = unique(std::fs::read(&python).unwrap());
+    let path = dir.path().join("python-refund.wasm");
+    std::fs::write(&path, &bytes).unwrap();
+
+    let pid = s.pid();
+    let seen = Mutex::new(Vec::<(String, u32)>::new());
+    let done = AtomicBool::new(false);
+    let (status, out) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                seen.lock().unwrap().extend(children_threads(pid));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let answer = deploy(&s, path.to_str().unwrap());
+        done.store(true, Ordering::Relaxed);
+        answer
+    });
+    assert_eq!(status, 201, "{out}");
+    assert!(out["took_ms"].as_u64().unwrap() > 0, "{out}");
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        seen.iter().any(|(name, _)| name == "kefu"),
+        "no compile worker seen: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(_, policy)| *policy == 5),
+        "a compile thread outside the idle class: {seen:?}"
+    );
+
+    // What kefu compiled and cached is native code: uploaded, refused.
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kefu-cache");
+    let native = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("a compiled artifact in the cache");
+    let (status, out) = deploy(&s, native.to_str().unwrap());
+    assert_eq!(status, 422, "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly file"),
+        "{out}"
+    );
+}

@@ -185,6 +185,7 @@ fn a_reused_instance_serves_one_shop_and_is_replaced_after_a_trap() {
             timeout_ms: 300,
             ..Limits::default()
         },
+        compile_worker: None,
     })
     .unwrap();
     let plugin = rt

@@ -16,6 +16,7 @@ fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir: None,
         limits: Limits::default(),
+        compile_worker: None,
     })
     .unwrap()
 }

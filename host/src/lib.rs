@@ -46,6 +46,17 @@ pub use runtime::{
     CallContext, CallOutcome, Limits, LogLevel, LogLine, Plugin, ReusePool, Runtime, RuntimeConfig,
 };
 pub use runtime::{digest as runtime_digest, read_plugin};
+
+/// The argument that makes `kefu` a compile worker (`kefu serve` starts
+/// them; see `runtime::lane`).
+pub fn runtime_compile_worker_arg() -> &'static str {
+    runtime::WORKER_ARG
+}
+
+/// A compile worker's main.
+pub fn runtime_compile_worker_main(limits_json: &str) -> std::process::ExitCode {
+    runtime::compile_worker_main(limits_json)
+}
 pub use state::{MemoryStateStore, StateError, StateScope, StateStore};
 pub use steps::{
     InputError, Recording, Step, StepInput, StepKind, StepOutput, UnknownStep, VisitKind,

@@ -51,6 +51,10 @@ pub struct ServerConfig {
     pub quotas: super::quota::Quotas,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
+    /// The `kefu` executable compiles run in (a worker process of the
+    /// idle class); set by `kefu serve`, `None` compiles in process.
+    #[serde(skip)]
+    pub compile_worker: Option<PathBuf>,
     /// How long an API deploy waits for its compile before answering 202
     /// (the deploy goes on), seconds.
     pub deploy_wait_secs: u64,
@@ -132,6 +136,7 @@ impl Default for ServerConfig {
             strict: false,
             http: Default::default(),
             deploy_wait_secs: 60,
+            compile_worker: None,
         }
     }
 }

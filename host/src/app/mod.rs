@@ -115,6 +115,7 @@ impl App {
         let runtime = Arc::new(Runtime::new(RuntimeConfig {
             cache_dir: Some(config.cache_dir()),
             limits: config.limits.clone(),
+            compile_worker: config.compile_worker.clone(),
         })?);
         let metrics = metrics::handle().map_err(OpenError::Metrics)?;
         let registry = Arc::new(registry::Registry::empty());

@@ -117,27 +117,12 @@ fn slow_lane() -> &'static tokio::runtime::Handle {
     .handle()
 }
 
-/// Put the calling thread in Linux's idle scheduling class: it runs when a
-/// core has nothing else to do, and any other thread that wakes up takes
-/// the core from it at once. (A nice value does not do this: a nice-19
-/// thread still holds the core for its slice: shop B's p99 beside a
-/// looping neighbour did not move; docs/perf-history.md.)
-#[cfg(target_os = "linux")]
+/// The slow lane's threads run in the idle class (see
+/// `runtime::idle_priority`: a nice value does not protect the others,
+/// docs/perf-history.md).
 fn lower_priority() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: a plain system call on the calling thread (pid 0); on Linux
-    // the scheduling policy is per thread.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-    if rc != 0 {
-        tracing::warn!(
-            "cannot move a slow-call thread to the idle class: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    crate::runtime::idle_priority();
 }
-
-#[cfg(not(target_os = "linux"))]
-fn lower_priority() {}
 
 /// Keep the calling thread on the first core it may use. An idle-class
 /// thread that is free to move is pulled to whichever core goes idle, so

@@ -45,6 +45,10 @@ pub struct PluginsView {
     pub degraded: Vec<DegradedShop>,
     /// Components compiled since start (not found in the disk cache).
     pub compilations: u64,
+    /// Compiles running now in the compile lane (idle priority)...
+    pub compiles_running: usize,
+    /// ...and waiting for a slot.
+    pub compiles_queued: usize,
 }
 
 /// A shop serving while its `shop.toml` does not load.
@@ -150,6 +154,8 @@ impl App {
                 .map(|(shop, reason)| DegradedShop { shop, reason })
                 .collect(),
             compilations: self.runtime.compilations(),
+            compiles_running: self.runtime.compiles().0,
+            compiles_queued: self.runtime.compiles().1,
         }
     }
 

@@ -39,6 +39,11 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A compile worker (`kefu __compile LIMITS`), started by `kefu serve`.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(kefu::runtime_compile_worker_arg()) {
+        return kefu::runtime_compile_worker_main(args.get(2).map_or("{}", String::as_str));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),

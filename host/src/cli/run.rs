@@ -88,6 +88,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             super::default_cache_dir()
         },
         limits,
+        compile_worker: None,
     })?;
     let plugin = match &args.plugin {
         Some(path) => runtime.load_file(path, args.step)?,

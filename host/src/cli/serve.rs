@@ -43,6 +43,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         config.data_dir = data;
     }
     config.strict |= args.strict;
+    // Compile in worker processes of this same executable.
+    config.compile_worker = std::env::current_exe().ok();
     // Reused-instance calls (Python, JavaScript), compiling deployed
     // components and pruning the log run on the blocking pool: a few
     // threads per core keep them busy without hundreds of threads trading

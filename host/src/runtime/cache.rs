@@ -23,6 +23,8 @@ pub struct CompileCache {
     fingerprint: String,
     memory: Mutex<HashMap<String, Component>>,
     compilations: AtomicU64,
+    /// Where compiles run: at idle priority, a bounded number at once.
+    lane: super::lane::Lane,
 }
 
 /// Hex SHA-256 of a component's bytes: its identity everywhere in kefu.
@@ -31,7 +33,11 @@ pub fn digest(bytes: &[u8]) -> String {
 }
 
 impl CompileCache {
-    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Result<Self, LoadError> {
+    pub fn new(
+        engine: &Engine,
+        dir: Option<PathBuf>,
+        worker: Option<super::lane::Worker>,
+    ) -> Result<Self, LoadError> {
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).map_err(|source| LoadError::Io {
                 path: dir.display().to_string(),
@@ -45,6 +51,7 @@ impl CompileCache {
             fingerprint: format!("{:016x}", hasher.finish()),
             memory: Mutex::new(HashMap::new()),
             compilations: AtomicU64::new(0),
+            lane: super::lane::Lane::new(worker),
         })
     }
 
@@ -78,9 +85,14 @@ impl CompileCache {
         Ok(component)
     }
 
+    /// Compiles running and waiting.
+    pub fn compiles(&self) -> (usize, usize) {
+        self.lane.counts()
+    }
+
     fn compile(&self, engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
         self.compilations.fetch_add(1, Ordering::Relaxed);
-        Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
+        self.lane.compile(engine, bytes)
     }
 
     fn artifact_path(&self, digest: &str) -> Option<PathBuf> {

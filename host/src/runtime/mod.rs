@@ -6,6 +6,7 @@ mod call;
 mod engine;
 mod failure;
 mod host;
+mod lane;
 mod limits;
 mod load;
 mod output;
@@ -14,6 +15,7 @@ mod pool;
 pub use cache::digest;
 pub use call::{CallContext, CallOutcome};
 pub use host::{LogLevel, LogLine};
+pub use lane::{WORKER_ARG, compile_worker_main, idle_priority};
 pub use limits::Limits;
 pub use load::Plugin;
 pub use pool::ReusePool;
@@ -32,6 +34,9 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Per-call limits applied to every plugin.
     pub limits: Limits,
+    /// The `kefu` executable, to compile in a worker process of the idle
+    /// class (see `lane`); `None` compiles in this process's lane.
+    pub compile_worker: Option<PathBuf>,
 }
 
 /// Compiles, validates and runs plugins. Cheap to share behind an `Arc`;
@@ -55,7 +60,11 @@ impl Runtime {
         let engine = engine::build(&config.limits)?;
         let linker = host::linker(&engine, false)?;
         let async_linker = host::linker(&engine, true)?;
-        let cache = cache::CompileCache::new(&engine, config.cache_dir)?;
+        let worker = config.compile_worker.map(|exe| lane::Worker {
+            exe,
+            limits: config.limits.clone(),
+        });
+        let cache = cache::CompileCache::new(&engine, config.cache_dir, worker)?;
         let ticker = engine::EpochTicker::start(engine.clone());
         Ok(Runtime {
             engine,
@@ -76,6 +85,11 @@ impl Runtime {
     /// How many components were compiled (not found in a cache) so far.
     pub fn compilations(&self) -> u64 {
         self.cache.compilations()
+    }
+
+    /// Compiles running now and waiting for a slot of the compile lane.
+    pub fn compiles(&self) -> (usize, usize) {
+        self.cache.compiles()
     }
 
     /// Load `bytes` as a plugin for `step`: compile (or fetch from the

@@ -21,13 +21,17 @@ pub struct Activated {
     /// Always "active".
     status: &'static str,
     version: VersionView,
+    /// How long it took: compiling (a Rust plugin well under a second,
+    /// Python or JavaScript seconds), checking and trying the version.
+    took_ms: u64,
 }
 
 impl Activated {
-    fn new(version: VersionView) -> Self {
+    fn new(version: VersionView, took: std::time::Duration) -> Self {
         Activated {
             status: "active",
             version,
+            took_ms: took.as_millis() as u64,
         }
     }
 }
@@ -76,11 +80,13 @@ pub async fn deploy(
     use axum::response::IntoResponse;
     let wait = std::time::Duration::from_secs(app.config().deploy_wait_secs);
     let versions = format!("/v1/shops/{shop}/steps/{step}/versions");
+    let started = std::time::Instant::now();
     let task = blocking(move || app.deploy(&shop, step, request, Actor::Admin));
     match tokio::time::timeout(wait, task).await {
         Ok(done) => {
             let version = done?;
-            Ok((StatusCode::CREATED, Json(Activated::new(version))).into_response())
+            let answer = Activated::new(version, started.elapsed());
+            Ok((StatusCode::CREATED, Json(answer)).into_response())
         }
         Err(_) => Ok((
             StatusCode::ACCEPTED,
@@ -117,8 +123,9 @@ pub async fn rollback(
     } else {
         parse_json(&body)?
     };
+    let started = std::time::Instant::now();
     let version = blocking(move || app.rollback(&shop, step, to.version, Actor::Admin)).await?;
-    Ok(Json(Activated::new(version)))
+    Ok(Json(Activated::new(version, started.elapsed())))
 }
 
 #[derive(Debug, Deserialize)]

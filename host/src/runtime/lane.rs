@@ -1,0 +1,249 @@
+//! The compile lane: compiling a component (a deploy by API or file, a
+//! start) never competes with serving at equal priority, at most
+//! [`SLOTS`] compiles at once (more wait their turn, counted).
+//!
+//! `kefu serve` compiles in a worker process (`kefu __compile`) of Linux's
+//! idle scheduling class: it shares no locks with the server (an idle
+//! thread of the server's own process could be preempted while holding
+//! the address-space lock the serving threads fault through: p99 40-80 ms
+//! beside a deploy, against 11 ms with a worker process; docs/perf-
+//! history.md), and the server loads the artifact it writes. Without an
+//! executable (tests, tools), compiles run in this process on idle-class
+//! threads.
+
+use crate::error::LoadError;
+use crate::runtime::Limits;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, Once};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Compiles running at once; more queue.
+pub const SLOTS: usize = 2;
+
+/// Put the calling thread in Linux's idle scheduling class: it runs when a
+/// core has nothing else to do, and any other thread that wakes up takes
+/// the core from it at once. (A nice value does not do this: a nice-19
+/// thread still holds the core for its slice.) Returns whether it worked.
+#[cfg(target_os = "linux")]
+pub fn idle_priority() -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain system call on the calling thread (pid 0); on Linux
+    // the scheduling policy is per thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc != 0 {
+        tracing::warn!(
+            "cannot move a thread to the idle class: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    rc == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn idle_priority() -> bool {
+    false
+}
+
+/// Give wasmtime's parallel compile workers (rayon's global pool, used by
+/// nothing else in kefu) idle-class threads, once per process. If the pool
+/// was built before (another runtime in this process did it), it stays.
+fn idle_workers() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let built = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("kefu-compile-{i}"))
+            .start_handler(|_| {
+                idle_priority();
+            })
+            .build_global();
+        if let Err(e) = built {
+            tracing::warn!(error = %e, "compile workers keep their priority");
+        }
+    });
+}
+
+/// How to start a compile worker: this executable, and the limits its
+/// engine must be built with (the artifact is only loadable by an
+/// engine configured alike, which loading checks).
+#[derive(Clone, Debug)]
+pub struct Worker {
+    pub exe: PathBuf,
+    pub limits: Limits,
+}
+
+/// The hidden subcommand a worker runs.
+pub const WORKER_ARG: &str = "__compile";
+
+/// A worker's main: limits (JSON) as the argument after
+/// [`WORKER_ARG`], the component on stdin, the compiled artifact on
+/// stdout, an error on stderr and exit code 1.
+pub fn compile_worker_main(limits_json: &str) -> std::process::ExitCode {
+    // Before any thread exists: every thread started later (wasmtime's
+    // parallel workers) inherits the idle class.
+    idle_priority();
+    let run = || -> Result<Vec<u8>, String> {
+        let limits: Limits = serde_json::from_str(limits_json).map_err(|e| e.to_string())?;
+        let engine = super::engine::build(&limits).map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        engine
+            .precompile_component(&bytes)
+            .map_err(|e| format!("{e:#}"))
+    };
+    match run() {
+        Ok(artifact) => match std::io::stdout().write_all(&artifact) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(_) => std::process::ExitCode::FAILURE,
+        },
+        Err(e) => {
+            eprint!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Bounded, counted compiles.
+pub struct Lane {
+    running: Mutex<usize>,
+    freed: Condvar,
+    queued: AtomicUsize,
+    worker: Option<Worker>,
+}
+
+/// What a worker process came back with.
+enum Outcome {
+    Compiled(Component),
+    /// The component is invalid: the worker's message.
+    Refused(String),
+    /// The worker could not be used (not started, killed, another
+    /// engine): compile here instead.
+    Unusable(String),
+}
+
+impl Lane {
+    pub fn new(worker: Option<Worker>) -> Self {
+        Lane {
+            running: Mutex::new(0),
+            freed: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            worker,
+        }
+    }
+
+    /// Compile `bytes` in the lane.
+    pub fn compile(&self, engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
+        self.run(|| {
+            if let Some(worker) = &self.worker {
+                match in_worker(worker, engine, bytes) {
+                    Outcome::Compiled(component) => return Ok(component),
+                    Outcome::Refused(message) => return Err(LoadError::Invalid(message)),
+                    Outcome::Unusable(why) => {
+                        tracing::warn!(%why, "compile worker unusable; compiling in process");
+                    }
+                }
+            }
+            idle_workers();
+            std::thread::scope(|s| {
+                std::thread::Builder::new()
+                    .name("kefu-compile".into())
+                    // As much stack as a main thread: compiling big
+                    // components (Python, JavaScript) recurses deeply.
+                    .stack_size(8 << 20)
+                    .spawn_scoped(s, || {
+                        idle_priority();
+                        Component::new(engine, bytes)
+                    })
+                    .expect("spawn a compile thread")
+                    .join()
+            })
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))
+        })
+    }
+
+    /// Compiles running now and waiting for a slot.
+    pub fn counts(&self) -> (usize, usize) {
+        let running = *self.running.lock().unwrap_or_else(|e| e.into_inner());
+        (running, self.queued.load(Ordering::Relaxed))
+    }
+
+    /// Run `compile` when a slot is free.
+    fn run<T>(&self, compile: impl FnOnce() -> T) -> T {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.gauges();
+        {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            while *running >= SLOTS {
+                running = self.freed.wait(running).unwrap_or_else(|e| e.into_inner());
+            }
+            *running += 1;
+        }
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.gauges();
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(compile));
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.freed.notify_one();
+        self.gauges();
+        out.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    fn gauges(&self) {
+        let (running, queued) = self.counts();
+        metrics::gauge!("kefu_compiles", "state" => "running").set(running as f64);
+        metrics::gauge!("kefu_compiles", "state" => "queued").set(queued as f64);
+    }
+}
+
+/// Compile in a worker process and load what it wrote.
+fn in_worker(worker: &Worker, engine: &Engine, bytes: &[u8]) -> Outcome {
+    use std::process::{Command, Stdio};
+    let limits = match serde_json::to_string(&worker.limits) {
+        Ok(l) => l,
+        Err(e) => return Outcome::Unusable(e.to_string()),
+    };
+    let child = Command::new(&worker.exe)
+        .args([WORKER_ARG, &limits])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => return Outcome::Unusable(format!("cannot start {}: {e}", worker.exe.display())),
+    };
+    let mut stdin = child.stdin.take().expect("piped");
+    // Write on a thread of its own: the worker may fill its stdout pipe
+    // before it has read all of its input.
+    let output = std::thread::scope(|s| {
+        s.spawn(move || {
+            let _ = stdin.write_all(bytes);
+        });
+        child.wait_with_output()
+    });
+    let output = match output {
+        Ok(output) => output,
+        Err(e) => return Outcome::Unusable(e.to_string()),
+    };
+    if !output.status.success() {
+        let message = String::from_utf8_lossy(&output.stderr).into_owned();
+        return if output.status.code() == Some(1) && !message.is_empty() {
+            Outcome::Refused(message)
+        } else {
+            Outcome::Unusable(format!("worker ended with {}: {message}", output.status))
+        };
+    }
+    // SAFETY: the artifact was just written by this same executable's
+    // worker from the component given to it, never by a client; wasmtime
+    // checks that it was compiled for an engine configured like ours.
+    match unsafe { Component::deserialize(engine, &output.stdout) } {
+        Ok(component) => Outcome::Compiled(component),
+        Err(e) => Outcome::Unusable(format!("cannot load the worker's artifact: {e:#}")),
+    }
+}
