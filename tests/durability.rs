@@ -252,3 +252,184 @@ fn kill_9_right_after_deploys_keeps_the_last_acknowledged_version() {
         "and it is the default refund plugin (deployed last)"
     );
 }
+
+/// A size-limited tmpfs mounted at a directory while it lives (the test
+/// machines run tests as root; without root this test cannot make a
+/// real full disk and says so).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, mib: u32) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(at)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(at.to_path_buf())
+    }
+
+    fn grow(&self, mib: u32) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={mib}m")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot grow the tmpfs");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// #30: with the data dir on a small real filesystem that fills up, no
+/// request waits past the durability deadline, once storage fails every
+/// shop's step request is refused fast with 503 `storage_error`, reads
+/// still answer and `/readyz` answers 503 naming the reason; and nothing
+/// acknowledged is lost across a kill -9 and restart.
+#[test]
+fn a_full_disk_answers_fast_503s_and_readiness_tells_the_truth() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    // Two shops on the bundled plugins (nothing big to keep on the disk).
+    let shops = dir.path().join("shops");
+    for (shop, var) in [
+        ("tea-oil", "KEFU_KEY_TEA_OIL"),
+        ("apparel", "KEFU_KEY_APPAREL"),
+    ] {
+        std::fs::create_dir_all(shops.join(shop)).unwrap();
+        std::fs::write(
+            shops.join(shop).join("shop.toml"),
+            format!("name = \"{shop}\"\napi_key_env = \"{var}\"\n"),
+        )
+        .unwrap();
+    }
+    let config = write_config(
+        dir.path(),
+        &shops,
+        "[quotas]\nlog_kib_per_window = 100000000\n",
+    );
+    let disk = SmallDisk::mount(&dir.path().join("data"), 16);
+    let server = Server::start(&config);
+    let mut big: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(example("requests/greeting/discount.json")).unwrap())
+            .unwrap();
+    big["message"] = serde_json::json!("茶".repeat(2_700));
+    let big = big.to_string();
+
+    // Fill the disk: every answer comes within the deadline, 200 or 503.
+    let mut acked = BTreeSet::new();
+    let mut slowest = Duration::ZERO;
+    let mut refused = None;
+    for _ in 0..20_000 {
+        let started = Instant::now();
+        let (status, out) = post(&server, "/v1/shops/tea-oil/greeting", Some(TEA_KEY), &big);
+        slowest = slowest.max(started.elapsed());
+        match status {
+            200 => {
+                acked.insert(out["decision_id"].as_u64().unwrap());
+            }
+            503 => {
+                refused = Some(out);
+                break;
+            }
+            other => panic!("{other}: {out}"),
+        }
+    }
+    let refused = refused.expect("the disk never filled");
+    eprintln!(
+        "{} decisions acknowledged before the disk filled; slowest answer {slowest:?}",
+        acked.len()
+    );
+    assert_eq!(refused["error"]["code"], "storage_error", "{refused}");
+    assert!(
+        slowest < Duration::from_secs(7),
+        "a request waited {slowest:?}"
+    );
+    assert!(!acked.is_empty());
+
+    // Failing now: every shop's step request is refused fast, reads answer,
+    // readiness says why.
+    let small = std::fs::read(example("requests/greeting/first-visit.json")).unwrap();
+    for (shop, key) in [
+        ("tea-oil", TEA_KEY),
+        ("apparel", support::server::APPAREL_KEY),
+    ] {
+        let started = Instant::now();
+        let (status, out) = post(
+            &server,
+            &format!("/v1/shops/{shop}/greeting"),
+            Some(key),
+            &small,
+        );
+        assert_eq!(
+            (status, out["error"]["code"].as_str()),
+            (503, Some("storage_error")),
+            "{out}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{shop}: {:?}",
+            started.elapsed()
+        );
+    }
+    let (status, log) = get(
+        &server,
+        "/v1/shops/tea-oil/decisions?limit=5",
+        Some(TEA_KEY),
+    );
+    assert_eq!(status, 200, "{log}");
+    let ready = agent().get(server.url("/readyz")).call().unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let text = ready.into_body().read_to_string().unwrap();
+    assert!(text.contains("storage failing"), "{text}");
+    let metrics = agent()
+        .get(server.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("kefu_storage_errors_total"),
+        "no storage error counted"
+    );
+
+    // Room again; then a kill -9 and a restart: every acknowledged
+    // decision is there.
+    disk.grow(300);
+    std::thread::sleep(Duration::from_secs(2));
+    server.kill();
+    let server = Server::start(&config);
+    let (status, log) = get(
+        &server,
+        "/v1/shops/tea-oil/decisions?step=greeting&limit=1000",
+        Some(TEA_KEY),
+    );
+    assert_eq!(status, 200, "{log}");
+    let logged: BTreeSet<u64> = log["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["error"].is_null())
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect();
+    let lost: Vec<&u64> = acked.difference(&logged).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    // And writes work again after the restart.
+    let (status, out) = post(&server, "/v1/shops/tea-oil/greeting", Some(TEA_KEY), &small);
+    assert_eq!(status, 200, "{out}");
+    drop(server);
+}

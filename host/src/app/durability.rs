@@ -5,6 +5,14 @@
 //! load (the last flush served several requests), flushes start at most
 //! every [`MIN_FLUSH_INTERVAL`], so each one serves more requests (one
 //! `fsync` for many answers) at the price of at most that much extra wait.
+//!
+//! It also knows whether storage can write ([`Health`]): a flush that
+//! failed, or one still running after [`STUCK_AFTER`], marks it failing
+//! (logged once, counted, `/readyz` 503); while failing, step requests are
+//! refused at once instead of waiting, and a probe every
+//! [`PROBE_EVERY`] writes and flushes one small key: when it succeeds,
+//! writes resume (logged once). No wait for durability lasts longer than
+//! [`DURABLE_DEADLINE`].
 
 use crate::storage::{Durable, StorageError};
 use std::sync::Arc;
@@ -16,11 +24,106 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 
 /// Shortest time between the starts of two flushes.
 pub const MIN_FLUSH_INTERVAL: Duration = Duration::from_micros(1_000);
+/// Longest a request waits for its writes to be made durable.
+pub const DURABLE_DEADLINE: Duration = Duration::from_secs(5);
+/// A flush still running after this marks storage failing.
+pub const STUCK_AFTER: Duration = Duration::from_secs(3);
+/// How often a failing storage is probed.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether storage can write now.
+#[derive(Default)]
+pub struct Health {
+    /// Why writes fail, while they do.
+    failing: std::sync::Mutex<Option<String>>,
+    /// When the running flush started (unix ms), 0 when none runs.
+    flush_started_ms: std::sync::atomic::AtomicI64,
+    /// A probe thread is running.
+    probing: std::sync::atomic::AtomicBool,
+}
+
+impl Health {
+    fn now_ms() -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
+    /// Why storage cannot write now, if it cannot.
+    pub fn failing(&self) -> Option<String> {
+        if let Some(reason) = self
+            .failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Some(reason);
+        }
+        let started = self.flush_started_ms.load(Ordering::Relaxed);
+        let running = Self::now_ms() - started;
+        if started != 0 && running > STUCK_AFTER.as_millis() as i64 {
+            let reason = format!("a flush has not finished for {} s", running / 1000);
+            self.fail("stuck", &reason);
+            return Some(reason);
+        }
+        None
+    }
+
+    /// Mark storage failing (logged once per episode, always counted).
+    fn fail(&self, kind: &'static str, reason: &str) {
+        metrics::counter!("kefu_storage_errors_total", "kind" => kind).increment(1);
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if failing.is_none() {
+            tracing::error!(%reason, "storage cannot write: step requests answer 503 until it can");
+            *failing = Some(reason.to_string());
+        }
+    }
+
+    /// Mark storage writing again (logged once).
+    fn recovered(&self) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(reason) = failing.take() {
+            tracing::info!(was = %reason, "storage writes again");
+        }
+    }
+
+    /// While failing, probe it every [`PROBE_EVERY`] on a thread of its
+    /// own until a probe succeeds (a probe that hangs holds only that
+    /// thread).
+    fn probe_until_recovered(self: &Arc<Self>, storage: &Arc<dyn Durable>) {
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (health, storage) = (self.clone(), storage.clone());
+        let spawned = std::thread::Builder::new()
+            .name("kefu-probe".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(PROBE_EVERY);
+                    // A flush still stuck in the store: no way back yet.
+                    if health.flush_started_ms.load(Ordering::Relaxed) != 0 {
+                        continue;
+                    }
+                    match storage.probe() {
+                        Ok(()) => {
+                            health.recovered();
+                            break;
+                        }
+                        Err(e) => health.fail("probe", &e.to_string()),
+                    }
+                }
+                health.probing.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.probing.store(false, Ordering::Release);
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Committer {
     tx: mpsc::UnboundedSender<Waiter>,
     flushes: Arc<AtomicU64>,
+    health: Arc<Health>,
+    storage: Arc<dyn Durable>,
 }
 
 impl Committer {
@@ -32,12 +135,35 @@ impl Committer {
     pub fn with_interval(storage: Arc<dyn Durable>, interval: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel::<Waiter>();
         let flushes = Arc::new(AtomicU64::new(0));
-        let count = flushes.clone();
+        let health = Arc::new(Health::default());
+        let (count, h, s) = (flushes.clone(), health.clone(), storage.clone());
         std::thread::Builder::new()
             .name("kefu-commit".into())
-            .spawn(move || flusher(storage, rx, interval, &count))
+            .spawn(move || flusher(s, rx, interval, &count, &h))
             .expect("spawn the group-commit thread");
-        Committer { tx, flushes }
+        Committer {
+            tx,
+            flushes,
+            health,
+            storage,
+        }
+    }
+
+    /// A write failed in the store itself (not a quota): storage is
+    /// failing until a probe succeeds.
+    pub fn write_failed(&self, e: &StorageError) {
+        if let StorageError::Backend(reason) = e {
+            self.health.fail("write", reason);
+            self.health.probe_until_recovered(&self.storage);
+        }
+    }
+
+    /// Why storage cannot write now, if it cannot; while it cannot, a
+    /// probe looks for the way back.
+    pub fn failing(&self) -> Option<String> {
+        let reason = self.health.failing()?;
+        self.health.probe_until_recovered(&self.storage);
+        Some(reason)
     }
 
     /// Flushes done so far.
@@ -52,12 +178,17 @@ impl Committer {
         let stopped = || StorageError::Backend("the flusher stopped".into());
         let (tx, rx) = oneshot::channel();
         let queued = self.tx.send(tx);
+        let health = self.health.clone();
         async move {
             queued.map_err(|_| stopped())?;
-            match rx.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(StorageError::Backend(e)),
-                Err(_) => Err(stopped()),
+            match tokio::time::timeout(DURABLE_DEADLINE, rx).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(StorageError::Backend(e)),
+                Ok(Err(_)) => Err(stopped()),
+                Err(_) => {
+                    health.fail("deadline", "a flush did not finish in time");
+                    Err(StorageError::NotConfirmed(DURABLE_DEADLINE))
+                }
             }
         }
     }
@@ -68,6 +199,7 @@ fn flusher(
     mut rx: mpsc::UnboundedReceiver<Waiter>,
     interval: Duration,
     flushes: &AtomicU64,
+    health: &Health,
 ) {
     let mut last_start: Option<Instant> = None;
     let mut last_batch = 0;
@@ -87,7 +219,15 @@ fn flusher(
         let started = Instant::now();
         last_start = Some(started);
         last_batch = batch.len();
+        health
+            .flush_started_ms
+            .store(Health::now_ms(), Ordering::Relaxed);
         let result = storage.flush().map_err(|e| e.to_string());
+        health.flush_started_ms.store(0, Ordering::Relaxed);
+        match &result {
+            Ok(()) => health.recovered(),
+            Err(e) => health.fail("flush", e),
+        }
         flushes.fetch_add(1, Ordering::Relaxed);
         metrics::histogram!("kefu_flush_duration_seconds").record(started.elapsed());
         metrics::histogram!("kefu_flush_batch_size").record(batch.len() as f64);
@@ -141,5 +281,75 @@ mod tests {
         // Idle again: a lone wait is flushed too.
         committer.durable().await.unwrap();
         assert_eq!(committer.flushes(), shared + 1);
+    }
+
+    /// A store whose flushes fail while `broken`, or hang while `stuck`.
+    #[derive(Default)]
+    struct Faulty {
+        broken: std::sync::atomic::AtomicBool,
+        stuck: std::sync::atomic::AtomicBool,
+    }
+
+    impl Durable for Faulty {
+        fn flush(&self) -> Result<(), StorageError> {
+            while self.stuck.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if self.broken.load(Ordering::Relaxed) {
+                return Err(StorageError::Backend("No space left on device".into()));
+            }
+            Ok(())
+        }
+    }
+
+    /// #30: a failing flush marks storage failing at once; a probe finds
+    /// the way back by itself when the fault clears.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_flush_marks_storage_failing_until_a_probe_succeeds() {
+        let store = Arc::new(Faulty::default());
+        let committer = Committer::start(store.clone());
+        committer.durable().await.unwrap();
+        assert_eq!(committer.failing(), None);
+        store.broken.store(true, Ordering::Relaxed);
+        let err = committer.durable().await.unwrap_err();
+        assert!(err.to_string().contains("No space left"), "{err}");
+        let reason = committer.failing().expect("failing after a failed flush");
+        assert!(reason.contains("No space left"), "{reason}");
+        // Still broken: still failing after a probe or two.
+        tokio::time::sleep(PROBE_EVERY * 2).await;
+        assert!(committer.failing().is_some());
+        // Fixed: the probe clears it without anyone writing.
+        store.broken.store(false, Ordering::Relaxed);
+        let deadline = Instant::now() + PROBE_EVERY * 5;
+        while committer.failing().is_some() {
+            assert!(Instant::now() < deadline, "never recovered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        committer.durable().await.unwrap();
+    }
+
+    /// #30: a flush that hangs never holds a request past the deadline,
+    /// and marks storage failing once it has run too long.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_flush_answers_within_the_deadline_and_is_reported() {
+        let store = Arc::new(Faulty::default());
+        let committer = Committer::start(store.clone());
+        store.stuck.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        let err = committer.durable().await.unwrap_err();
+        let waited = started.elapsed();
+        assert!(matches!(err, StorageError::NotConfirmed(_)), "{err}");
+        assert!(
+            waited < DURABLE_DEADLINE + Duration::from_secs(2),
+            "{waited:?}"
+        );
+        assert!(committer.failing().is_some());
+        // Unstuck: back by itself.
+        store.stuck.store(false, Ordering::Relaxed);
+        let deadline = Instant::now() + PROBE_EVERY * 5;
+        while committer.failing().is_some() {
+            assert!(Instant::now() < deadline, "never recovered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

@@ -268,6 +268,12 @@ impl App {
         self.committer.durable().await
     }
 
+    /// Why storage cannot write now, if it cannot (step requests are
+    /// refused at once meanwhile, and `/readyz` says so).
+    pub fn storage_failing(&self) -> Option<String> {
+        self.committer.failing()
+    }
+
     /// The Prometheus text of every metric, with the shop gauges counted
     /// now.
     pub fn render_metrics(&self) -> String {

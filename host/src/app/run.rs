@@ -157,6 +157,12 @@ impl StepCall<'_> {
                 reason: reason.into(),
             });
         };
+        // Storage known to be failing: refuse at once, before the plugin
+        // runs (its state writes would fail too) and before any write
+        // that could wait on a stuck store.
+        if let Some(reason) = app.storage_failing() {
+            return Err(StepError::storage(None)(StorageError::Failing(reason)));
+        }
         let now = chrono::Utc::now().timestamp();
         let ctx = CallContext {
             shop: shop.id.clone(),
@@ -218,9 +224,10 @@ impl StepCall<'_> {
             }),
             duration_us: outcome.duration.as_micros() as u64,
         };
-        storage
-            .record_decision(&decision, &effects)
-            .map_err(StepError::storage(Some(id)))?;
+        if let Err(e) = storage.record_decision(&decision, &effects) {
+            app.committer.write_failed(&e);
+            return Err(StepError::storage(Some(id))(e));
+        }
         if durable {
             app.durable().await.map_err(StepError::storage(Some(id)))?;
         }

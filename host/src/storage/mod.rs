@@ -29,6 +29,15 @@ pub enum StorageError {
     Backend(String),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// Writes were made but not confirmed durable in time: they may still
+    /// appear once storage recovers.
+    #[error(
+        "not confirmed durable within {0:?}: storage is failing; what was written may appear once it recovers"
+    )]
+    NotConfirmed(std::time::Duration),
+    /// Storage is known to be failing: nothing was written.
+    #[error("storage cannot write now, nothing was recorded: {0}")]
+    Failing(String),
 }
 
 /// New unique, increasing ids for records.
@@ -40,6 +49,11 @@ pub trait Ids: Send + Sync {
 pub trait Durable: Send + Sync {
     /// Make every write so far durable.
     fn flush(&self) -> Result<(), StorageError>;
+    /// Whether a small write can be made durable now (checks the way back
+    /// after a failure). By default, a flush.
+    fn probe(&self) -> Result<(), StorageError> {
+        self.flush()
+    }
 }
 
 /// What a decision records besides its log entry; written with it in one

@@ -12,6 +12,12 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if let Some(reason) = app.storage_failing() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("storage failing: {reason}\n"),
+        );
+    }
     if app.is_ready() {
         let mut text = format!("ready: {} shops\n", app.counts().0);
         for (shop, reason) in app.degraded_shops() {

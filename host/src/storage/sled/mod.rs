@@ -169,4 +169,14 @@ impl Durable for SledStorage {
         // Components are flushed as they are put (see `components`).
         self.db.flush().map(|_| ()).map_err(backend)
     }
+
+    fn probe(&self) -> Result<(), StorageError> {
+        self.db
+            .insert(
+                "kefu-probe",
+                &chrono::Utc::now().timestamp_millis().to_be_bytes(),
+            )
+            .map_err(backend)?;
+        self.flush()
+    }
 }
