@@ -558,7 +558,10 @@ fn a_deploy_compiles_in_the_idle_class() {
     let (status, out) = std::thread::scope(|scope| {
         scope.spawn(|| {
             while !done.load(Ordering::Relaxed) {
-                seen.lock().unwrap().extend(children_threads(pid));
+                // Once exec'd, a worker's threads are named `kefu` (the
+                // instant between fork and exec is the server's thread).
+                let workers = children_threads(pid).into_iter().filter(|t| t.0 == "kefu");
+                seen.lock().unwrap().extend(workers);
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
@@ -573,9 +576,13 @@ fn a_deploy_compiles_in_the_idle_class() {
         seen.iter().any(|(name, _)| name == "kefu"),
         "no compile worker seen: {seen:?}"
     );
+    let outside: Vec<_> = seen.iter().filter(|(_, policy)| *policy != 5).collect();
     assert!(
-        seen.iter().all(|(_, policy)| *policy == 5),
-        "a compile thread outside the idle class: {seen:?}"
+        outside.is_empty(),
+        "{} of {} samples of compile threads outside the idle class: {:?}",
+        outside.len(),
+        seen.len(),
+        &outside[..outside.len().min(5)]
     );
 
     // What kefu compiled and cached is native code: uploaded, refused.

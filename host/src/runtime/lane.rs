@@ -208,12 +208,27 @@ fn in_worker(worker: &Worker, engine: &Engine, bytes: &[u8]) -> Outcome {
         Ok(l) => l,
         Err(e) => return Outcome::Unusable(e.to_string()),
     };
-    let child = Command::new(&worker.exe)
+    let mut command = Command::new(&worker.exe);
+    command
         .args([WORKER_ARG, &limits])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
+        .stderr(Stdio::piped());
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only a plain system call runs
+        // (async-signal-safe, no allocation): the worker is in the idle
+        // class from its first instruction.
+        unsafe {
+            command.pre_exec(|| {
+                let param = libc::sched_param { sched_priority: 0 };
+                libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+                Ok(())
+            });
+        }
+    }
+    let child = command.spawn();
     let mut child = match child {
         Ok(child) => child,
         Err(e) => return Outcome::Unusable(format!("cannot start {}: {e}", worker.exe.display())),
