@@ -157,3 +157,152 @@ fn run_with_a_bad_config_gets_a_plugin_error_naming_the_key() {
         "{report}"
     );
 }
+
+/// `kefu VERB ARGS...` against `server` with `env`; (exit code, stdout,
+/// stderr).
+fn verb(server: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = kefu();
+    cmd.args(args)
+        .arg("--server")
+        .arg(server)
+        .env_remove("KEFU_KEY")
+        .env_remove("KEFU_ADMIN_TOKEN")
+        .env_remove("KEFU_SERVER");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// #32: the operator verbs against a real `kefu serve`: deploy with a
+/// config, versions, rollback, decisions by customer, revisits, the
+/// audit, and every error path with its exit code (2 usage, 3 refused,
+/// 4 unreachable).
+#[test]
+fn operator_verbs_drive_a_running_server() {
+    use support::server::{ADMIN, Server, TEA_KEY, post, write_config};
+    let dir = tempfile::tempdir().unwrap();
+    let shops = support::shops::lab(dir.path());
+    let s = Server::start(&write_config(dir.path(), &shops, ""));
+    let url = s.url("");
+    let url = url.trim_end_matches('/');
+    let admin = [("KEFU_ADMIN_TOKEN", ADMIN)];
+    let config = dir.path().join("refund.toml");
+    std::fs::write(&config, "no_reason_return_days = 10\n").unwrap();
+    let step = ["--shop", "tea-oil", "--step", "refund-policy"];
+
+    let (code, out, err) = verb(
+        url,
+        &[
+            &["deploy"][..],
+            &step,
+            &[wasm::REFUND_POLICY, "--config", config.to_str().unwrap()],
+        ]
+        .concat(),
+        &admin,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("version 2 active") && out.contains("took"),
+        "{out}"
+    );
+
+    let (code, out, err) = verb(url, &[&["versions"][..], &step].concat(), &admin);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("version  status"), "{out}");
+    assert!(out.contains("no_reason_return_days"), "{out}");
+
+    let (code, out, err) = verb(
+        url,
+        &[&["rollback"][..], &step, &["--to", "1"]].concat(),
+        &admin,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("version 1 active again"), "{out}");
+
+    // A decision about a customer, found by customer.
+    let body = std::fs::read(example("requests/refund-policy/unshipped.json")).unwrap();
+    let customer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let customer = customer["customer"]["id"].as_str().unwrap().to_string();
+    let (status, answer) = post(&s, "/v1/shops/tea-oil/refund-decision", Some(TEA_KEY), body);
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["decision_id"].to_string();
+    let key = [("KEFU_KEY", TEA_KEY)];
+    let (code, out, err) = verb(
+        url,
+        &["decisions", "--shop", "tea-oil", "--customer", &customer],
+        &key,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.starts_with(&id)), "{out}");
+    let (_, out, _) = verb(
+        url,
+        &["decisions", "--shop", "tea-oil", "--customer", "nobody"],
+        &key,
+    );
+    assert_eq!(out.lines().count(), 1, "only the header: {out}");
+    let (code, out, _) = verb(
+        url,
+        &["revisits", "--shop", "tea-oil", "--status", "due"],
+        &key,
+    );
+    assert_eq!(code, 0);
+    assert!(out.starts_with("id  due"), "{out}");
+    let (code, out, _) = verb(url, &["audit", "--shop", "tea-oil", "--json"], &admin);
+    assert_eq!(code, 0);
+    let audit: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(audit["events"][0]["action"], "rolled-back", "{audit}");
+
+    // Refused: a wrong key, an unknown shop, a component that is not one.
+    let (code, _, err) = verb(
+        url,
+        &["decisions", "--shop", "tea-oil"],
+        &[("KEFU_KEY", "wrong")],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("403 forbidden"), "{err}");
+    let (code, _, err) = verb(
+        url,
+        &["versions", "--shop", "nope", "--step", "greeting"],
+        &admin,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("unknown_shop"), "{err}");
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let (code, _, err) = verb(
+        url,
+        &[&["deploy"][..], &step, &[junk.to_str().unwrap()]].concat(),
+        &admin,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("plugin_rejected"), "{err}");
+    // Bad usage: no credential, a missing file, no --shop.
+    let (code, _, err) = verb(url, &[&["versions"][..], &step].concat(), &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("admin token"), "{err}");
+    let (code, _, err) = verb(
+        url,
+        &[&["deploy"][..], &step, &["/no/such.wasm"]].concat(),
+        &admin,
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, _, _) = verb(url, &["versions", "--step", "greeting"], &admin);
+    assert_eq!(code, 2);
+    // Unreachable.
+    let (code, _, err) = verb(
+        "http://127.0.0.1:1",
+        &[&["versions"][..], &step].concat(),
+        &admin,
+    );
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("cannot reach the server"), "{err}");
+    // The token is never printed.
+    let (_, out, err) = verb(url, &[&["versions"][..], &step].concat(), &admin);
+    assert!(!out.contains(ADMIN) && !err.contains(ADMIN));
+}

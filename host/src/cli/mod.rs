@@ -1,9 +1,16 @@
 //! Command-line interface: parse arguments and dispatch to a subcommand.
 
+mod audit;
 mod check;
+mod client;
+mod decisions;
+mod deploy;
 mod new;
+mod revisits;
+mod rollback;
 mod run;
 mod serve;
+mod versions;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -29,6 +36,18 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Create a plugin project (Rust, Python or JavaScript) for a step.
     New(new::NewArgs),
+    /// Deploy a plugin and/or its config to a running server.
+    Deploy(deploy::DeployArgs),
+    /// List a step's versions on a running server.
+    Versions(versions::VersionsArgs),
+    /// Make an earlier version active again.
+    Rollback(rollback::RollbackArgs),
+    /// Read a shop's decision log.
+    Decisions(decisions::DecisionsArgs),
+    /// List a shop's revisits.
+    Revisits(revisits::RevisitsArgs),
+    /// Read the deploy audit.
+    Audit(audit::AuditArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -50,6 +69,12 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::Serve(args) => serve::run(args),
         Command::New(args) => new::run(args),
+        Command::Deploy(args) => Ok(deploy::run(args)),
+        Command::Versions(args) => Ok(versions::run(args)),
+        Command::Rollback(args) => Ok(rollback::run(args)),
+        Command::Decisions(args) => Ok(decisions::run(args)),
+        Command::Revisits(args) => Ok(revisits::run(args)),
+        Command::Audit(args) => Ok(audit::run(args)),
     };
     match result {
         Ok(code) => code,

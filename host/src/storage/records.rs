@@ -164,7 +164,27 @@ pub struct DecisionQuery {
     pub since_ms: Option<i64>,
     /// Exclusive upper bound, unix milliseconds.
     pub until_ms: Option<i64>,
+    /// Only the decisions about this customer (the input's `customer.id`).
+    pub customer: Option<String>,
     pub limit: usize,
+}
+
+impl Decision {
+    /// The customer the decision is about: its input's `customer.id`.
+    pub fn customer_id(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Input {
+            customer: Option<Customer>,
+        }
+        #[derive(Deserialize)]
+        struct Customer {
+            id: String,
+        }
+        serde_json::from_str::<Input>(self.input.get())
+            .ok()?
+            .customer
+            .map(|c| c.id)
+    }
 }
 
 /// A refund decision kept for the shop.

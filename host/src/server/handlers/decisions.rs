@@ -1,5 +1,5 @@
-//! `GET /v1/shops/{shop}/decisions?step=&since=&until=&limit=`: the
-//! decision log of a shop, newest first; times are unix milliseconds.
+//! `GET /v1/shops/{shop}/decisions?step=&customer=&since=&until=&limit=`:
+//! the decision log of a shop, newest first; times are unix milliseconds.
 
 use super::limit;
 use crate::app::App;
@@ -17,6 +17,7 @@ use std::sync::Arc;
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     step: Option<String>,
+    customer: Option<String>,
     since: Option<i64>,
     until: Option<i64>,
     limit: Option<usize>,
@@ -44,6 +45,7 @@ pub async fn list(
         step,
         since_ms: filter.since,
         until_ms: filter.until,
+        customer: filter.customer,
         limit: limit(filter.limit)?,
     })?;
     Ok(Json(Decisions {

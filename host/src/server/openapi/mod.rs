@@ -261,6 +261,7 @@ pub fn spec(shops: &[String]) -> OpenApi {
                         false,
                         &Step::ALL.map(Step::world),
                     ),
+                    param("customer", ParameterIn::Query, Type::String, false, &[]),
                     param("since", ParameterIn::Query, Type::Integer, false, &[]),
                     param("until", ParameterIn::Query, Type::Integer, false, &[]),
                 ],

@@ -188,7 +188,11 @@ impl DecisionLog for SledStorage {
         let mut out = Vec::new();
         for item in self.decisions.range(start..end).rev() {
             let d: Decision = decode(&item.map_err(backend)?.1)?;
-            if q.step.is_none_or(|s| s == d.step) {
+            if q.step.is_none_or(|s| s == d.step)
+                && q.customer
+                    .as_ref()
+                    .is_none_or(|c| d.customer_id().as_ref() == Some(c))
+            {
                 out.push(d);
                 if out.len() >= q.limit {
                     break;

@@ -40,6 +40,7 @@ fn decisions_by_shop_step_and_time_and_pruning() {
         step,
         since_ms: since,
         until_ms: until,
+        customer: None,
         limit: 100,
     };
     assert_eq!(
@@ -116,6 +117,7 @@ fn all_of(store: &SledStorage, shop: &str) -> usize {
     store
         .decisions(&DecisionQuery {
             shop: shop.into(),
+            customer: None,
             limit: 100,
             ..DecisionQuery::default()
         })
