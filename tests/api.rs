@@ -1130,16 +1130,8 @@ async fn a_broken_shop_toml_at_start_serves_the_stored_versions_degraded() {
 async fn a_deploy_that_outlasts_the_wait_answers_202_and_goes_on() {
     let api = Api::open(|c| c.deploy_wait_secs = 0).await;
     let versions = "/v1/shops/tea/steps/refund-policy/versions";
-    // The default with a custom section of its own: a new digest, so a
-    // real compile (no cache has it).
-    let mut refund = kefu::default_plugin(kefu::Step::RefundPolicy).to_vec();
-    let stamp = format!("{:?}", std::time::SystemTime::now());
-    let mut section = vec![9u8];
-    section.extend_from_slice(b"kefu-test");
-    section.extend_from_slice(stamp.as_bytes());
-    refund.push(0);
-    refund.push(section.len() as u8);
-    refund.extend_from_slice(&section);
+    // A digest no cache has: a real compile.
+    let refund = support::unique(kefu::default_plugin(kefu::Step::RefundPolicy).to_vec());
     let (status, pending) = api.post(versions, Some(ADMIN), refund).await;
     assert_eq!(status, 202, "{pending}");
     assert_eq!(pending["status"], "compiling");

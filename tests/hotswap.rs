@@ -490,19 +490,6 @@ fn kill_9_during_file_watcher_swaps_keeps_history_and_follows_the_file() {
     }
 }
 
-/// `bytes` with a custom section of its own: a new digest, so a real
-/// compile (no cache has it).
-fn unique(mut bytes: Vec<u8>) -> Vec<u8> {
-    let stamp = format!("{:?}", std::time::SystemTime::now());
-    let mut section = vec![9u8];
-    section.extend_from_slice(b"kefu-test");
-    section.extend_from_slice(stamp.as_bytes());
-    bytes.push(0);
-    bytes.push(section.len() as u8);
-    bytes.extend_from_slice(&section);
-    bytes
-}
-
 /// Field `n` (1-based, as in proc(5)) of a `/proc/.../stat` line.
 fn stat_field(stat: &str, n: usize) -> Option<&str> {
     // Fields after the `(comm)` start at field 3.
@@ -548,7 +535,7 @@ fn a_deploy_compiles_in_the_idle_class() {
         "{} is missing: run plugins/setup.sh",
         python.display()
     );
-    let bytes = unique(std::fs::read(&python).unwrap());
+    let bytes = support::unique(std::fs::read(&python).unwrap());
     let path = dir.path().join("python-refund.wasm");
     std::fs::write(&path, &bytes).unwrap();
 

@@ -302,6 +302,15 @@ mod tests {
         }
     }
 
+    /// Wait (a few probes at most) until storage is no longer failing.
+    async fn recovers(committer: &Committer) {
+        let deadline = Instant::now() + PROBE_EVERY * 5;
+        while committer.failing().is_some() {
+            assert!(Instant::now() < deadline, "never recovered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// #30: a failing flush marks storage failing at once; a probe finds
     /// the way back by itself when the fault clears.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,11 +329,7 @@ mod tests {
         assert!(committer.failing().is_some());
         // Fixed: the probe clears it without anyone writing.
         store.broken.store(false, Ordering::Relaxed);
-        let deadline = Instant::now() + PROBE_EVERY * 5;
-        while committer.failing().is_some() {
-            assert!(Instant::now() < deadline, "never recovered");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        recovers(&committer).await;
         committer.durable().await.unwrap();
     }
 
@@ -346,10 +351,6 @@ mod tests {
         assert!(committer.failing().is_some());
         // Unstuck: back by itself.
         store.stuck.store(false, Ordering::Relaxed);
-        let deadline = Instant::now() + PROBE_EVERY * 5;
-        while committer.failing().is_some() {
-            assert!(Instant::now() < deadline, "never recovered");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        recovers(&committer).await;
     }
 }

@@ -1,7 +1,7 @@
 //! `kefu audit [--shop S]`: deploys, rollbacks and refusals, newest first
 //! (`GET /v1/audit`).
 
-use super::client::{Connection, Needs, cell, show, table, time_ms};
+use super::client::{Connection, Needs, cell, list, time_ms};
 use clap::Args;
 use std::process::ExitCode;
 
@@ -20,34 +20,15 @@ pub fn run(args: AuditArgs) -> ExitCode {
     if let Some(s) = &args.shop {
         path.push_str(&format!("&shop={}", super::decisions::urlencode(s)));
     }
-    match args.conn.call("GET", &path, Needs::Admin, None) {
-        Ok(answer) => {
-            show(&args.conn, &answer, |a| {
-                let rows: Vec<Vec<String>> = a["events"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| {
-                        vec![
-                            time_ms(&e["at_ms"]),
-                            cell(&e["shop"]),
-                            cell(&e["step"]),
-                            cell(&e["action"]),
-                            cell(&e["version"]),
-                            cell(&e["actor"]),
-                            cell(&e["reason"]),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &[
-                        "at (UTC)", "shop", "step", "action", "version", "by", "reason",
-                    ],
-                    &rows,
-                );
-            });
-            ExitCode::SUCCESS
-        }
-        Err(f) => f.report(),
-    }
+    let header = [
+        "at (UTC)", "shop", "step", "action", "version", "by", "reason",
+    ];
+    list(&args.conn, &path, Needs::Admin, "events", &header, |e| {
+        ["shop", "step", "action", "version", "actor", "reason"]
+            .iter()
+            .fold(vec![time_ms(&e["at_ms"])], |mut row, k| {
+                row.push(cell(&e[*k]));
+                row
+            })
+    })
 }

@@ -194,3 +194,30 @@ pub fn show(conn: &Connection, answer: &Value, print: impl FnOnce(&Value)) {
         print(answer);
     }
 }
+
+/// A list verb: GET `path`, then the JSON, or a table of the answer's
+/// `items` array with `header` and one row per item.
+pub fn list(
+    conn: &Connection,
+    path: &str,
+    needs: Needs,
+    items: &str,
+    header: &[&str],
+    row: impl Fn(&Value) -> Vec<String>,
+) -> ExitCode {
+    match conn.call("GET", path, needs, None) {
+        Ok(answer) => {
+            show(conn, &answer, |a| {
+                let rows: Vec<Vec<String>> = a[items]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(&row)
+                    .collect();
+                table(header, &rows);
+            });
+            ExitCode::SUCCESS
+        }
+        Err(f) => f.report(),
+    }
+}

@@ -1,7 +1,7 @@
 //! `kefu decisions --shop S [--customer ID] [--step STEP] [--since T]`:
 //! the decision log, newest first (`GET /v1/shops/{shop}/decisions`).
 
-use super::client::{Connection, Needs, cell, show, table, time_ms};
+use super::client::{Connection, Needs, cell, list, time_ms};
 use clap::Args;
 use std::process::ExitCode;
 
@@ -35,38 +35,22 @@ pub fn run(args: DecisionsArgs) -> ExitCode {
         query.push(format!("since={t}"));
     }
     let path = format!("/v1/shops/{}/decisions?{}", args.shop, query.join("&"));
-    match args.conn.call("GET", &path, Needs::Shop, None) {
-        Ok(answer) => {
-            show(&args.conn, &answer, |a| {
-                let rows: Vec<Vec<String>> = a["decisions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|d| {
-                        let outcome = if d["error"].is_null() {
-                            summary(&d["output"])
-                        } else {
-                            format!("error {}", cell(&d["error"]["code"]))
-                        };
-                        vec![
-                            cell(&d["id"]),
-                            time_ms(&d["at_ms"]),
-                            cell(&d["step"]),
-                            cell(&d["version"]),
-                            cell(&d["input"]["customer"]["id"]),
-                            outcome,
-                        ]
-                    })
-                    .collect();
-                table(
-                    &["id", "at (UTC)", "step", "version", "customer", "outcome"],
-                    &rows,
-                );
-            });
-            ExitCode::SUCCESS
-        }
-        Err(f) => f.report(),
-    }
+    let header = ["id", "at (UTC)", "step", "version", "customer", "outcome"];
+    list(&args.conn, &path, Needs::Shop, "decisions", &header, |d| {
+        let outcome = if d["error"].is_null() {
+            summary(&d["output"])
+        } else {
+            format!("error {}", cell(&d["error"]["code"]))
+        };
+        vec![
+            cell(&d["id"]),
+            time_ms(&d["at_ms"]),
+            cell(&d["step"]),
+            cell(&d["version"]),
+            cell(&d["input"]["customer"]["id"]),
+            outcome,
+        ]
+    })
 }
 
 /// A short line for an output: its outcome or verdict when it has one.

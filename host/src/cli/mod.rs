@@ -57,6 +57,9 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: a redirected log has
+        // no escape codes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // A compile worker (`kefu __compile LIMITS`), started by `kefu serve`.
     let args: Vec<String> = std::env::args().collect();

@@ -1,7 +1,7 @@
 //! `kefu revisits --shop S [--status due]`: a shop's revisits, earliest
 //! due first (`GET /v1/shops/{shop}/revisits`).
 
-use super::client::{Connection, Needs, cell, show, table};
+use super::client::{Connection, Needs, cell, list};
 use clap::Args;
 use std::process::ExitCode;
 
@@ -23,42 +23,26 @@ pub fn run(args: RevisitsArgs) -> ExitCode {
     if let Some(s) = &args.status {
         path.push_str(&format!("&status={}", super::decisions::urlencode(s)));
     }
-    match args.conn.call("GET", &path, Needs::Shop, None) {
-        Ok(answer) => {
-            show(&args.conn, &answer, |a| {
-                let rows: Vec<Vec<String>> = a["revisits"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|r| {
-                        let due = r["due_at"]
-                            .as_i64()
-                            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                            .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M").to_string());
-                        vec![
-                            cell(&r["id"]),
-                            due,
-                            cell(&r["customer_id"]),
-                            cell(&r["purpose"]),
-                            cell(&r["status"]),
-                            format!("{}/{}", r["attempts_made"], r["max_attempts"]),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &[
-                        "id",
-                        "due (UTC)",
-                        "customer",
-                        "purpose",
-                        "status",
-                        "attempts",
-                    ],
-                    &rows,
-                );
-            });
-            ExitCode::SUCCESS
-        }
-        Err(f) => f.report(),
-    }
+    let header = [
+        "id",
+        "due (UTC)",
+        "customer",
+        "purpose",
+        "status",
+        "attempts",
+    ];
+    list(&args.conn, &path, Needs::Shop, "revisits", &header, |r| {
+        let due = r["due_at"]
+            .as_i64()
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M").to_string());
+        vec![
+            cell(&r["id"]),
+            due,
+            cell(&r["customer_id"]),
+            cell(&r["purpose"]),
+            cell(&r["status"]),
+            format!("{}/{}", r["attempts_made"], r["max_attempts"]),
+        ]
+    })
 }
