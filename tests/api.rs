@@ -1149,3 +1149,45 @@ async fn a_deploy_that_outlasts_the_wait_answers_202_and_goes_on() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// #28 (items 6 and 9, in part): every metric the server exposes has its
+/// `# HELP`, `kefu_build_info` says the version, and the `Bearer` scheme
+/// is case-insensitive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_is_described_and_the_bearer_scheme_is_case_insensitive() {
+    let api = Api::open(|_| {}).await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/shops/tea/greeting")
+            .header("authorization", format!("{scheme} {TEA_KEY}"))
+            .body(Body::from(example("greeting/discount")))
+            .unwrap();
+        let resp = api.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{scheme}");
+    }
+    assert_eq!(
+        code(&api.post("/v1/shops/tea/greeting", Some("x"), "").await).0,
+        403
+    );
+    let text = api.app.render_metrics();
+    let typed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(typed.len() >= 5, "{text}");
+    for name in typed {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}"
+        );
+    }
+    assert!(
+        text.contains(&format!(
+            "kefu_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+}

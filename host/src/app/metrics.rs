@@ -39,7 +39,83 @@ fn install() -> Result<PrometheusHandle, String> {
             .set_buckets_for_metric(Matcher::Full(name.into()), buckets)
             .map_err(|e| e.to_string())?;
     }
-    builder.install_recorder().map_err(|e| e.to_string())
+    let handle = builder.install_recorder().map_err(|e| e.to_string())?;
+    describe();
+    Ok(handle)
+}
+
+/// `# HELP` for every metric kefu records (the README's metrics table
+/// says the same), and `kefu_build_info`.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("kefu_build_info", "kefu's version (the value is always 1)");
+    metrics::gauge!("kefu_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    describe_gauge!("kefu_shops", "Shops loaded");
+    describe_gauge!(
+        "kefu_shops_degraded",
+        "Shops serving while their shop.toml does not load"
+    );
+    describe_gauge!(
+        "kefu_load_failures",
+        "Load failures kept (details in GET /v1/plugins)"
+    );
+    describe_gauge!(
+        "kefu_steps",
+        "Shop steps serving (active) and without a working plugin (unavailable)"
+    );
+    describe_gauge!(
+        "kefu_compiles",
+        "Compiles running and queued in the compile lane"
+    );
+    describe_counter!(
+        "kefu_calls_total",
+        "Plugin calls, by shop, step and outcome"
+    );
+    describe_counter!(
+        "kefu_call_errors_total",
+        "Failed plugin calls, by shop, step and error code"
+    );
+    describe_counter!(
+        "kefu_calls_offloaded_total",
+        "Calls moved to the slow lane after 5 ms of CPU"
+    );
+    describe_counter!(
+        "kefu_quota_rejections_total",
+        "429 answers, by shop and quota"
+    );
+    describe_counter!(
+        "kefu_deploys_total",
+        "Deploys from files and the API, by shop and outcome"
+    );
+    describe_counter!(
+        "kefu_shop_reloads_total",
+        "Shop reloads by the file watcher"
+    );
+    describe_counter!("kefu_revisits_fired_total", "Revisits come due");
+    describe_counter!(
+        "kefu_webhooks_total",
+        "Webhook tries, by outcome (delivered, failed, dead)"
+    );
+    describe_counter!("kefu_storage_errors_total", "Storage failures, by kind");
+    describe_histogram!(
+        "kefu_call_duration_seconds",
+        metrics::Unit::Seconds,
+        "A plugin call alone"
+    );
+    describe_histogram!(
+        "kefu_answer_duration_seconds",
+        metrics::Unit::Seconds,
+        "A step request in the handler: checks, call, decision log, flush wait"
+    );
+    describe_histogram!(
+        "kefu_flush_duration_seconds",
+        metrics::Unit::Seconds,
+        "Group-commit flushes"
+    );
+    describe_histogram!(
+        "kefu_flush_batch_size",
+        "Answers served by one group-commit flush"
+    );
 }
 
 /// What is loaded, counted at each scrape so it is always current.

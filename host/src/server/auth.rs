@@ -12,5 +12,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?;
-    auth.strip_prefix("Bearer ").map(str::trim)
+    // The scheme is case-insensitive (RFC 9110): `Bearer`, `bearer`...
+    let (scheme, key) = auth.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
