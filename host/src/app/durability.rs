@@ -34,6 +34,8 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// Whether storage can write now.
 #[derive(Default)]
 pub struct Health {
+    /// Whether writes fail: read on every step request, so an atomic.
+    is_failing: std::sync::atomic::AtomicBool,
     /// Why writes fail, while they do.
     failing: std::sync::Mutex<Option<String>>,
     /// When the running flush started (unix ms), 0 when none runs.
@@ -49,17 +51,21 @@ impl Health {
 
     /// Why storage cannot write now, if it cannot.
     pub fn failing(&self) -> Option<String> {
-        if let Some(reason) = self
-            .failing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        if self.is_failing.load(Ordering::Acquire)
+            && let Some(reason) = self
+                .failing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
         {
             return Some(reason);
         }
         let started = self.flush_started_ms.load(Ordering::Relaxed);
+        if started == 0 {
+            return None;
+        }
         let running = Self::now_ms() - started;
-        if started != 0 && running > STUCK_AFTER.as_millis() as i64 {
+        if running > STUCK_AFTER.as_millis() as i64 {
             let reason = format!("a flush has not finished for {} s", running / 1000);
             self.fail("stuck", &reason);
             return Some(reason);
@@ -74,13 +80,18 @@ impl Health {
         if failing.is_none() {
             tracing::error!(%reason, "storage cannot write: step requests answer 503 until it can");
             *failing = Some(reason.to_string());
+            self.is_failing.store(true, Ordering::Release);
         }
     }
 
     /// Mark storage writing again (logged once).
     fn recovered(&self) {
+        if !self.is_failing.load(Ordering::Acquire) {
+            return;
+        }
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(reason) = failing.take() {
+            self.is_failing.store(false, Ordering::Release);
             tracing::info!(was = %reason, "storage writes again");
         }
     }
