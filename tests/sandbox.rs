@@ -22,6 +22,15 @@ fn runtime() -> Runtime {
 }
 
 fn call(rt: &Runtime, config: &str) -> Result<StepOutput, CallError> {
+    call_with(rt, config, Arc::new(MemoryStateStore::default()))
+}
+
+/// The hostile guest with `config`, keeping its state in `state`.
+fn call_with(
+    rt: &Runtime,
+    config: &str,
+    state: Arc<dyn StateStore>,
+) -> Result<StepOutput, CallError> {
     let plugin = rt
         .load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy)
         .unwrap();
@@ -33,7 +42,7 @@ fn call(rt: &Runtime, config: &str) -> Result<StepOutput, CallError> {
         plugin: "refund-policy".into(),
         config_json: config.into(),
         now: 1_795_140_000,
-        state: Arc::new(MemoryStateStore::default()) as Arc<dyn StateStore>,
+        state,
     };
     plugin.call(rt, ctx, &input).result
 }
@@ -85,28 +94,13 @@ fn a_plugin_cannot_store_oversized_values() {
 #[test]
 fn a_plugin_pages_through_all_of_its_keys() {
     let rt = runtime();
-    let plugin = rt
-        .load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy)
-        .unwrap();
-    let input = Step::RefundPolicy
-        .parse_input(&std::fs::read(example("requests/refund-policy/unshipped.json")).unwrap())
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let stores: [Arc<dyn StateStore>; 2] = [
         Arc::new(MemoryStateStore::default()),
         Arc::new(kefu::SledStorage::open(dir.path()).unwrap()),
     ];
     for store in stores {
-        let run = |config: &str| {
-            let ctx = CallContext {
-                shop: "s".into(),
-                plugin: "refund-policy".into(),
-                config_json: config.into(),
-                now: 1_795_140_000,
-                state: store.clone(),
-            };
-            message(plugin.call(&rt, ctx, &input).result)
-        };
+        let run = |config: &str| message(call_with(&rt, config, store.clone()));
         assert_eq!(
             run(r#"{"behavior":"fill-state","keys":2500,"bytes":1}"#),
             "filled"
