@@ -285,9 +285,9 @@ impl ShopSpec {
                         "set api_key_env or api_key_sha256, not both",
                     ));
                 }
-                (Some(var), None) => match env(var) {
-                    Some(key) if !key.is_empty() => Some(super::access::sha256(key.as_bytes())),
-                    _ => {
+                (Some(var), None) => match key_from_env(env, var) {
+                    Some(digest) => Some(digest),
+                    None => {
                         return Err(ConfigError::new(
                             &file,
                             format!("api_key_env names `{var}`, which is not set"),
@@ -320,13 +320,9 @@ impl ShopSpec {
                      holding the secret every delivery is signed with",
                 ));
             }
-            (Some(url), Some(var)) => match env(var) {
-                Some(secret) if !secret.is_empty() => Some(Webhook {
-                    url: url.clone(),
-                    secret,
-                    secret_env: var.clone(),
-                }),
-                _ => {
+            (Some(url), Some(var)) => match webhook_from_env(env, url, var) {
+                Some(webhook) => Some(webhook),
+                None => {
                     return Err(ConfigError::new(
                         &file,
                         format!("webhook_secret_env names `{var}`, which is not set"),
@@ -385,27 +381,39 @@ impl ShopSpec {
         let text = std::fs::read_to_string(dir.join("shop.toml")).ok()?;
         let table: toml::Table = toml::from_str(&text).ok()?;
         if let Some(var) = table.get("api_key_env").and_then(|v| v.as_str()) {
-            return env(var)
-                .filter(|k| !k.is_empty())
-                .map(|k| super::access::sha256(k.as_bytes()));
+            return key_from_env(env, var);
         }
         parse_sha256(table.get("api_key_sha256")?.as_str()?)
     }
 }
 
+/// A variable's value, when it is set and not empty.
+fn set_var(env: &dyn Fn(&str) -> Option<String>, var: &str) -> Option<String> {
+    env(var).filter(|v| !v.is_empty())
+}
+
+/// SHA-256 of the key the variable `var` holds.
+fn key_from_env(env: &dyn Fn(&str) -> Option<String>, var: &str) -> Option<[u8; 32]> {
+    set_var(env, var).map(|key| super::access::sha256(key.as_bytes()))
+}
+
+/// A webhook to `url` signed with the secret the variable `var` holds.
+fn webhook_from_env(env: &dyn Fn(&str) -> Option<String>, url: &str, var: &str) -> Option<Webhook> {
+    Some(Webhook {
+        url: url.to_string(),
+        secret: set_var(env, var)?,
+        secret_env: var.to_string(),
+    })
+}
+
 /// A stored shop record's webhook, with its secret read from the
 /// environment again (a record keeps the variable's name only).
 pub fn webhook_of(record: &ShopRecord, env: &dyn Fn(&str) -> Option<String>) -> Option<Webhook> {
-    let (url, var) = (
+    webhook_from_env(
+        env,
         record.webhook_url.as_ref()?,
         record.webhook_secret_env.as_ref()?,
-    );
-    let secret = env(var).filter(|s| !s.is_empty())?;
-    Some(Webhook {
-        url: url.clone(),
-        secret,
-        secret_env: var.clone(),
-    })
+    )
 }
 
 pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {

@@ -145,6 +145,7 @@ impl App {
                 }
             }
         }
+        let (compiles_running, compiles_queued) = self.runtime.compiles();
         PluginsView {
             plugins,
             failures: self.registry.failures(),
@@ -154,8 +155,8 @@ impl App {
                 .map(|(shop, reason)| DegradedShop { shop, reason })
                 .collect(),
             compilations: self.runtime.compilations(),
-            compiles_running: self.runtime.compiles().0,
-            compiles_queued: self.runtime.compiles().1,
+            compiles_running,
+            compiles_queued,
         }
     }
 
