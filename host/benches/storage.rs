@@ -26,6 +26,8 @@ fn entry(
         output: Some(output.to_owned()),
         error: None,
         duration_us: 35,
+        canary: false,
+        fallback: None,
     }
 }
 

@@ -1,5 +1,7 @@
 //! The server's TOML config and each shop's `shop.toml`.
 
+use super::rollout::analysis::Thresholds;
+use super::rollout::{OnFailure, StepPolicy};
 use crate::runtime::Limits;
 use crate::steps::Step;
 use crate::storage::ShopRecord;
@@ -194,6 +196,13 @@ pub struct StepFile {
     /// kept between calls of this shop's step.
     #[serde(default)]
     pub instances: InstanceMode,
+    /// What answers when the plugin fails: "previous" (default), "default"
+    /// or "error" (see docs/rollouts.md).
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// Thresholds of the canary analysis (defaults in docs/rollouts.md).
+    #[serde(default)]
+    pub analysis: Option<Thresholds>,
 }
 
 /// How a step's plugin is instantiated.
@@ -247,6 +256,8 @@ pub struct StepSpec {
     pub plugin: Option<PathBuf>,
     pub config_json: String,
     pub instances: InstanceMode,
+    /// Fallback and canary analysis.
+    pub policy: StepPolicy,
 }
 
 /// Whether a shop id (its folder name) is acceptable.
@@ -342,12 +353,20 @@ impl ShopSpec {
                 }
                 Some(ConfigRef::File(path)) => read_plugin_config(&dir.join(path))?,
             };
+            let analysis = step_file.analysis.unwrap_or_default();
+            analysis.check().map_err(|e| {
+                ConfigError::new(&file, format!("[steps.{name}.analysis]: {e}"))
+            })?;
             steps.insert(
                 step,
                 StepSpec {
                     plugin: step_file.plugin.map(|p| dir.join(p)),
                     config_json,
                     instances: step_file.instances,
+                    policy: StepPolicy {
+                        on_failure: step_file.on_failure,
+                        analysis,
+                    },
                 },
             );
         }

@@ -5,6 +5,7 @@
 //! directly through [`App::open`].
 
 mod access;
+mod canaries;
 pub mod config;
 mod deploy;
 mod durability;
@@ -14,13 +15,14 @@ mod placement;
 mod quota;
 mod registry;
 mod revisits;
+mod rollout;
 mod run;
 mod views;
 mod watch;
 
 pub use access::{AccessError, Caller};
 pub use config::{ConfigError, InstanceMode, ServerConfig, ShopSpec, StepSpec};
-pub use deploy::{DeployError, DeployRequest};
+pub use deploy::{CanaryPlan, CanaryView, DeployError, DeployRequest};
 pub use listings::{AuditView, DecisionView, OutcomeView, RefundView, RevisitView};
 pub use quota::{QuotaExceeded, Quotas};
 pub use registry::{LoadFailure, PluginSource, Shop, now_ms};
@@ -180,6 +182,7 @@ impl App {
         ))
         .spawn(stop.clone());
         let retention = spawn_retention(self.storage.clone(), self.config.decision_retention_days);
+        spawn_canary_ticker(self.clone(), stop.clone());
         Ok(Background {
             stop,
             _watcher: watcher,
@@ -290,8 +293,12 @@ impl App {
         request: DeployRequest,
         actor: Actor,
     ) -> Result<VersionView, DeployError> {
+        let canary = request.canary.is_some();
         let record = self.deployer.deploy_api(shop, step, request, actor)?;
-        Ok(VersionView::active(&record))
+        Ok(match canary {
+            true => VersionView::canary(&record),
+            false => VersionView::active(&record),
+        })
     }
 
     /// Roll a shop's step back to version `to`, or the one before the
@@ -369,6 +376,18 @@ impl App {
     pub fn revisit_report(&self, shop: &str, from: i64, to: i64) -> Result<Report, StorageError> {
         revisits::report(self.storage.as_ref(), shop, from, to)
     }
+}
+
+/// Look at every canary each second (see `deploy::canary`), until `stop`.
+fn spawn_canary_ticker(app: Arc<App>, stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let app = app.clone();
+            let _ = tokio::task::spawn_blocking(move || app.tick_canaries()).await;
+        }
+    });
 }
 
 /// Prune the decision log hourly, starting now.

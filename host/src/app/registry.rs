@@ -2,6 +2,7 @@
 //! The whole map is swapped atomically, so a call always sees one
 //! consistent version of a shop.
 
+use super::rollout::{Canary, StepPolicy};
 use crate::runtime::{CallContext, CallOutcome, Plugin, ReusePool, Runtime};
 use crate::steps::Step;
 use crate::steps::StepInput;
@@ -72,15 +73,21 @@ pub struct ActivePlugin {
 pub struct CallMetrics {
     pub ok: metrics::Counter,
     pub failed: metrics::Counter,
+    /// The same calls by version (a canary's and the stable one's apart).
+    pub version_ok: metrics::Counter,
+    pub version_failed: metrics::Counter,
     pub duration: metrics::Histogram,
 }
 
 impl CallMetrics {
-    fn register(shop: &str, step: Step) -> Self {
+    fn register(shop: &str, step: Step, version: u64) -> Self {
         let calls = |outcome: &'static str| metrics::counter!("kefu_calls_total", "shop" => shop.to_string(), "step" => step.world(), "outcome" => outcome);
+        let by_version = |outcome: &'static str| metrics::counter!("kefu_version_calls_total", "shop" => shop.to_string(), "step" => step.world(), "version" => version.to_string(), "outcome" => outcome);
         CallMetrics {
             ok: calls("ok"),
             failed: calls("error"),
+            version_ok: by_version("ok"),
+            version_failed: by_version("error"),
             duration: metrics::histogram!("kefu_call_duration_seconds", "shop" => shop.to_string(), "step" => step.world()),
         }
     }
@@ -99,14 +106,16 @@ impl ActivePlugin {
     pub fn count(&self, shop: &str, step: Step, ok: bool, duration: std::time::Duration) {
         let metrics = self
             .metrics
-            .get_or_init(|| CallMetrics::register(shop, step));
+            .get_or_init(|| CallMetrics::register(shop, step, self.version));
         self.calls.fetch_add(1, Ordering::Relaxed);
         metrics.duration.record(duration.as_secs_f64());
         if ok {
             metrics.ok.increment(1);
+            metrics.version_ok.increment(1);
         } else {
             self.errors.fetch_add(1, Ordering::Relaxed);
             metrics.failed.increment(1);
+            metrics.version_failed.increment(1);
         }
     }
 }
@@ -121,6 +130,14 @@ pub struct Shop {
     /// Where due revisits are POSTed, if anywhere, and the signing secret.
     pub webhook: Option<super::config::Webhook>,
     pub steps: HashMap<Step, Arc<ActivePlugin>>,
+    /// Canaries running, by step.
+    pub canaries: HashMap<Step, Arc<Canary>>,
+    /// The version before each step's active one, when the step falls
+    /// back to it (`on_failure`).
+    pub previous: HashMap<Step, Arc<ActivePlugin>>,
+    /// Each step's fallback and canary thresholds (the defaults for a
+    /// step not listed).
+    pub policies: HashMap<Step, StepPolicy>,
     /// Steps whose plugin could not be loaded, with the reason.
     pub unavailable: BTreeMap<Step, String>,
     /// Why the shop's folder does not load, while it serves what it
@@ -129,6 +146,14 @@ pub struct Shop {
 }
 
 impl Shop {
+    /// How `step` falls back and is analysed.
+    pub fn policy(&self, step: Step) -> &StepPolicy {
+        static DEFAULT: OnceLock<StepPolicy> = OnceLock::new();
+        self.policies
+            .get(&step)
+            .unwrap_or_else(|| DEFAULT.get_or_init(StepPolicy::default))
+    }
+
     /// Why `step` cannot be served, if it cannot. A step whose new version
     /// was refused keeps serving the old one, so it is not unavailable.
     pub fn unavailable_reason(&self, step: Step) -> Option<&str> {

@@ -5,11 +5,12 @@
 use super::App;
 use super::placement;
 use super::quota::{QuotaExceeded, ShopMeter};
-use super::registry::{PluginSource, Shop, now_ms};
+use super::registry::{ActivePlugin, PluginSource, Shop, now_ms};
+use super::rollout::{self, Canary, OnFailure, analysis::Verdict};
 use crate::error::CallError;
-use crate::runtime::CallContext;
+use crate::runtime::{CallContext, CallOutcome};
 use crate::steps::{self, Recording, Step, StepInput};
-use crate::storage::{Decision, DecisionError, Effects, StorageError};
+use crate::storage::{Decision, DecisionError, Effects, Fallback, StorageError};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -77,7 +78,13 @@ pub struct StepAnswer {
     #[schema(value_type = String)]
     pub step: Step,
     pub plugin: PluginInfo,
-    /// The plugin call alone, microseconds.
+    /// The customer is in the step's canary: its version was called.
+    pub canary: bool,
+    /// The version called failed and `plugin` answered instead: which
+    /// failed and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+    /// The plugin call alone, microseconds (with a fallback, both calls).
     pub duration_us: u64,
     /// The step's output (the step world's answer type).
     #[schema(value_type = Object)]
@@ -164,24 +171,70 @@ impl StepCall<'_> {
             return Err(StepError::storage(None)(StorageError::Failing(reason)));
         }
         let now = chrono::Utc::now().timestamp();
-        let ctx = CallContext {
+        let context = |plugin: &ActivePlugin| CallContext {
             shop: shop.id.clone(),
             plugin: step.world().to_string(),
-            config_json: active.config_json.clone(),
+            config_json: plugin.config_json.clone(),
             now,
             state: app.storage.clone(),
         };
+        // A customer in the step's canary gets the canary's version.
+        let canary = shop.canaries.get(&step);
+        let in_canary = canary.is_some_and(|c| c.takes(&shop.id, step, input.customer()));
+        let serving = match canary {
+            Some(c) if in_canary => c.plugin.clone(),
+            _ => active.clone(),
+        };
         let quotas = &app.config.quotas;
         let permit = self.meter.admit(quotas, now_ms(), raw_input.get().len())?;
-        let (outcome, input) = placement::call(app.runtime.clone(), active.clone(), ctx, input)
-            .await
-            .map_err(StepError::Task)?;
+        let (mut outcome, mut input) =
+            placement::call(app.runtime.clone(), serving.clone(), context(&serving), input)
+                .await
+                .map_err(StepError::Task)?;
         permit.charge(quotas, now_ms(), outcome.duration);
 
-        active.count(&shop.id, step, outcome.result.is_ok(), outcome.duration);
+        serving.count(&shop.id, step, outcome.result.is_ok(), outcome.duration);
         if let Err(e) = &outcome.result {
             metrics::counter!("kefu_call_errors_total", "shop" => shop.id.clone(), "step" => step.world(), "code" => e.code()).increment(1);
-            tracing::warn!(shop = %shop.id, step = %step, code = e.code(), error = %e, "plugin call failed");
+            tracing::warn!(shop = %shop.id, step = %step, version = serving.version, canary = in_canary, code = e.code(), error = %e, "plugin call failed");
+        }
+        if let Some(canary) = canary {
+            self.analyse(canary, in_canary, &outcome);
+        }
+
+        // The serving version failed: the next in the step's chain answers.
+        let mut answered_by = serving.clone();
+        let mut fallback = None;
+        if let Err(error) = &outcome.result
+            && rollout::falls_back(error)
+        {
+            let first = Fallback {
+                from_version: serving.version,
+                code: error.code().into(),
+                message: error.to_string(),
+            };
+            for next in self.fallbacks(in_canary, &active).await {
+                if next.plugin.digest() == serving.plugin.digest()
+                    && next.config_json == serving.config_json
+                {
+                    continue;
+                }
+                let (again, back) =
+                    placement::call(app.runtime.clone(), next.clone(), context(&next), input)
+                        .await
+                        .map_err(StepError::Task)?;
+                input = back;
+                next.count(&shop.id, step, again.result.is_ok(), again.duration);
+                if again.result.is_ok() {
+                    metrics::counter!("kefu_fallbacks_total", "shop" => shop.id.clone(), "step" => step.world(), "reason" => first.code.clone()).increment(1);
+                    tracing::info!(shop = %shop.id, step = %step, from = serving.version, to = next.version, reason = %first.code, "answered by the fallback");
+                    outcome.result = again.result;
+                    outcome.duration += again.duration;
+                    answered_by = next;
+                    fallback = Some(first);
+                    break;
+                }
+            }
         }
 
         let storage = &app.storage;
@@ -212,8 +265,8 @@ impl StepCall<'_> {
             id,
             shop: shop.id.clone(),
             step,
-            digest: active.plugin.digest().to_string(),
-            version: active.version,
+            digest: answered_by.plugin.digest().to_string(),
+            version: answered_by.version,
             at_ms,
             now,
             input: raw_input,
@@ -223,6 +276,8 @@ impl StepCall<'_> {
                 message: e.to_string(),
             }),
             duration_us: outcome.duration.as_micros() as u64,
+            canary: in_canary,
+            fallback,
         };
         if let Err(e) = storage.record_decision(&decision, &effects) {
             app.committer.write_failed(&e);
@@ -237,10 +292,12 @@ impl StepCall<'_> {
                 shop: shop.id.clone(),
                 step,
                 plugin: PluginInfo {
-                    digest: active.plugin.digest().to_string(),
-                    version: active.version,
-                    source: active.source.clone(),
+                    digest: answered_by.plugin.digest().to_string(),
+                    version: answered_by.version,
+                    source: answered_by.source.clone(),
                 },
+                canary: in_canary,
+                fallback: decision.fallback.clone(),
                 duration_us: decision.duration_us,
                 output: decision.output.expect("a successful call has an output"),
                 revisits_planned: match &effects {
@@ -253,5 +310,52 @@ impl StepCall<'_> {
                 decision_id: id,
             }),
         }
+    }
+}
+
+impl StepCall<'_> {
+    /// Count a call of a step with a canary on its side, and abort the
+    /// canary off the request path when the analysis finds it regressed.
+    fn analyse(&self, canary: &Arc<Canary>, in_canary: bool, outcome: &CallOutcome) {
+        let share = outcome.result.as_ref().ok().map(|o| o.share());
+        if !canary.stats.record(in_canary, share, outcome.duration) {
+            return;
+        }
+        let thresholds = &self.shop.policy(self.step).analysis;
+        if let Verdict::Regressed(evidence) = canary.stats.verdict(thresholds)
+            && canary.stats.claim_end()
+        {
+            let deployer = self.app.deployer.clone();
+            let (shop, step) = (self.shop.id.clone(), self.step);
+            let started = canary.record.started_at_ms;
+            tokio::task::spawn_blocking(move || {
+                deployer.abort_on_evidence(&shop, step, started, evidence)
+            });
+        }
+    }
+
+    /// Who answers, in order, when the version called fails: for a
+    /// canary customer the stable version, else the version before; then
+    /// the bundled default, when the step says so.
+    async fn fallbacks(&self, in_canary: bool, stable: &Arc<ActivePlugin>) -> Vec<Arc<ActivePlugin>> {
+        let policy = self.shop.policy(self.step);
+        let mut chain = Vec::new();
+        if policy.on_failure == OnFailure::Error {
+            return chain;
+        }
+        match in_canary {
+            true => chain.push(stable.clone()),
+            false => chain.extend(self.shop.previous.get(&self.step).cloned()),
+        }
+        if policy.on_failure == OnFailure::Default {
+            let deployer = self.app.deployer.clone();
+            let step = self.step;
+            if let Ok(Some(bundled)) =
+                tokio::task::spawn_blocking(move || deployer.bundled(step)).await
+            {
+                chain.push(bundled);
+            }
+        }
+        chain
     }
 }

@@ -71,7 +71,7 @@ pub struct VersionView {
     #[schema(value_type = String)]
     pub actor: Actor,
     pub at_ms: i64,
-    /// "active" or "inactive".
+    /// "active", "canary" (serving a share of customers) or "inactive".
     pub status: &'static str,
     /// The plugin config (JSON) this version runs with.
     #[schema(value_type = Object)]
@@ -79,7 +79,7 @@ pub struct VersionView {
 }
 
 impl VersionView {
-    fn of(v: &VersionRecord, active: bool) -> Self {
+    fn of(v: &VersionRecord, status: &'static str) -> Self {
         VersionView {
             version: v.version,
             digest: v.digest.clone(),
@@ -88,7 +88,7 @@ impl VersionView {
             reuse: v.reuse,
             actor: v.actor,
             at_ms: v.at_ms,
-            status: if active { "active" } else { "inactive" },
+            status,
             config: serde_json::from_str(&v.config_json)
                 .unwrap_or(serde_json::Value::String(v.config_json.clone())),
         }
@@ -96,7 +96,12 @@ impl VersionView {
 
     /// The version just made active.
     pub fn active(v: &VersionRecord) -> Self {
-        Self::of(v, true)
+        Self::of(v, "active")
+    }
+
+    /// A version just made the canary.
+    pub fn canary(v: &VersionRecord) -> Self {
+        Self::of(v, "canary")
     }
 }
 
@@ -166,11 +171,19 @@ impl App {
             return Err(DeployError::UnknownShop(shop.to_string()));
         }
         let active = self.storage.active(shop, step)?;
+        let canary = self.storage.canary(shop, step)?.map(|c| c.version);
         let versions = self
             .storage
             .versions(shop, step)?
             .iter()
-            .map(|v| VersionView::of(v, Some(v.version) == active))
+            .map(|v| {
+                let status = match Some(v.version) {
+                    n if n == active => "active",
+                    n if n == canary => "canary",
+                    _ => "inactive",
+                };
+                VersionView::of(v, status)
+            })
             .collect();
         Ok(VersionsView {
             shop: shop.to_string(),

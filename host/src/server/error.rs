@@ -86,12 +86,15 @@ impl ApiError {
             | ApiError::Revisit(RevisitError::NotFound(_))
             | ApiError::Webhook(WebhookError::NotFound(_))
             | ApiError::Deploy(
-                DeployError::UnknownVersion { .. } | DeployError::NothingToRollBack { .. },
+                DeployError::UnknownVersion { .. }
+                | DeployError::NothingToRollBack { .. }
+                | DeployError::NoCanary { .. },
             ) => "not_found",
             ApiError::BadRequest(_)
-            | ApiError::Deploy(DeployError::NoComponent { .. })
+            | ApiError::Deploy(DeployError::NoComponent { .. } | DeployError::InvalidCanary(_))
             | ApiError::Revisit(RevisitError::Invalid(_)) => "bad_request",
-            ApiError::Revisit(RevisitError::Closed { .. }) => "conflict",
+            ApiError::Revisit(RevisitError::Closed { .. })
+            | ApiError::Deploy(DeployError::CanaryRunning { .. }) => "conflict",
             ApiError::Step(e) => step_code(e),
             ApiError::Deploy(DeployError::Rejected(_) | DeployError::TrialFailed { .. }) => {
                 "plugin_rejected"

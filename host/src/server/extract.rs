@@ -5,7 +5,7 @@
 use super::auth::presented_key;
 use super::error::ApiError;
 use crate::app::config::{ConfigFormat, plugin_config};
-use crate::app::{App, DeployRequest, Shop};
+use crate::app::{App, CanaryPlan, DeployRequest, Shop};
 use crate::steps::Step;
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartError;
@@ -249,6 +249,7 @@ impl FromRequest<Arc<App>> for DeployUpload {
             return Ok(DeployUpload(DeployRequest {
                 component: Some(bytes.to_vec()),
                 config_json: None,
+                canary: None,
             }));
         }
         let too_large = |e: MultipartError| match e.status() {
@@ -278,9 +279,10 @@ impl FromRequest<Arc<App>> for DeployUpload {
                     request.config_json =
                         Some(plugin_config(text, format).map_err(ApiError::InvalidConfig)?);
                 }
+                "canary" => request.canary = Some(canary_plan(&bytes)?),
                 other => {
                     return Err(ApiError::BadRequest(format!(
-                        "unknown part `{other}`: a deploy takes `component` and `config`"
+                        "unknown part `{other}`: a deploy takes `component`, `config` and `canary`"
                     )));
                 }
             }
@@ -292,6 +294,26 @@ impl FromRequest<Arc<App>> for DeployUpload {
         }
         Ok(DeployUpload(request))
     }
+}
+
+/// A deploy's `canary` part: a percent (`10`), or a plan as JSON
+/// (`{"percent": 5, "steps": [25, 50, 100], "interval_secs": 600}`).
+fn canary_plan(bytes: &[u8]) -> Result<CanaryPlan, ApiError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| ApiError::BadRequest("the canary part is not UTF-8".into()))?
+        .trim();
+    if let Ok(percent) = text.parse::<f64>() {
+        return Ok(CanaryPlan {
+            percent,
+            steps: Vec::new(),
+            interval_secs: None,
+        });
+    }
+    serde_json::from_str(text).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the canary part must be a percent or a JSON plan ({{\"percent\": 5, \"steps\": [25, 100]}}): {e}"
+        ))
+    })
 }
 
 /// A config part's format from its content type or file name, when they

@@ -82,6 +82,16 @@ pub fn router(app: Arc<App>) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
         .route(
+            "/v1/shops/{shop}/steps/{step}/canary",
+            get(handlers::canary::show)
+                .post(handlers::canary::start)
+                .delete(handlers::canary::abort),
+        )
+        .route(
+            "/v1/shops/{shop}/steps/{step}/canary/promote",
+            post(handlers::canary::promote),
+        )
+        .route(
             "/v1/shops/{shop}/steps/{step}/rollback",
             post(handlers::versions::rollback),
         )

@@ -24,6 +24,17 @@ impl StepKind for Greeting {
     type Request = GreetingRequest;
     type Answer = GreetingReply;
 
+    const SHARE: &'static str = "handed-off";
+
+    fn customer(req: &GreetingRequest) -> &str {
+        &req.customer.id
+    }
+
+    /// Greetings handed to a person.
+    fn share(reply: &GreetingReply) -> bool {
+        reply.hand_off
+    }
+
     fn output(answer: GreetingReply) -> StepOutput {
         StepOutput::Greeting(answer)
     }

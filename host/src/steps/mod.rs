@@ -69,6 +69,16 @@ pub trait StepKind: 'static {
     /// The answer as a [`StepOutput`].
     fn output(answer: Self::Answer) -> StepOutput;
 
+    /// The buyer a request is about: a canary takes customers, not calls.
+    fn customer(request: &Self::Request) -> &str;
+
+    /// The decision share a canary is compared on (e.g. `approved` for
+    /// refunds): what [`StepKind::share`] counts.
+    const SHARE: &'static str;
+
+    /// Whether an answer counts in the step's decision share.
+    fn share(answer: &Self::Answer) -> bool;
+
     /// Check, before any instance exists, that the component exports this
     /// step's function with this step's types (through the world's
     /// generated bindings, see [`world!`]).
@@ -240,6 +250,13 @@ macro_rules! steps {
                 }
             }
 
+            /// The buyer the input is about.
+            pub fn customer(&self) -> &str {
+                match self {
+                    $(StepInput::$variant(r) => <$kind as StepKind>::customer(r),)+
+                }
+            }
+
             /// Run `v` with the typed request.
             pub fn visit<V: VisitRequest>(&self, v: V) -> V::Out {
                 match self {
@@ -267,6 +284,13 @@ macro_rules! steps {
             pub fn step(&self) -> Step {
                 match self {
                     $(StepOutput::$variant(_) => Step::$variant,)+
+                }
+            }
+
+            /// Whether the answer counts in its step's decision share.
+            pub fn share(&self) -> bool {
+                match self {
+                    $(StepOutput::$variant(a) => <$kind as StepKind>::share(a),)+
                 }
             }
         }
@@ -319,6 +343,7 @@ struct Consts {
     endpoint: &'static str,
     default_plugin: &'static [u8],
     sample: &'static str,
+    share: &'static str,
 }
 
 struct ReadConsts;
@@ -332,6 +357,7 @@ impl VisitKind for ReadConsts {
             endpoint: K::ENDPOINT,
             default_plugin: K::DEFAULT_PLUGIN,
             sample: K::SAMPLE,
+            share: K::SHARE,
         }
     }
 }
@@ -359,6 +385,11 @@ impl Step {
     /// The default plugin bundled for this step.
     pub fn default_plugin(self) -> &'static [u8] {
         self.consts().default_plugin
+    }
+
+    /// The decision share a canary of this step is compared on.
+    pub fn share_name(self) -> &'static str {
+        self.consts().share
     }
 
     /// The step's sample input, parsed.

@@ -29,6 +29,17 @@ impl StepKind for OrderConfirmation {
     type Request = ConfirmationRequest;
     type Answer = Confirmation;
 
+    const SHARE: &'static str = "not-ok";
+
+    fn customer(req: &ConfirmationRequest) -> &str {
+        &req.customer.id
+    }
+
+    /// Orders not confirmed as they are (to fix or on hold).
+    fn share(answer: &Confirmation) -> bool {
+        !matches!(answer.verdict, ConfirmationVerdict::Ok)
+    }
+
     fn output(answer: Confirmation) -> StepOutput {
         StepOutput::OrderConfirmation(answer)
     }

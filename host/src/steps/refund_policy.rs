@@ -26,6 +26,17 @@ impl StepKind for RefundPolicy {
     type Request = RefundRequest;
     type Answer = RefundDecision;
 
+    const SHARE: &'static str = "approved";
+
+    fn customer(req: &RefundRequest) -> &str {
+        &req.customer.id
+    }
+
+    /// Refunds approved.
+    fn share(answer: &RefundDecision) -> bool {
+        matches!(answer.outcome, RefundOutcome::Approve)
+    }
+
     fn output(answer: RefundDecision) -> StepOutput {
         StepOutput::RefundPolicy(answer)
     }

@@ -36,6 +36,17 @@ impl StepKind for RevisitPlanner {
     type Request = RevisitRequest;
     type Answer = RevisitPlan;
 
+    const SHARE: &'static str = "planned";
+
+    fn customer(req: &RevisitRequest) -> &str {
+        &req.customer.id
+    }
+
+    /// Plans with at least one revisit.
+    fn share(plan: &RevisitPlan) -> bool {
+        !plan.revisits.is_empty()
+    }
+
     fn output(answer: RevisitPlan) -> StepOutput {
         StepOutput::RevisitPlanner(answer)
     }

@@ -13,8 +13,8 @@ mod records;
 mod sled;
 
 pub use records::{
-    Actor, AuditAction, AuditEvent, CallError as DecisionError, Decision, DecisionQuery, Delivery,
-    OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord, RevisitStatus, ShopRecord,
+    Actor, AuditAction, AuditEvent, CallError as DecisionError, CanaryRecord, Decision,
+    DecisionQuery, Delivery, Fallback, OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord, RevisitStatus, ShopRecord,
     VersionRecord, VersionSource,
 };
 pub use sled::SledStorage;
@@ -158,6 +158,15 @@ pub trait VersionStore: Send + Sync {
     fn put_shop_record(&self, record: &ShopRecord) -> Result<(), StorageError>;
     /// What the shop's last good `shop.toml` said, if it ever loaded.
     fn shop_record(&self, shop: &str) -> Result<Option<ShopRecord>, StorageError>;
+    /// Keep (or, with `None`, end) the canary of a shop's step.
+    fn set_canary(
+        &self,
+        shop: &str,
+        step: Step,
+        record: Option<&CanaryRecord>,
+    ) -> Result<(), StorageError>;
+    /// The canary of a shop's step, if one runs.
+    fn canary(&self, shop: &str, step: Step) -> Result<Option<CanaryRecord>, StorageError>;
 }
 
 /// The deploy audit.

@@ -111,6 +111,13 @@ stored_enum! {
         Rejected = "rejected",
         RolledBack = "rolled-back",
         ShopRemoved = "shop-removed",
+        /// A canary started (or its percent changed: see the reason).
+        CanaryStarted = "canary-started",
+        CanaryChanged = "canary-changed",
+        /// The canary's version became the active one.
+        CanaryPromoted = "canary-promoted",
+        /// The canary stopped; the stable version serves everyone.
+        CanaryAborted = "canary-aborted",
     }
 }
 
@@ -123,6 +130,8 @@ stored_enum! {
         FileWatcher = "file-watcher",
         /// The admin API.
         Admin = "admin",
+        /// The canary analysis (an automatic abort or promotion step).
+        Analysis = "analysis",
     }
 }
 
@@ -153,6 +162,24 @@ pub struct Decision {
     pub output: Option<Box<RawValue>>,
     pub error: Option<CallError>,
     pub duration_us: u64,
+    /// The call went to the step's canary version (this customer is in
+    /// its buckets).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
+    /// The serving version failed and another answered: which failed and
+    /// why (`digest`/`version` above name the one that answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+}
+
+/// A failed call that another version answered for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Fallback {
+    /// The version that failed (0: bundled).
+    pub from_version: u64,
+    /// Its error code (e.g. `plugin_trap`).
+    pub code: String,
+    pub message: String,
 }
 
 /// Which decisions to list.
@@ -311,4 +338,28 @@ pub struct VersionRecord {
     /// Who deployed it.
     pub actor: Actor,
     pub at_ms: i64,
+}
+
+/// A canary of a shop's step: a version serving the customers whose
+/// bucket is below `percent`, kept so a restart resumes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CanaryRecord {
+    /// The candidate version (recorded in the step's versions).
+    pub version: u64,
+    /// Share of customers it serves, 0 to 100 (hundredths count).
+    pub percent: f64,
+    /// Mixed into every customer's bucket: two canaries with different
+    /// salts take customers independently.
+    pub salt: String,
+    /// Automatic promotion: the percents to go through while healthy
+    /// (the last 100 promotes), empty for none.
+    #[serde(default)]
+    pub steps: Vec<f64>,
+    /// Time between two automatic steps, seconds.
+    #[serde(default)]
+    pub interval_secs: u64,
+    pub started_at_ms: i64,
+    /// When the percent last changed, unix ms.
+    pub changed_at_ms: i64,
+    pub actor: Actor,
 }

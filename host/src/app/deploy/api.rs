@@ -1,7 +1,7 @@
 //! Deploys through the API: an uploaded component as the next version,
 //! and rollback to an earlier one.
 
-use super::{Candidate, DeployError, Deployer, active_plugin};
+use super::{CanaryPlan, Candidate, DeployError, Deployer, active_plugin};
 use crate::app::registry::PluginSource;
 use crate::runtime::digest;
 use crate::steps::Step;
@@ -16,6 +16,8 @@ pub struct DeployRequest {
     pub component: Option<Vec<u8>>,
     /// The plugin config, as JSON object text.
     pub config_json: Option<String>,
+    /// Serve the new version to a share of customers first, not to all.
+    pub canary: Option<CanaryPlan>,
 }
 
 impl Deployer {
@@ -31,6 +33,10 @@ impl Deployer {
     ) -> Result<VersionRecord, DeployError> {
         let _guard = self.guard();
         let shop = self.running_shop(shop_id)?;
+        self.no_canary(&shop, step)?;
+        if let Some(plan) = &request.canary {
+            plan.check().map_err(DeployError::InvalidCanary)?;
+        }
         let active = shop.steps.get(&step);
         let config_json = match request.config_json {
             Some(config) => config,
@@ -55,6 +61,23 @@ impl Deployer {
             source: PluginSource::Api,
             reuse,
         };
+        if let Some(plan) = request.canary {
+            if !shop.steps.contains_key(&step) {
+                return Err(DeployError::InvalidCanary(format!(
+                    "step `{step}` serves no version to compare a canary with"
+                )));
+            }
+            let (plugin, record) =
+                match self.record_new(shop_id, step, candidate, &history, actor) {
+                    Ok(new) => new,
+                    Err(e) => {
+                        self.reject(shop_id, Some(step), e.to_string(), actor);
+                        return Err(e);
+                    }
+                };
+            self.begin_canary(&shop, step, plugin, &record, plan, actor)?;
+            return Ok(record);
+        }
         let active = match self.activate_new(shop_id, step, candidate, &history, actor) {
             Ok(active) => active,
             Err(e) => {
@@ -78,6 +101,7 @@ impl Deployer {
     ) -> Result<VersionRecord, DeployError> {
         let _guard = self.guard();
         let shop = self.running_shop(shop_id)?;
+        self.no_canary(&shop, step)?;
         let history = self.storage.versions(shop_id, step)?;
         let current = self.storage.active(shop_id, step)?;
         let target = match to {

@@ -5,6 +5,7 @@
 use super::{Candidate, Deployer, active_plugin, signature_of};
 use crate::app::config::{InstanceMode, ShopSpec, StepSpec, parse_sha256, webhook_of};
 use crate::app::registry::{ActivePlugin, PluginSource, Shop};
+use crate::app::rollout::{Canary, StepPolicy};
 use crate::runtime::{digest, read_plugin};
 use crate::steps::Step;
 use crate::storage::{Actor, AuditAction, VersionRecord, VersionSource};
@@ -62,10 +63,25 @@ impl Deployer {
         let current = self.registry.get(&spec.id);
         let mut steps = HashMap::new();
         let mut unavailable = BTreeMap::new();
+        let mut rollout = Rollout::default();
         for step in Step::ALL {
             let active = current.as_ref().and_then(|s| s.steps.get(&step).cloned());
+            let policy = spec
+                .steps
+                .get(&step)
+                .map(|s| s.policy.clone())
+                .unwrap_or_default();
+            let stored = self.storage.active(&spec.id, step).ok().flatten();
             match self.settle_step(&spec.id, step, spec.steps.get(&step), active, actor) {
                 Ok(active) => {
+                    let changed = self.storage.active(&spec.id, step).ok().flatten() != stored;
+                    let running = current.as_ref().and_then(|s| s.canaries.get(&step).cloned());
+                    let kept = current.as_ref().and_then(|s| {
+                        let same = s.steps.get(&step).is_some_and(|a| Arc::ptr_eq(a, &active));
+                        let same_policy = s.policy(step).on_failure == policy.on_failure;
+                        (same && same_policy).then(|| s.previous.get(&step).cloned())
+                    });
+                    rollout.settle(self, &spec.id, step, &active, policy, kept, running, changed, actor);
                     steps.insert(step, active);
                 }
                 Err(reason) => {
@@ -83,6 +99,9 @@ impl Deployer {
             key_sha256: spec.key_sha256,
             webhook: spec.webhook,
             steps,
+            canaries: rollout.canaries,
+            previous: rollout.previous,
+            policies: rollout.policies,
             unavailable,
             degraded: None,
         });
@@ -129,6 +148,9 @@ impl Deployer {
                 key_sha256: ShopSpec::readable_key(dir, &*self.env),
                 webhook: None,
                 steps: HashMap::new(),
+                canaries: HashMap::new(),
+                previous: HashMap::new(),
+                policies: HashMap::new(),
                 unavailable: Step::ALL.into_iter().map(|s| (s, reason.clone())).collect(),
                 degraded: Some(error),
             });
@@ -142,6 +164,7 @@ impl Deployer {
         );
         let mut steps = HashMap::new();
         let mut unavailable = BTreeMap::new();
+        let mut rollout = Rollout::default();
         for step in Step::ALL {
             let restored = self
                 .storage
@@ -150,6 +173,8 @@ impl Deployer {
                 .and_then(|history| self.restore_active(id, step, &history));
             match restored {
                 Ok(Some(active)) => {
+                    let policy = Default::default();
+                    rollout.settle(self, id, step, &active, policy, None, None, false, actor);
                     steps.insert(step, active);
                 }
                 Ok(None) => {
@@ -170,6 +195,9 @@ impl Deployer {
             key_sha256: record.key_sha256.as_deref().and_then(parse_sha256),
             webhook: webhook_of(&record, &*self.env),
             steps,
+            canaries: rollout.canaries,
+            previous: rollout.previous,
+            policies: rollout.policies,
             unavailable,
             degraded: Some(error),
         });
@@ -288,8 +316,53 @@ impl Deployer {
     }
 }
 
+/// What a (re)loaded shop's steps fall back to, their canaries and
+/// policies.
+#[derive(Default)]
+struct Rollout {
+    canaries: HashMap<Step, Arc<Canary>>,
+    previous: HashMap<Step, Arc<ActivePlugin>>,
+    policies: HashMap<Step, StepPolicy>,
+}
+
+impl Rollout {
+    /// Settle one step serving `active`: its fallback (`kept` when
+    /// unchanged) and canary (`running`, or the stored one at start).
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &mut self,
+        deployer: &Deployer,
+        shop: &str,
+        step: Step,
+        active: &Arc<ActivePlugin>,
+        policy: StepPolicy,
+        kept: Option<Option<Arc<ActivePlugin>>>,
+        running: Option<Arc<Canary>>,
+        stable_changed: bool,
+        actor: Actor,
+    ) {
+        let previous = match kept {
+            Some(kept) => kept,
+            None => deployer
+                .storage
+                .versions(shop, step)
+                .ok()
+                .and_then(|history| deployer.previous_of(shop, step, active, &history, &policy)),
+        };
+        if let Some(previous) = previous {
+            self.previous.insert(step, previous);
+        }
+        if let Some(canary) = deployer.settle_canary(shop, step, running, stable_changed, actor) {
+            self.canaries.insert(step, canary);
+        }
+        if policy != StepPolicy::default() {
+            self.policies.insert(step, policy);
+        }
+    }
+}
+
 /// SHA-256 of the default plugin of `step`, computed once.
-fn default_digest(step: Step) -> &'static str {
+pub(super) fn default_digest(step: Step) -> &'static str {
     static DIGESTS: std::sync::OnceLock<[String; Step::ALL.len()]> = std::sync::OnceLock::new();
     let all = DIGESTS.get_or_init(|| Step::ALL.map(|s| digest(s.default_plugin())));
     &all[step as usize]

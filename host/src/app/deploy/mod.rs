@@ -4,12 +4,15 @@
 //! rejected component never replaces a working one.
 
 mod api;
+mod canary;
 mod folder;
 
 pub use api::DeployRequest;
+pub use canary::{CanaryPlan, CanaryView};
 
 use super::Env;
 use super::registry::{ActivePlugin, PluginSource, Registry, Shop, now_ms};
+use super::rollout::{OnFailure, StepPolicy};
 use crate::error::{CallError, LoadError};
 use crate::runtime::{CallContext, Plugin, ReusePool, Runtime};
 use crate::state::MemoryStateStore;
@@ -46,6 +49,19 @@ pub enum DeployError {
     /// component from.
     #[error("step `{step}` has no active version: send a component")]
     NoComponent { step: Step },
+    #[error("invalid canary: {0}")]
+    InvalidCanary(String),
+    /// A deploy, rollback or other canary while one runs.
+    #[error(
+        "a canary of version {version} runs on shop `{shop}` step `{step}`: promote or abort it first"
+    )]
+    CanaryRunning {
+        shop: String,
+        step: Step,
+        version: u64,
+    },
+    #[error("shop `{shop}` step `{step}` has no canary running")]
+    NoCanary { shop: String, step: Step },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -81,6 +97,9 @@ pub struct Deployer {
     /// (step, digest, config) whose trial passed: a thousand shops on the
     /// same default and config are tried once.
     tried: Mutex<std::collections::HashSet<(Step, String, String)>>,
+    /// Each step's bundled default plugin as a fallback, loaded on first
+    /// need.
+    bundled: [std::sync::OnceLock<Option<Arc<ActivePlugin>>>; Step::ALL.len()],
 }
 
 impl Deployer {
@@ -98,7 +117,40 @@ impl Deployer {
             lock: Mutex::new(()),
             seen: Mutex::new(HashMap::new()),
             tried: Mutex::new(Default::default()),
+            bundled: Default::default(),
         }
+    }
+
+    /// The bundled default plugin of `step` with an empty config, the last
+    /// fallback of a step with `on_failure = "default"` (blocking the
+    /// first time: it loads).
+    pub fn bundled(&self, step: Step) -> Option<Arc<ActivePlugin>> {
+        self.bundled[step as usize]
+            .get_or_init(|| {
+                let digest = folder::default_digest(step);
+                let plugin = match self.runtime.loaded(digest, step) {
+                    Some(plugin) => plugin,
+                    None => match self.runtime.load_known(step.default_plugin(), digest, step) {
+                        Ok(plugin) => plugin,
+                        Err(e) => {
+                            tracing::error!(step = %step, error = %e, "cannot load the bundled plugin as a fallback");
+                            return None;
+                        }
+                    },
+                };
+                let record = VersionRecord {
+                    version: 0,
+                    digest: digest.to_string(),
+                    config_json: "{}".into(),
+                    source: VersionSource::Bundled,
+                    path: None,
+                    reuse: false,
+                    actor: Actor::Startup,
+                    at_ms: now_ms(),
+                };
+                Some(active_plugin(plugin, &record))
+            })
+            .clone()
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -124,6 +176,29 @@ impl Deployer {
         history: &[VersionRecord],
         actor: Actor,
     ) -> Result<Arc<ActivePlugin>, DeployError> {
+        let (plugin, record) = self.record_new(shop, step, c, history, actor)?;
+        self.storage.set_active(shop, step, record.version)?;
+        self.audit(AuditEvent {
+            step: Some(step),
+            version: Some(record.version),
+            digest: Some(record.digest.clone()),
+            ..self.event(shop, AuditAction::Activated, record.source, actor, "")
+        });
+        metrics::counter!("kefu_deploys_total", "shop" => shop.to_string(), "outcome" => "activated").increment(1);
+        tracing::info!(shop, step = %step, version = record.version, digest = %record.digest, source = %record.source, "activated");
+        Ok(active_plugin(plugin, &record))
+    }
+
+    /// Validate a candidate and record it as the next version, not yet
+    /// serving.
+    fn record_new(
+        &self,
+        shop: &str,
+        step: Step,
+        c: Candidate,
+        history: &[VersionRecord],
+        actor: Actor,
+    ) -> Result<(Plugin, VersionRecord), DeployError> {
         let plugin = self.runtime.load_known(&c.bytes, &c.digest, step)?;
         self.trial(step, &plugin, &c.config_json)?;
         self.storage.put_component(&c.digest, &c.bytes)?;
@@ -139,16 +214,7 @@ impl Deployer {
             at_ms: now_ms(),
         };
         self.storage.put_version(shop, step, &record)?;
-        self.storage.set_active(shop, step, record.version)?;
-        self.audit(AuditEvent {
-            step: Some(step),
-            version: Some(record.version),
-            digest: Some(record.digest.clone()),
-            ..self.event(shop, AuditAction::Activated, record.source, actor, "")
-        });
-        metrics::counter!("kefu_deploys_total", "shop" => shop.to_string(), "outcome" => "activated").increment(1);
-        tracing::info!(shop, step = %step, version = record.version, digest = %record.digest, source = %record.source, "activated");
-        Ok(active_plugin(plugin, &record))
+        Ok((plugin, record))
     }
 
     /// Try a candidate (component and config together) on the step's
@@ -190,14 +256,59 @@ impl Deployer {
         }
     }
 
-    /// Swap one step of a running shop.
+    /// Swap one step of a running shop, with the version it falls back
+    /// to.
     fn swap(&self, shop: &Shop, step: Step, active: Arc<ActivePlugin>) -> Result<(), DeployError> {
         self.storage.flush()?;
+        let history = self.storage.versions(&shop.id, step)?;
         let mut next = shop.clone();
+        match self.previous_of(&shop.id, step, &active, &history, shop.policy(step)) {
+            Some(previous) => next.previous.insert(step, previous),
+            None => next.previous.remove(&step),
+        };
         next.steps.insert(step, active);
         next.unavailable.remove(&step);
         self.registry.put(next);
         Ok(())
+    }
+
+    /// The version `active` falls back to (see `rollout::OnFailure`): the
+    /// newest earlier version that differs from it, loaded; none when the
+    /// step answers its errors.
+    fn previous_of(
+        &self,
+        shop: &str,
+        step: Step,
+        active: &ActivePlugin,
+        history: &[VersionRecord],
+        policy: &StepPolicy,
+    ) -> Option<Arc<ActivePlugin>> {
+        if policy.on_failure == OnFailure::Error {
+            return None;
+        }
+        let record = history.iter().rev().find(|v| {
+            v.version < active.version
+                && (v.digest != active.plugin.digest() || v.config_json != active.config_json)
+        })?;
+        match self.plugin_of(step, record) {
+            Ok(plugin) => Some(active_plugin(plugin, record)),
+            Err(e) => {
+                tracing::warn!(shop, step = %step, version = record.version, error = %e, "the previous version cannot be loaded: no fallback to it");
+                None
+            }
+        }
+    }
+
+    /// Refuse to change a step's stable version while a canary runs.
+    fn no_canary(&self, shop: &Shop, step: Step) -> Result<(), DeployError> {
+        match shop.canaries.get(&step) {
+            Some(c) => Err(DeployError::CanaryRunning {
+                shop: shop.id.clone(),
+                step,
+                version: c.record.version,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// A shop being served, or the error naming it.

@@ -1,6 +1,7 @@
 //! One handler file per API resource. Handlers are thin: extractors say
 //! who may call and parse the request, the application does the work.
 
+pub mod canary;
 pub mod customers;
 pub mod decisions;
 pub mod health;

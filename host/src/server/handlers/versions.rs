@@ -15,10 +15,11 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// A deploy's or rollback's answer: the version now active.
+/// A deploy's or rollback's answer: the version now active (or, deployed
+/// as a canary, serving its share of customers).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Activated {
-    /// Always "active".
+    /// "active", or "canary" for a deploy with a `canary` part.
     status: &'static str,
     version: VersionView,
     /// How long it took: compiling (a Rust plugin well under a second,
@@ -27,9 +28,9 @@ pub struct Activated {
 }
 
 impl Activated {
-    fn new(version: VersionView, took: std::time::Duration) -> Self {
+    pub(super) fn new(version: VersionView, took: std::time::Duration) -> Self {
         Activated {
-            status: "active",
+            status: version.status,
             version,
             took_ms: took.as_millis() as u64,
         }
@@ -37,7 +38,7 @@ impl Activated {
 }
 
 /// Run a blocking application call (it compiles) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::app::DeployError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

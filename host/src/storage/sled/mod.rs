@@ -49,6 +49,8 @@ pub struct SledStorage {
     active: sled::Tree,
     /// shop -> what its last good `shop.toml` said
     shops: sled::Tree,
+    /// shop step -> its running canary
+    canaries: sled::Tree,
     /// decision id -> what a decision with effects is about to write
     /// (see `decisions`): a leftover entry at open is a write a crash cut
     /// short, undone then.
@@ -95,6 +97,7 @@ impl SledStorage {
             versions: tree("versions")?,
             active: tree("active")?,
             shops: tree("shops")?,
+            canaries: tree("canaries")?,
             intents: tree("intents")?,
             db,
             #[cfg(test)]

@@ -21,6 +21,8 @@ fn decision(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision
         output: None,
         error: None,
         duration_us: 1,
+        canary: false,
+        fallback: None,
     };
     store.record_decision(&d, &Effects::None).unwrap();
     d

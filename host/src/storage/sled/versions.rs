@@ -5,7 +5,9 @@
 use super::SledStorage;
 use super::keys::{backend, decode, encode, step_prefix, timed_key};
 use crate::steps::Step;
-use crate::storage::{AuditEvent, AuditLog, ShopRecord, StorageError, VersionRecord, VersionStore};
+use crate::storage::{
+    AuditEvent, AuditLog, CanaryRecord, ShopRecord, StorageError, VersionRecord, VersionStore,
+};
 
 impl VersionStore for SledStorage {
     fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<(), StorageError> {
@@ -69,6 +71,29 @@ impl VersionStore for SledStorage {
     fn shop_record(&self, shop: &str) -> Result<Option<ShopRecord>, StorageError> {
         self.shops
             .get(shop.as_bytes())
+            .map_err(backend)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    fn set_canary(
+        &self,
+        shop: &str,
+        step: Step,
+        record: Option<&CanaryRecord>,
+    ) -> Result<(), StorageError> {
+        let key = step_prefix(shop, step);
+        match record {
+            Some(record) => self.canaries.insert(key, encode(record)?),
+            None => self.canaries.remove(key),
+        }
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    fn canary(&self, shop: &str, step: Step) -> Result<Option<CanaryRecord>, StorageError> {
+        self.canaries
+            .get(step_prefix(shop, step))
             .map_err(backend)?
             .map(|v| decode(&v))
             .transpose()
