@@ -10,6 +10,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use kefu::app::{App, Env, ServerConfig};
+use kefu_tests::multipart;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::Path;
@@ -785,25 +786,6 @@ async fn a_config_typo_never_goes_live() {
     let (status, answer) = refund().await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["plugin"]["version"], 2);
-}
-
-/// A `multipart/form-data` body of (name, file name, content type, bytes)
-/// parts, and its content type.
-fn multipart(parts: &[(&str, &str, &str, &[u8])]) -> (String, Vec<u8>) {
-    let boundary = "kefu-test-boundary-7MA4YWxkTrZu0gW";
-    let mut body = Vec::new();
-    for (name, file, content_type, bytes) in parts {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: {content_type}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 impl Api {

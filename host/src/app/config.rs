@@ -354,9 +354,9 @@ impl ShopSpec {
                 Some(ConfigRef::File(path)) => read_plugin_config(&dir.join(path))?,
             };
             let analysis = step_file.analysis.unwrap_or_default();
-            analysis.check().map_err(|e| {
-                ConfigError::new(&file, format!("[steps.{name}.analysis]: {e}"))
-            })?;
+            analysis
+                .check()
+                .map_err(|e| ConfigError::new(&file, format!("[steps.{name}.analysis]: {e}")))?;
             steps.insert(
                 step,
                 StepSpec {

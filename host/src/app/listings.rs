@@ -35,6 +35,11 @@ pub struct DecisionView {
     #[schema(value_type = Option<Object>)]
     pub error: Option<crate::storage::DecisionError>,
     pub duration_us: u64,
+    /// The customer was in the step's canary.
+    pub canary: bool,
+    /// The version called failed and this one answered: which and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<crate::storage::Fallback>,
 }
 
 impl From<Decision> for DecisionView {
@@ -51,6 +56,8 @@ impl From<Decision> for DecisionView {
             output: d.output,
             error: d.error,
             duration_us: d.duration_us,
+            canary: d.canary,
+            fallback: d.fallback,
         }
     }
 }

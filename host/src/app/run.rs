@@ -187,10 +187,14 @@ impl StepCall<'_> {
         };
         let quotas = &app.config.quotas;
         let permit = self.meter.admit(quotas, now_ms(), raw_input.get().len())?;
-        let (mut outcome, mut input) =
-            placement::call(app.runtime.clone(), serving.clone(), context(&serving), input)
-                .await
-                .map_err(StepError::Task)?;
+        let (mut outcome, mut input) = placement::call(
+            app.runtime.clone(),
+            serving.clone(),
+            context(&serving),
+            input,
+        )
+        .await
+        .map_err(StepError::Task)?;
         permit.charge(quotas, now_ms(), outcome.duration);
 
         serving.count(&shop.id, step, outcome.result.is_ok(), outcome.duration);
@@ -337,7 +341,11 @@ impl StepCall<'_> {
     /// Who answers, in order, when the version called fails: for a
     /// canary customer the stable version, else the version before; then
     /// the bundled default, when the step says so.
-    async fn fallbacks(&self, in_canary: bool, stable: &Arc<ActivePlugin>) -> Vec<Arc<ActivePlugin>> {
+    async fn fallbacks(
+        &self,
+        in_canary: bool,
+        stable: &Arc<ActivePlugin>,
+    ) -> Vec<Arc<ActivePlugin>> {
         let policy = self.shop.policy(self.step);
         let mut chain = Vec::new();
         if policy.on_failure == OnFailure::Error {

@@ -14,8 +14,8 @@ mod sled;
 
 pub use records::{
     Actor, AuditAction, AuditEvent, CallError as DecisionError, CanaryRecord, Decision,
-    DecisionQuery, Delivery, Fallback, OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord, RevisitStatus, ShopRecord,
-    VersionRecord, VersionSource,
+    DecisionQuery, Delivery, Fallback, OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord,
+    RevisitStatus, ShopRecord, VersionRecord, VersionSource,
 };
 pub use sled::SledStorage;
 

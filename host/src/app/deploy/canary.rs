@@ -161,13 +161,15 @@ impl Deployer {
             )));
         }
         let history = self.storage.versions(shop_id, step)?;
-        let record = history.iter().find(|r| r.version == version).ok_or(
-            DeployError::UnknownVersion {
-                shop: shop_id.into(),
-                step,
-                version,
-            },
-        )?;
+        let record =
+            history
+                .iter()
+                .find(|r| r.version == version)
+                .ok_or(DeployError::UnknownVersion {
+                    shop: shop_id.into(),
+                    step,
+                    version,
+                })?;
         let plugin = self.plugin_of(step, record)?;
         self.trial(step, &plugin, &record.config_json)?;
         self.begin_canary(&shop, step, plugin, record, plan, actor)
@@ -480,8 +482,8 @@ impl Deployer {
                         );
                     }
                     Verdict::Healthy if !canary.record.steps.is_empty() => {
-                        let due = canary.record.changed_at_ms
-                            + canary.record.interval_secs as i64 * 1000;
+                        let due =
+                            canary.record.changed_at_ms + canary.record.interval_secs as i64 * 1000;
                         if now >= due {
                             self.step_up(&shop.id, *step, canary.record.started_at_ms);
                         }

@@ -75,13 +75,17 @@ impl Deployer {
             match self.settle_step(&spec.id, step, spec.steps.get(&step), active, actor) {
                 Ok(active) => {
                     let changed = self.storage.active(&spec.id, step).ok().flatten() != stored;
-                    let running = current.as_ref().and_then(|s| s.canaries.get(&step).cloned());
+                    let running = current
+                        .as_ref()
+                        .and_then(|s| s.canaries.get(&step).cloned());
                     let kept = current.as_ref().and_then(|s| {
                         let same = s.steps.get(&step).is_some_and(|a| Arc::ptr_eq(a, &active));
                         let same_policy = s.policy(step).on_failure == policy.on_failure;
                         (same && same_policy).then(|| s.previous.get(&step).cloned())
                     });
-                    rollout.settle(self, &spec.id, step, &active, policy, kept, running, changed, actor);
+                    rollout.settle(
+                        self, &spec.id, step, &active, policy, kept, running, changed, actor,
+                    );
                     steps.insert(step, active);
                 }
                 Err(reason) => {

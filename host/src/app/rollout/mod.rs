@@ -104,11 +104,7 @@ impl CanaryStats {
     }
 
     pub fn verdict(&self, thresholds: &Thresholds) -> Verdict {
-        analysis::analyze(
-            thresholds,
-            &self.stable.snapshot(),
-            &self.canary.snapshot(),
-        )
+        analysis::analyze(thresholds, &self.stable.snapshot(), &self.canary.snapshot())
     }
 
     /// Claim the ending of the canary: true once.

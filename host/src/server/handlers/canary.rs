@@ -86,9 +86,10 @@ pub async fn abort(
     } else {
         parse_json(&body)?
     };
-    let reason = request.reason.unwrap_or_else(|| "aborted by an admin".into());
+    let reason = request
+        .reason
+        .unwrap_or_else(|| "aborted by an admin".into());
     let started = std::time::Instant::now();
-    let version =
-        blocking(move || app.abort_canary(&shop, step, Actor::Admin, &reason)).await?;
+    let version = blocking(move || app.abort_canary(&shop, step, Actor::Admin, &reason)).await?;
     Ok(Json(Activated::new(version, started.elapsed())))
 }

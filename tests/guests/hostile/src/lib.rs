@@ -81,6 +81,17 @@ impl Guest for Plugin {
                 )))
             }
             "trap" => panic!("hostile plugin panics on purpose"),
+            // Trap on `percent` of the orders (by a hash of the order id),
+            // answer the others: a version that fails some of its calls.
+            "fail-percent" => {
+                let hash = req.order.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+                });
+                if hash % 100 < arg("percent") {
+                    panic!("hostile plugin fails this order on purpose");
+                }
+                Ok(reject("ok"))
+            }
             "stack-overflow" => {
                 let mut sink = [0u64; 64];
                 Ok(reject(&recurse(0, &mut sink).to_string()))
