@@ -589,3 +589,134 @@ fn a_deploy_compiles_in_the_idle_class() {
         "{out}"
     );
 }
+
+/// #24: canaries started, raised, promoted and aborted while traffic
+/// flows lose no request, and between two changes every answer comes from
+/// the version the last change set for that customer.
+#[test]
+fn canary_changes_under_load_fail_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let shops = dir.path().join("shops");
+    support::shops::hostile_shop(&shops, "swap", "ok");
+    let s = Server::start(&write_config(dir.path(), &shops, ""));
+    let template: Value = serde_json::from_slice(&refund_body()).unwrap();
+    let stop = AtomicBool::new(false);
+    let next_customer = std::sync::atomic::AtomicU64::new(0);
+    // (start, end, status, version, canary)
+    let samples = Mutex::new(Vec::<(Instant, Instant, u16, u64, bool)>::new());
+    // (started, done, stable version, canary version if one runs) per
+    // change.
+    let mut changes: Vec<(Instant, Instant, u64, Option<u64>)> = Vec::new();
+    let canary = "/v1/shops/swap/steps/refund-policy/canary";
+    let admin = |method: &str, path: &str, body: &str| -> (u16, Value) {
+        let url = s.url(path);
+        if method == "POST" {
+            return support::server::try_post(
+                &url,
+                Some(ADMIN),
+                "application/json",
+                body.as_bytes(),
+            )
+            .unwrap();
+        }
+        let mut resp = agent()
+            .delete(&url)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .call()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    };
+
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = next_customer.fetch_add(1, Ordering::Relaxed) % 500;
+                    let mut body = template.clone();
+                    body["customer"]["id"] = Value::String(format!("buyer-{n}"));
+                    let start = Instant::now();
+                    let (status, out) = post(
+                        &s,
+                        "/v1/shops/swap/refund-decision",
+                        Some(KEY),
+                        body.to_string(),
+                    );
+                    let end = Instant::now();
+                    let version = out["plugin"]["version"].as_u64().unwrap_or(0);
+                    let in_canary = out["canary"].as_bool().unwrap_or(false);
+                    samples
+                        .lock()
+                        .unwrap()
+                        .push((start, end, status, version, in_canary));
+                }
+            });
+        }
+        let mut stable = 1;
+        for i in 0..12 {
+            // A new version as a canary of 30%...
+            let started = Instant::now();
+            let config = format!(r#"{{"behavior":"ok","round":{i}}}"#);
+            let (ct, form) = kefu_tests::multipart(&[
+                ("config", "c.json", "application/json", config.as_bytes()),
+                ("canary", "canary", "text/plain", b"30"),
+            ]);
+            let url = s.url("/v1/shops/swap/steps/refund-policy/versions");
+            let (status, out) = support::server::try_post(&url, Some(ADMIN), &ct, &form).unwrap();
+            assert_eq!(status, 201, "{out}");
+            let version = out["version"]["version"].as_u64().unwrap();
+            changes.push((started, Instant::now(), stable, Some(version)));
+            std::thread::sleep(Duration::from_millis(60));
+            // ...raised to 70%...
+            let started = Instant::now();
+            let (status, out) = admin("POST", canary, r#"{"percent":70}"#);
+            assert_eq!(status, 201, "{out}");
+            changes.push((started, Instant::now(), stable, Some(version)));
+            std::thread::sleep(Duration::from_millis(60));
+            // ...then promoted or aborted.
+            let started = Instant::now();
+            let (status, out) = if i % 2 == 0 {
+                admin("POST", &format!("{canary}/promote"), "")
+            } else {
+                admin("DELETE", canary, "")
+            };
+            assert_eq!(status, 200, "{out}");
+            if i % 2 == 0 {
+                stable = version;
+            }
+            changes.push((started, Instant::now(), stable, None));
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+
+    let samples = samples.into_inner().unwrap();
+    let failed = samples.iter().filter(|x| x.2 != 200).count();
+    assert_eq!(failed, 0, "{failed} of {} requests failed", samples.len());
+    // Between two changes, every answer is from the stable version or
+    // (marked canary) the running canary's.
+    let mut checked = 0;
+    for (k, (_, done, stable, canary)) in changes.iter().enumerate() {
+        let next = changes.get(k + 1).map(|c| c.0);
+        for x in samples
+            .iter()
+            .filter(|x| x.0 > *done && next.is_none_or(|n| x.1 < n))
+        {
+            checked += 1;
+            match (x.4, canary) {
+                (true, Some(c)) => assert_eq!(x.3, *c, "change {k}: canary answer"),
+                (true, None) => panic!("change {k}: a canary answer with no canary"),
+                (false, _) => assert_eq!(x.3, *stable, "change {k}: stable answer"),
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} answers fell between changes");
+    eprintln!(
+        "canary changes: {} requests, 0 failed, {checked} checked against the change before them",
+        samples.len()
+    );
+}
