@@ -59,12 +59,15 @@ fn the_openapi_description_is_served_and_the_server_answers_as_it_says() {
     // operations whose rule no schema can say: the report takes `period`
     // (and `at`) or `from` and `to` with from < to, so mixes of both are
     // refused (400); a deploy's bytes must be a component of the step's
-    // world, so random bytes are refused (422).
+    // world, so random bytes are refused (422); a canary needs a recorded
+    // version (404) and promote one running (404).
     let config = dir.path().join("schemathesis.toml");
     let mut toml = String::new();
     for path in [
         "/v1/shops/{shop}/revisits/report",
         "/v1/shops/{shop}/steps/{step}/versions",
+        "/v1/shops/{shop}/steps/{step}/canary",
+        "/v1/shops/{shop}/steps/{step}/canary/promote",
     ] {
         toml += &format!(
             "[[operations]]\ninclude-path = \"{path}\"\nchecks.positive_data_acceptance.enabled = false\n\n"

@@ -68,6 +68,18 @@ fn describe() {
         "Compiles running and queued in the compile lane"
     );
     describe_counter!(
+        "kefu_version_calls_total",
+        "Plugin calls by shop, step, version (a canary's apart from the stable one's) and outcome"
+    );
+    describe_counter!(
+        "kefu_fallbacks_total",
+        "Answers given by the next version in the step's chain after the serving one failed, by the failure's code"
+    );
+    describe_counter!(
+        "kefu_canary_aborts_total",
+        "Canaries aborted, by who aborted them (analysis or admin)"
+    );
+    describe_counter!(
         "kefu_calls_total",
         "Plugin calls, by shop, step and outcome"
     );

@@ -19,10 +19,17 @@ use std::sync::Arc;
 pub struct CanaryStart {
     /// The version to serve to `percent` of the customers (default: the
     /// running canary's).
+    #[schema(minimum = 0)]
     pub version: Option<u64>,
+    /// Above 0, at most 100.
+    #[schema(exclusive_minimum = 0, maximum = 100)]
     pub percent: f64,
+    /// Automatic promotion: increasing percents, reaching 100 promotes.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<f64>)]
     pub steps: Vec<f64>,
+    /// Seconds between automatic steps (default 300).
+    #[schema(minimum = 1)]
     pub interval_secs: Option<u64>,
 }
 

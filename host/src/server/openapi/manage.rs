@@ -153,6 +153,8 @@ pub fn paths(
     let do_not_contact_view = typed::<handlers::customers::DoNotContact>(schemas);
     let webhooks_view = typed::<handlers::webhooks::Webhooks>(schemas);
     let one_webhook = typed::<handlers::webhooks::OneWebhook>(schemas);
+    let canary_view = typed::<crate::app::CanaryView>(schemas);
+    let canary_start = typed::<handlers::canary::CanaryStart>(schemas);
 
     let versions = PathItem::builder()
         .operation(
@@ -207,6 +209,16 @@ pub fn paths(
                                             "config",
                                             ObjectBuilder::new().schema_type(Type::String),
                                         )
+                                        .property(
+                                            "canary",
+                                            ObjectBuilder::new()
+                                                .schema_type(Type::String)
+                                                .description(Some(
+                                                    "Serve the new version to this percent of \
+                                                     customers first (`10`), or a JSON plan \
+                                                     (`{\"percent\": 5, \"steps\": [25, 100]}`)",
+                                                )),
+                                        )
                                         .additional_properties(Some(
                                             utoipa::openapi::schema::AdditionalProperties::FreeForm(
                                                 false,
@@ -226,14 +238,18 @@ pub fn paths(
             "Make an earlier version active (the one before, or `version`)",
             vec![shop(), step()],
             "rolled back",
-            activated,
+            activated.clone(),
         )
         .request_body(Some(json_body(
             object()
                 .property(
                     "version",
+                    // int64 from 0: `tighten` bounds it to a u64.
                     ObjectBuilder::new()
                         .schema_type(Type::Integer)
+                        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                            utoipa::openapi::KnownFormat::Int64,
+                        )))
                         .minimum(Some(0)),
                 )
                 .additional_properties(Some(
@@ -242,6 +258,57 @@ pub fn paths(
             false,
         ))),
     );
+    let canary_show = admin(op(
+        "canary",
+        "The step's canary and its analysis now",
+        vec![shop(), step()],
+        "the canary",
+        canary_view.clone(),
+    ));
+    let canary_start = {
+        let mut op = op(
+            "canary-start",
+            "Serve a recorded version to a percent of customers (or change the running canary's percent)",
+            vec![shop(), step()],
+            "unused",
+            canary_view.clone(),
+        )
+        .request_body(Some(json_body(canary_start, true)))
+        .build();
+        op.responses.responses.remove("200");
+        admin(
+            OperationBuilder::from(op).response(
+                "201",
+                ResponseBuilder::new()
+                    .description("the canary, serving")
+                    .content("application/json", json(canary_view)),
+            ),
+        )
+    };
+    let canary_abort = admin(
+        op(
+            "canary-abort",
+            "Stop the canary: the stable version serves everyone",
+            vec![shop(), step()],
+            "its version, now inactive",
+            activated.clone(),
+        )
+        .request_body(Some(json_body(
+            object()
+                .property("reason", ObjectBuilder::new().schema_type(Type::String))
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                )),
+            false,
+        ))),
+    );
+    let canary_promote = admin(op(
+        "canary-promote",
+        "Make the canary's version active for everyone",
+        vec![shop(), step()],
+        "the version now active",
+        activated.clone(),
+    ));
     let audit = admin(op(
         "audit",
         "Deploys, rollbacks and refusals, newest first",
@@ -367,6 +434,18 @@ pub fn paths(
         .path(
             "/v1/shops/{shop}/steps/{step}/rollback",
             PathItem::new(HttpMethod::Post, rollback),
+        )
+        .path(
+            "/v1/shops/{shop}/steps/{step}/canary",
+            PathItem::builder()
+                .operation(HttpMethod::Get, canary_show)
+                .operation(HttpMethod::Post, canary_start)
+                .operation(HttpMethod::Delete, canary_abort)
+                .build(),
+        )
+        .path(
+            "/v1/shops/{shop}/steps/{step}/canary/promote",
+            PathItem::new(HttpMethod::Post, canary_promote),
         )
         .path("/v1/audit", PathItem::new(HttpMethod::Get, audit))
         .path("/v1/plugins", PathItem::new(HttpMethod::Get, plugins))
