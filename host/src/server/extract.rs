@@ -200,6 +200,14 @@ impl<T: DeserializeOwned, L: BodyLimit> FromRequest<Arc<App>> for AppJson<T, L> 
 
 /// Parse JSON, naming the offending field's path; `2.0` reads as the
 /// integer 2 (see `crate::json`).
+/// An optional JSON body: empty (or blank) is the default.
+pub fn parse_optional_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(bytes)
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     match parse_exact(bytes) {
         Err(ApiError::InvalidField { message, .. })

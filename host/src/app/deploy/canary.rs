@@ -365,15 +365,9 @@ impl Deployer {
         evidence: Evidence,
     ) {
         let _guard = self.guard();
-        let Ok(shop) = self.running_shop(shop_id) else {
+        let Some((shop, canary)) = self.same_canary(shop_id, step, started_at_ms) else {
             return;
         };
-        let Some(canary) = shop.canaries.get(&step).cloned() else {
-            return;
-        };
-        if canary.record.started_at_ms != started_at_ms {
-            return;
-        }
         if let Err(e) = self.abort(
             &shop,
             step,
@@ -454,6 +448,20 @@ impl Deployer {
         Ok(canary.record.clone())
     }
 
+    /// The shop and its step's canary, if that canary is still the one
+    /// that started at `started_at_ms` (the analysis acts on what it saw,
+    /// never on a canary started since).
+    fn same_canary(
+        &self,
+        shop_id: &str,
+        step: Step,
+        started_at_ms: i64,
+    ) -> Option<(Arc<Shop>, Arc<Canary>)> {
+        let shop = self.running_shop(shop_id).ok()?;
+        let canary = shop.canaries.get(&step).cloned()?;
+        (canary.record.started_at_ms == started_at_ms).then_some((shop, canary))
+    }
+
     fn canary_of(&self, shop: &Shop, step: Step) -> Result<Arc<Canary>, DeployError> {
         shop.canaries
             .get(&step)
@@ -498,15 +506,9 @@ impl Deployer {
     /// 100.
     fn step_up(&self, shop_id: &str, step: Step, started_at_ms: i64) {
         let _guard = self.guard();
-        let Ok(shop) = self.running_shop(shop_id) else {
+        let Some((shop, canary)) = self.same_canary(shop_id, step, started_at_ms) else {
             return;
         };
-        let Some(canary) = shop.canaries.get(&step).cloned() else {
-            return;
-        };
-        if canary.record.started_at_ms != started_at_ms {
-            return;
-        }
         let next = canary
             .record
             .steps

@@ -4,7 +4,9 @@
 use super::versions::{Activated, blocking};
 use crate::app::{App, CanaryPlan, CanaryView};
 use crate::server::error::ApiError;
-use crate::server::extract::{AdminAccess, AppBody, AppPath, StepParam, parse_json};
+use crate::server::extract::{
+    AdminAccess, AppBody, AppPath, StepParam, parse_json, parse_optional_json,
+};
 use crate::storage::Actor;
 use axum::Json;
 use axum::extract::State;
@@ -88,11 +90,7 @@ pub async fn abort(
     AppPath((shop, _)): AppPath<(String, String)>,
     AppBody(body, _): AppBody,
 ) -> Result<Json<Activated>, ApiError> {
-    let request: CanaryAbort = if body.iter().all(u8::is_ascii_whitespace) {
-        CanaryAbort::default()
-    } else {
-        parse_json(&body)?
-    };
+    let request: CanaryAbort = parse_optional_json(&body)?;
     let reason = request
         .reason
         .unwrap_or_else(|| "aborted by an admin".into());

@@ -6,7 +6,7 @@ use crate::app::AuditView;
 use crate::app::{App, VersionView, VersionsView};
 use crate::server::error::ApiError;
 use crate::server::extract::{
-    AdminAccess, AppBody, AppPath, AppQuery, DeployUpload, StepParam, parse_json,
+    AdminAccess, AppBody, AppPath, AppQuery, DeployUpload, StepParam, parse_optional_json,
 };
 use crate::storage::{Actor, StorageError};
 use axum::Json;
@@ -119,11 +119,7 @@ pub async fn rollback(
     AppPath((shop, _)): AppPath<(String, String)>,
     AppBody(body, _): AppBody,
 ) -> Result<Json<Activated>, ApiError> {
-    let to: RollbackTo = if body.iter().all(u8::is_ascii_whitespace) {
-        RollbackTo::default()
-    } else {
-        parse_json(&body)?
-    };
+    let to: RollbackTo = parse_optional_json(&body)?;
     let started = std::time::Instant::now();
     let version = blocking(move || app.rollback(&shop, step, to.version, Actor::Admin)).await?;
     Ok(Json(Activated::new(version, started.elapsed())))
