@@ -572,3 +572,104 @@ async fn a_healthy_canary_steps_up_and_is_promoted_by_the_analysis() {
         .unwrap();
     assert_eq!(promoted["actor"], "analysis");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_table_in_shop_toml_starts_changes_and_ends_the_canary() {
+    let root = tempfile::tempdir().unwrap();
+    let shops = root.path().join("shops");
+    let table = |config: &str, percent: u32| {
+        format!("\n[steps.refund-policy.canary]\nconfig = {{ {config} }}\npercent = {percent}\n")
+    };
+    let reload = |api: &Api| {
+        api.app
+            .reload_shop(&shops.join("tea"), kefu::storage_types::Actor::FileWatcher)
+    };
+    write_shop(&shops, &table("behavior = \"ok\", v = 2", 30));
+    let started;
+    {
+        let api = Api::open(root.path()).await;
+        let (status, view) = api.canary().await;
+        assert_eq!(status, 200, "{view}");
+        assert_eq!(
+            (view["version"].as_u64(), view["percent"].as_f64()),
+            (Some(2), Some(30.0))
+        );
+        assert_eq!(view["actor"], "startup");
+        // A new percent in the file changes it, on the same version.
+        write_shop(&shops, &table("behavior = \"ok\", v = 2", 60));
+        reload(&api);
+        let (_, view) = api.canary().await;
+        assert_eq!(
+            (view["version"].as_u64(), view["percent"].as_f64()),
+            (Some(2), Some(60.0))
+        );
+        started = view["started_at_ms"].clone();
+    }
+    let data = root.path().join("data");
+    while kefu::SledStorage::open(&data).is_err() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A restart resumes it and records no new version.
+    let api = Api::open(root.path()).await;
+    let (_, view) = api.canary().await;
+    assert_eq!(
+        (view["version"].as_u64(), view["percent"].as_f64()),
+        (Some(2), Some(60.0))
+    );
+    assert_eq!(view["started_at_ms"], started);
+    let (_, versions) = api.get("/v1/shops/tea/steps/refund-policy/versions").await;
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        2,
+        "{versions}"
+    );
+
+    // Removing the table ends it.
+    write_shop(&shops, "");
+    reload(&api);
+    assert_eq!(api.canary().await.0, 404);
+    let ended = api
+        .audit()
+        .await
+        .into_iter()
+        .find(|e| e["action"] == "canary-aborted")
+        .unwrap();
+    assert!(
+        ended["reason"].as_str().unwrap().contains("removed"),
+        "{ended}"
+    );
+
+    // A table naming a new config starts a canary on a new version;
+    // promoted, it stays active across a restart with the same files,
+    // and its table starts nothing again.
+    write_shop(&shops, &table("behavior = \"ok\", v = 3", 10));
+    reload(&api);
+    let (_, view) = api.canary().await;
+    assert_eq!(view["version"], 3, "{view}");
+    let path = "/v1/shops/tea/steps/refund-policy/canary/promote";
+    assert_eq!(api.admin(Method::POST, path, Value::Null).await.0, 200);
+    reload(&api);
+    assert_eq!(api.canary().await.0, 404);
+    drop(api);
+    while kefu::SledStorage::open(&data).is_err() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let api = Api::open(root.path()).await;
+    assert_eq!(api.canary().await.0, 404);
+    let (_, versions) = api.get("/v1/shops/tea/steps/refund-policy/versions").await;
+    assert_eq!(versions["active"], 3, "{versions}");
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        3,
+        "{versions}"
+    );
+    // A bad table is a config error naming it; the shop keeps serving.
+    write_shop(&shops, &table("behavior = \"ok\"", 0));
+    reload(&api);
+    let failures = api.app.load_failures().join("\n");
+    assert!(
+        failures.contains("[steps.refund-policy.canary]"),
+        "{failures}"
+    );
+    assert_eq!(api.refund("buyer-1", "o-1").await.0, 200);
+}

@@ -1,5 +1,6 @@
 //! The server's TOML config and each shop's `shop.toml`.
 
+use super::deploy::CanaryPlan;
 use super::rollout::analysis::Thresholds;
 use super::rollout::{OnFailure, StepPolicy};
 use crate::runtime::Limits;
@@ -203,6 +204,22 @@ pub struct StepFile {
     /// Thresholds of the canary analysis (defaults in docs/rollouts.md).
     #[serde(default)]
     pub analysis: Option<Thresholds>,
+    /// A version to serve to a share of customers first.
+    #[serde(default)]
+    pub canary: Option<CanaryFile>,
+}
+
+/// `[steps.<step>.canary]`: a plugin and/or config served to `percent`
+/// of the shop's customers; what it leaves out is the step's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryFile {
+    pub plugin: Option<PathBuf>,
+    pub config: Option<ConfigRef>,
+    pub percent: f64,
+    #[serde(default)]
+    pub steps: Vec<f64>,
+    pub interval_secs: Option<u64>,
 }
 
 /// How a step's plugin is instantiated.
@@ -258,6 +275,16 @@ pub struct StepSpec {
     pub instances: InstanceMode,
     /// Fallback and canary analysis.
     pub policy: StepPolicy,
+    /// The folder's canary of the step, if it has one.
+    pub canary: Option<CanarySpec>,
+}
+
+/// A step's canary as its folder says, parsed and checked.
+#[derive(Clone, Debug)]
+pub struct CanarySpec {
+    pub plugin: Option<PathBuf>,
+    pub config_json: String,
+    pub plan: CanaryPlan,
 }
 
 /// Whether a shop id (its folder name) is acceptable.
@@ -348,10 +375,28 @@ impl ShopSpec {
             })?;
             let config_json = match &step_file.config {
                 None => "{}".to_string(),
-                Some(ConfigRef::Inline(table)) => {
-                    serde_json::to_string(table).expect("TOML tables serialize")
+                Some(config) => config_json_of(dir, config)?,
+            };
+            let canary = match step_file.canary {
+                None => None,
+                Some(c) => {
+                    let plan = CanaryPlan {
+                        percent: c.percent,
+                        steps: c.steps,
+                        interval_secs: c.interval_secs,
+                    };
+                    plan.check().map_err(|e| {
+                        ConfigError::new(&file, format!("[steps.{name}.canary]: {e}"))
+                    })?;
+                    Some(CanarySpec {
+                        plugin: c.plugin.or(step_file.plugin.clone()).map(|p| dir.join(p)),
+                        config_json: match &c.config {
+                            None => config_json.clone(),
+                            Some(config) => config_json_of(dir, config)?,
+                        },
+                        plan,
+                    })
                 }
-                Some(ConfigRef::File(path)) => read_plugin_config(&dir.join(path))?,
             };
             let analysis = step_file.analysis.unwrap_or_default();
             analysis
@@ -367,6 +412,7 @@ impl ShopSpec {
                         on_failure: step_file.on_failure,
                         analysis,
                     },
+                    canary,
                 },
             );
         }
@@ -438,6 +484,17 @@ pub fn webhook_of(record: &ShopRecord, env: &dyn Fn(&str) -> Option<String>) -> 
 pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(text.trim()).ok()?;
     bytes.try_into().ok()
+}
+
+/// A step's `config` (inline, or a file in the shop folder `dir`) as JSON
+/// object text.
+fn config_json_of(dir: &Path, config: &ConfigRef) -> Result<String, ConfigError> {
+    match config {
+        ConfigRef::Inline(table) => {
+            Ok(serde_json::to_string(table).expect("TOML tables serialize"))
+        }
+        ConfigRef::File(path) => read_plugin_config(&dir.join(path)),
+    }
 }
 
 /// A plugin config file (TOML or JSON by extension) as JSON object text.

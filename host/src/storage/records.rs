@@ -338,6 +338,9 @@ pub struct VersionRecord {
     /// Who deployed it.
     pub actor: Actor,
     pub at_ms: i64,
+    /// Recorded to serve as a canary first (not the folder's main version).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
 }
 
 /// A canary of a shop's step: a version serving the customers whose

@@ -67,14 +67,14 @@ impl Deployer {
                     "step `{step}` serves no version to compare a canary with"
                 )));
             }
-            let (plugin, record) = match self.record_new(shop_id, step, candidate, &history, actor)
-            {
-                Ok(new) => new,
-                Err(e) => {
-                    self.reject(shop_id, Some(step), e.to_string(), actor);
-                    return Err(e);
-                }
-            };
+            let (plugin, record) =
+                match self.record_new(shop_id, step, candidate, &history, actor, true) {
+                    Ok(new) => new,
+                    Err(e) => {
+                        self.reject(shop_id, Some(step), e.to_string(), actor);
+                        return Err(e);
+                    }
+                };
             self.begin_canary(&shop, step, plugin, &record, plan, actor)?;
             return Ok(record);
         }

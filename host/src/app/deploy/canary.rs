@@ -3,7 +3,9 @@
 //! analysis' evidence), step it up while healthy, and resume it at start.
 //! Each change is kept (`VersionStore::set_canary`) and audited.
 
-use super::{DeployError, Deployer, active_plugin};
+use super::{DeployError, Deployer, Signature, active_plugin, signature_of};
+use crate::app::config::{CanarySpec, InstanceMode, StepSpec};
+use crate::app::registry::ActivePlugin;
 use crate::app::registry::{Shop, now_ms};
 use crate::app::rollout::analysis::{ArmSummary, Evidence, Thresholds, Verdict};
 use crate::app::rollout::{Canary, OnFailure};
@@ -21,7 +23,7 @@ pub const DEFAULT_INTERVAL_SECS: u64 = 300;
 
 /// How a canary rolls out: its share of customers now, and optionally
 /// the shares to step through while the analysis finds it healthy.
-#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryPlan {
     /// Share of the shop's customers, above 0 and at most 100
@@ -185,11 +187,30 @@ impl Deployer {
         plan: CanaryPlan,
         actor: Actor,
     ) -> Result<CanaryRecord, DeployError> {
+        let canary = self.open_canary(&shop.id, step, plugin, record, plan, actor)?;
+        let kept = canary.record.clone();
+        let mut next = shop.clone();
+        next.canaries.insert(step, canary);
+        self.registry.put(next);
+        Ok(kept)
+    }
+
+    /// Keep and audit a new canary of `record`; the caller puts it in the
+    /// shop it serves.
+    fn open_canary(
+        &self,
+        shop: &str,
+        step: Step,
+        plugin: Plugin,
+        record: &VersionRecord,
+        plan: CanaryPlan,
+        actor: Actor,
+    ) -> Result<Arc<Canary>, DeployError> {
         let now = now_ms();
         let canary = CanaryRecord {
             version: record.version,
             percent: plan.percent,
-            salt: new_salt(&shop.id, step, record.version),
+            salt: new_salt(shop, step, record.version),
             interval_secs: match plan.steps.is_empty() {
                 true => 0,
                 false => plan.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS),
@@ -199,32 +220,26 @@ impl Deployer {
             changed_at_ms: now,
             actor,
         };
-        self.storage.set_canary(&shop.id, step, Some(&canary))?;
+        self.storage.set_canary(shop, step, Some(&canary))?;
         self.storage.flush()?;
         self.audit(AuditEvent {
             step: Some(step),
             version: Some(record.version),
             digest: Some(record.digest.clone()),
             ..self.event(
-                &shop.id,
+                shop,
                 AuditAction::CanaryStarted,
                 record.source,
                 actor,
                 &format!("{}% of customers", canary.percent),
             )
         });
-        tracing::info!(shop = %shop.id, step = %step, version = record.version, percent = canary.percent, "canary started");
-        let mut next = shop.clone();
-        next.canaries.insert(
-            step,
-            Arc::new(Canary::new(
-                active_plugin(plugin, record),
-                canary.clone(),
-                None,
-            )),
-        );
-        self.registry.put(next);
-        Ok(canary)
+        tracing::info!(shop, step = %step, version = record.version, percent = canary.percent, "canary started");
+        Ok(Arc::new(Canary::new(
+            active_plugin(plugin, record),
+            canary,
+            None,
+        )))
     }
 
     /// A running canary's new percent (and plan).
@@ -257,14 +272,31 @@ impl Deployer {
         running: &Canary,
         record: CanaryRecord,
     ) -> Result<CanaryRecord, DeployError> {
-        self.storage.set_canary(&shop.id, step, Some(&record))?;
+        let canary = self.replan(&shop.id, step, running, record)?;
+        let kept = canary.record.clone();
+        let mut next = shop.clone();
+        next.canaries.insert(step, canary);
+        self.registry.put(next);
+        Ok(kept)
+    }
+
+    /// Keep and audit a running canary's new percent and plan; the caller
+    /// puts the changed canary in its shop.
+    fn replan(
+        &self,
+        shop: &str,
+        step: Step,
+        running: &Canary,
+        record: CanaryRecord,
+    ) -> Result<Arc<Canary>, DeployError> {
+        self.storage.set_canary(shop, step, Some(&record))?;
         self.storage.flush()?;
         self.audit(AuditEvent {
             step: Some(step),
             version: Some(record.version),
             digest: Some(running.plugin.plugin.digest().to_string()),
             ..self.event(
-                &shop.id,
+                shop,
                 AuditAction::CanaryChanged,
                 VersionSource::Api,
                 record.actor,
@@ -274,18 +306,12 @@ impl Deployer {
                 ),
             )
         });
-        tracing::info!(shop = %shop.id, step = %step, version = record.version, percent = record.percent, "canary changed");
-        let mut next = shop.clone();
-        next.canaries.insert(
-            step,
-            Arc::new(Canary::new(
-                running.plugin.clone(),
-                record.clone(),
-                Some(running.stats.clone()),
-            )),
-        );
-        self.registry.put(next);
-        Ok(record)
+        tracing::info!(shop, step = %step, version = record.version, percent = record.percent, "canary changed");
+        Ok(Arc::new(Canary::new(
+            running.plugin.clone(),
+            record,
+            Some(running.stats.clone()),
+        )))
     }
 
     /// Make the canary's version the active one for every customer.
@@ -553,23 +579,8 @@ impl Deployer {
             }
         };
         let record = stored?;
-        let end = |this: &Self, reason: &str| {
-            if let Err(e) = this.storage.set_canary(shop, step, None) {
-                tracing::error!(shop, step = %step, error = %e, "cannot end the canary");
-            }
-            this.audit(AuditEvent {
-                step: Some(step),
-                version: Some(record.version),
-                ..this.event(
-                    shop,
-                    AuditAction::CanaryAborted,
-                    VersionSource::File,
-                    actor,
-                    reason,
-                )
-            });
-            tracing::warn!(shop, step = %step, version = record.version, reason, "canary ended");
-        };
+        let end =
+            |this: &Self, reason: &str| this.end_stored(shop, step, record.version, actor, reason);
         if stable_changed {
             end(
                 self,
@@ -606,6 +617,176 @@ impl Deployer {
             }
             Err(e) => {
                 end(self, &format!("its version cannot be loaded: {e}"));
+                None
+            }
+        }
+    }
+
+    /// End a step's stored canary from a reload (no shop to swap yet).
+    fn end_stored(&self, shop: &str, step: Step, version: u64, actor: Actor, reason: &str) {
+        if let Err(e) = self.storage.set_canary(shop, step, None) {
+            tracing::error!(shop, step = %step, error = %e, "cannot end the canary");
+        }
+        self.audit(AuditEvent {
+            step: Some(step),
+            version: Some(version),
+            ..self.event(
+                shop,
+                AuditAction::CanaryAborted,
+                VersionSource::File,
+                actor,
+                reason,
+            )
+        });
+        metrics::counter!("kefu_canary_aborts_total", "shop" => shop.to_string(), "step" => step.world(), "by" => actor.as_str()).increment(1);
+        tracing::warn!(shop, step = %step, version, reason, "canary ended");
+    }
+
+    /// What a step's `canary` table in its folder makes of the step's
+    /// canary after a (re)load: a new table (or a changed plugin or
+    /// config in it) starts one on a new version, a changed percent or
+    /// plan changes it, a removed table ends the canary it started. A
+    /// table seen before (at an earlier start, even when its canary was
+    /// promoted or aborted since) starts nothing again.
+    pub(super) fn folder_canary(
+        &self,
+        shop: &str,
+        step: Step,
+        spec: Option<&CanarySpec>,
+        canary: Option<Arc<Canary>>,
+        active: &ActivePlugin,
+        actor: Actor,
+    ) -> Option<Arc<Canary>> {
+        let key = (shop.to_string(), step);
+        let history = match self.storage.versions(shop, step) {
+            Ok(history) => history,
+            Err(e) => {
+                tracing::error!(shop, step = %step, error = %e, "cannot read the step's versions");
+                return canary;
+            }
+        };
+        let runs = |sig: &Signature| {
+            canary.as_ref().is_some_and(|c| {
+                history
+                    .iter()
+                    .any(|v| v.version == c.record.version && &signature_of(v) == sig)
+            })
+        };
+        let Some(spec) = spec else {
+            let before = self
+                .seen_canary
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key)
+                .flatten();
+            return match before {
+                Some((sig, _)) if runs(&sig) => {
+                    let version = canary.as_ref().map_or(0, |c| c.record.version);
+                    self.end_stored(
+                        shop,
+                        step,
+                        version,
+                        actor,
+                        "the shop folder's canary table was removed",
+                    );
+                    None
+                }
+                _ => canary,
+            };
+        };
+        let candidate = match self.candidate(
+            step,
+            Some(&StepSpec {
+                plugin: spec.plugin.clone(),
+                config_json: spec.config_json.clone(),
+                instances: if active.pool.is_some() {
+                    InstanceMode::Reuse
+                } else {
+                    InstanceMode::Fresh
+                },
+                policy: Default::default(),
+                canary: None,
+            }),
+        ) {
+            Ok(c) => c,
+            Err(reason) => {
+                self.reject(shop, Some(step), format!("canary: {reason}"), actor);
+                return canary;
+            }
+        };
+        let sig: Signature = (
+            candidate.digest.clone(),
+            candidate.config_json.clone(),
+            candidate.reuse,
+        );
+        let before = self
+            .seen_canary
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), Some((sig.clone(), spec.plan.clone())));
+        let known = match &before {
+            Some(Some((seen, _))) => seen == &sig,
+            Some(None) => false,
+            // First look: a canary of this signature was started before.
+            None => history.iter().any(|v| v.canary && signature_of(v) == sig),
+        };
+        if known {
+            // The same version: only its percent or plan may have changed.
+            let plan_changed = match &before {
+                Some(Some((_, plan))) => plan != &spec.plan,
+                _ => false,
+            };
+            return match canary {
+                Some(c) if plan_changed && runs(&sig) => {
+                    let record = CanaryRecord {
+                        percent: spec.plan.percent,
+                        interval_secs: match spec.plan.steps.is_empty() {
+                            true => 0,
+                            false => spec.plan.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS),
+                        },
+                        steps: spec.plan.steps.clone(),
+                        changed_at_ms: now_ms(),
+                        actor,
+                        ..c.record.clone()
+                    };
+                    match self.replan(shop, step, &c, record) {
+                        Ok(changed) => Some(changed),
+                        Err(e) => {
+                            tracing::error!(shop, step = %step, error = %e, "cannot change the canary");
+                            Some(c)
+                        }
+                    }
+                }
+                other => other,
+            };
+        }
+        if sig
+            == (
+                active.plugin.digest().to_string(),
+                active.config_json.clone(),
+                active.pool.is_some(),
+            )
+        {
+            return canary;
+        }
+        if let Some(c) = &canary {
+            self.end_stored(
+                shop,
+                step,
+                c.record.version,
+                actor,
+                "the shop folder's canary table names another version",
+            );
+        }
+        let started = self
+            .record_new(shop, step, candidate, &history, actor, true)
+            .and_then(|(plugin, record)| {
+                self.open_canary(shop, step, plugin, &record, spec.plan.clone(), actor)
+            });
+        match started {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.reject(shop, Some(step), format!("canary: {e}"), actor);
                 None
             }
         }

@@ -83,9 +83,16 @@ impl Deployer {
                         let same_policy = s.policy(step).on_failure == policy.on_failure;
                         (same && same_policy).then(|| s.previous.get(&step).cloned())
                     });
+                    let canary = spec.steps.get(&step).and_then(|s| s.canary.as_ref());
                     rollout.settle(
                         self, &spec.id, step, &active, policy, kept, running, changed, actor,
                     );
+                    let settled = rollout.canaries.remove(&step);
+                    if let Some(c) =
+                        self.folder_canary(&spec.id, step, canary, settled, &active, actor)
+                    {
+                        rollout.canaries.insert(step, c);
+                    }
                     steps.insert(step, active);
                 }
                 Err(reason) => {
@@ -258,7 +265,7 @@ impl Deployer {
             None => match history
                 .iter()
                 .rev()
-                .find(|v| v.source != VersionSource::Api)
+                .find(|v| v.source != VersionSource::Api && !v.canary)
             {
                 Some(from_folder) => signature_of(from_folder) == signature,
                 None => history.iter().any(|v| signature_of(v) == signature),
@@ -277,7 +284,11 @@ impl Deployer {
     }
 
     /// What the shop folder says a step should run.
-    fn candidate(&self, step: Step, spec: Option<&StepSpec>) -> Result<Candidate, String> {
+    pub(super) fn candidate(
+        &self,
+        step: Step,
+        spec: Option<&StepSpec>,
+    ) -> Result<Candidate, String> {
         let config_json = spec.map_or_else(|| "{}".to_string(), |s| s.config_json.clone());
         let reuse = spec.is_some_and(|s| s.instances == InstanceMode::Reuse);
         Ok(match spec.and_then(|s| s.plugin.as_ref()) {

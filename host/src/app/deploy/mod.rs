@@ -79,6 +79,9 @@ struct Candidate {
 /// alike.
 type Signature = (String, String, bool);
 
+/// A folder canary table as last seen: its version's signature and plan.
+type SeenCanary = (Signature, CanaryPlan);
+
 fn signature_of(v: &VersionRecord) -> Signature {
     (v.digest.clone(), v.config_json.clone(), v.reuse)
 }
@@ -94,6 +97,9 @@ pub struct Deployer {
     /// The signature each step's files had when last looked at, so that a
     /// reload only redeploys steps whose files changed.
     seen: Mutex<HashMap<(String, Step), Signature>>,
+    /// What each step's `canary` table in its folder said when last looked
+    /// at (`None`: no table), so that only a change starts or ends one.
+    seen_canary: Mutex<HashMap<(String, Step), Option<SeenCanary>>>,
     /// (step, digest, config) whose trial passed: a thousand shops on the
     /// same default and config are tried once.
     tried: Mutex<std::collections::HashSet<(Step, String, String)>>,
@@ -116,6 +122,7 @@ impl Deployer {
             env,
             lock: Mutex::new(()),
             seen: Mutex::new(HashMap::new()),
+            seen_canary: Mutex::new(HashMap::new()),
             tried: Mutex::new(Default::default()),
             bundled: Default::default(),
         }
@@ -147,6 +154,7 @@ impl Deployer {
                     reuse: false,
                     actor: Actor::Startup,
                     at_ms: now_ms(),
+                    canary: false,
                 };
                 Some(active_plugin(plugin, &record))
             })
@@ -176,7 +184,7 @@ impl Deployer {
         history: &[VersionRecord],
         actor: Actor,
     ) -> Result<Arc<ActivePlugin>, DeployError> {
-        let (plugin, record) = self.record_new(shop, step, c, history, actor)?;
+        let (plugin, record) = self.record_new(shop, step, c, history, actor, false)?;
         self.storage.set_active(shop, step, record.version)?;
         self.audit(AuditEvent {
             step: Some(step),
@@ -198,6 +206,7 @@ impl Deployer {
         c: Candidate,
         history: &[VersionRecord],
         actor: Actor,
+        canary: bool,
     ) -> Result<(Plugin, VersionRecord), DeployError> {
         let plugin = self.runtime.load_known(&c.bytes, &c.digest, step)?;
         self.trial(step, &plugin, &c.config_json)?;
@@ -212,6 +221,7 @@ impl Deployer {
             reuse: c.reuse,
             actor,
             at_ms: now_ms(),
+            canary,
         };
         self.storage.put_version(shop, step, &record)?;
         Ok((plugin, record))
