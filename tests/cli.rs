@@ -258,6 +258,47 @@ fn operator_verbs_drive_a_running_server() {
     let audit: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(audit["events"][0]["action"], "rolled-back", "{audit}");
 
+    // A canary: deployed to 20% of customers, shown, raised, aborted.
+    let (code, out, err) = verb(
+        url,
+        &[
+            &["deploy"][..],
+            &step,
+            &["--config", config.to_str().unwrap(), "--canary", "20"],
+        ]
+        .concat(),
+        &admin,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("serving 20% of customers as a canary"),
+        "{out}"
+    );
+    let canary = [&["canary"][..], &step].concat();
+    let (code, out, err) = verb(url, &canary, &admin);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("to 20% of customers (stable: version 1)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("analysis: wait") && out.contains("side"),
+        "{out}"
+    );
+    let (code, out, err) = verb(url, &[&canary[..], &["--percent", "40"]].concat(), &admin);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("to 40% of customers"), "{out}");
+    let (code, out, err) = verb(
+        url,
+        &[&canary[..], &["--abort", "--reason", "not today"]].concat(),
+        &admin,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("aborted"), "{out}");
+    let (code, _, err) = verb(url, &[&canary[..], &["--promote"]].concat(), &admin);
+    assert_eq!(code, 3, "no canary to promote: {err}");
+    assert!(err.contains("no canary running"), "{err}");
+
     // Refused: a wrong key, an unknown shop, a component that is not one.
     let (code, _, err) = verb(
         url,

@@ -26,6 +26,9 @@ pub enum ActivePluginView {
         loaded_at_ms: i64,
         calls: u64,
         errors: u64,
+        /// The step's canary, when one runs.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        canary: Option<CanarySummary>,
     },
     /// No working plugin: why.
     Unavailable {
@@ -34,6 +37,15 @@ pub enum ActivePluginView {
         step: Step,
         reason: String,
     },
+}
+
+/// A running canary in the plugin listing (details: `GET .../canary`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CanarySummary {
+    pub version: u64,
+    pub percent: f64,
+    pub calls: u64,
+    pub errors: u64,
 }
 
 /// `GET /v1/plugins`: every shop step, and what failed to load.
@@ -140,6 +152,12 @@ impl App {
                         loaded_at_ms: active.loaded_at_ms,
                         calls: active.calls.load(Ordering::Relaxed),
                         errors: active.errors.load(Ordering::Relaxed),
+                        canary: shop.canaries.get(&step).map(|c| CanarySummary {
+                            version: c.record.version,
+                            percent: c.record.percent,
+                            calls: c.plugin.calls.load(Ordering::Relaxed),
+                            errors: c.plugin.errors.load(Ordering::Relaxed),
+                        }),
                     });
                 } else if let Some(reason) = shop.unavailable_reason(step) {
                     plugins.push(ActivePluginView::Unavailable {

@@ -111,6 +111,7 @@ impl Connection {
         let auth = format!("Bearer {credential}");
         let sent = match (method, body) {
             ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
+            ("DELETE", _) => agent.delete(&url).header("authorization", &auth).call(),
             (_, Some(body)) => agent
                 .post(&url)
                 .header("authorization", &auth)

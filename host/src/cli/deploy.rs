@@ -1,4 +1,5 @@
-//! `kefu deploy --shop S --step STEP PLUGIN.wasm [--config FILE]`: a new
+//! `kefu deploy --shop S --step STEP PLUGIN.wasm [--config FILE] [--canary
+//! P]`: a new
 //! version through `POST /v1/shops/{shop}/steps/{step}/versions`, the
 //! component and its config together.
 
@@ -20,6 +21,10 @@ pub struct DeployArgs {
     /// The plugin's config (a .toml table or a .json object).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Serve the new version to this percent of the shop's customers first
+    /// (`kefu canary` promotes or aborts it).
+    #[arg(long)]
+    canary: Option<f64>,
     #[command(flatten)]
     conn: Connection,
 }
@@ -51,6 +56,10 @@ pub fn run(args: DeployArgs) -> ExitCode {
     if parts.is_empty() {
         return Failure::Usage("give the plugin file, --config, or both".into()).report();
     }
+    if let Some(percent) = args.canary {
+        let text = percent.to_string().into_bytes();
+        parts.push(("canary", "canary", "text/plain", text));
+    }
     let boundary = "kefu-cli-7f3c9a1d5b";
     let mut bytes = Vec::new();
     for (name, file, kind, content) in &parts {
@@ -75,6 +84,15 @@ pub fn run(args: DeployArgs) -> ExitCode {
                 Some("compiling") => println!(
                     "{} step {}: still compiling; it activates when done (kefu versions)",
                     args.shop, args.step
+                ),
+                Some("canary") => println!(
+                    "{} step {}: version {} serving {}% of customers as a canary, digest {}, took {} ms",
+                    args.shop,
+                    args.step,
+                    a["version"]["version"],
+                    args.canary.unwrap_or_default(),
+                    a["version"]["digest"].as_str().unwrap_or("-"),
+                    a["took_ms"]
                 ),
                 _ => println!(
                     "{} step {}: version {} active, digest {}, took {} ms",

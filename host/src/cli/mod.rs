@@ -1,6 +1,7 @@
 //! Command-line interface: parse arguments and dispatch to a subcommand.
 
 mod audit;
+mod canary;
 mod check;
 mod client;
 mod decisions;
@@ -42,6 +43,8 @@ enum Command {
     Versions(versions::VersionsArgs),
     /// Make an earlier version active again.
     Rollback(rollback::RollbackArgs),
+    /// Show, start, change, promote or abort a step's canary.
+    Canary(canary::CanaryArgs),
     /// Read a shop's decision log.
     Decisions(decisions::DecisionsArgs),
     /// List a shop's revisits.
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Deploy(args) => Ok(deploy::run(args)),
         Command::Versions(args) => Ok(versions::run(args)),
         Command::Rollback(args) => Ok(rollback::run(args)),
+        Command::Canary(args) => Ok(canary::run(args)),
         Command::Decisions(args) => Ok(decisions::run(args)),
         Command::Revisits(args) => Ok(revisits::run(args)),
         Command::Audit(args) => Ok(audit::run(args)),
