@@ -28,6 +28,7 @@ fn entry(
         duration_us: 35,
         canary: false,
         fallback: None,
+        state_reads: Vec::new(),
     }
 }
 

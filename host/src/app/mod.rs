@@ -14,6 +14,8 @@ mod metrics;
 mod placement;
 mod quota;
 mod registry;
+mod replay;
+mod replays;
 mod revisits;
 mod rollout;
 mod run;
@@ -26,6 +28,9 @@ pub use deploy::{CanaryPlan, CanaryView, DeployError, DeployRequest};
 pub use listings::{AuditView, DecisionView, OutcomeView, RefundView, RevisitView};
 pub use quota::{QuotaExceeded, Quotas};
 pub use registry::{LoadFailure, PluginSource, Shop, now_ms};
+pub use replay::jobs::JobView as ReplayView;
+pub use replay::{Example as ReplayExample, Filters as ReplayFilters, Report as ReplayReport};
+pub use replays::ReplaySource;
 pub use revisits::{
     DeliveryView, MAX_BATCH, OutcomeInput, PlanResult, PlansReport, Report, RevisitError,
     Scheduler, TICK as SCHEDULER_TICK, WebhookError,
@@ -83,6 +88,8 @@ pub struct App {
     /// `kefu_answer_duration_seconds` of each step, in `Step::ALL` order:
     /// kept rather than looked up by label on every request.
     answer_durations: [::metrics::Histogram; Step::ALL.len()],
+    /// Replays started through the API.
+    replays: replay::jobs::Jobs,
 }
 
 /// The background workers of an open app: the shops-folder watcher, the
@@ -158,6 +165,7 @@ impl App {
             metrics,
             ready: AtomicBool::new(false),
             meter: quota::Meter::default(),
+            replays: Default::default(),
             answer_durations: Step::ALL.map(
                 |step| ::metrics::histogram!("kefu_answer_duration_seconds", "step" => step.world()),
             ),

@@ -6,6 +6,7 @@ use super::App;
 use super::placement;
 use super::quota::{QuotaExceeded, ShopMeter};
 use super::registry::{ActivePlugin, PluginSource, Shop, now_ms};
+use super::replay::state::Recorder;
 use super::rollout::{self, Canary, OnFailure, analysis::Verdict};
 use crate::error::CallError;
 use crate::runtime::{CallContext, CallOutcome};
@@ -171,12 +172,17 @@ impl StepCall<'_> {
             return Err(StepError::storage(None)(StorageError::Failing(reason)));
         }
         let now = chrono::Utc::now().timestamp();
-        let context = |plugin: &ActivePlugin| CallContext {
-            shop: shop.id.clone(),
-            plugin: step.world().to_string(),
-            config_json: plugin.config_json.clone(),
-            now,
-            state: app.storage.clone(),
+        // Each call's state reads are noted, for a faithful replay.
+        let context = |plugin: &ActivePlugin| {
+            let recorder = Arc::new(Recorder::new(app.storage.clone()));
+            let ctx = CallContext {
+                shop: shop.id.clone(),
+                plugin: step.world().to_string(),
+                config_json: plugin.config_json.clone(),
+                now,
+                state: recorder.clone(),
+            };
+            (ctx, recorder)
         };
         // A customer in the step's canary gets the canary's version.
         let canary = shop.canaries.get(&step);
@@ -187,14 +193,11 @@ impl StepCall<'_> {
         };
         let quotas = &app.config.quotas;
         let permit = self.meter.admit(quotas, now_ms(), raw_input.get().len())?;
-        let (mut outcome, mut input) = placement::call(
-            app.runtime.clone(),
-            serving.clone(),
-            context(&serving),
-            input,
-        )
-        .await
-        .map_err(StepError::Task)?;
+        let (ctx, mut recorded) = context(&serving);
+        let (mut outcome, mut input) =
+            placement::call(app.runtime.clone(), serving.clone(), ctx, input)
+                .await
+                .map_err(StepError::Task)?;
         permit.charge(quotas, now_ms(), outcome.duration);
 
         serving.count(&shop.id, step, outcome.result.is_ok(), outcome.duration);
@@ -223,10 +226,10 @@ impl StepCall<'_> {
                 {
                     continue;
                 }
-                let (again, back) =
-                    placement::call(app.runtime.clone(), next.clone(), context(&next), input)
-                        .await
-                        .map_err(StepError::Task)?;
+                let (ctx, noted) = context(&next);
+                let (again, back) = placement::call(app.runtime.clone(), next.clone(), ctx, input)
+                    .await
+                    .map_err(StepError::Task)?;
                 input = back;
                 next.count(&shop.id, step, again.result.is_ok(), again.duration);
                 if again.result.is_ok() {
@@ -236,6 +239,7 @@ impl StepCall<'_> {
                     outcome.duration += again.duration;
                     answered_by = next;
                     fallback = Some(first);
+                    recorded = noted;
                     break;
                 }
             }
@@ -282,6 +286,7 @@ impl StepCall<'_> {
             duration_us: outcome.duration.as_micros() as u64,
             canary: in_canary,
             fallback,
+            state_reads: recorded.take(),
         };
         if let Err(e) = storage.record_decision(&decision, &effects) {
             app.committer.write_failed(&e);

@@ -15,7 +15,7 @@ mod sled;
 pub use records::{
     Actor, AuditAction, AuditEvent, CallError as DecisionError, CanaryRecord, Decision,
     DecisionQuery, Delivery, Fallback, OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord,
-    RevisitStatus, ShopRecord, VersionRecord, VersionSource,
+    RevisitStatus, ShopRecord, StateRead, VersionRecord, VersionSource,
 };
 pub use sled::SledStorage;
 
@@ -76,6 +76,14 @@ pub trait DecisionLog: Send + Sync {
     fn record_decision(&self, decision: &Decision, effects: &Effects) -> Result<(), StorageError>;
     /// Decision-log entries matching `query`, newest first.
     fn decisions(&self, query: &DecisionQuery) -> Result<Vec<Decision>, StorageError>;
+    /// Visit the entries matching `query` (its limit aside) oldest first,
+    /// one at a time, until `visit` answers false: a replay of 100,000
+    /// holds one in memory, not all.
+    fn scan_decisions(
+        &self,
+        query: &DecisionQuery,
+        visit: &mut dyn FnMut(Decision) -> bool,
+    ) -> Result<(), StorageError>;
     /// Delete decision-log entries recorded before `before_ms`; how many.
     fn prune_decisions(&self, before_ms: i64) -> Result<usize, StorageError>;
     /// A shop's refund records, newest first.

@@ -118,6 +118,10 @@ stored_enum! {
         CanaryPromoted = "canary-promoted",
         /// The canary stopped; the stable version serves everyone.
         CanaryAborted = "canary-aborted",
+        /// A replay over logged decisions started, and finished (with its
+        /// summary).
+        ReplayStarted = "replay-started",
+        ReplayFinished = "replay-finished",
     }
 }
 
@@ -170,6 +174,24 @@ pub struct Decision {
     /// why (`digest`/`version` above name the one that answered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Fallback>,
+    /// What the call read from its plugin state, so a replay sees the
+    /// same values (empty for a plugin that reads none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_reads: Vec<StateRead>,
+}
+
+/// One read of a call's plugin state, as the decision log keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum StateRead {
+    /// A key's value (none: absent), read before the call wrote it.
+    Get { key: String, value: Option<String> },
+    /// A page of keys listed.
+    List {
+        prefix: String,
+        after: Option<String>,
+        keys: Vec<String>,
+    },
 }
 
 /// A failed call that another version answered for.

@@ -165,7 +165,11 @@ impl Deployer {
         self.lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn plugin_of(&self, step: Step, record: &VersionRecord) -> Result<Plugin, DeployError> {
+    pub(crate) fn plugin_of(
+        &self,
+        step: Step,
+        record: &VersionRecord,
+    ) -> Result<Plugin, DeployError> {
         if let Some(plugin) = self.runtime.loaded(&record.digest, step) {
             return Ok(plugin);
         }

@@ -176,23 +176,10 @@ impl DecisionLog for SledStorage {
     }
 
     fn decisions(&self, q: &DecisionQuery) -> Result<Vec<Decision>, StorageError> {
-        let start = timed_key(&q.shop, q.since_ms.unwrap_or(i64::MIN), 0);
-        let end = match q.until_ms {
-            Some(until) => timed_key(&q.shop, until, 0),
-            None => {
-                let mut end = shop_prefix(&q.shop);
-                end.push(0xff);
-                end
-            }
-        };
         let mut out = Vec::new();
-        for item in self.decisions.range(start..end).rev() {
+        for item in self.decisions.range(time_range(q)).rev() {
             let d: Decision = decode(&item.map_err(backend)?.1)?;
-            if q.step.is_none_or(|s| s == d.step)
-                && q.customer
-                    .as_ref()
-                    .is_none_or(|c| d.customer_id().as_ref() == Some(c))
-            {
+            if matches(q, &d) {
                 out.push(d);
                 if out.len() >= q.limit {
                     break;
@@ -200,6 +187,20 @@ impl DecisionLog for SledStorage {
             }
         }
         Ok(out)
+    }
+
+    fn scan_decisions(
+        &self,
+        q: &DecisionQuery,
+        visit: &mut dyn FnMut(Decision) -> bool,
+    ) -> Result<(), StorageError> {
+        for item in self.decisions.range(time_range(q)) {
+            let d: Decision = decode(&item.map_err(backend)?.1)?;
+            if matches(q, &d) && !visit(d) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Each shop's keys are in time order: per shop, remove the range
@@ -233,4 +234,26 @@ impl DecisionLog for SledStorage {
     fn refunds(&self, shop: &str, limit: usize) -> Result<Vec<RefundRecord>, StorageError> {
         Self::newest(&self.refunds, shop, limit)
     }
+}
+
+/// The keys of a query's shop and time window.
+fn time_range(q: &DecisionQuery) -> std::ops::Range<Vec<u8>> {
+    let start = timed_key(&q.shop, q.since_ms.unwrap_or(i64::MIN), 0);
+    let end = match q.until_ms {
+        Some(until) => timed_key(&q.shop, until, 0),
+        None => {
+            let mut end = shop_prefix(&q.shop);
+            end.push(0xff);
+            end
+        }
+    };
+    start..end
+}
+
+/// Whether a decision of the window matches the query's step and customer.
+fn matches(q: &DecisionQuery, d: &Decision) -> bool {
+    q.step.is_none_or(|s| s == d.step)
+        && q.customer
+            .as_ref()
+            .is_none_or(|c| d.customer_id().as_ref() == Some(c))
 }

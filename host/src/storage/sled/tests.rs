@@ -23,6 +23,7 @@ fn decision(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision
         duration_us: 1,
         canary: false,
         fallback: None,
+        state_reads: Vec::new(),
     };
     store.record_decision(&d, &Effects::None).unwrap();
     d

@@ -1,0 +1,146 @@
+//! Replays started through the admin API: each on a thread of its own in
+//! the idle scheduling class (it takes only the CPU serving leaves), with
+//! its progress, report and examples kept in memory for the latest
+//! [`KEPT`] replays.
+
+use super::{Example, Outcome, Progress, ReplayError, Report};
+use crate::steps::Step;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Replays kept (the oldest finished ones go first).
+pub const KEPT: usize = 20;
+
+/// Every replay started since the server started.
+#[derive(Default)]
+pub struct Jobs {
+    next: AtomicU64,
+    jobs: Mutex<BTreeMap<u64, Arc<Job>>>,
+}
+
+/// One replay.
+pub struct Job {
+    pub id: u64,
+    pub shop: String,
+    pub step: Step,
+    pub candidate: String,
+    pub started_at_ms: i64,
+    pub progress: Progress,
+    state: Mutex<State>,
+}
+
+enum State {
+    Running,
+    Done(Arc<Outcome>),
+    Failed(String),
+}
+
+/// A replay as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    pub id: u64,
+    pub shop: String,
+    #[schema(value_type = String)]
+    pub step: Step,
+    pub candidate: String,
+    /// `running`, `done` or `failed`.
+    pub status: &'static str,
+    pub started_at_ms: i64,
+    /// Decisions replayed so far, of `total`.
+    pub done: u64,
+    pub total: u64,
+    pub error: Option<String>,
+    /// Once done.
+    pub report: Option<Report>,
+}
+
+impl Job {
+    pub fn view(&self) -> JobView {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (status, error, report) = match &*state {
+            State::Running => ("running", None, None),
+            State::Done(outcome) => ("done", None, Some(outcome.report.clone())),
+            State::Failed(e) => ("failed", Some(e.clone()), None),
+        };
+        JobView {
+            id: self.id,
+            shop: self.shop.clone(),
+            step: self.step,
+            candidate: self.candidate.clone(),
+            status,
+            started_at_ms: self.started_at_ms,
+            done: self.progress.done.load(Ordering::Relaxed),
+            total: self.progress.total.load(Ordering::Relaxed),
+            error,
+            report,
+        }
+    }
+
+    /// One example of the finished replay, side by side.
+    pub fn example(&self, decision: u64) -> Option<Example> {
+        match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            State::Done(outcome) => outcome.examples.get(&decision).cloned(),
+            _ => None,
+        }
+    }
+}
+
+impl Jobs {
+    /// Start `work` on a new idle-class thread; `finished` runs after it
+    /// with what it came to.
+    pub fn start(
+        &self,
+        shop: &str,
+        step: Step,
+        candidate: String,
+        work: impl FnOnce(&Progress) -> Result<Outcome, ReplayError> + Send + 'static,
+        finished: impl FnOnce(&Job) + Send + 'static,
+    ) -> std::io::Result<Arc<Job>> {
+        let job = Arc::new(Job {
+            id: self.next.fetch_add(1, Ordering::Relaxed) + 1,
+            shop: shop.to_string(),
+            step,
+            candidate,
+            started_at_ms: crate::app::now_ms(),
+            progress: Progress::default(),
+            state: Mutex::new(State::Running),
+        });
+        {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            while jobs.len() >= KEPT {
+                let Some(oldest) = jobs
+                    .iter()
+                    .find(|(_, j)| !matches!(*j.state.lock().unwrap(), State::Running))
+                    .map(|(id, _)| *id)
+                else {
+                    break;
+                };
+                jobs.remove(&oldest);
+            }
+            jobs.insert(job.id, job.clone());
+        }
+        let running = job.clone();
+        std::thread::Builder::new()
+            .name(format!("kefu-replay-{}", job.id))
+            .spawn(move || {
+                crate::runtime::idle_priority();
+                let state = match work(&running.progress) {
+                    Ok(outcome) => State::Done(Arc::new(outcome)),
+                    Err(e) => State::Failed(e.to_string()),
+                };
+                *running.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+                finished(&running);
+            })?;
+        Ok(job)
+    }
+
+    /// Replay `id` of `shop`'s `step`, if kept.
+    pub fn get(&self, shop: &str, step: Step, id: u64) -> Option<Arc<Job>> {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.get(&id)
+            .filter(|j| j.shop == shop && j.step == step)
+            .cloned()
+    }
+}

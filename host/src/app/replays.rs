@@ -1,0 +1,195 @@
+//! The application's replays, as the transports call them: start one
+//! (a recorded version, or an uploaded component, over the logged
+//! decisions of a shop step), follow it, read its examples. The engine is
+//! `replay`; `kefu replay` runs it on a data directory directly.
+
+use super::replay::jobs::JobView;
+use super::replay::{self, Candidate, Example, Filters};
+use super::{App, DeployError};
+use crate::runtime::digest;
+use crate::steps::Step;
+use crate::storage::{Actor, AuditAction, AuditEvent, Storage, VersionSource};
+
+/// What a replay runs.
+pub enum ReplaySource {
+    /// A recorded version, with its own config.
+    Version(u64),
+    /// An uploaded component, with a config or (none) each decision's
+    /// version's.
+    Upload {
+        component: Vec<u8>,
+        config_json: Option<String>,
+    },
+}
+
+impl App {
+    /// Start a replay of `source` over `shop`'s logged `step` decisions
+    /// (blocking: an upload compiles); it goes on in the background.
+    pub fn start_replay(
+        &self,
+        shop: &str,
+        step: Step,
+        source: ReplaySource,
+        filters: Filters,
+        actor: Actor,
+    ) -> Result<JobView, DeployError> {
+        if self.registry.get(shop).is_none() {
+            return Err(DeployError::UnknownShop(shop.into()));
+        }
+        let candidate = match source {
+            ReplaySource::Version(version) => {
+                let history = self.storage.versions(shop, step)?;
+                let record = history.iter().find(|v| v.version == version).ok_or(
+                    DeployError::UnknownVersion {
+                        shop: shop.into(),
+                        step,
+                        version,
+                    },
+                )?;
+                Candidate {
+                    plugin: self.deployer.plugin_of(step, record)?,
+                    config_json: Some(record.config_json.clone()),
+                    label: format!("version {version}"),
+                }
+            }
+            ReplaySource::Upload {
+                component,
+                config_json,
+            } => {
+                let digest = digest(&component);
+                Candidate {
+                    plugin: self.runtime.load(&component, step)?,
+                    config_json,
+                    label: format!("upload {}", &digest[..12]),
+                }
+            }
+        };
+        let what = format!(
+            "replay of {} over {} decisions{}",
+            candidate.label,
+            step,
+            describe(&filters)
+        );
+        audit(
+            self.storage.as_ref(),
+            shop,
+            step,
+            AuditAction::ReplayStarted,
+            actor,
+            &what,
+        );
+        let (runtime, storage) = (self.runtime.clone(), self.storage.clone());
+        let (shop_id, finished_storage) = (shop.to_string(), self.storage.clone());
+        let job = self
+            .replays
+            .start(
+                shop,
+                step,
+                candidate.label.clone(),
+                move |progress| {
+                    let total = replay::count(storage.as_ref(), &shop_id, step, &filters)?;
+                    progress
+                        .total
+                        .store(total, std::sync::atomic::Ordering::Relaxed);
+                    replay::run(
+                        &runtime,
+                        storage.as_ref(),
+                        &shop_id,
+                        step,
+                        &candidate,
+                        &filters,
+                        progress,
+                    )
+                },
+                move |job| {
+                    let view = job.view();
+                    let summary = match &view.report {
+                        Some(r) => format!(
+                            "replay {} of {}: {} replayed, {} changed, {} candidate errors",
+                            job.id,
+                            job.candidate,
+                            r.replayed,
+                            r.changed,
+                            r.candidate_errors.values().sum::<u64>()
+                        ),
+                        None => format!(
+                            "replay {} of {} failed: {}",
+                            job.id,
+                            job.candidate,
+                            view.error.unwrap_or_default()
+                        ),
+                    };
+                    audit(
+                        finished_storage.as_ref(),
+                        &job.shop,
+                        job.step,
+                        AuditAction::ReplayFinished,
+                        actor,
+                        &summary,
+                    );
+                },
+            )
+            .map_err(|e| {
+                crate::storage::StorageError::Backend(format!("cannot start the replay: {e}"))
+            })?;
+        Ok(job.view())
+    }
+
+    /// A replay of `shop`'s `step`, running or done.
+    pub fn replay(&self, shop: &str, step: Step, id: u64) -> Option<JobView> {
+        self.replays.get(shop, step, id).map(|j| j.view())
+    }
+
+    /// One example decision of a finished replay, side by side.
+    pub fn replay_example(
+        &self,
+        shop: &str,
+        step: Step,
+        id: u64,
+        decision: u64,
+    ) -> Option<Example> {
+        self.replays.get(shop, step, id)?.example(decision)
+    }
+}
+
+fn describe(f: &Filters) -> String {
+    let mut out = String::new();
+    if let Some(s) = f.since_ms {
+        out += &format!(" since {s}");
+    }
+    if let Some(u) = f.until_ms {
+        out += &format!(" until {u}");
+    }
+    if let Some(l) = f.limit {
+        out += &format!(" (at most {l})");
+    }
+    out
+}
+
+/// Note a replay in the audit; a failure is logged, never fatal.
+fn audit(
+    storage: &dyn Storage,
+    shop: &str,
+    step: Step,
+    action: AuditAction,
+    actor: Actor,
+    reason: &str,
+) {
+    let written = storage.next_id().and_then(|id| {
+        storage.append_audit(&AuditEvent {
+            id,
+            at_ms: super::now_ms(),
+            shop: shop.into(),
+            step: Some(step),
+            action,
+            version: None,
+            digest: None,
+            source: VersionSource::Api,
+            actor,
+            reason: reason.into(),
+        })
+    });
+    if let Err(e) = written {
+        tracing::error!(error = %e, "cannot write the replay audit");
+    }
+}
