@@ -40,6 +40,9 @@ pub struct DecisionView {
     /// The version called failed and this one answered: which and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<crate::storage::Fallback>,
+    /// What the call read from its plugin state (replays see the same).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub state_reads: Vec<crate::storage::StateRead>,
 }
 
 impl From<Decision> for DecisionView {
@@ -58,6 +61,7 @@ impl From<Decision> for DecisionView {
             duration_us: d.duration_us,
             canary: d.canary,
             fallback: d.fallback,
+            state_reads: d.state_reads,
         }
     }
 }

@@ -29,8 +29,11 @@ pub use listings::{AuditView, DecisionView, OutcomeView, RefundView, RevisitView
 pub use quota::{QuotaExceeded, Quotas};
 pub use registry::{LoadFailure, PluginSource, Shop, now_ms};
 pub use replay::jobs::JobView as ReplayView;
-pub use replay::{Example as ReplayExample, Filters as ReplayFilters, Report as ReplayReport};
-pub use replays::ReplaySource;
+pub use replay::{
+    Example as ReplayExample, Filters as ReplayFilters, Group as ReplayGroup,
+    Progress as ReplayProgress, Report as ReplayReport,
+};
+pub use replays::{ReplayDirError, ReplaySource, replay_dir};
 pub use revisits::{
     DeliveryView, MAX_BATCH, OutcomeInput, PlanResult, PlansReport, Report, RevisitError,
     Scheduler, TICK as SCHEDULER_TICK, WebhookError,

@@ -193,3 +193,51 @@ fn audit(
         tracing::error!(error = %e, "cannot write the replay audit");
     }
 }
+
+/// Why `kefu replay` could not replay.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayDirError {
+    #[error(
+        "cannot open the data directory {path}: {source} (a running kefu serve holds it: replay through the API, or on a copy)"
+    )]
+    Open {
+        path: String,
+        source: crate::storage::StorageError,
+    },
+    #[error("candidate rejected: {0}")]
+    Candidate(#[from] crate::error::LoadError),
+    #[error(transparent)]
+    Replay(#[from] replay::ReplayError),
+}
+
+/// Replay a component over `shop`'s logged `step` decisions in the data
+/// directory `dir` (`kefu replay`): the store is opened, read and closed;
+/// nothing in it changes.
+#[allow(clippy::too_many_arguments)]
+pub fn replay_dir(
+    dir: &std::path::Path,
+    runtime: &crate::runtime::Runtime,
+    shop: &str,
+    step: Step,
+    component: &[u8],
+    config_json: Option<String>,
+    filters: &Filters,
+    progress: &replay::Progress,
+) -> Result<replay::Report, ReplayDirError> {
+    let storage =
+        crate::storage::SledStorage::open(dir).map_err(|source| ReplayDirError::Open {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    let candidate = Candidate {
+        plugin: runtime.load(component, step)?,
+        config_json,
+        label: format!("upload {}", &digest(component)[..12]),
+    };
+    let total = replay::count(&storage, shop, step, filters).map_err(replay::ReplayError::from)?;
+    progress
+        .total
+        .store(total, std::sync::atomic::Ordering::Relaxed);
+    let outcome = replay::run(runtime, &storage, shop, step, &candidate, filters, progress)?;
+    Ok(outcome.report)
+}

@@ -7,6 +7,7 @@ mod client;
 mod decisions;
 mod deploy;
 mod new;
+mod replay;
 mod revisits;
 mod rollback;
 mod run;
@@ -51,6 +52,9 @@ enum Command {
     Revisits(revisits::RevisitsArgs),
     /// Read the deploy audit.
     Audit(audit::AuditArgs),
+    /// What a candidate would have decided on a shop step's logged
+    /// decisions (a data directory no server is using).
+    Replay(replay::ReplayArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -82,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Decisions(args) => Ok(decisions::run(args)),
         Command::Revisits(args) => Ok(revisits::run(args)),
         Command::Audit(args) => Ok(audit::run(args)),
+        Command::Replay(args) => replay::run(args),
     };
     match result {
         Ok(code) => code,

@@ -92,6 +92,18 @@ pub fn router(app: Arc<App>) -> Router {
             post(handlers::canary::promote),
         )
         .route(
+            "/v1/shops/{shop}/steps/{step}/replays",
+            post(handlers::replays::start).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route(
+            "/v1/shops/{shop}/steps/{step}/replays/{id}",
+            get(handlers::replays::show),
+        )
+        .route(
+            "/v1/shops/{shop}/steps/{step}/replays/{id}/examples/{decision}",
+            get(handlers::replays::example),
+        )
+        .route(
             "/v1/shops/{shop}/steps/{step}/rollback",
             post(handlers::versions::rollback),
         )

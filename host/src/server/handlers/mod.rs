@@ -7,6 +7,7 @@ pub mod decisions;
 pub mod health;
 pub mod plugins;
 pub mod refunds;
+pub mod replays;
 pub mod revisits;
 pub mod steps;
 pub mod versions;
