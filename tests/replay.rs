@@ -18,7 +18,6 @@ const KEY: &str = "key-tea";
 const ADMIN: &str = "admin-token";
 
 struct Api {
-    app: Arc<App>,
     router: Router,
 }
 
@@ -35,8 +34,7 @@ impl Api {
         let env: Env = Arc::new(move |name: &str| vars.get(name).map(|v| v.to_string()));
         let app = App::open(config, env).await.expect("the app opens");
         Api {
-            router: kefu::server::router(app.clone()),
-            app,
+            router: kefu::server::router(app),
         }
     }
 
