@@ -60,7 +60,8 @@ fn the_openapi_description_is_served_and_the_server_answers_as_it_says() {
     // (and `at`) or `from` and `to` with from < to, so mixes of both are
     // refused (400); a deploy's bytes must be a component of the step's
     // world, so random bytes are refused (422); a canary needs a recorded
-    // version (404) and promote one running (404).
+    // version (404) and promote one running (404); a replay a recorded
+    // version or a component (404, 422), and its reads a replay started.
     let config = dir.path().join("schemathesis.toml");
     let mut toml = String::new();
     for path in [
@@ -68,6 +69,9 @@ fn the_openapi_description_is_served_and_the_server_answers_as_it_says() {
         "/v1/shops/{shop}/steps/{step}/versions",
         "/v1/shops/{shop}/steps/{step}/canary",
         "/v1/shops/{shop}/steps/{step}/canary/promote",
+        "/v1/shops/{shop}/steps/{step}/replays",
+        "/v1/shops/{shop}/steps/{step}/replays/{id}",
+        "/v1/shops/{shop}/steps/{step}/replays/{id}/examples/{decision}",
     ] {
         toml += &format!(
             "[[operations]]\ninclude-path = \"{path}\"\nchecks.positive_data_acceptance.enabled = false\n\n"

@@ -1,6 +1,8 @@
 //! What the decision log costs: one entry written (buffered), one entry
 //! written and flushed (what an answer waits for when alone), and a batch
-//! of 64 entries sharing one flush (group commit under load).
+//! of 64 entries sharing one flush (group commit under load); and one
+//! entry that also keeps the state read its call made (what a replay
+//! needs of an order confirmation that remembers its reminders).
 //!
 //! cargo bench -p kefu --bench storage
 
@@ -41,6 +43,24 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     let output = serde_json::value::to_raw_value(&serde_json::json!({"reply": "您好，欢迎光临山野茶油旗舰店，我是客服慧兰 :)", "quick_replies": ["查询物流"], "hand_off": false, "matched_keywords": ["便宜"], "off_hours": false})).unwrap();
     let mut group = c.benchmark_group("decision-log");
+    let read = vec![kefu::storage_types::StateRead::Get {
+        key: "reminded/T20261118001".into(),
+        value: Some("1795140000".into()),
+    }];
+    let plain = serde_json::to_vec(&entry(&store, &input, &output))
+        .unwrap()
+        .len();
+    let mut with_read = entry(&store, &input, &output);
+    with_read.state_reads = read.clone();
+    let bigger = serde_json::to_vec(&with_read).unwrap().len();
+    eprintln!("decision record: {plain} bytes; with one state read: {bigger} bytes");
+    group.bench_function("write (1 state read)", |b| {
+        b.iter(|| {
+            let mut d = entry(&store, &input, &output);
+            d.state_reads = read.clone();
+            store.record_decision(&d, &Effects::None).unwrap()
+        })
+    });
     group.bench_function("write", |b| {
         b.iter(|| {
             store

@@ -74,6 +74,7 @@ pub mod storage_types {
     pub use crate::storage::{
         Actor, AuditAction, AuditEvent, AuditLog, Decision, DecisionLog, DecisionQuery, Delivery,
         Durable, Effects, Ids, Outbox, OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord,
-        RevisitStatus, RevisitStore, ShopRecord, VersionRecord, VersionSource, VersionStore,
+        RevisitStatus, RevisitStore, ShopRecord, StateRead, VersionRecord, VersionSource,
+        VersionStore,
     };
 }

@@ -30,8 +30,8 @@ pub use quota::{QuotaExceeded, Quotas};
 pub use registry::{LoadFailure, PluginSource, Shop, now_ms};
 pub use replay::jobs::JobView as ReplayView;
 pub use replay::{
-    Example as ReplayExample, Filters as ReplayFilters, Group as ReplayGroup,
-    Progress as ReplayProgress, Report as ReplayReport,
+    ChangeGroup as ReplayGroup, Filters as ReplayFilters, Progress as ReplayProgress,
+    ReplayExample, ReplayReport,
 };
 pub use replays::{ReplayDirError, ReplaySource, replay_dir};
 pub use revisits::{

@@ -4,7 +4,7 @@
 //! `replay`; `kefu replay` runs it on a data directory directly.
 
 use super::replay::jobs::JobView;
-use super::replay::{self, Candidate, Example, Filters};
+use super::replay::{self, Candidate, Filters, ReplayExample};
 use super::{App, DeployError};
 use crate::runtime::digest;
 use crate::steps::Step;
@@ -147,7 +147,7 @@ impl App {
         step: Step,
         id: u64,
         decision: u64,
-    ) -> Option<Example> {
+    ) -> Option<ReplayExample> {
         self.replays.get(shop, step, id)?.example(decision)
     }
 }
@@ -223,7 +223,7 @@ pub fn replay_dir(
     config_json: Option<String>,
     filters: &Filters,
     progress: &replay::Progress,
-) -> Result<replay::Report, ReplayDirError> {
+) -> Result<replay::ReplayReport, ReplayDirError> {
     let storage =
         crate::storage::SledStorage::open(dir).map_err(|source| ReplayDirError::Open {
             path: dir.display().to_string(),

@@ -3,7 +3,7 @@
 //! its progress, report and examples kept in memory for the latest
 //! [`KEPT`] replays.
 
-use super::{Example, Outcome, Progress, ReplayError, Report};
+use super::{Outcome, Progress, ReplayError, ReplayExample, ReplayReport};
 use crate::steps::Step;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -53,7 +53,7 @@ pub struct JobView {
     pub total: u64,
     pub error: Option<String>,
     /// Once done.
-    pub report: Option<Report>,
+    pub report: Option<ReplayReport>,
 }
 
 impl Job {
@@ -79,7 +79,7 @@ impl Job {
     }
 
     /// One example of the finished replay, side by side.
-    pub fn example(&self, decision: u64) -> Option<Example> {
+    pub fn example(&self, decision: u64) -> Option<ReplayExample> {
         match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
             State::Done(outcome) => outcome.examples.get(&decision).cloned(),
             _ => None,

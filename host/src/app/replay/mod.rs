@@ -59,7 +59,7 @@ pub enum ReplayError {
 
 /// One group of changed decisions.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct Group {
+pub struct ChangeGroup {
     /// `reject → approve`, or an output field's path.
     pub change: String,
     pub count: u64,
@@ -69,12 +69,12 @@ pub struct Group {
 
 /// Call-time quantiles, microseconds.
 #[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct Timing {
+pub struct CallTiming {
     pub p50_us: u64,
     pub p99_us: u64,
 }
 
-impl Timing {
+impl CallTiming {
     fn of(mut times: Vec<u64>) -> Self {
         times.sort_unstable();
         let at = |q: f64| {
@@ -83,7 +83,7 @@ impl Timing {
                 .copied()
                 .unwrap_or(0)
         };
-        Timing {
+        CallTiming {
             p50_us: at(0.5),
             p99_us: at(0.99),
         }
@@ -92,7 +92,7 @@ impl Timing {
 
 /// What a replay found.
 #[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct Report {
+pub struct ReplayReport {
     pub shop: String,
     #[schema(value_type = String)]
     pub step: Option<Step>,
@@ -111,15 +111,15 @@ pub struct Report {
     /// The candidate's failures, by error code.
     pub candidate_errors: BTreeMap<String, u64>,
     /// Changes of the decision (`reject → approve`), most first.
-    pub flips: Vec<Group>,
+    pub flips: Vec<ChangeGroup>,
     /// Changes by output field path, most first.
-    pub fields: Vec<Group>,
+    pub fields: Vec<ChangeGroup>,
     /// Refunds: the candidate's approved amounts minus the original's, fen
     /// and yuan (positive: more money out).
     pub refund_delta_fen: i64,
     pub refund_delta_yuan: f64,
-    pub original_time: Timing,
-    pub candidate_time: Timing,
+    pub original_time: CallTiming,
+    pub candidate_time: CallTiming,
     /// The candidate's largest linear memory, bytes (the log keeps none
     /// for the originals).
     pub candidate_memory_peak: u64,
@@ -131,7 +131,7 @@ pub struct Report {
 
 /// One decision side by side.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct Example {
+pub struct ReplayExample {
     pub decision_id: u64,
     #[schema(value_type = Object)]
     pub input: Value,
@@ -147,8 +147,8 @@ pub struct Example {
 
 /// A replay's report and its examples, by decision id.
 pub struct Outcome {
-    pub report: Report,
-    pub examples: HashMap<u64, Example>,
+    pub report: ReplayReport,
+    pub examples: HashMap<u64, ReplayExample>,
 }
 
 /// Count what a replay with `filters` would take (for progress).
@@ -242,7 +242,7 @@ struct Tally {
     candidate_us: Vec<u64>,
     memory_peak: u64,
     unrecorded: u64,
-    examples: HashMap<u64, Example>,
+    examples: HashMap<u64, ReplayExample>,
 }
 
 /// The logged or replayed answer, as JSON: `{"output": ...}` or
@@ -339,7 +339,7 @@ impl Tally {
         if example {
             self.examples.insert(
                 d.id,
-                Example {
+                ReplayExample {
                     decision_id: d.id,
                     input: serde_json::from_str(d.input.get()).unwrap_or(Value::Null),
                     original: answer(original, original_error),
@@ -350,11 +350,11 @@ impl Tally {
         }
     }
 
-    fn report(&mut self) -> Report {
+    fn report(&mut self) -> ReplayReport {
         let groups = |map: &BTreeMap<String, (u64, Vec<u64>)>| {
-            let mut out: Vec<Group> = map
+            let mut out: Vec<ChangeGroup> = map
                 .iter()
-                .map(|(change, (count, examples))| Group {
+                .map(|(change, (count, examples))| ChangeGroup {
                     change: change.clone(),
                     count: *count,
                     examples: examples.clone(),
@@ -363,7 +363,7 @@ impl Tally {
             out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.change.cmp(&b.change)));
             out
         };
-        Report {
+        ReplayReport {
             replayed: self.replayed,
             unchanged: self.unchanged,
             changed: self.changed,
@@ -373,11 +373,11 @@ impl Tally {
             fields: groups(&self.fields),
             refund_delta_fen: self.refund_delta_fen,
             refund_delta_yuan: self.refund_delta_fen as f64 / 100.0,
-            original_time: Timing::of(std::mem::take(&mut self.original_us)),
-            candidate_time: Timing::of(std::mem::take(&mut self.candidate_us)),
+            original_time: CallTiming::of(std::mem::take(&mut self.original_us)),
+            candidate_time: CallTiming::of(std::mem::take(&mut self.candidate_us)),
             candidate_memory_peak: self.memory_peak,
             unrecorded_state_reads: self.unrecorded,
-            ..Report::default()
+            ..ReplayReport::default()
         }
     }
 }

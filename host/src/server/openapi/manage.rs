@@ -154,6 +154,8 @@ pub fn paths(
     let webhooks_view = typed::<handlers::webhooks::Webhooks>(schemas);
     let one_webhook = typed::<handlers::webhooks::OneWebhook>(schemas);
     let canary_view = typed::<crate::app::CanaryView>(schemas);
+    let replay_view = typed::<crate::app::ReplayView>(schemas);
+    let replay_example = typed::<crate::app::ReplayExample>(schemas);
     let canary_start = typed::<handlers::canary::CanaryStart>(schemas);
 
     let versions = PathItem::builder()
@@ -309,6 +311,83 @@ pub fn paths(
         "the version now active",
         activated.clone(),
     ));
+    let replay_start = {
+        let mut op = op(
+            "replay-start",
+            "Replay a recorded version (`version`) or an uploaded component over the step's logged decisions, in the background",
+            vec![
+                shop(),
+                step(),
+                int("version"),
+                int("since"),
+                int("until"),
+                int("limit"),
+            ],
+            "unused",
+            replay_view.clone(),
+        )
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .description(Some(
+                    "Empty with `version`; else a form with `component` and optionally `config` \
+                     (without it, each decision's version's config)",
+                ))
+                .content(
+                    "multipart/form-data",
+                    ContentBuilder::new()
+                        .schema(Some(
+                            ObjectBuilder::new()
+                                .property("component", binary())
+                                .property("config", ObjectBuilder::new().schema_type(Type::String))
+                                .additional_properties(Some(
+                                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                                )),
+                        ))
+                        .build(),
+                )
+                .build(),
+        ))
+        .build();
+        op.responses.responses.remove("200");
+        admin(
+            OperationBuilder::from(op)
+                .response(
+                    "202",
+                    ResponseBuilder::new()
+                        .description("the replay, running: follow it at .../replays/{id}")
+                        .content("application/json", json(replay_view.clone())),
+                )
+                .response(
+                    "422",
+                    ResponseBuilder::new()
+                        .description("the component is not one of this step")
+                        .content("application/json", json(Ref::from_schema_name("Error"))),
+                ),
+        )
+    };
+    let replay_show = admin(op(
+        "replay",
+        "A replay: its progress, then its report",
+        vec![shop(), step(), id()],
+        "the replay",
+        replay_view,
+    ));
+    let replay_example = admin(op(
+        "replay-example",
+        "One example decision of a finished replay, side by side",
+        vec![shop(), step(), id(), {
+            let mut p = param("decision", ParameterIn::Path, Type::Integer, true, &[]);
+            p.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .into(),
+            );
+            p
+        }],
+        "the decision, logged and replayed",
+        replay_example,
+    ));
     let audit = admin(op(
         "audit",
         "Deploys, rollbacks and refusals, newest first",
@@ -446,6 +525,18 @@ pub fn paths(
         .path(
             "/v1/shops/{shop}/steps/{step}/canary/promote",
             PathItem::new(HttpMethod::Post, canary_promote),
+        )
+        .path(
+            "/v1/shops/{shop}/steps/{step}/replays",
+            PathItem::new(HttpMethod::Post, replay_start),
+        )
+        .path(
+            "/v1/shops/{shop}/steps/{step}/replays/{id}",
+            PathItem::new(HttpMethod::Get, replay_show),
+        )
+        .path(
+            "/v1/shops/{shop}/steps/{step}/replays/{id}/examples/{decision}",
+            PathItem::new(HttpMethod::Get, replay_example),
         )
         .path("/v1/audit", PathItem::new(HttpMethod::Get, audit))
         .path("/v1/plugins", PathItem::new(HttpMethod::Get, plugins))
