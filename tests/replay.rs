@@ -459,3 +459,147 @@ async fn a_15_day_window_flips_exactly_the_returns_of_days_8_to_15() {
         "{text}"
     );
 }
+
+/// A shadow runs a candidate on each live decision off the request path:
+/// the same report as a replay, live; a candidate that loops changes no
+/// live answer; one shadow per step; started and stopped in the audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_decides_live_traffic_again_without_touching_it() {
+    let root = tempfile::tempdir().unwrap();
+    let shops = root.path().join("shops");
+    shop(
+        &shops,
+        "[steps.refund-policy]\nconfig = { no_reason_return_days = 7 }\n",
+    );
+    let api = Api::open(root.path()).await;
+    let path = "/v1/shops/tea/steps/refund-policy/shadow";
+    assert_eq!(api.get(path).await.0, 404);
+
+    let component = std::fs::read(support::default_plugin("refund-policy")).unwrap();
+    let (ct, form) = kefu_tests::multipart(&[
+        ("component", "refund.wasm", "application/wasm", &component),
+        (
+            "config",
+            "c.toml",
+            "application/toml",
+            b"no_reason_return_days = 15",
+        ),
+    ]);
+    let (status, out) = api.call(Method::POST, path, ADMIN, &ct, form.clone()).await;
+    assert_eq!(status, 201, "{out}");
+    let (status, out) = api.call(Method::POST, path, ADMIN, &ct, form).await;
+    assert_eq!(
+        (status, out["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{out}"
+    );
+
+    let template = examples("refund-policy")
+        .into_iter()
+        .find(|e| e["reason"] == "NoReason" && e["order"]["items"][0]["final_sale"] == false)
+        .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let body = |day: i64| {
+        let mut body = template.clone();
+        body["order"]["delivered_at"] = json!(now - day * 86_400 + 3_600);
+        body
+    };
+    let mut answers = Vec::new();
+    for day in 1..=20 {
+        let (status, answer) = api
+            .call(
+                Method::POST,
+                "/v1/shops/tea/refund-decision",
+                KEY,
+                "application/json",
+                body(day).to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        // Live answers are the live version's: 7 days.
+        assert_eq!(
+            answer["output"]["outcome"] == "Approve",
+            day <= 7,
+            "day {day}"
+        );
+        answers.push(answer["output"].clone());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let view = loop {
+        let (status, view) = api.get(path).await;
+        assert_eq!(status, 200, "{view}");
+        if view["report"]["replayed"] == 20 {
+            break view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shadow fell behind: {view}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let report = &view["report"];
+    assert_eq!(
+        report["flips"][0]["change"], "reject → approve",
+        "{report:#}"
+    );
+    assert_eq!(report["flips"][0]["count"], 8, "{report:#}");
+    assert_eq!(report["changed"], 8 + 5, "{report:#}");
+    assert_eq!(view["dropped"], 0);
+    let example = report["flips"][0]["examples"][0].as_u64().unwrap();
+    let (status, side) = api.get(&format!("{path}/examples/{example}")).await;
+    assert_eq!(status, 200, "{side}");
+    assert_eq!(side["candidate"]["output"]["outcome"], "Approve");
+    let (status, stopped) = api
+        .call(Method::DELETE, path, ADMIN, "application/json", vec![])
+        .await;
+    assert_eq!(status, 200, "{stopped}");
+    assert_eq!(stopped["report"]["replayed"], 20);
+    assert_eq!(api.get(path).await.0, 404);
+
+    // A candidate that loops until its timeout: the live answers are
+    // byte for byte what they were without it.
+    let hostile = std::fs::read(support::wasm::HOSTILE).unwrap();
+    let (ct, form) = kefu_tests::multipart(&[
+        ("component", "h.wasm", "application/wasm", &hostile),
+        (
+            "config",
+            "c.json",
+            "application/json",
+            br#"{"behavior":"loop"}"#,
+        ),
+    ]);
+    let (status, out) = api.call(Method::POST, path, ADMIN, &ct, form).await;
+    assert_eq!(status, 201, "{out}");
+    for (i, day) in (1..=20).enumerate() {
+        let (status, answer) = api
+            .call(
+                Method::POST,
+                "/v1/shops/tea/refund-decision",
+                KEY,
+                "application/json",
+                body(day).to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["output"], answers[i], "day {day}");
+    }
+    let (status, _) = api
+        .call(Method::DELETE, path, ADMIN, "application/json", vec![])
+        .await;
+    assert_eq!(status, 200);
+    let (_, audit) = api.get("/v1/audit?shop=tea").await;
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "shadow-started").count(),
+        2
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == "shadow-stopped").count(),
+        2
+    );
+}

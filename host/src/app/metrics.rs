@@ -80,6 +80,14 @@ fn describe() {
         "Canaries aborted, by who aborted them (analysis or admin)"
     );
     describe_counter!(
+        "kefu_shadow_calls_total",
+        "Shadow runs of a candidate on live decisions, by result (same, different, error)"
+    );
+    describe_counter!(
+        "kefu_shadow_dropped_total",
+        "Live decisions a shadow never saw: its queue was full"
+    );
+    describe_counter!(
         "kefu_calls_total",
         "Plugin calls, by shop, step and outcome"
     );

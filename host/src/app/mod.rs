@@ -29,6 +29,7 @@ pub use listings::{AuditView, DecisionView, OutcomeView, RefundView, RevisitView
 pub use quota::{QuotaExceeded, Quotas};
 pub use registry::{LoadFailure, PluginSource, Shop, now_ms};
 pub use replay::jobs::JobView as ReplayView;
+pub use replay::shadow::ShadowView;
 pub use replay::{
     ChangeGroup as ReplayGroup, Filters as ReplayFilters, Progress as ReplayProgress,
     ReplayExample, ReplayReport,

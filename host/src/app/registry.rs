@@ -2,6 +2,7 @@
 //! The whole map is swapped atomically, so a call always sees one
 //! consistent version of a shop.
 
+use super::replay::shadow::Shadow;
 use super::rollout::{Canary, StepPolicy};
 use crate::runtime::{CallContext, CallOutcome, Plugin, ReusePool, Runtime};
 use crate::steps::Step;
@@ -132,6 +133,8 @@ pub struct Shop {
     pub steps: HashMap<Step, Arc<ActivePlugin>>,
     /// Canaries running, by step.
     pub canaries: HashMap<Step, Arc<Canary>>,
+    /// Shadow runs, by step (not kept across a restart).
+    pub shadows: HashMap<Step, Arc<Shadow>>,
     /// The version before each step's active one, when the step falls
     /// back to it (`on_failure`).
     pub previous: HashMap<Step, Arc<ActivePlugin>>,

@@ -4,6 +4,7 @@
 //! `replay`; `kefu replay` runs it on a data directory directly.
 
 use super::replay::jobs::JobView;
+use super::replay::shadow::{Shadow, ShadowView};
 use super::replay::{self, Candidate, Filters, ReplayExample};
 use super::{App, DeployError};
 use crate::runtime::digest;
@@ -33,37 +34,7 @@ impl App {
         filters: Filters,
         actor: Actor,
     ) -> Result<JobView, DeployError> {
-        if self.registry.get(shop).is_none() {
-            return Err(DeployError::UnknownShop(shop.into()));
-        }
-        let candidate = match source {
-            ReplaySource::Version(version) => {
-                let history = self.storage.versions(shop, step)?;
-                let record = history.iter().find(|v| v.version == version).ok_or(
-                    DeployError::UnknownVersion {
-                        shop: shop.into(),
-                        step,
-                        version,
-                    },
-                )?;
-                Candidate {
-                    plugin: self.deployer.plugin_of(step, record)?,
-                    config_json: Some(record.config_json.clone()),
-                    label: format!("version {version}"),
-                }
-            }
-            ReplaySource::Upload {
-                component,
-                config_json,
-            } => {
-                let digest = digest(&component);
-                Candidate {
-                    plugin: self.runtime.load(&component, step)?,
-                    config_json,
-                    label: format!("upload {}", &digest[..12]),
-                }
-            }
-        };
+        let candidate = self.candidate(shop, step, source)?;
         let what = format!(
             "replay of {} over {} decisions{}",
             candidate.label,
@@ -133,6 +104,118 @@ impl App {
                 crate::storage::StorageError::Backend(format!("cannot start the replay: {e}"))
             })?;
         Ok(job.view())
+    }
+
+    /// What a replay or shadow runs, loaded (blocking: an upload
+    /// compiles).
+    fn candidate(
+        &self,
+        shop: &str,
+        step: Step,
+        source: ReplaySource,
+    ) -> Result<Candidate, DeployError> {
+        if self.registry.get(shop).is_none() {
+            return Err(DeployError::UnknownShop(shop.into()));
+        }
+        Ok(match source {
+            ReplaySource::Version(version) => {
+                let history = self.storage.versions(shop, step)?;
+                let record = history.iter().find(|v| v.version == version).ok_or(
+                    DeployError::UnknownVersion {
+                        shop: shop.into(),
+                        step,
+                        version,
+                    },
+                )?;
+                Candidate {
+                    plugin: self.deployer.plugin_of(step, record)?,
+                    config_json: Some(record.config_json.clone()),
+                    label: format!("version {version}"),
+                }
+            }
+            ReplaySource::Upload {
+                component,
+                config_json,
+            } => {
+                let digest = digest(&component);
+                Candidate {
+                    plugin: self.runtime.load(&component, step)?,
+                    config_json,
+                    label: format!("upload {}", &digest[..12]),
+                }
+            }
+        })
+    }
+
+    /// Start a shadow of `source` on `shop`'s live `step` traffic
+    /// (blocking: an upload compiles).
+    pub fn start_shadow(
+        &self,
+        shop: &str,
+        step: Step,
+        source: ReplaySource,
+        actor: Actor,
+    ) -> Result<ShadowView, DeployError> {
+        let candidate = self.candidate(shop, step, source)?;
+        let configs = self
+            .storage
+            .versions(shop, step)?
+            .into_iter()
+            .map(|v| (v.version, v.config_json))
+            .collect();
+        let shadow =
+            Shadow::start(self.runtime.clone(), shop, step, candidate, configs).map_err(|e| {
+                crate::storage::StorageError::Backend(format!("cannot start the shadow: {e}"))
+            })?;
+        let view = shadow.view();
+        self.deployer.start_shadow(shop, step, shadow, actor)?;
+        Ok(view)
+    }
+
+    /// The shadow of `shop`'s `step` and what it found so far.
+    pub fn shadow(&self, shop: &str, step: Step) -> Result<ShadowView, DeployError> {
+        self.running_shadow(shop, step).map(|s| s.view())
+    }
+
+    /// One example decision of a running shadow, side by side.
+    pub fn shadow_example(
+        &self,
+        shop: &str,
+        step: Step,
+        decision: u64,
+    ) -> Result<Option<ReplayExample>, DeployError> {
+        self.running_shadow(shop, step).map(|s| s.example(decision))
+    }
+
+    /// Stop the shadow of `shop`'s `step`; what it found.
+    pub fn stop_shadow(
+        &self,
+        shop: &str,
+        step: Step,
+        actor: Actor,
+    ) -> Result<ShadowView, DeployError> {
+        self.deployer
+            .stop_shadow(shop, step, actor)
+            .map(|s| s.view())
+    }
+
+    fn running_shadow(
+        &self,
+        shop: &str,
+        step: Step,
+    ) -> Result<std::sync::Arc<Shadow>, DeployError> {
+        let running = self
+            .registry
+            .get(shop)
+            .ok_or_else(|| DeployError::UnknownShop(shop.into()))?;
+        running
+            .shadows
+            .get(&step)
+            .cloned()
+            .ok_or_else(|| DeployError::NoShadow {
+                shop: shop.into(),
+                step,
+            })
     }
 
     /// A replay of `shop`'s `step`, running or done.

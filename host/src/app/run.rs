@@ -295,6 +295,10 @@ impl StepCall<'_> {
         if durable {
             app.durable().await.map_err(StepError::storage(Some(id)))?;
         }
+        // A shadow of the step decides it again, off the request path.
+        if let Some(shadow) = shop.shadows.get(&step) {
+            shadow.offer(&decision);
+        }
         match outcome.result {
             Ok(_) => Ok(StepAnswer {
                 decision_id: id,

@@ -88,13 +88,16 @@ impl ApiError {
             | ApiError::Deploy(
                 DeployError::UnknownVersion { .. }
                 | DeployError::NothingToRollBack { .. }
-                | DeployError::NoCanary { .. },
+                | DeployError::NoCanary { .. }
+                | DeployError::NoShadow { .. },
             ) => "not_found",
             ApiError::BadRequest(_)
             | ApiError::Deploy(DeployError::NoComponent { .. } | DeployError::InvalidCanary(_))
             | ApiError::Revisit(RevisitError::Invalid(_)) => "bad_request",
             ApiError::Revisit(RevisitError::Closed { .. })
-            | ApiError::Deploy(DeployError::CanaryRunning { .. }) => "conflict",
+            | ApiError::Deploy(
+                DeployError::CanaryRunning { .. } | DeployError::ShadowRunning { .. },
+            ) => "conflict",
             ApiError::Step(e) => step_code(e),
             ApiError::Deploy(DeployError::Rejected(_) | DeployError::TrialFailed { .. }) => {
                 "plugin_rejected"

@@ -96,6 +96,17 @@ pub fn router(app: Arc<App>) -> Router {
             post(handlers::replays::start).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
         .route(
+            "/v1/shops/{shop}/steps/{step}/shadow",
+            get(handlers::shadow::show)
+                .post(handlers::shadow::start)
+                .delete(handlers::shadow::stop)
+                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route(
+            "/v1/shops/{shop}/steps/{step}/shadow/examples/{decision}",
+            get(handlers::shadow::example),
+        )
+        .route(
             "/v1/shops/{shop}/steps/{step}/replays/{id}",
             get(handlers::replays::show),
         )

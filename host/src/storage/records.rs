@@ -122,6 +122,10 @@ stored_enum! {
         /// summary).
         ReplayStarted = "replay-started",
         ReplayFinished = "replay-finished",
+        /// A shadow run on live traffic started, and stopped (with what
+        /// it found).
+        ShadowStarted = "shadow-started",
+        ShadowStopped = "shadow-stopped",
     }
 }
 

@@ -6,6 +6,7 @@
 mod api;
 mod canary;
 mod folder;
+mod shadow;
 
 pub use api::DeployRequest;
 pub use canary::{CanaryPlan, CanaryView};
@@ -62,6 +63,16 @@ pub enum DeployError {
     },
     #[error("shop `{shop}` step `{step}` has no canary running")]
     NoCanary { shop: String, step: Step },
+    #[error(
+        "a shadow of {candidate} runs on shop `{shop}` step `{step}`: stop it first (DELETE .../shadow)"
+    )]
+    ShadowRunning {
+        shop: String,
+        step: Step,
+        candidate: String,
+    },
+    #[error("shop `{shop}` step `{step}` has no shadow running")]
+    NoShadow { shop: String, step: Step },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

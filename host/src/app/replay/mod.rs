@@ -6,6 +6,7 @@
 
 mod diff;
 pub mod jobs;
+pub mod shadow;
 pub mod state;
 
 use crate::error::CallError;
@@ -228,8 +229,11 @@ pub fn run(
 }
 
 /// The report being counted.
+/// Call times kept for the quantiles (a long shadow keeps the latest).
+const TIMES_KEPT: usize = 100_000;
+
 #[derive(Default)]
-struct Tally {
+pub(crate) struct Tally {
     replayed: u64,
     unchanged: u64,
     changed: u64,
@@ -242,7 +246,7 @@ struct Tally {
     candidate_us: Vec<u64>,
     memory_peak: u64,
     unrecorded: u64,
-    examples: HashMap<u64, ReplayExample>,
+    pub(crate) examples: HashMap<u64, ReplayExample>,
 }
 
 /// The logged or replayed answer, as JSON: `{"output": ...}` or
@@ -254,7 +258,52 @@ fn answer(output: Option<Value>, error: Option<&str>) -> Value {
     }
 }
 
+/// Keep `t` among at most [`TIMES_KEPT`] times, the oldest replaced.
+fn keep_time(times: &mut Vec<u64>, seen: u64, t: u64) {
+    if times.len() < TIMES_KEPT {
+        times.push(t);
+    } else {
+        times[(seen as usize) % TIMES_KEPT] = t;
+    }
+}
+
+/// A logged decision and the candidate's call on it.
+pub(crate) struct Called {
+    d: Decision,
+    outcome: crate::runtime::CallOutcome,
+    unrecorded: u64,
+}
+
+/// Run the candidate on one logged decision, with the call's input,
+/// clock and state reads; `None` when the entry cannot be replayed (an
+/// input this build no longer parses).
+pub(crate) fn call(
+    runtime: &Runtime,
+    shop: &str,
+    step: Step,
+    candidate: &Candidate,
+    config_json: String,
+    d: Decision,
+) -> Option<Called> {
+    let input = step.parse_input(d.input.get().as_bytes()).ok()?;
+    let replayed = Arc::new(state::Replayed::new(&d.state_reads));
+    let ctx = CallContext {
+        shop: shop.to_string(),
+        plugin: step.world().to_string(),
+        config_json,
+        now: d.now,
+        state: replayed.clone(),
+    };
+    let outcome = candidate.plugin.call(runtime, ctx, &input);
+    Some(Called {
+        d,
+        outcome,
+        unrecorded: replayed.unrecorded.load(Ordering::Relaxed),
+    })
+}
+
 impl Tally {
+    /// Run the candidate on one logged decision and count what it did.
     fn replay(
         &mut self,
         runtime: &Runtime,
@@ -264,23 +313,29 @@ impl Tally {
         config_json: String,
         d: Decision,
     ) {
-        let Ok(input) = step.parse_input(d.input.get().as_bytes()) else {
-            self.skipped += 1;
-            return;
-        };
-        let replayed = Arc::new(state::Replayed::new(&d.state_reads));
-        let ctx = CallContext {
-            shop: shop.to_string(),
-            plugin: step.world().to_string(),
-            config_json,
-            now: d.now,
-            state: replayed.clone(),
-        };
-        let outcome = candidate.plugin.call(runtime, ctx, &input);
+        match call(runtime, shop, step, candidate, config_json, d) {
+            // What it came to is counted; the caller needs no more.
+            Some(called) => _ = self.count(step, called),
+            None => self.skip(),
+        }
+    }
+
+    /// Count a candidate's call: whether it answered alike (`Ok(true)`),
+    /// otherwise, or failed (its code).
+    pub(crate) fn count(&mut self, step: Step, called: Called) -> Result<bool, &'static str> {
+        let Called {
+            d,
+            outcome,
+            unrecorded,
+        } = called;
         self.replayed += 1;
-        self.unrecorded += replayed.unrecorded.load(Ordering::Relaxed);
-        self.original_us.push(d.duration_us);
-        self.candidate_us.push(outcome.duration.as_micros() as u64);
+        self.unrecorded += unrecorded;
+        keep_time(&mut self.original_us, self.replayed, d.duration_us);
+        keep_time(
+            &mut self.candidate_us,
+            self.replayed,
+            outcome.duration.as_micros() as u64,
+        );
         self.memory_peak = self.memory_peak.max(outcome.memory_peak as u64);
         let original: Option<Value> = d
             .output
@@ -301,7 +356,7 @@ impl Tally {
         };
         if same {
             self.unchanged += 1;
-            return;
+            return Ok(true);
         }
         self.changed += 1;
         let label = |output: &Option<Value>, error: Option<&str>| match (output, error) {
@@ -348,9 +403,15 @@ impl Tally {
                 },
             );
         }
+        new_error.map_or(Ok(false), Err)
     }
 
-    fn report(&mut self) -> ReplayReport {
+    /// A logged entry that could not be replayed.
+    pub(crate) fn skip(&mut self) {
+        self.skipped += 1;
+    }
+
+    pub(crate) fn report(&self) -> ReplayReport {
         let groups = |map: &BTreeMap<String, (u64, Vec<u64>)>| {
             let mut out: Vec<ChangeGroup> = map
                 .iter()
@@ -373,8 +434,8 @@ impl Tally {
             fields: groups(&self.fields),
             refund_delta_fen: self.refund_delta_fen,
             refund_delta_yuan: self.refund_delta_fen as f64 / 100.0,
-            original_time: CallTiming::of(std::mem::take(&mut self.original_us)),
-            candidate_time: CallTiming::of(std::mem::take(&mut self.candidate_us)),
+            original_time: CallTiming::of(self.original_us.clone()),
+            candidate_time: CallTiming::of(self.candidate_us.clone()),
             candidate_memory_peak: self.memory_peak,
             unrecorded_state_reads: self.unrecorded,
             ..ReplayReport::default()

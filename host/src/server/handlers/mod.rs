@@ -9,6 +9,7 @@ pub mod plugins;
 pub mod refunds;
 pub mod replays;
 pub mod revisits;
+pub mod shadow;
 pub mod steps;
 pub mod versions;
 pub mod webhooks;
