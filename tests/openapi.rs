@@ -72,6 +72,8 @@ fn the_openapi_description_is_served_and_the_server_answers_as_it_says() {
         "/v1/shops/{shop}/steps/{step}/replays",
         "/v1/shops/{shop}/steps/{step}/replays/{id}",
         "/v1/shops/{shop}/steps/{step}/replays/{id}/examples/{decision}",
+        "/v1/shops/{shop}/steps/{step}/shadow",
+        "/v1/shops/{shop}/steps/{step}/shadow/examples/{decision}",
     ] {
         toml += &format!(
             "[[operations]]\ninclude-path = \"{path}\"\nchecks.positive_data_acceptance.enabled = false\n\n"

@@ -156,6 +156,7 @@ pub fn paths(
     let canary_view = typed::<crate::app::CanaryView>(schemas);
     let replay_view = typed::<crate::app::ReplayView>(schemas);
     let replay_example = typed::<crate::app::ReplayExample>(schemas);
+    let shadow_view = typed::<crate::app::ShadowView>(schemas);
     let canary_start = typed::<handlers::canary::CanaryStart>(schemas);
 
     let versions = PathItem::builder()
@@ -311,6 +312,86 @@ pub fn paths(
         "the version now active",
         activated.clone(),
     ));
+    let decision = || {
+        let mut p = param("decision", ParameterIn::Path, Type::Integer, true, &[]);
+        p.schema = Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .into(),
+        );
+        p
+    };
+    // A replay's or shadow's candidate: a recorded version, or an upload.
+    let upload_body = || {
+        RequestBodyBuilder::new()
+            .description(Some(
+                "Empty with `version`; else a form with `component` and optionally `config` \
+                 (without it, each decision's version's config)",
+            ))
+            .content(
+                "multipart/form-data",
+                ContentBuilder::new()
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .property("component", binary())
+                            .property("config", ObjectBuilder::new().schema_type(Type::String))
+                            .additional_properties(Some(
+                                utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                            )),
+                    ))
+                    .build(),
+            )
+            .build()
+    };
+    let shadow_start = {
+        let mut op = op(
+            "shadow-start",
+            "Run a recorded version (`version`) or an uploaded component on each live decision of the step, off the request path",
+            vec![shop(), step(), int("version")],
+            "unused",
+            shadow_view.clone(),
+        )
+        .request_body(Some(upload_body()))
+        .build();
+        op.responses.responses.remove("200");
+        admin(
+            OperationBuilder::from(op)
+                .response(
+                    "201",
+                    ResponseBuilder::new()
+                        .description("the shadow, running")
+                        .content("application/json", json(shadow_view.clone())),
+                )
+                .response(
+                    "422",
+                    ResponseBuilder::new()
+                        .description("the component is not one of this step")
+                        .content("application/json", json(Ref::from_schema_name("Error"))),
+                ),
+        )
+    };
+    let shadow_show = admin(op(
+        "shadow",
+        "The step's shadow and what it found so far",
+        vec![shop(), step()],
+        "the shadow",
+        shadow_view.clone(),
+    ));
+    let shadow_stop = admin(op(
+        "shadow-stop",
+        "Stop the step's shadow",
+        vec![shop(), step()],
+        "what it found",
+        shadow_view,
+    ));
+    let shadow_example = admin(op(
+        "shadow-example",
+        "One example decision of the shadow, side by side",
+        vec![shop(), step(), decision()],
+        "the decision, live and in the shadow",
+        replay_example.clone(),
+    ));
     let replay_start = {
         let mut op = op(
             "replay-start",
@@ -326,27 +407,7 @@ pub fn paths(
             "unused",
             replay_view.clone(),
         )
-        .request_body(Some(
-            RequestBodyBuilder::new()
-                .description(Some(
-                    "Empty with `version`; else a form with `component` and optionally `config` \
-                     (without it, each decision's version's config)",
-                ))
-                .content(
-                    "multipart/form-data",
-                    ContentBuilder::new()
-                        .schema(Some(
-                            ObjectBuilder::new()
-                                .property("component", binary())
-                                .property("config", ObjectBuilder::new().schema_type(Type::String))
-                                .additional_properties(Some(
-                                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
-                                )),
-                        ))
-                        .build(),
-                )
-                .build(),
-        ))
+        .request_body(Some(upload_body()))
         .build();
         op.responses.responses.remove("200");
         admin(
@@ -375,16 +436,7 @@ pub fn paths(
     let replay_example = admin(op(
         "replay-example",
         "One example decision of a finished replay, side by side",
-        vec![shop(), step(), id(), {
-            let mut p = param("decision", ParameterIn::Path, Type::Integer, true, &[]);
-            p.schema = Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(0))
-                    .into(),
-            );
-            p
-        }],
+        vec![shop(), step(), id(), decision()],
         "the decision, logged and replayed",
         replay_example,
     ));
@@ -529,6 +581,18 @@ pub fn paths(
         .path(
             "/v1/shops/{shop}/steps/{step}/replays",
             PathItem::new(HttpMethod::Post, replay_start),
+        )
+        .path(
+            "/v1/shops/{shop}/steps/{step}/shadow",
+            PathItem::builder()
+                .operation(HttpMethod::Get, shadow_show)
+                .operation(HttpMethod::Post, shadow_start)
+                .operation(HttpMethod::Delete, shadow_stop)
+                .build(),
+        )
+        .path(
+            "/v1/shops/{shop}/steps/{step}/shadow/examples/{decision}",
+            PathItem::new(HttpMethod::Get, shadow_example),
         )
         .path(
             "/v1/shops/{shop}/steps/{step}/replays/{id}",
