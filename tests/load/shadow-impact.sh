@@ -47,8 +47,11 @@ run() {
 import re, sys
 text = open(sys.argv[1]).read()
 def ms(v):
-    n, unit = re.match(r"([\d.]+)(\w+)", v).groups()
-    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    if not m:
+        sys.exit(f"cannot read the latency {v!r} in:\n{text}")
+    n, unit = m.groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 rps = re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)
 p50 = ms(re.search(r"50%\s+(\S+)", text).group(1))
 p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))

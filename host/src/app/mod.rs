@@ -94,6 +94,8 @@ pub struct App {
     answer_durations: [::metrics::Histogram; Step::ALL.len()],
     /// Replays started through the API.
     replays: replay::jobs::Jobs,
+    /// The engine replays and shadows run on (see `replays`).
+    background: std::sync::OnceLock<Arc<Runtime>>,
 }
 
 /// The background workers of an open app: the shops-folder watcher, the
@@ -170,6 +172,7 @@ impl App {
             ready: AtomicBool::new(false),
             meter: quota::Meter::default(),
             replays: Default::default(),
+            background: Default::default(),
             answer_durations: Step::ALL.map(
                 |step| ::metrics::histogram!("kefu_answer_duration_seconds", "step" => step.world()),
             ),

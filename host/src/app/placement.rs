@@ -133,7 +133,7 @@ fn lower_priority() {
 /// core"). Fast threads still use every core, that one included, taking
 /// it from the slow lane whenever they need it.
 #[cfg(target_os = "linux")]
-fn pin_to_first_core() {
+pub(crate) fn pin_to_first_core() {
     let allowed = allowed_cores();
     let (Some(&first), true) = (allowed.first(), allowed.len() > 1) else {
         return;
@@ -170,7 +170,7 @@ fn allowed_cores() -> Vec<usize> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn pin_to_first_core() {}
+pub(crate) fn pin_to_first_core() {}
 
 /// CPU time the calling thread has used.
 #[cfg(target_os = "linux")]

@@ -7,7 +7,7 @@ use super::replay::jobs::JobView;
 use super::replay::shadow::{Shadow, ShadowView};
 use super::replay::{self, Candidate, Filters, ReplayExample};
 use super::{App, DeployError};
-use crate::runtime::digest;
+use crate::runtime::{Runtime, RuntimeConfig, digest};
 use crate::steps::Step;
 use crate::storage::{Actor, AuditAction, AuditEvent, Storage, VersionSource};
 
@@ -34,7 +34,8 @@ impl App {
         filters: Filters,
         actor: Actor,
     ) -> Result<JobView, DeployError> {
-        let candidate = self.candidate(shop, step, source)?;
+        let runtime = self.background_runtime()?;
+        let candidate = self.candidate(&runtime, shop, step, source)?;
         let what = format!(
             "replay of {} over {} decisions{}",
             candidate.label,
@@ -49,7 +50,7 @@ impl App {
             actor,
             &what,
         );
-        let (runtime, storage) = (self.runtime.clone(), self.storage.clone());
+        let storage = self.storage.clone();
         let (shop_id, finished_storage) = (shop.to_string(), self.storage.clone());
         let job = self
             .replays
@@ -106,10 +107,28 @@ impl App {
         Ok(job.view())
     }
 
-    /// What a replay or shadow runs, loaded (blocking: an upload
-    /// compiles).
+    /// The runtime replays and shadows run on: an engine of their own, so
+    /// that their idle-class threads never hold a lock of the serving
+    /// engine (its instance pool's) while the serving threads wait for it.
+    /// Made on first use; compiled components come from the same disk
+    /// cache.
+    fn background_runtime(&self) -> Result<std::sync::Arc<Runtime>, DeployError> {
+        if let Some(runtime) = self.background.get() {
+            return Ok(runtime.clone());
+        }
+        let runtime = std::sync::Arc::new(Runtime::new(RuntimeConfig {
+            cache_dir: Some(self.config.cache_dir()),
+            limits: self.config.limits.clone(),
+            compile_worker: self.config.compile_worker.clone(),
+        })?);
+        Ok(self.background.get_or_init(|| runtime).clone())
+    }
+
+    /// What a replay or shadow runs, loaded on `runtime` (blocking: it may
+    /// compile).
     fn candidate(
         &self,
+        runtime: &Runtime,
         shop: &str,
         step: Step,
         source: ReplaySource,
@@ -127,8 +146,14 @@ impl App {
                         version,
                     },
                 )?;
+                let bytes = self.storage.component(&record.digest)?.ok_or_else(|| {
+                    crate::storage::StorageError::Corrupt(format!(
+                        "component {} is missing",
+                        record.digest
+                    ))
+                })?;
                 Candidate {
-                    plugin: self.deployer.plugin_of(step, record)?,
+                    plugin: runtime.load(&bytes, step)?,
                     config_json: Some(record.config_json.clone()),
                     label: format!("version {version}"),
                 }
@@ -139,7 +164,7 @@ impl App {
             } => {
                 let digest = digest(&component);
                 Candidate {
-                    plugin: self.runtime.load(&component, step)?,
+                    plugin: runtime.load(&component, step)?,
                     config_json,
                     label: format!("upload {}", &digest[..12]),
                 }
@@ -156,17 +181,17 @@ impl App {
         source: ReplaySource,
         actor: Actor,
     ) -> Result<ShadowView, DeployError> {
-        let candidate = self.candidate(shop, step, source)?;
+        let runtime = self.background_runtime()?;
+        let candidate = self.candidate(&runtime, shop, step, source)?;
         let configs = self
             .storage
             .versions(shop, step)?
             .into_iter()
             .map(|v| (v.version, v.config_json))
             .collect();
-        let shadow =
-            Shadow::start(self.runtime.clone(), shop, step, candidate, configs).map_err(|e| {
-                crate::storage::StorageError::Backend(format!("cannot start the shadow: {e}"))
-            })?;
+        let shadow = Shadow::start(runtime, shop, step, candidate, configs).map_err(|e| {
+            crate::storage::StorageError::Backend(format!("cannot start the shadow: {e}"))
+        })?;
         let view = shadow.view();
         self.deployer.start_shadow(shop, step, shadow, actor)?;
         Ok(view)

@@ -126,6 +126,8 @@ impl Jobs {
             .name(format!("kefu-replay-{}", job.id))
             .spawn(move || {
                 crate::runtime::idle_priority();
+                // With the slow lane, on one core (see `placement`).
+                crate::app::placement::pin_to_first_core();
                 let state = match work(&running.progress) {
                     Ok(outcome) => State::Done(Arc::new(outcome)),
                     Err(e) => State::Failed(e.to_string()),

@@ -4,8 +4,9 @@
 //! as a replay does (the live call's input, clock and state reads, writes
 //! thrown away), and counts what differs in the replay report's shape.
 //! The live answer never waits for it: a full queue drops the decision
-//! (`kefu_shadow_dropped_total`), and a candidate that traps, loops or
-//! sleeps only slows its own thread.
+//! (`kefu_shadow_dropped_total`), a candidate that traps, loops or sleeps
+//! only slows its own thread, and that thread shares no lock with the
+//! serving ones (an engine of its own; a queue it polls).
 
 use super::{Candidate, ReplayExample, ReplayReport, Tally};
 use crate::runtime::Runtime;
@@ -13,7 +14,7 @@ use crate::steps::Step;
 use crate::storage::Decision;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 
 /// Live decisions waiting for the shadow, at most.
@@ -72,6 +73,8 @@ impl Shadow {
             .name(format!("kefu-shadow-{shop}"))
             .spawn(move || {
                 crate::runtime::idle_priority();
+                // With the slow lane, on one core (see `placement`).
+                crate::app::placement::pin_to_first_core();
                 work(
                     &runtime, &shop_id, step, &candidate, &configs, received, &worker,
                 );
@@ -136,7 +139,19 @@ fn work(
     received: Receiver<Decision>,
     shared: &Shared,
 ) {
-    while let Ok(decision) = received.recv() {
+    // Polled, not waited on: a receiver blocked in `recv` registers with
+    // the channel under a lock that every live `try_send` would then take,
+    // and an idle-class thread preempted while holding it would stall the
+    // live answers behind it. Polled, senders touch only atomics.
+    loop {
+        let decision = match received.try_recv() {
+            Ok(decision) => decision,
+            Err(TryRecvError::Empty) => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
         shared.queued.fetch_sub(1, Ordering::Relaxed);
         let config = candidate
             .config_json
