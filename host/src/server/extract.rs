@@ -5,7 +5,7 @@
 use super::auth::presented_key;
 use super::error::ApiError;
 use crate::app::config::{ConfigFormat, plugin_config};
-use crate::app::{App, CanaryPlan, DeployRequest, Shop};
+use crate::app::{App, CanaryPlan, DeployRequest, ReplaySource, Shop};
 use crate::steps::Step;
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartError;
@@ -302,6 +302,34 @@ impl FromRequest<Arc<App>> for DeployUpload {
         }
         Ok(DeployUpload(request))
     }
+}
+
+/// What a replay or shadow runs: recorded version `version`, or the
+/// request's body, a `component` (and a `config`) as for a deploy.
+pub async fn candidate_source(
+    version: Option<u64>,
+    request: Request,
+    app: &Arc<App>,
+    what: &str,
+) -> Result<ReplaySource, ApiError> {
+    if let Some(version) = version {
+        return Ok(ReplaySource::Version(version));
+    }
+    let DeployUpload(upload) = DeployUpload::from_request(request, app).await?;
+    if upload.canary.is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "a {what} takes `component` and `config`, not `canary`"
+        )));
+    }
+    let Some(component) = upload.component else {
+        return Err(ApiError::BadRequest(format!(
+            "a {what} needs `?version=N` or a `component` (with a `config` or not)"
+        )));
+    };
+    Ok(ReplaySource::Upload {
+        component,
+        config_json: upload.config_json,
+    })
 }
 
 /// A deploy's `canary` part: a percent (`10`), or a plan as JSON

@@ -39,6 +39,14 @@ pub struct CanaryPlan {
 }
 
 impl CanaryPlan {
+    /// Seconds between automatic steps: none without steps.
+    fn interval(&self) -> u64 {
+        match self.steps.is_empty() {
+            true => 0,
+            false => self.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS),
+        }
+    }
+
     /// What is wrong with the plan, if anything.
     pub fn check(&self) -> Result<(), String> {
         let valid = |p: f64| p.is_finite() && p > 0.0 && p <= 100.0;
@@ -188,11 +196,16 @@ impl Deployer {
         actor: Actor,
     ) -> Result<CanaryRecord, DeployError> {
         let canary = self.open_canary(&shop.id, step, plugin, record, plan, actor)?;
+        Ok(self.serve_canary(shop, step, canary))
+    }
+
+    /// Swap `canary` into the running `shop`'s `step`; its record.
+    fn serve_canary(&self, shop: &Shop, step: Step, canary: Arc<Canary>) -> CanaryRecord {
         let kept = canary.record.clone();
         let mut next = shop.clone();
         next.canaries.insert(step, canary);
         self.registry.put(next);
-        Ok(kept)
+        kept
     }
 
     /// Keep and audit a new canary of `record`; the caller puts it in the
@@ -211,10 +224,7 @@ impl Deployer {
             version: record.version,
             percent: plan.percent,
             salt: new_salt(shop, step, record.version),
-            interval_secs: match plan.steps.is_empty() {
-                true => 0,
-                false => plan.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS),
-            },
+            interval_secs: plan.interval(),
             steps: plan.steps,
             started_at_ms: now,
             changed_at_ms: now,
@@ -253,10 +263,7 @@ impl Deployer {
     ) -> Result<CanaryRecord, DeployError> {
         let record = CanaryRecord {
             percent: plan.percent,
-            interval_secs: match plan.steps.is_empty() {
-                true => 0,
-                false => plan.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS),
-            },
+            interval_secs: plan.interval(),
             steps: plan.steps,
             changed_at_ms: now_ms(),
             actor,
@@ -273,11 +280,7 @@ impl Deployer {
         record: CanaryRecord,
     ) -> Result<CanaryRecord, DeployError> {
         let canary = self.replan(&shop.id, step, running, record)?;
-        let kept = canary.record.clone();
-        let mut next = shop.clone();
-        next.canaries.insert(step, canary);
-        self.registry.put(next);
-        Ok(kept)
+        Ok(self.serve_canary(shop, step, canary))
     }
 
     /// Keep and audit a running canary's new percent and plan; the caller
@@ -740,10 +743,7 @@ impl Deployer {
                 Some(c) if plan_changed && runs(&sig) => {
                     let record = CanaryRecord {
                         percent: spec.plan.percent,
-                        interval_secs: match spec.plan.steps.is_empty() {
-                            true => 0,
-                            false => spec.plan.interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS),
-                        },
+                        interval_secs: spec.plan.interval(),
                         steps: spec.plan.steps.clone(),
                         changed_at_ms: now_ms(),
                         actor,

@@ -2,12 +2,12 @@
 //! `GET .../replays/{id}` and `GET .../replays/{id}/examples/{decision}`.
 
 use super::versions::blocking;
-use crate::app::{App, ReplayExample, ReplayFilters, ReplaySource, ReplayView};
+use crate::app::{App, ReplayExample, ReplayFilters, ReplayView};
 use crate::server::error::ApiError;
-use crate::server::extract::{AdminAccess, AppPath, AppQuery, DeployUpload, StepParam};
+use crate::server::extract::{AdminAccess, AppPath, AppQuery, StepParam, candidate_source};
 use crate::storage::Actor;
 use axum::Json;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -36,26 +36,7 @@ pub async fn start(
     if q.limit == Some(0) {
         return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
     }
-    let source = match q.version {
-        Some(version) => ReplaySource::Version(version),
-        None => {
-            let DeployUpload(upload) = DeployUpload::from_request(request, &app).await?;
-            if upload.canary.is_some() {
-                return Err(ApiError::BadRequest(
-                    "a replay takes `component` and `config`, not `canary`".into(),
-                ));
-            }
-            let Some(component) = upload.component else {
-                return Err(ApiError::BadRequest(
-                    "a replay needs `?version=N` or a `component` (with a `config` or not)".into(),
-                ));
-            };
-            ReplaySource::Upload {
-                component,
-                config_json: upload.config_json,
-            }
-        }
-    };
+    let source = candidate_source(q.version, request, &app, "replay").await?;
     let filters = ReplayFilters {
         since_ms: q.since,
         until_ms: q.until,

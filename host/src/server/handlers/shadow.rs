@@ -2,12 +2,12 @@
 //! and `GET .../shadow/examples/{decision}`.
 
 use super::versions::blocking;
-use crate::app::{App, ReplayExample, ReplaySource, ShadowView};
+use crate::app::{App, ReplayExample, ShadowView};
 use crate::server::error::ApiError;
-use crate::server::extract::{AdminAccess, AppPath, AppQuery, DeployUpload, StepParam};
+use crate::server::extract::{AdminAccess, AppPath, AppQuery, StepParam, candidate_source};
 use crate::storage::Actor;
 use axum::Json;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -29,26 +29,7 @@ pub async fn start(
     AppQuery(q): AppQuery<ShadowQuery>,
     request: Request,
 ) -> Result<(StatusCode, Json<ShadowView>), ApiError> {
-    let source = match q.version {
-        Some(version) => ReplaySource::Version(version),
-        None => {
-            let DeployUpload(upload) = DeployUpload::from_request(request, &app).await?;
-            if upload.canary.is_some() {
-                return Err(ApiError::BadRequest(
-                    "a shadow takes `component` and `config`, not `canary`".into(),
-                ));
-            }
-            let Some(component) = upload.component else {
-                return Err(ApiError::BadRequest(
-                    "a shadow needs `?version=N` or a `component` (with a `config` or not)".into(),
-                ));
-            };
-            ReplaySource::Upload {
-                component,
-                config_json: upload.config_json,
-            }
-        }
-    };
+    let source = candidate_source(q.version, request, &app, "shadow").await?;
     let view = blocking(move || app.start_shadow(&shop, step, source, Actor::Admin)).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
