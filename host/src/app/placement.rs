@@ -174,7 +174,7 @@ pub(crate) fn pin_to_first_core() {}
 
 /// CPU time the calling thread has used.
 #[cfg(target_os = "linux")]
-fn thread_cpu_time() -> Duration {
+pub(crate) fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -187,7 +187,7 @@ fn thread_cpu_time() -> Duration {
 /// Elsewhere, wall-clock time since first use (a preempted fast call may
 /// then be counted as slow).
 #[cfg(not(target_os = "linux"))]
-fn thread_cpu_time() -> Duration {
+pub(crate) fn thread_cpu_time() -> Duration {
     static START: OnceLock<std::time::Instant> = OnceLock::new();
     START.get_or_init(std::time::Instant::now).elapsed()
 }

@@ -20,6 +20,12 @@ use std::sync::{Arc, Mutex};
 /// Live decisions waiting for the shadow, at most.
 pub const QUEUE: usize = 1024;
 
+/// The shadow's own CPU budget: the share of one core its thread may use,
+/// over each second. Past it the thread sleeps, its queue fills and drops
+/// (counted) rather than take CPU, caches and wakeups from the serving
+/// threads on a busy machine.
+pub const CPU_SHARE: f64 = 0.25;
+
 /// A shadow running on one shop step.
 pub struct Shadow {
     pub shop: String,
@@ -28,6 +34,8 @@ pub struct Shadow {
     pub started_at_ms: i64,
     queue: SyncSender<Decision>,
     shared: Arc<Shared>,
+    /// `kefu_shadow_dropped_total` of this step, looked up once.
+    dropped: metrics::Counter,
 }
 
 /// What the shadow's thread and the API share.
@@ -86,6 +94,7 @@ impl Shadow {
             started_at_ms: crate::app::now_ms(),
             queue,
             shared,
+            dropped: metrics::counter!("kefu_shadow_dropped_total", "shop" => shop.to_string(), "step" => step.world()),
         })
     }
 
@@ -97,7 +106,7 @@ impl Shadow {
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("kefu_shadow_dropped_total", "shop" => self.shop.clone(), "step" => self.step.world()).increment(1);
+                self.dropped.increment(1);
             }
         }
     }
@@ -143,7 +152,9 @@ fn work(
     // the channel under a lock that every live `try_send` would then take,
     // and an idle-class thread preempted while holding it would stall the
     // live answers behind it. Polled, senders touch only atomics.
+    let mut budget = Budget::new();
     loop {
+        budget.spend();
         let decision = match received.try_recv() {
             Ok(decision) => decision,
             Err(TryRecvError::Empty) => {
@@ -173,5 +184,33 @@ fn work(
         };
         drop(tally);
         metrics::counter!("kefu_shadow_calls_total", "shop" => shop.to_string(), "step" => step.world(), "result" => result).increment(1);
+    }
+}
+
+/// Holds the calling thread to [`CPU_SHARE`] of a core, per second.
+struct Budget {
+    wall: std::time::Instant,
+    cpu: std::time::Duration,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Budget {
+            wall: std::time::Instant::now(),
+            cpu: crate::app::placement::thread_cpu_time(),
+        }
+    }
+
+    /// Sleep off what was used past the budget; start a new second when
+    /// one has passed.
+    fn spend(&mut self) {
+        let used = crate::app::placement::thread_cpu_time().saturating_sub(self.cpu);
+        let allowed = self.wall.elapsed().mul_f64(CPU_SHARE);
+        if used > allowed {
+            std::thread::sleep((used - allowed).div_f64(CPU_SHARE));
+        }
+        if self.wall.elapsed() >= std::time::Duration::from_secs(1) {
+            *self = Budget::new();
+        }
     }
 }
