@@ -928,6 +928,28 @@ async fn a_deploy_carries_its_config_and_a_rollback_restores_the_old_one() {
         configs.contains(&&json!({"sale_items_final": 1})),
         "{listed}"
     );
+    // ...and what changed from the version before it (#28 item 4).
+    let changes = |i: usize| -> Vec<String> {
+        listed["versions"][i]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(changes(0).is_empty(), "{listed}");
+    let v2 = changes(1);
+    assert!(v2[0].starts_with("component: "), "{v2:?}");
+    assert_eq!(
+        v2[1..],
+        ["+ no_reason_return_days: 15", "+ sale_items_final: 0"],
+        "{v2:?}"
+    );
+    assert_eq!(
+        changes(2),
+        ["- no_reason_return_days", "sale_items_final: 0 → 1"],
+        "{listed}"
+    );
 
     // Bad forms name their problem.
     for (parts, expected) in [
@@ -1165,9 +1187,15 @@ async fn every_metric_is_described_and_the_bearer_scheme_is_case_insensitive() {
             "no HELP for {name}"
         );
     }
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let commit = String::from_utf8_lossy(&commit.stdout).trim().to_string();
     assert!(
         text.contains(&format!(
-            "kefu_build_info{{version=\"{}\"}} 1",
+            "kefu_build_info{{version=\"{}\",commit=\"{commit}\",",
             env!("CARGO_PKG_VERSION")
         )),
         "{text}"

@@ -8,6 +8,30 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// #28 item 3: `kefu --version` names the commit it was built from and
+/// that commit's date.
+#[test]
+fn version_names_the_commit_and_its_date() {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let out = kefu().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let want = format!(
+        "kefu {} (commit {}, {})",
+        env!("CARGO_PKG_VERSION"),
+        git(&["rev-parse", "--short=12", "HEAD"]),
+        git(&["log", "-1", "--format=%cs"])
+    );
+    assert_eq!(text.trim(), want);
+}
+
 #[test]
 fn check_names_the_world_of_each_default_plugin() {
     for (file, world) in [

@@ -48,8 +48,11 @@ fn install() -> Result<PrometheusHandle, String> {
 /// says the same), and `kefu_build_info`.
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!("kefu_build_info", "kefu's version (the value is always 1)");
-    metrics::gauge!("kefu_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    describe_gauge!(
+        "kefu_build_info",
+        "kefu's version, git commit and commit date (the value is always 1)"
+    );
+    metrics::gauge!("kefu_build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => env!("KEFU_GIT_COMMIT"), "date" => env!("KEFU_COMMIT_DATE")).set(1.0);
     describe_gauge!("kefu_shops", "Shops loaded");
     describe_gauge!(
         "kefu_shops_degraded",

@@ -88,6 +88,10 @@ pub struct VersionView {
     /// The plugin config (JSON) this version runs with.
     #[schema(value_type = Object)]
     pub config: serde_json::Value,
+    /// What changed from the version before it (`key: old → new`, `+ key:
+    /// value`, `- key`, `component: <digest> → <digest>`); empty for the
+    /// first.
+    pub changes: Vec<String>,
 }
 
 impl VersionView {
@@ -103,6 +107,7 @@ impl VersionView {
             status,
             config: serde_json::from_str(&v.config_json)
                 .unwrap_or(serde_json::Value::String(v.config_json.clone())),
+            changes: Vec::new(),
         }
     }
 
@@ -190,17 +195,21 @@ impl App {
         }
         let active = self.storage.active(shop, step)?;
         let canary = self.storage.canary(shop, step)?.map(|c| c.version);
-        let versions = self
-            .storage
-            .versions(shop, step)?
+        let history = self.storage.versions(shop, step)?;
+        let versions = history
             .iter()
-            .map(|v| {
+            .enumerate()
+            .map(|(i, v)| {
                 let status = match Some(v.version) {
                     n if n == active => "active",
                     n if n == canary => "canary",
                     _ => "inactive",
                 };
-                VersionView::of(v, status)
+                let mut view = VersionView::of(v, status);
+                if let Some(before) = i.checked_sub(1).map(|j| &history[j]) {
+                    view.changes = changes(before, v);
+                }
+                view
             })
             .collect();
         Ok(VersionsView {
@@ -210,4 +219,29 @@ impl App {
             versions,
         })
     }
+}
+
+/// What changed from version `a` to version `b`: the component, then each
+/// config key (dotted paths for nested tables) added, removed or changed.
+fn changes(a: &VersionRecord, b: &VersionRecord) -> Vec<String> {
+    let mut out = Vec::new();
+    if a.digest != b.digest {
+        out.push(format!(
+            "component: {} → {}",
+            &a.digest[..12.min(a.digest.len())],
+            &b.digest[..12.min(b.digest.len())]
+        ));
+    }
+    let parse = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+    let (old, new) = (parse(&a.config_json), parse(&b.config_json));
+    for path in crate::app::replay::changed_paths(&old, &new) {
+        let at = |v: &serde_json::Value| path.split('.').try_fold(v, |v, key| v.get(key)).cloned();
+        out.push(match (at(&old), at(&new)) {
+            (None, Some(n)) => format!("+ {path}: {n}"),
+            (Some(_), None) => format!("- {path}"),
+            (Some(o), Some(n)) => format!("{path}: {o} → {n}"),
+            (None, None) => path,
+        });
+    }
+    out
 }

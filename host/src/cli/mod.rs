@@ -17,10 +17,20 @@ mod versions;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// `kefu --version`: the crate version, the git commit built and its date.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KEFU_GIT_COMMIT"),
+    ", ",
+    env!("KEFU_COMMIT_DATE"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "kefu",
-    version,
+    version = VERSION,
     about = "WebAssembly plugin host for shops' customer-service workflows"
 )]
 struct Cli {

@@ -18,7 +18,7 @@ pub struct VersionsArgs {
 pub fn run(args: VersionsArgs) -> ExitCode {
     let path = format!("/v1/shops/{}/steps/{}/versions", args.shop, args.step);
     let header = [
-        "version", "status", "source", "digest", "by", "at (UTC)", "config",
+        "version", "status", "source", "digest", "by", "at (UTC)", "config", "changes",
     ];
     list(&args.conn, &path, Needs::Admin, "versions", &header, |v| {
         let digest = v["digest"].as_str().unwrap_or("-");
@@ -30,6 +30,15 @@ pub fn run(args: VersionsArgs) -> ExitCode {
             cell(&v["actor"]),
             time_ms(&v["at_ms"]),
             cell(&v["config"]),
+            v["changes"]
+                .as_array()
+                .map(|c| {
+                    c.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default(),
         ]
     })
 }
