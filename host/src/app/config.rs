@@ -144,18 +144,94 @@ impl Default for ServerConfig {
     }
 }
 
+/// The server settings the environment may set (`KEFU_` and the key in
+/// capitals; a table's key after a double underscore, e.g.
+/// `KEFU_HTTP__MAX_CONNECTIONS`). Other `KEFU_` variables (keys, the
+/// admin token, `KEFU_LOG`...) are not settings and are left alone.
+const SETTINGS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "shops_dir",
+    "cache_dir",
+    "admin_token_env",
+    "max_body_kib",
+    "decision_retention_days",
+    "storage_cache_mib",
+    "deploy_wait_secs",
+    "strict",
+];
+/// Tables whose keys the environment may set.
+const TABLES: &[&str] = &["limits", "quotas", "webhooks", "http"];
+
 impl ServerConfig {
     /// Read a config file; relative paths in it become relative to it.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, e.to_string()))?;
-        let mut config: ServerConfig =
-            toml::from_str(&text).map_err(|e| ConfigError::new(path, e.to_string()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        config.data_dir = base.join(&config.data_dir);
-        config.shops_dir = base.join(&config.shops_dir);
-        config.cache_dir = config.cache_dir.map(|d| base.join(d));
-        Ok(config)
+        Self::layered(Some(path), std::iter::empty())
+    }
+
+    /// The config from the file at `path` (if any) under the settings the
+    /// environment `vars` give (`KEFU_LISTEN`, `KEFU_DATA_DIR`,
+    /// `KEFU_HTTP__MAX_CONNECTIONS`...): the environment wins over the
+    /// file, the file over the defaults (flags, applied by the caller,
+    /// win over both). Relative paths from the file are relative to it;
+    /// from the environment, to the working directory.
+    pub fn layered(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::new(path, e.to_string()))?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| ConfigError::new(path, e.to_string()))?
+            }
+            None => toml::Table::new(),
+        };
+        // Paths the file gives are relative to it.
+        if let Some(base) = path.map(|p| p.parent().unwrap_or(Path::new("."))) {
+            for key in ["data_dir", "shops_dir", "cache_dir"] {
+                if let Some(toml::Value::String(dir)) = table.get(key) {
+                    let joined = base.join(dir).display().to_string();
+                    table.insert(key.into(), toml::Value::String(joined));
+                }
+            }
+        }
+        let mut from_env = Vec::new();
+        for (var, value) in vars {
+            let Some(name) = var.strip_prefix("KEFU_") else {
+                continue;
+            };
+            let name = name.to_ascii_lowercase();
+            let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value));
+            match name.split_once("__") {
+                None if SETTINGS.contains(&name.as_str()) => {
+                    table.insert(name, value);
+                }
+                Some((t, key)) if TABLES.contains(&t) => {
+                    let inner = table
+                        .entry(t)
+                        .or_insert_with(|| toml::Value::Table(Default::default()));
+                    if let toml::Value::Table(inner) = inner {
+                        inner.insert(key.into(), value);
+                    }
+                }
+                _ => continue,
+            }
+            from_env.push(var);
+        }
+        let source = match (path, from_env.is_empty()) {
+            (Some(path), true) => path.display().to_string(),
+            (Some(path), false) => format!("{} and {}", path.display(), from_env.join(", ")),
+            (None, _) => from_env.join(", "),
+        };
+        table.try_into().map_err(|e: toml::de::Error| ConfigError {
+            path: source,
+            message: e.to_string(),
+        })
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -529,4 +605,69 @@ pub fn plugin_config(text: &str, format: ConfigFormat) -> Result<String, String>
         return Err("plugin config must be a table/object".into());
     }
     Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file_and_the_file_over_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kefu.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9001\"\ndata_dir = \"data\"\nmax_body_kib = 64\n[http]\nmax_connections = 100\n",
+        )
+        .unwrap();
+        let config = ServerConfig::layered(
+            Some(&file),
+            vars(&[
+                ("KEFU_LISTEN", "127.0.0.1:9002"),
+                ("KEFU_HTTP__MAX_CONNECTIONS", "10"),
+                ("KEFU_SHOPS_DIR", "elsewhere/shops"),
+                ("KEFU_STRICT", "true"),
+                // Not settings: left alone.
+                ("KEFU_ADMIN_TOKEN", "secret"),
+                ("KEFU_LOG", "debug"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9002);
+        assert_eq!(config.http.max_connections, 10);
+        assert_eq!(config.max_body_kib, 64, "from the file");
+        assert_eq!(
+            config.data_dir,
+            dir.path().join("data"),
+            "relative to the file"
+        );
+        assert_eq!(config.shops_dir, Path::new("elsewhere/shops"), "as given");
+        assert!(config.strict);
+        assert_eq!(config.decision_retention_days, 30, "the default");
+        // No file: the environment alone.
+        let config = ServerConfig::layered(None, vars(&[("KEFU_DATA_DIR", "/srv/kefu")])).unwrap();
+        assert_eq!(config.data_dir, Path::new("/srv/kefu"));
+    }
+
+    #[test]
+    fn a_bad_setting_from_the_environment_names_the_variable() {
+        let err = ServerConfig::layered(None, vars(&[("KEFU_LISTEN", "not-an-address")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("KEFU_LISTEN") && err.contains("listen"),
+            "{err}"
+        );
+        let err = ServerConfig::layered(None, vars(&[("KEFU_HTTP__MAX_CONECTIONS", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_conections"), "{err}");
+    }
 }

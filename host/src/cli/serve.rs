@@ -10,7 +10,10 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// The server config (TOML). Flags below override it.
+    /// The server config (TOML). `KEFU_<SETTING>` environment variables
+    /// override it (`KEFU_LISTEN`, `KEFU_DATA_DIR`,
+    /// `KEFU_HTTP__MAX_CONNECTIONS`...), and the flags below override
+    /// both.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Address to listen on (default 127.0.0.1:8080).
@@ -29,10 +32,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => ServerConfig::load(path)?,
-        None => ServerConfig::default(),
-    };
+    let mut config = ServerConfig::layered(args.config.as_deref(), std::env::vars())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
