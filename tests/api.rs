@@ -1187,6 +1187,21 @@ async fn every_metric_is_described_and_the_bearer_scheme_is_case_insensitive() {
             "no HELP for {name}"
         );
     }
+    // The process's own figures, as Prometheus users expect them.
+    for name in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        let value: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .parse()
+            .unwrap();
+        assert!(value > 0.0, "{name} {value}");
+    }
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))

@@ -55,6 +55,19 @@ fn describe() {
     metrics::gauge!("kefu_build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => env!("KEFU_GIT_COMMIT"), "date" => env!("KEFU_COMMIT_DATE")).set(1.0);
     describe_gauge!("kefu_shops", "Shops loaded");
     describe_gauge!(
+        "process_cpu_seconds_total",
+        "CPU time the process used (user and system), seconds"
+    );
+    describe_gauge!(
+        "process_resident_memory_bytes",
+        "Resident memory of the process, bytes"
+    );
+    describe_gauge!(
+        "process_start_time_seconds",
+        "When the process started, unix seconds"
+    );
+    describe_gauge!("process_open_fds", "File descriptors the process holds");
+    describe_gauge!(
         "kefu_shops_degraded",
         "Shops serving while their shop.toml does not load"
     );
@@ -156,4 +169,45 @@ pub fn record_shop_gauges(registry: &Registry) {
     metrics::gauge!("kefu_steps", "status" => "active").set(active as f64);
     metrics::gauge!("kefu_steps", "status" => "unavailable").set(unavailable as f64);
     metrics::gauge!("kefu_load_failures").set(registry.failure_count() as f64);
+}
+
+/// The process's own figures, as Prometheus' client libraries name them:
+/// resident memory, CPU time, open file descriptors, start time (read
+/// from `/proc/self` when the metrics are rendered; Linux only).
+pub fn record_process_gauges() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain queries of constants.
+        let (ticks, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_CLK_TCK) as f64,
+                libc::sysconf(libc::_SC_PAGESIZE) as f64,
+            )
+        };
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // Fields after the command (which may hold spaces), from field 3.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+            let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+            if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+                metrics::gauge!("process_cpu_seconds_total").set((utime + stime) / ticks);
+            }
+            if let Some(rss) = field(24) {
+                metrics::gauge!("process_resident_memory_bytes").set(rss * page);
+            }
+            if let (Some(start), Ok(uptime)) = (field(22), std::fs::read_to_string("/proc/uptime"))
+                && let Some(up) = uptime
+                    .split_whitespace()
+                    .next()
+                    .and_then(|u| u.parse::<f64>().ok())
+            {
+                let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+                metrics::gauge!("process_start_time_seconds").set(now - up + start / ticks);
+            }
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            metrics::gauge!("process_open_fds").set(fds.count() as f64);
+        }
+    }
 }

@@ -296,6 +296,7 @@ impl App {
     /// now.
     pub fn render_metrics(&self) -> String {
         metrics::record_shop_gauges(&self.registry);
+        metrics::record_process_gauges();
         self.metrics.render()
     }
 
