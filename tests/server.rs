@@ -627,3 +627,61 @@ fn slow_clients_are_timed_out_and_connections_are_bounded() {
     );
     assert_eq!(status, 200);
 }
+
+/// #28 item 5: `--log-format json` writes one JSON object per log line,
+/// and the request id every answer carries (`x-request-id`, the caller's
+/// when sane) is on the log lines written while handling it.
+#[test]
+fn json_logs_carry_the_request_id_of_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let shops = dir.path().join("shops");
+    shops::hostile_shop(&shops, "trap", "trap");
+    let s = Server::start_with(
+        &write_config(dir.path(), &shops, ""),
+        &["--log-format", "json"],
+    );
+    let refund = request("refund-policy", "unshipped");
+    let call = |id: Option<&str>| {
+        let mut req = support::server::agent()
+            .post(s.url("/v1/shops/trap/refund-decision"))
+            .header("authorization", format!("Bearer {LAB_KEY}"))
+            .header("content-type", "application/json");
+        if let Some(id) = id {
+            req = req.header("x-request-id", id);
+        }
+        let resp = req.send(&refund[..]).unwrap();
+        let status = resp.status().as_u16();
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        (status, id)
+    };
+    let (status, id) = call(Some("lb-7f3a.42"));
+    assert_eq!((status, id.as_str()), (502, "lb-7f3a.42"));
+    let (_, fresh) = call(Some("not sane!"));
+    assert_eq!(fresh.len(), 16, "{fresh}");
+    assert!(fresh.bytes().all(|b| b.is_ascii_hexdigit()), "{fresh}");
+    let (_, next) = call(None);
+    assert_ne!(next, fresh);
+    // The plugin's failure is logged as JSON, inside the request's span.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let line = loop {
+        let log = std::fs::read_to_string(&s.log).unwrap();
+        if let Some(line) = log.lines().find(|l| l.contains("plugin call failed")) {
+            break line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failure logged: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let entry: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(entry["level"], "WARN", "{entry}");
+    assert_eq!(entry["fields"]["code"], "plugin_trap", "{entry}");
+    assert_eq!(entry["span"]["id"], "lb-7f3a.42", "{entry}");
+    for line in std::fs::read_to_string(&s.log).unwrap().lines() {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+}

@@ -39,10 +39,16 @@ pub fn write_config(dir: &Path, shops: &Path, extra: &str) -> PathBuf {
 impl Server {
     /// Start `kefu serve --config <config>` and wait until it listens.
     pub fn start(config: &Path) -> Server {
+        Self::start_with(config, &[])
+    }
+
+    /// Like [`Server::start`], with more arguments to `kefu serve`.
+    pub fn start_with(config: &Path, extra: &[&str]) -> Server {
         let log = config.with_file_name(format!("server-{}.log", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))
             .args(["serve", "--config"])
             .arg(config)
+            .args(extra)
             .env("KEFU_KEY_TEA_OIL", TEA_KEY)
             .env("KEFU_KEY_APPAREL", APPAREL_KEY)
             .env("KEFU_KEY_LAB", "test-key-lab")

@@ -34,8 +34,17 @@ const VERSION: &str = concat!(
     about = "WebAssembly plugin host for shops' customer-service workflows"
 )]
 struct Cli {
+    /// Log lines as text (the default) or one JSON object each.
+    #[arg(long, global = true, env = "KEFU_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -68,22 +77,14 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal: a redirected log has
-        // no escape codes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     // A compile worker (`kefu __compile LIMITS`), started by `kefu serve`.
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(kefu::runtime_compile_worker_arg()) {
+        init_logs(LogFormat::Text);
         return kefu::runtime_compile_worker_main(args.get(2).map_or("{}", String::as_str));
     }
     let cli = Cli::parse();
+    init_logs(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
@@ -104,6 +105,22 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Log to stderr at `KEFU_LOG`'s level (default `info`), as text or JSON
+/// lines; colours only for a person at a terminal.
+fn init_logs(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 

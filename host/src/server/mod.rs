@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod handlers;
 mod openapi;
+mod request_id;
 pub mod transport;
 
 pub use error::ApiError;
@@ -124,6 +125,7 @@ pub fn router(app: Arc<App>) -> Router {
         })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(app)
 }
 
