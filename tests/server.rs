@@ -628,9 +628,10 @@ fn slow_clients_are_timed_out_and_connections_are_bounded() {
     assert_eq!(status, 200);
 }
 
-/// #28 item 5: `--log-format json` writes one JSON object per log line,
-/// and the request id every answer carries (`x-request-id`, the caller's
-/// when sane) is on the log lines written while handling it.
+/// #28 item 5: `--log-format json` writes one JSON object per log line;
+/// every answer carries a request id (`x-request-id`, the caller's when
+/// sane), and with `kefu::request=debug` the log lines written while
+/// handling it name it.
 #[test]
 fn json_logs_carry_the_request_id_of_every_answer() {
     let dir = tempfile::tempdir().unwrap();
@@ -639,6 +640,7 @@ fn json_logs_carry_the_request_id_of_every_answer() {
     let s = Server::start_with(
         &write_config(dir.path(), &shops, ""),
         &["--log-format", "json"],
+        "info,kefu::request=debug",
     );
     let refund = request("refund-policy", "unshipped");
     let call = |id: Option<&str>| {

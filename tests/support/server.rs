@@ -39,11 +39,12 @@ pub fn write_config(dir: &Path, shops: &Path, extra: &str) -> PathBuf {
 impl Server {
     /// Start `kefu serve --config <config>` and wait until it listens.
     pub fn start(config: &Path) -> Server {
-        Self::start_with(config, &[])
+        Self::start_with(config, &[], "info")
     }
 
-    /// Like [`Server::start`], with more arguments to `kefu serve`.
-    pub fn start_with(config: &Path, extra: &[&str]) -> Server {
+    /// Like [`Server::start`], with more arguments to `kefu serve` and
+    /// this `KEFU_LOG`.
+    pub fn start_with(config: &Path, extra: &[&str], log_filter: &str) -> Server {
         let log = config.with_file_name(format!("server-{}.log", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))
             .args(["serve", "--config"])
@@ -54,7 +55,7 @@ impl Server {
             .env("KEFU_KEY_LAB", "test-key-lab")
             .env("KEFU_WEBHOOK_SECRET_LAB", WEBHOOK_SECRET)
             .env("KEFU_ADMIN_TOKEN", ADMIN)
-            .env("KEFU_LOG", "info")
+            .env("KEFU_LOG", log_filter)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

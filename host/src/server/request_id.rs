@@ -1,6 +1,9 @@
-//! A request id on every answer (`x-request-id`) and on every log line
-//! written while the request is handled: the caller's own id when it
-//! sends a sane one (a load balancer's, say), else a new one.
+//! A request id on every answer (`x-request-id`): the caller's own id
+//! when it sends a sane one (a load balancer's, say), else a new one. With
+//! the `kefu::request` target at debug (`KEFU_LOG=info,kefu::request=debug`)
+//! every log line written while a request is handled names it too: a span
+//! per request cost 11–18% of the greeting's throughput at 64 connections
+//! (three pairs against the build without it), so it is off by default.
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -36,7 +39,8 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         _ => new_id(),
     };
     request.headers_mut().insert(HEADER, id.clone());
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
+        target: "kefu::request",
         "request",
         id = id.to_str().unwrap_or_default(),
         method = %request.method(),
