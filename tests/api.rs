@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use support::inproc::released;
 use tower::ServiceExt;
 
 const TEA_KEY: &str = "key-tea";
@@ -983,16 +984,6 @@ async fn a_deploy_carries_its_config_and_a_rollback_restores_the_old_one() {
 }
 
 /// Wait until a dropped app's threads let go of its store.
-async fn released(data: &Path) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while kefu::SledStorage::open(data).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store stays locked"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
 
 /// #27 item 3: a shop whose `shop.toml` no longer loads at start serves
 /// the versions it had, degraded (listed, counted, its key accepted); a

@@ -4,70 +4,18 @@
 
 mod support;
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request};
-use kefu::app::{App, Env, ServerConfig};
+use axum::http::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use tower::ServiceExt;
 
-const KEY: &str = "key-tea";
-const ADMIN: &str = "admin-token";
+use support::inproc::{ADMIN, InProc, KEY, released};
 
-struct Api {
-    router: Router,
-}
+/// The app, with this file's helpers.
+type Api = InProc;
 
 impl Api {
-    async fn open(root: &Path) -> Api {
-        let config = ServerConfig {
-            data_dir: root.join("data"),
-            shops_dir: root.join("shops"),
-            cache_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("kefu-cache")),
-            admin_token_env: "ADMIN".into(),
-            ..ServerConfig::default()
-        };
-        let vars: HashMap<&str, &str> = HashMap::from([("KEY_TEA", KEY), ("ADMIN", ADMIN)]);
-        let env: Env = Arc::new(move |name: &str| vars.get(name).map(|v| v.to_string()));
-        let app = App::open(config, env).await.expect("the app opens");
-        Api {
-            router: kefu::server::router(app),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        key: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> (u16, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {key}"))
-            .header("content-type", content_type)
-            .body(Body::from(body))
-            .unwrap();
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, value)
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(Method::GET, path, ADMIN, "application/json", vec![])
-            .await
-    }
-
     /// Run a step on `body`; its status.
     async fn step(&self, step: &str, body: &Value) -> u16 {
         let path = format!("/v1/shops/tea/{step}");
@@ -124,17 +72,6 @@ fn examples(step: &str) -> Vec<Value> {
         .iter()
         .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
         .collect()
-}
-
-async fn released(data: &Path) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while kefu::SledStorage::open(data).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store stays locked"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 /// Each default version replayed over 10,000 of its own decisions gives

@@ -5,24 +5,15 @@
 
 mod support;
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request};
-use kefu::app::{App, Env, ServerConfig};
+use axum::http::Method;
 use kefu_tests::multipart;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
-use tower::ServiceExt;
 
-const KEY: &str = "key-tea";
-const ADMIN: &str = "admin-token";
+use support::inproc::{ADMIN, InProc, KEY, released};
 
-struct Api {
-    app: Arc<App>,
-    router: Router,
-}
+/// The app, with this file's helpers.
+type Api = InProc;
 
 /// Shop `tea` whose refund policy is the hostile guest answering "ok"
 /// (it rejects every request: the decision share stays the same between
@@ -41,49 +32,6 @@ fn write_shop(shops: &Path, extra: &str) {
 }
 
 impl Api {
-    async fn open(root: &Path) -> Api {
-        let config = ServerConfig {
-            data_dir: root.join("data"),
-            shops_dir: root.join("shops"),
-            cache_dir: Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("kefu-cache")),
-            admin_token_env: "ADMIN".into(),
-            ..ServerConfig::default()
-        };
-        let vars: HashMap<&str, &str> =
-            HashMap::from([("KEY_TEA", KEY), ("ADMIN", ADMIN), ("HOOK", "hook-secret")]);
-        let env: Env = Arc::new(move |name: &str| vars.get(name).map(|v| v.to_string()));
-        let app = App::open(config, env).await.expect("the app opens");
-        Api {
-            router: kefu::server::router(app.clone()),
-            app,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        key: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> (u16, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {key}"))
-            .header("content-type", content_type)
-            .body(Body::from(body))
-            .unwrap();
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, value)
-    }
-
     async fn admin(&self, method: Method, path: &str, body: Value) -> (u16, Value) {
         let body = match body {
             Value::Null => Vec::new(),
@@ -91,10 +39,6 @@ impl Api {
         };
         self.call(method, path, ADMIN, "application/json", body)
             .await
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.admin(Method::GET, path, Value::Null).await
     }
 
     /// A refund request of `customer` about order `order`.
@@ -487,14 +431,7 @@ async fn a_canary_resumes_after_a_restart_with_the_same_customers() {
         sides
     };
     let data = root.path().join("data");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while kefu::SledStorage::open(&data).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store stays locked"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    released(&data).await;
     let api = Api::open(root.path()).await;
     let (status, view) = api.canary().await;
     assert_eq!(status, 200, "{view}");
@@ -606,9 +543,7 @@ async fn a_canary_table_in_shop_toml_starts_changes_and_ends_the_canary() {
         started = view["started_at_ms"].clone();
     }
     let data = root.path().join("data");
-    while kefu::SledStorage::open(&data).is_err() {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    released(&data).await;
     // A restart resumes it and records no new version.
     let api = Api::open(root.path()).await;
     let (_, view) = api.canary().await;
@@ -651,9 +586,7 @@ async fn a_canary_table_in_shop_toml_starts_changes_and_ends_the_canary() {
     reload(&api);
     assert_eq!(api.canary().await.0, 404);
     drop(api);
-    while kefu::SledStorage::open(&data).is_err() {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    released(&data).await;
     let api = Api::open(root.path()).await;
     assert_eq!(api.canary().await.0, 404);
     let (_, versions) = api.get("/v1/shops/tea/steps/refund-policy/versions").await;

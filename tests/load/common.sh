@@ -19,3 +19,25 @@ start_server() {
     done
     addr="$(grep -o 'http://[0-9.:]*' "$work/out")"
 }
+
+# A tea-oil shop in "$work/shops" whose refund policy runs the example
+# shop's config, its key "$KEFU_LOAD_KEY", and "$work/candidate.toml": the
+# same config with a 15-day no-reason window; "$work/kefu.toml" serves it
+# with the decision-log quota out of the way (one shop takes all the load).
+tea_oil_refund_shop() {
+    local hash
+    hash="$(printf %s "$KEFU_LOAD_KEY" | sha256sum | cut -d' ' -f1)"
+    mkdir -p "$work/shops/tea-oil"
+    cp examples/shops/tea-oil/config/refund-policy.toml "$work/shops/tea-oil/refund.toml"
+    printf 'name = "tea-oil"\napi_key_sha256 = "%s"\n[steps.refund-policy]\nconfig = "refund.toml"\n' "$hash" \
+        > "$work/shops/tea-oil/shop.toml"
+    sed 's/no_reason_return_days = 7/no_reason_return_days = 15/' "$work/shops/tea-oil/refund.toml" > "$work/candidate.toml"
+    cat > "$work/kefu.toml" <<TOML
+listen = "127.0.0.1:0"
+data_dir = "$work/data"
+shops_dir = "$work/shops"
+cache_dir = "$work/cache"
+[quotas]
+log_kib_per_window = 10000000
+TOML
+}

@@ -20,21 +20,7 @@ kefu="${KEFU_BIN:-$CARGO_TARGET_DIR/release/kefu}"
 work="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 export KEFU_LOAD_KEY="load-test-key"
-hash="$(printf %s "$KEFU_LOAD_KEY" | sha256sum | cut -d' ' -f1)"
-mkdir -p "$work/shops/tea-oil"
-cp examples/shops/tea-oil/config/refund-policy.toml "$work/shops/tea-oil/refund.toml"
-printf 'name = "tea-oil"\napi_key_sha256 = "%s"\n[steps.refund-policy]\nconfig = "refund.toml"\n' "$hash" \
-    > "$work/shops/tea-oil/shop.toml"
-sed 's/no_reason_return_days = 7/no_reason_return_days = 15/' "$work/shops/tea-oil/refund.toml" > "$work/candidate.toml"
-cat > "$work/kefu.toml" <<TOML
-listen = "127.0.0.1:0"
-data_dir = "$work/data"
-shops_dir = "$work/shops"
-cache_dir = "$work/cache"
-[quotas]
-# One shop takes all the load here: its decision-log quota must not refuse it.
-log_kib_per_window = 10000000
-TOML
+tea_oil_refund_shop
 # The no-reason example, its delivery time, amount and order id left to fill.
 python3 - "$work/body.json" <<'PY'
 import json, sys
