@@ -983,8 +983,6 @@ async fn a_deploy_carries_its_config_and_a_rollback_restores_the_old_one() {
     );
 }
 
-/// Wait until a dropped app's threads let go of its store.
-
 /// #27 item 3: a shop whose `shop.toml` no longer loads at start serves
 /// the versions it had, degraded (listed, counted, its key accepted); a
 /// shop never loaded answers 503 naming the load error; `strict` refuses
