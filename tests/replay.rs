@@ -60,6 +60,14 @@ fn shop(shops: &Path, steps: &str) {
     .unwrap();
 }
 
+/// The example no-reason return of an item that is not final sale.
+fn no_reason_return() -> Value {
+    examples("refund-policy")
+        .into_iter()
+        .find(|e| e["reason"] == "NoReason" && e["order"]["items"][0]["final_sale"] == false)
+        .unwrap()
+}
+
 /// Every example request of a step.
 fn examples(step: &str) -> Vec<Value> {
     let dir = support::example(&format!("requests/{step}"));
@@ -178,10 +186,7 @@ async fn a_15_day_window_flips_exactly_the_returns_of_days_8_to_15() {
     std::fs::write(shops.join("tea/refund.toml"), tea_oil(7)).unwrap();
     let api = Api::open(root.path()).await;
 
-    let template = &examples("refund-policy")
-        .into_iter()
-        .find(|e| e["reason"] == "NoReason" && e["order"]["items"][0]["final_sale"] == false)
-        .unwrap();
+    let template = &no_reason_return();
     let now = chrono::Utc::now().timestamp();
     let (mut flipped_ids, mut flipped_fen) = (Vec::new(), 0i64);
     for day in 1..=20i64 {
@@ -431,10 +436,7 @@ async fn a_shadow_decides_live_traffic_again_without_touching_it() {
         "{out}"
     );
 
-    let template = examples("refund-policy")
-        .into_iter()
-        .find(|e| e["reason"] == "NoReason" && e["order"]["items"][0]["final_sale"] == false)
-        .unwrap();
+    let template = no_reason_return();
     let now = chrono::Utc::now().timestamp();
     let body = |day: i64| {
         let mut body = template.clone();

@@ -7,7 +7,7 @@ use super::replay::jobs::JobView;
 use super::replay::shadow::{Shadow, ShadowView};
 use super::replay::{self, Candidate, Filters, ReplayExample};
 use super::{App, DeployError};
-use crate::runtime::{Runtime, RuntimeConfig, digest};
+use crate::runtime::{Runtime, RuntimeConfig};
 use crate::steps::Step;
 use crate::storage::{Actor, AuditAction, AuditEvent, Storage, VersionSource};
 
@@ -59,10 +59,6 @@ impl App {
                 step,
                 candidate.label.clone(),
                 move |progress| {
-                    let total = replay::count(storage.as_ref(), &shop_id, step, &filters)?;
-                    progress
-                        .total
-                        .store(total, std::sync::atomic::Ordering::Relaxed);
                     replay::run(
                         &runtime,
                         storage.as_ref(),
@@ -146,12 +142,7 @@ impl App {
                         version,
                     },
                 )?;
-                let bytes = self.storage.component(&record.digest)?.ok_or_else(|| {
-                    crate::storage::StorageError::Corrupt(format!(
-                        "component {} is missing",
-                        record.digest
-                    ))
-                })?;
+                let bytes = self.storage.version_component(&record.digest)?;
                 Candidate {
                     plugin: runtime.load(&bytes, step)?,
                     config_json: Some(record.config_json.clone()),
@@ -161,14 +152,7 @@ impl App {
             ReplaySource::Upload {
                 component,
                 config_json,
-            } => {
-                let digest = digest(&component);
-                Candidate {
-                    plugin: runtime.load(&component, step)?,
-                    config_json,
-                    label: format!("upload {}", &digest[..12]),
-                }
-            }
+            } => Candidate::upload(runtime, step, &component, config_json)?,
         })
     }
 
@@ -337,15 +321,7 @@ pub fn replay_dir(
             path: dir.display().to_string(),
             source,
         })?;
-    let candidate = Candidate {
-        plugin: runtime.load(component, step)?,
-        config_json,
-        label: format!("upload {}", &digest(component)[..12]),
-    };
-    let total = replay::count(&storage, shop, step, filters).map_err(replay::ReplayError::from)?;
-    progress
-        .total
-        .store(total, std::sync::atomic::Ordering::Relaxed);
+    let candidate = Candidate::upload(runtime, step, component, config_json)?;
     let outcome = replay::run(runtime, &storage, shop, step, &candidate, filters, progress)?;
     Ok(outcome.report)
 }

@@ -148,6 +148,12 @@ pub trait VersionStore: Send + Sync {
     fn put_component(&self, digest: &str, bytes: &[u8]) -> Result<(), StorageError>;
     /// A component's bytes by digest.
     fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    /// The bytes of a component a version names: its absence is a
+    /// corrupt store.
+    fn version_component(&self, digest: &str) -> Result<Vec<u8>, StorageError> {
+        self.component(digest)?
+            .ok_or_else(|| StorageError::Corrupt(format!("component {digest} is missing")))
+    }
     /// Record a version of a shop's step.
     fn put_version(
         &self,

@@ -5,7 +5,7 @@ use super::{CanaryPlan, Candidate, DeployError, Deployer, active_plugin};
 use crate::app::registry::PluginSource;
 use crate::runtime::digest;
 use crate::steps::Step;
-use crate::storage::{Actor, AuditAction, AuditEvent, StorageError, VersionRecord, VersionSource};
+use crate::storage::{Actor, AuditAction, AuditEvent, VersionRecord, VersionSource};
 use std::borrow::Cow;
 
 /// What a deploy through the API brings: a component, a config, or both.
@@ -45,12 +45,7 @@ impl Deployer {
         let reuse = active.is_some_and(|a| a.pool.is_some());
         let bytes = match (request.component, active) {
             (Some(bytes), _) => bytes,
-            (None, Some(active)) => {
-                let digest = active.plugin.digest();
-                self.storage.component(digest)?.ok_or_else(|| {
-                    StorageError::Corrupt(format!("component {digest} is missing"))
-                })?
-            }
+            (None, Some(active)) => self.storage.version_component(active.plugin.digest())?,
             (None, None) => return Err(DeployError::NoComponent { step }),
         };
         let history = self.storage.versions(shop_id, step)?;

@@ -184,9 +184,7 @@ impl Deployer {
         if let Some(plugin) = self.runtime.loaded(&record.digest, step) {
             return Ok(plugin);
         }
-        let bytes = self.storage.component(&record.digest)?.ok_or_else(|| {
-            StorageError::Corrupt(format!("component {} is missing", record.digest))
-        })?;
+        let bytes = self.storage.version_component(&record.digest)?;
         Ok(self.runtime.load_known(&bytes, &record.digest, step)?)
     }
 

@@ -33,6 +33,22 @@ pub struct Candidate {
     pub label: String,
 }
 
+impl Candidate {
+    /// An uploaded component, named by its digest's first 12 digits.
+    pub fn upload(
+        runtime: &Runtime,
+        step: Step,
+        component: &[u8],
+        config_json: Option<String>,
+    ) -> Result<Candidate, crate::error::LoadError> {
+        Ok(Candidate {
+            plugin: runtime.load(component, step)?,
+            config_json,
+            label: format!("upload {}", &crate::runtime::digest(component)[..12]),
+        })
+    }
+}
+
 /// Which logged decisions a replay takes: of the shop's step, logged in
 /// `[since_ms, until_ms)`, at most `limit` (the oldest first).
 #[derive(Clone, Debug, Default)]
@@ -154,7 +170,7 @@ pub struct Outcome {
 }
 
 /// Count what a replay with `filters` would take (for progress).
-pub fn count(
+fn count(
     log: &dyn DecisionLog,
     shop: &str,
     step: Step,
@@ -179,7 +195,8 @@ fn query(shop: &str, step: Step, filters: &Filters) -> DecisionQuery {
     }
 }
 
-/// Replay `candidate` over `shop`'s logged `step` decisions.
+/// Replay `candidate` over `shop`'s logged `step` decisions, counting
+/// them first for `progress`.
 pub fn run(
     runtime: &Runtime,
     storage: &dyn Storage,
@@ -190,6 +207,9 @@ pub fn run(
     progress: &Progress,
 ) -> Result<Outcome, ReplayError> {
     let started = std::time::Instant::now();
+    progress
+        .total
+        .store(count(storage, shop, step, filters)?, Ordering::Relaxed);
     let configs: HashMap<u64, String> = storage
         .versions(shop, step)?
         .into_iter()
