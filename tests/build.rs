@@ -21,6 +21,8 @@ fn main() {
         ("ORDER_CONFIRMATION", &plugins, "kefu_order_confirmation"),
         ("REFUND_POLICY", &plugins, "kefu_refund_policy"),
         ("REVISIT_PLANNER", &plugins, "kefu_revisit_planner"),
+        ("WORKFLOW", &plugins, "kefu_workflow"),
+        ("LOOPING_FLOW", &guests, "kefu_looping_flow"),
         ("HOSTILE", &guests, "kefu_hostile"),
         ("WRONG_SIGNATURE", &guests, "kefu_wrong_signature"),
     ] {

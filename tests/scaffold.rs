@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::kefu;
 
-const STEPS: [&str; 4] = [
+const STEPS: [&str; 5] = [
     "greeting",
     "order-confirmation",
     "refund-policy",
     "revisit-planner",
+    "workflow",
 ];
 
 fn ok(cmd: &mut Command, what: &str) {

@@ -1,15 +1,17 @@
 //! The one `bindgen!` of the host: Rust types and host traits for the
 //! `kefu:workflow` contract in `wit/`.
 //!
-//! The `host-imports` world holds every import a plugin may use; the four step
-//! worlds include it and add one export each, which `crate::runtime` calls
-//! through typed functions.
+//! Generated from the `workflow` world, which imports everything a plugin
+//! may use (`host-imports`) and, through its export, the `flow` types; the
+//! step worlds take their shared interfaces from here (`steps::world!`),
+//! and `crate::runtime` calls each export through typed functions.
 
 wasmtime::component::bindgen!({
-    world: "host-imports",
+    world: "workflow",
     path: "../wit",
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema],
 });
 
+pub use self::kefu::workflow::flow;
 pub use self::kefu::workflow::types;
 pub use self::kefu::workflow::{clock, config, log, state};

@@ -72,9 +72,10 @@ pub use storage::{SledStorage, Storage, StorageError};
 /// What [`Storage`] keeps, and its capabilities one by one.
 pub mod storage_types {
     pub use crate::storage::{
-        Actor, AuditAction, AuditEvent, AuditLog, Decision, DecisionLog, DecisionQuery, Delivery,
-        Durable, Effects, Ids, Outbox, OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord,
-        RevisitStatus, RevisitStore, ShopRecord, StateRead, VersionRecord, VersionSource,
-        VersionStore,
+        ActionRecord, ActionStatus, Actor, AuditAction, AuditEvent, AuditLog, Decision,
+        DecisionLog, DecisionQuery, Delivery, Durable, Effects, EventCommit, EventRecord,
+        EventStatus, EventStore, Ids, Outbox, OutcomeResult, RefundRecord, RevisitOutcome,
+        RevisitRecord, RevisitStatus, RevisitStore, ShopRecord, StateRead, TimerRecord,
+        VersionRecord, VersionSource, VersionStore,
     };
 }

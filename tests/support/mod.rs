@@ -29,6 +29,7 @@ pub fn default_plugin(step: &str) -> &'static str {
         "order-confirmation" => wasm::ORDER_CONFIRMATION,
         "refund-policy" => wasm::REFUND_POLICY,
         "revisit-planner" => wasm::REVISIT_PLANNER,
+        "workflow" => wasm::WORKFLOW,
         other => panic!("no step {other}"),
     }
 }

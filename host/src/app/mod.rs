@@ -9,6 +9,7 @@ mod canaries;
 pub mod config;
 mod deploy;
 mod durability;
+mod events;
 mod listings;
 mod metrics;
 mod placement;
@@ -25,6 +26,14 @@ mod watch;
 pub use access::{AccessError, Caller};
 pub use config::{ConfigError, InstanceMode, ServerConfig, ShopSpec, StepSpec};
 pub use deploy::{CanaryPlan, CanaryView, DeployError, DeployRequest};
+pub use events::input::{
+    HOST_TYPES as EVENT_HOST_TYPES, MAX_BATCH as MAX_EVENTS, TYPES as EVENT_TYPES,
+};
+pub use events::simulate::{SimulateError, Simulation, simulate};
+pub use events::{
+    Accepted, ActionView, EventError, EventView, MAX_FLOW_CALLS, MAX_STEP_RUNS, Timeline,
+    TimelineEntry,
+};
 pub use listings::{AuditView, DecisionView, OutcomeView, RefundView, RevisitView};
 pub use quota::{QuotaExceeded, Quotas};
 pub use registry::{LoadFailure, PluginSource, Shop, now_ms};
@@ -96,6 +105,8 @@ pub struct App {
     replays: replay::jobs::Jobs,
     /// The engine replays and shadows run on (see `replays`).
     background: std::sync::OnceLock<Arc<Runtime>>,
+    /// The workflow inbox's wake-up and its busy subjects.
+    inbox: Arc<events::worker::Inbox>,
 }
 
 /// The background workers of an open app: the shops-folder watcher, the
@@ -173,6 +184,7 @@ impl App {
             meter: quota::Meter::default(),
             replays: Default::default(),
             background: Default::default(),
+            inbox: Default::default(),
             answer_durations: Step::ALL.map(
                 |step| ::metrics::histogram!("kefu_answer_duration_seconds", "step" => step.world()),
             ),
@@ -198,6 +210,7 @@ impl App {
         .spawn(stop.clone());
         let retention = spawn_retention(self.storage.clone(), self.config.decision_retention_days);
         spawn_canary_ticker(self.clone(), stop.clone());
+        self.start_events(stop.clone());
         Ok(Background {
             stop,
             _watcher: watcher,
@@ -414,7 +427,14 @@ fn spawn_retention(storage: Arc<dyn Storage>, days: u64) -> tokio::task::JoinHan
             tick.tick().await;
             let cutoff = now_ms() - (days as i64) * 86_400_000;
             let storage = storage.clone();
-            match tokio::task::spawn_blocking(move || storage.prune_decisions(cutoff)).await {
+            let pruned = tokio::task::spawn_blocking(move || {
+                let events = storage.prune_events(cutoff)?;
+                if events > 0 {
+                    tracing::info!(pruned = events, "processed events pruned");
+                }
+                storage.prune_decisions(cutoff)
+            });
+            match pruned.await {
                 Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "decision log pruned"),
                 Ok(Err(e)) => tracing::error!(error = %e, "decision log pruning failed"),
                 _ => {}

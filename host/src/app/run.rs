@@ -156,6 +156,42 @@ impl StepCall<'_> {
         raw_input: Box<RawValue>,
         durable: bool,
     ) -> Result<StepAnswer, StepError> {
+        let decided = self.decide(input, raw_input, None).await?;
+        let app = self.app;
+        let id = decided.decision.id;
+        if let Err(e) = app
+            .storage
+            .record_decision(&decided.decision, &decided.effects)
+        {
+            app.committer.write_failed(&e);
+            return Err(StepError::storage(Some(id))(e));
+        }
+        if durable {
+            app.durable().await.map_err(StepError::storage(Some(id)))?;
+        }
+        self.recorded(&decided);
+        decided.answer()
+    }
+
+    /// After a decision is kept: a shadow of the step decides it again,
+    /// off the request path.
+    pub(super) fn recorded(&self, decided: &Decided) {
+        if let Some(shadow) = self.shop.shadows.get(&self.step) {
+            shadow.offer(&decided.decision);
+        }
+    }
+
+    /// Call the step's plugin (with its canary and fallbacks) and make the
+    /// decision-log entry and what it records, without writing them: the
+    /// caller keeps them, alone ([`StepCall::run_parsed`]) or with an
+    /// event's other effects (`events`). The call's clock is `clock` when
+    /// given (a simulation's), else now.
+    pub(super) async fn decide(
+        &self,
+        input: StepInput,
+        raw_input: Box<RawValue>,
+        clock: Option<i64>,
+    ) -> Result<Decided, StepError> {
         let (app, shop, step) = (self.app, &self.shop, self.step);
         let Some(active) = shop.steps.get(&step).cloned() else {
             let reason = shop.unavailable_reason(step).unwrap_or("not loaded");
@@ -171,7 +207,7 @@ impl StepCall<'_> {
         if let Some(reason) = app.storage_failing() {
             return Err(StepError::storage(None)(StorageError::Failing(reason)));
         }
-        let now = chrono::Utc::now().timestamp();
+        let now = clock.unwrap_or_else(|| chrono::Utc::now().timestamp());
         // Each call's state reads are noted, for a faithful replay.
         let context = |plugin: &ActivePlugin| {
             let recorder = Arc::new(Recorder::new(app.storage.clone()));
@@ -288,39 +324,50 @@ impl StepCall<'_> {
             fallback,
             state_reads: recorded.take(),
         };
-        if let Err(e) = storage.record_decision(&decision, &effects) {
-            app.committer.write_failed(&e);
-            return Err(StepError::storage(Some(id))(e));
-        }
-        if durable {
-            app.durable().await.map_err(StepError::storage(Some(id)))?;
-        }
-        // A shadow of the step decides it again, off the request path.
-        if let Some(shadow) = shop.shadows.get(&step) {
-            shadow.offer(&decision);
-        }
-        match outcome.result {
-            Ok(_) => Ok(StepAnswer {
-                decision_id: id,
-                shop: shop.id.clone(),
-                step,
+        Ok(Decided {
+            decision,
+            effects,
+            error: outcome.result.err(),
+            source: answered_by.source.clone(),
+        })
+    }
+}
+
+/// A decision made and not yet kept: its log entry, what it records, and
+/// the plugin's error when it failed.
+pub(super) struct Decided {
+    pub decision: Decision,
+    pub effects: Effects,
+    pub error: Option<CallError>,
+    source: PluginSource,
+}
+
+impl Decided {
+    /// The answer to the caller, once the decision is kept.
+    pub fn answer(self) -> Result<StepAnswer, StepError> {
+        let d = self.decision;
+        match self.error {
+            None => Ok(StepAnswer {
+                decision_id: d.id,
+                shop: d.shop,
+                step: d.step,
                 plugin: PluginInfo {
-                    digest: answered_by.plugin.digest().to_string(),
-                    version: answered_by.version,
-                    source: answered_by.source.clone(),
+                    digest: d.digest,
+                    version: d.version,
+                    source: self.source,
                 },
-                canary: in_canary,
-                fallback: decision.fallback.clone(),
-                duration_us: decision.duration_us,
-                output: decision.output.expect("a successful call has an output"),
-                revisits_planned: match &effects {
+                canary: d.canary,
+                fallback: d.fallback,
+                duration_us: d.duration_us,
+                output: d.output.expect("a successful call has an output"),
+                revisits_planned: match &self.effects {
                     Effects::Revisits(r) => r.len(),
                     _ => 0,
                 },
             }),
-            Err(error) => Err(StepError::Plugin {
+            Some(error) => Err(StepError::Plugin {
                 error,
-                decision_id: id,
+                decision_id: d.id,
             }),
         }
     }

@@ -12,6 +12,7 @@ mod revisits;
 mod rollback;
 mod run;
 mod serve;
+mod simulate;
 mod versions;
 
 use clap::{Parser, Subcommand};
@@ -74,17 +75,23 @@ enum Command {
     /// What a candidate would have decided on a shop step's logged
     /// decisions (a data directory no server is using).
     Replay(replay::ReplayArgs),
+    /// Run an event stream through a shop folder on a virtual clock and
+    /// print what happened to each order and customer.
+    Simulate(simulate::SimulateArgs),
 }
 
 pub fn main() -> ExitCode {
     // A compile worker (`kefu __compile LIMITS`), started by `kefu serve`.
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(kefu::runtime_compile_worker_arg()) {
-        init_logs(LogFormat::Text);
+        init_logs(LogFormat::Text, "info");
         return kefu::runtime_compile_worker_main(args.get(2).map_or("{}", String::as_str));
     }
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    // A simulation prints its own report: its scratch server's loading is
+    // noise there unless asked for.
+    let quiet = matches!(cli.command, Command::Simulate(_));
+    init_logs(cli.log_format, if quiet { "warn" } else { "info" });
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
@@ -98,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Revisits(args) => Ok(revisits::run(args)),
         Command::Audit(args) => Ok(audit::run(args)),
         Command::Replay(args) => replay::run(args),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(code) => code,
@@ -108,11 +116,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Log to stderr at `KEFU_LOG`'s level (default `info`), as text or JSON
-/// lines; colours only for a person at a terminal.
-fn init_logs(format: LogFormat) {
+/// Log to stderr at `KEFU_LOG`'s level (default `level`), as text or
+/// JSON lines; colours only for a person at a terminal.
+fn init_logs(format: LogFormat, level: &str) {
     let filter =
-        tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| "info".into());
+        tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| level.into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -30,7 +30,7 @@ const WIT: &str = include_str!("../../../wit/workflow.wit");
 const JS_BUILD: &str = include_str!("../../../plugins/js/build.mjs");
 
 /// (step, Rust, Python, JavaScript) sources.
-const SOURCES: [(Step, &str, &str, &str); 4] = [
+const SOURCES: [(Step, &str, &str, &str); 5] = [
     (
         Step::Greeting,
         include_str!("templates/rust/greeting.rs"),
@@ -55,6 +55,12 @@ const SOURCES: [(Step, &str, &str, &str); 4] = [
         include_str!("templates/python/revisit-planner.py"),
         include_str!("templates/js/revisit-planner.js"),
     ),
+    (
+        Step::Workflow,
+        include_str!("templates/rust/workflow.rs"),
+        include_str!("templates/python/workflow.py"),
+        include_str!("templates/js/workflow.js"),
+    ),
 ];
 
 /// A sample input per step, from the example requests.
@@ -70,6 +76,7 @@ fn sample_input(step: Step) -> &'static str {
         Step::RevisitPlanner => {
             include_str!("../../../examples/requests/revisit-planner/delivered.json")
         }
+        Step::Workflow => include_str!("../../../examples/requests/workflow/message.json"),
     }
 }
 

@@ -2,7 +2,9 @@
 //! the problem, `{"error": {"code", "message", "field"?}}`, plus the
 //! decision id when a failed call was logged.
 
-use crate::app::{AccessError, DeployError, QuotaExceeded, RevisitError, StepError, WebhookError};
+use crate::app::{
+    AccessError, DeployError, EventError, QuotaExceeded, RevisitError, StepError, WebhookError,
+};
 use crate::error::CallError;
 use crate::storage::StorageError;
 use axum::Json;
@@ -15,7 +17,7 @@ pub enum ApiError {
     #[error(transparent)]
     Access(#[from] AccessError),
     #[error(
-        "no step `{0}`: expected greeting, order-confirmation, refund-decision or revisit-plan"
+        "no step `{0}`: expected greeting, order-confirmation, refund-decision, revisit-plan or workflow"
     )]
     UnknownStep(String),
     #[error("request body is not valid JSON: {0}")]
@@ -40,6 +42,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("invalid plugin config: {0}")]
     InvalidConfig(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Step(#[from] StepError),
     #[error(transparent)]
@@ -50,6 +54,20 @@ pub enum ApiError {
     Webhook(#[from] WebhookError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+impl From<EventError> for ApiError {
+    fn from(e: EventError) -> Self {
+        match e {
+            EventError::InvalidJson(m) => ApiError::InvalidJson(m),
+            EventError::InvalidField { path, message } => ApiError::InvalidField { path, message },
+            EventError::TooMany(m) => ApiError::BadRequest(m),
+            EventError::Quota(q) => ApiError::Step(StepError::Quota(q)),
+            EventError::NotFound(m) => ApiError::NotFound(m),
+            EventError::Conflict(m) => ApiError::Conflict(m),
+            EventError::Storage(e) => ApiError::Storage(e),
+        }
+    }
 }
 
 /// The code of a step call's failure.
@@ -94,7 +112,8 @@ impl ApiError {
             ApiError::BadRequest(_)
             | ApiError::Deploy(DeployError::NoComponent { .. } | DeployError::InvalidCanary(_))
             | ApiError::Revisit(RevisitError::Invalid(_)) => "bad_request",
-            ApiError::Revisit(RevisitError::Closed { .. })
+            ApiError::Conflict(_)
+            | ApiError::Revisit(RevisitError::Closed { .. })
             | ApiError::Deploy(
                 DeployError::CanaryRunning { .. } | DeployError::ShadowRunning { .. },
             ) => "conflict",

@@ -154,6 +154,16 @@ impl BodyLimit for BulkPlan {
     }
 }
 
+/// A batch of workflow events (up to 500).
+pub struct EventBatch;
+/// Largest events body, bytes.
+pub const MAX_EVENTS_BYTES: usize = 8 << 20;
+impl BodyLimit for EventBatch {
+    fn kib(_: &App) -> usize {
+        MAX_EVENTS_BYTES / 1024
+    }
+}
+
 /// A request body as bytes; over the limit it is `body_too_large`.
 pub struct AppBody<L: BodyLimit = Configured>(pub Bytes, pub PhantomData<L>);
 

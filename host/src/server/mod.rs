@@ -11,7 +11,7 @@ mod request_id;
 pub mod transport;
 
 pub use error::ApiError;
-pub use extract::{MAX_COMPONENT_BYTES, MAX_PLANS_BYTES};
+pub use extract::{MAX_COMPONENT_BYTES, MAX_EVENTS_BYTES, MAX_PLANS_BYTES};
 
 use crate::app::{App, ConfigError, OpenError, ServerConfig, process_env};
 use axum::Router;
@@ -68,6 +68,28 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/v1/shops/{shop}/customers/{customer}/do-not-contact",
             post(handlers::customers::set).delete(handlers::customers::clear),
+        )
+        .route(
+            "/v1/shops/{shop}/customers/{customer}/timeline",
+            get(handlers::timeline::customer),
+        )
+        .route(
+            "/v1/shops/{shop}/orders/{order}/timeline",
+            get(handlers::timeline::order),
+        )
+        .route(
+            "/v1/shops/{shop}/events",
+            post(handlers::events::accept).layer(DefaultBodyLimit::max(MAX_EVENTS_BYTES)),
+        )
+        .route("/v1/shops/{shop}/events/{id}", get(handlers::events::show))
+        .route(
+            "/v1/shops/{shop}/events/{id}/retry",
+            post(handlers::events::retry),
+        )
+        .route("/v1/shops/{shop}/actions", get(handlers::actions::list))
+        .route(
+            "/v1/shops/{shop}/actions/{id}/ack",
+            post(handlers::actions::ack),
         )
         .route("/v1/shops/{shop}/webhooks", get(handlers::webhooks::list))
         .route(

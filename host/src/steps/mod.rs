@@ -11,11 +11,13 @@ mod order_confirmation;
 mod refund_policy;
 mod revisit_planner;
 pub mod times;
+pub mod workflow;
 
 pub use greeting::Greeting;
 pub use order_confirmation::OrderConfirmation;
 pub use refund_policy::RefundPolicy;
 pub use revisit_planner::RevisitPlanner;
+pub use workflow::Workflow;
 
 use crate::error::CallError;
 use crate::storage::{Effects, Ids, RevisitStore, StorageError};
@@ -110,7 +112,7 @@ pub trait StepKind: 'static {
 /// interfaces every world shares taken from `crate::bindings`: a step's
 /// module uses its world's `*Indices` to type-check a component's export.
 macro_rules! world {
-    ($world:literal) => {
+    ($world:literal $(, $iface:literal => $path:path)*) => {
         wasmtime::component::bindgen!({
             world: $world,
             path: "../wit",
@@ -120,6 +122,7 @@ macro_rules! world {
                 "kefu:workflow/log": crate::bindings::log,
                 "kefu:workflow/config": crate::bindings::config,
                 "kefu:workflow/clock": crate::bindings::clock,
+                $($iface: $path,)*
             },
         });
     };
@@ -334,6 +337,8 @@ steps! {
     RefundPolicy => RefundPolicy,
     /// `revisit-planner` world, export `plan`.
     RevisitPlanner => RevisitPlanner,
+    /// `workflow` world, export `handle`: the flow itself.
+    Workflow => Workflow,
 }
 
 /// A step's constants, read through its kind.

@@ -1,7 +1,7 @@
 //! Durable state of the server, behind narrow traits, one per capability
 //! (plugin state, the decision log, revisits, the webhook outbox, versions
-//! and components, the deploy audit), so that a networked backend can
-//! implement them one by one. Only this module touches sled.
+//! and components, the deploy audit, the workflow's events), so that a
+//! networked backend can implement them one by one. Only this module touches sled.
 //!
 //! Writes are buffered; [`Durable::flush`] makes everything before it
 //! durable, and the server acknowledges nothing before that. A write of
@@ -9,9 +9,14 @@
 //! revisit's move between indexes, revisits fired with their webhooks) is
 //! atomic: after a crash, all of it is there or none.
 
+mod events;
 mod records;
 mod sled;
 
+pub use events::{
+    ActionRecord, ActionStatus, DecisionRef, EventCommit, EventRecord, EventStatus, EventStore,
+    TimerRecord,
+};
 pub use records::{
     Actor, AuditAction, AuditEvent, CallError as DecisionError, CanaryRecord, Decision,
     DecisionQuery, Delivery, Fallback, OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord,
@@ -193,11 +198,27 @@ pub trait AuditLog: Send + Sync {
 /// Every capability the server keeps: what `kefu serve` opens. Any type
 /// with them all is one.
 pub trait Storage:
-    StateStore + Ids + Durable + DecisionLog + RevisitStore + Outbox + VersionStore + AuditLog
+    StateStore
+    + Ids
+    + Durable
+    + DecisionLog
+    + RevisitStore
+    + Outbox
+    + VersionStore
+    + AuditLog
+    + EventStore
 {
 }
 
 impl<T> Storage for T where
-    T: StateStore + Ids + Durable + DecisionLog + RevisitStore + Outbox + VersionStore + AuditLog
+    T: StateStore
+        + Ids
+        + Durable
+        + DecisionLog
+        + RevisitStore
+        + Outbox
+        + VersionStore
+        + AuditLog
+        + EventStore
 {
 }

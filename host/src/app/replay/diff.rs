@@ -13,6 +13,7 @@ pub fn outcome_label(step: Step, output: &Value) -> String {
         Step::OrderConfirmation => "verdict",
         Step::Greeting => "hand_off",
         Step::RevisitPlanner => "revisits",
+        Step::Workflow => "actions",
     };
     match &output[field] {
         Value::String(s) => s.to_lowercase(),

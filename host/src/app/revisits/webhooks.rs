@@ -7,7 +7,7 @@
 
 use crate::app::config::WebhookConfig;
 use crate::app::registry::Registry;
-use crate::storage::{Delivery, Storage, StorageError};
+use crate::storage::{ActionStatus, Delivery, Storage, StorageError};
 use hmac::{Hmac, Mac};
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -131,6 +131,19 @@ impl Deliverer {
         };
         if let Err(e) = outcome {
             tracing::error!(error = %e, "cannot update the webhook outbox");
+        }
+        // A workflow action's delivery settles the action too.
+        if let Some(id) = d.key.strip_prefix("action-").and_then(|id| id.parse().ok()) {
+            let status = match (&error, d.dead) {
+                (None, _) => Some(ActionStatus::Delivered),
+                (Some(_), true) => Some(ActionStatus::Dead),
+                (Some(_), false) => None,
+            };
+            if let Some(status) = status
+                && let Err(e) = self.storage.set_action_status(&d.shop, id, status)
+            {
+                tracing::error!(error = %e, action = id, "cannot record an action's delivery");
+            }
         }
         let label = match (&error, d.dead) {
             (None, _) => "delivered",

@@ -1,9 +1,11 @@
 //! One handler file per API resource. Handlers are thin: extractors say
 //! who may call and parse the request, the application does the work.
 
+pub mod actions;
 pub mod canary;
 pub mod customers;
 pub mod decisions;
+pub mod events;
 pub mod health;
 pub mod plugins;
 pub mod refunds;
@@ -11,6 +13,7 @@ pub mod replays;
 pub mod revisits;
 pub mod shadow;
 pub mod steps;
+pub mod timeline;
 pub mod versions;
 pub mod webhooks;
 

@@ -29,14 +29,14 @@ struct Intent {
 
 /// The keys of one new revisit: record, id index, due index (if planned).
 #[derive(Debug, Serialize, Deserialize)]
-struct RevisitKeys {
-    id: u64,
-    key: Vec<u8>,
-    due: Option<Vec<u8>>,
+pub(super) struct RevisitKeys {
+    pub id: u64,
+    pub key: Vec<u8>,
+    pub due: Option<Vec<u8>>,
 }
 
 impl RevisitKeys {
-    fn of(r: &RevisitRecord) -> Self {
+    pub(super) fn of(r: &RevisitRecord) -> Self {
         RevisitKeys {
             id: r.id,
             key: timed_key(&r.shop, r.due_at, r.id),

@@ -8,6 +8,7 @@
 
 mod components;
 mod decisions;
+mod events;
 mod keys;
 mod revisits;
 mod state;
@@ -55,6 +56,21 @@ pub struct SledStorage {
     /// (see `decisions`): a leftover entry at open is a write a crash cut
     /// short, undone then.
     intents: sled::Tree,
+    /// The workflow (see `events`): `shop \0 event id` -> event record.
+    events: sled::Tree,
+    /// arrival seq -> `shop \0 event id`, pending events only.
+    events_pending: sled::Tree,
+    /// `shop \0 subject \0 seq` -> event id, for timelines.
+    events_by_subject: sled::Tree,
+    /// `shop \0 subject` -> what the flow keeps for it.
+    subjects: sled::Tree,
+    /// `shop \0 subject \0 name` -> timer; `due id` -> its key.
+    timers: sled::Tree,
+    timers_due: sled::Tree,
+    /// `shop \0 id` -> action.
+    actions: sled::Tree,
+    /// commit id -> what an event commit is about to overwrite.
+    event_intents: sled::Tree,
     /// Tests make a multi-record write fail at a named point between its
     /// parts, to show that none of it stays.
     #[cfg(test)]
@@ -99,12 +115,21 @@ impl SledStorage {
             shops: tree("shops")?,
             canaries: tree("canaries")?,
             intents: tree("intents")?,
+            events: tree("events")?,
+            events_pending: tree("events_pending")?,
+            events_by_subject: tree("events_by_subject")?,
+            subjects: tree("subjects")?,
+            timers: tree("timers")?,
+            timers_due: tree("timers_due")?,
+            actions: tree("actions")?,
+            event_intents: tree("event_intents")?,
             db,
             #[cfg(test)]
             fail_at: std::sync::Mutex::new(None),
         })
         .and_then(|store| {
             store.finish_intents()?;
+            store.finish_commits()?;
             Ok(store)
         })
     }

@@ -1,0 +1,223 @@
+//! The inbox's worker: takes pending events in arrival order, one at a
+//! time per subject and several subjects at once, processes each and
+//! keeps what it made in one commit; and the timer clock, which turns
+//! due timers into `timer.fired` events.
+
+use super::input::kind_of;
+use super::process::{Outcome, process};
+use crate::app::App;
+use crate::app::registry::now_ms;
+use crate::bindings::flow::{Event, EventData, TimerEvent};
+use crate::storage::{EventRecord, EventStatus, StorageError, TimerRecord};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Subjects processed at once.
+pub const PARALLEL: usize = 4;
+/// How long a subject waits after its event could not be processed now.
+const LATER: Duration = Duration::from_secs(1);
+/// How often due timers are looked for.
+pub const TIMER_TICK: Duration = Duration::from_millis(500);
+
+/// What the worker shares with the API: a wake-up when events arrive.
+#[derive(Default)]
+pub struct Inbox {
+    wake: tokio::sync::Notify,
+    /// `shop \0 subject` being processed now.
+    busy: Mutex<HashSet<String>>,
+    /// Subjects to leave alone until then.
+    later: Mutex<HashMap<String, Instant>>,
+}
+
+impl Inbox {
+    /// New events are in: look now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn later(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.later.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn subject_key(e: &EventRecord) -> String {
+    format!("{}\0{}", e.shop, e.subject)
+}
+
+/// Process pending events until `stop`.
+pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) {
+    let inbox = app.inbox.clone();
+    tokio::spawn(async move {
+        let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+        while !stop.load(Ordering::Relaxed) {
+            let storage = app.storage.clone();
+            let pending =
+                match tokio::task::spawn_blocking(move || storage.pending_events(1024)).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot read the event inbox");
+                        tokio::time::sleep(LATER).await;
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+            let mut seen = HashSet::new();
+            let now = Instant::now();
+            inbox.later().retain(|_, until| *until > now);
+            for event in pending {
+                let key = subject_key(&event);
+                // Only the first pending event of a subject may go.
+                if !seen.insert(key.clone())
+                    || inbox.busy().contains(&key)
+                    || inbox.later().contains_key(&key)
+                {
+                    continue;
+                }
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                inbox.busy().insert(key.clone());
+                let (app, inbox) = (app.clone(), inbox.clone());
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    handle(&app, event).await.unwrap_or_else(|why| {
+                        tracing::warn!(subject = %key.replace('\0', "/"), reason = %why, "event left in the inbox for later");
+                        inbox.later().insert(key.clone(), Instant::now() + LATER);
+                    });
+                    inbox.busy().remove(&key);
+                    inbox.wake();
+                });
+            }
+            tokio::select! {
+                _ = inbox.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    });
+}
+
+/// Process one event and keep the result; an error says why it stays
+/// pending.
+async fn handle(app: &Arc<App>, event: EventRecord) -> Result<(), String> {
+    // The list it came from may be older than the last commit of its
+    // subject: only an event still pending, in the same place in line, is
+    // processed (the subject is this task's alone now).
+    let current = app
+        .storage
+        .event(&event.shop, &event.id)
+        .map_err(|e| e.to_string())?;
+    let event = match current {
+        Some(e) if e.status == EventStatus::Pending && e.seq == event.seq => e,
+        _ => return Ok(()),
+    };
+    let shop = app.registry.get(&event.shop);
+    let received_ms = event.received_ms;
+    let outcome = process(app, shop, event, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let commit = match outcome {
+        Outcome::Commit(c) => c,
+        Outcome::Later(why) => return Err(why),
+    };
+    let storage = app.storage.clone();
+    let status = commit.event.status;
+    let commit =
+        tokio::task::spawn_blocking(move || storage.commit_event(&commit).map(|()| commit))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| {
+                app.committer.write_failed(&e);
+                e.to_string()
+            })?;
+    app.durable().await.map_err(|e| e.to_string())?;
+    for (d, _) in &commit.decisions {
+        if let Some(shop) = app.registry.get(&d.shop)
+            && let Some(shadow) = shop.shadows.get(&d.step)
+        {
+            shadow.offer(d);
+        }
+    }
+    let label = match status {
+        EventStatus::Processed => "processed",
+        EventStatus::Failed => "failed",
+        EventStatus::Pending => "pending",
+    };
+    metrics::counter!("kefu_events_total", "status" => label).increment(1);
+    metrics::histogram!("kefu_event_latency_seconds")
+        .record((now_ms() - received_ms).max(0) as f64 / 1000.0);
+    Ok(())
+}
+
+/// The `timer.fired` event of a due timer.
+pub fn fired(t: &TimerRecord) -> Result<EventRecord, StorageError> {
+    let subject = super::input::subject_of(&t.subject)
+        .ok_or_else(|| StorageError::Corrupt(format!("timer subject `{}`", t.subject)))?;
+    let id = format!("timer-{}", t.id);
+    let event = Event {
+        id: id.clone(),
+        at: t.at,
+        subject,
+        data: EventData::TimerFired(TimerEvent {
+            name: t.name.clone(),
+            payload: t.payload.clone(),
+            due_at: t.at,
+        }),
+    };
+    Ok(EventRecord {
+        shop: t.shop.clone(),
+        id,
+        seq: 0,
+        kind: kind_of(&event.data).into(),
+        subject: t.subject.clone(),
+        at: t.at,
+        received_ms: now_ms(),
+        event: serde_json::to_string(&event).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+        status: EventStatus::Pending,
+        error: None,
+        attempts: 0,
+        processed_ms: None,
+        decisions: Vec::new(),
+        actions: Vec::new(),
+        timers_set: Vec::new(),
+        timers_cancelled: Vec::new(),
+        commit: 0,
+    })
+}
+
+/// Fire due timers until `stop`: never before they are due.
+pub fn spawn_timers(app: Arc<App>, stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TIMER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let storage = app.storage.clone();
+            let fired = tokio::task::spawn_blocking(move || -> Result<usize, StorageError> {
+                let now = chrono::Utc::now().timestamp();
+                let due = storage.due_timers(now, 256)?;
+                for t in &due {
+                    let mut event = fired(t)?;
+                    event.seq = storage.next_id()?;
+                    storage.fire_timer(t, &event)?;
+                }
+                Ok(due.len())
+            })
+            .await;
+            match fired {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    metrics::counter!("kefu_timers_fired_total").increment(n as u64);
+                    app.inbox.wake();
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot fire due timers"),
+                Err(_) => {}
+            }
+        }
+    });
+}
