@@ -205,8 +205,8 @@ async fn keys_open_only_their_own_shop_and_only_the_admin_learns_what_exists() {
     assert_eq!(status, 200);
     assert_eq!(
         plugins["plugins"].as_array().unwrap().len(),
-        8,
-        "two shops, four steps"
+        10,
+        "two shops, five steps"
     );
     assert_eq!(plugins["plugins"][0]["status"], "active");
 }

@@ -185,6 +185,7 @@ fn names_endpoints_and_exports_are_the_steps_own() {
             ("order-confirmation", "confirm", "order-confirmation"),
             ("refund-policy", "decide", "refund-decision"),
             ("revisit-planner", "plan", "revisit-plan"),
+            ("workflow", "handle", "workflow"),
         ]
     );
     for step in Step::ALL {
@@ -195,7 +196,7 @@ fn names_endpoints_and_exports_are_the_steps_own() {
     }
     let err = "farewell".parse::<Step>().unwrap_err().to_string();
     assert!(
-        err.contains("greeting, order-confirmation, refund-policy, revisit-planner"),
+        err.contains("greeting, order-confirmation, refund-policy, revisit-planner, workflow"),
         "{err}"
     );
 }

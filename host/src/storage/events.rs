@@ -66,6 +66,10 @@ pub struct EventRecord {
     pub timers_cancelled: Vec<String>,
     /// The commit that recorded its processing (0: none yet).
     pub commit: u64,
+    /// Timers between it and an event from outside: 0 for a sender's
+    /// event, one more for each `timer.fired` in the chain.
+    #[serde(default)]
+    pub chain: u32,
 }
 
 /// A timer of a subject.
@@ -81,6 +85,9 @@ pub struct TimerRecord {
     pub payload: String,
     /// The event that scheduled it.
     pub set_by: String,
+    /// The chain of the event that scheduled it, plus one.
+    #[serde(default)]
+    pub chain: u32,
 }
 
 /// Where an action stands.

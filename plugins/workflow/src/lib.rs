@@ -128,10 +128,14 @@ export!(Plugin);
 /// in, the actions out.
 pub fn run(config_json: &str, input: FlowInput) -> Result<FlowOutput, String> {
     let cfg: Config = load_config(config_json)?;
-    let mut kept: Kept = match &input.state {
-        Some(text) => serde_json::from_str(text).map_err(|e| format!("kept state: {e}"))?,
-        None => Kept::default(),
-    };
+    // A state this flow did not write (another flow's, after a swap) is
+    // read as far as it fits; what does not fit starts afresh.
+    let kept: Kept = input
+        .state
+        .as_deref()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    let mut kept = kept;
     let actions = handle(&cfg, &mut kept, &input.event)?;
     let state = serde_json::to_string(&kept).map_err(|e| e.to_string())?;
     Ok(FlowOutput {

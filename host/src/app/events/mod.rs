@@ -236,6 +236,7 @@ impl App {
                     timers_set: Vec::new(),
                     timers_cancelled: Vec::new(),
                     commit: 0,
+                    chain: 0,
                 };
                 answers.push(match storage.accept_event(&record)? {
                     None => Accepted {

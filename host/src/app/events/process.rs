@@ -26,6 +26,9 @@ use std::sync::Arc;
 pub const MAX_FLOW_CALLS: usize = 16;
 /// Most steps one event may run.
 pub const MAX_STEP_RUNS: usize = 8;
+/// Most timers in a row with no event from outside between them: a flow
+/// that keeps rescheduling itself stops there.
+pub const MAX_TIMER_CHAIN: u32 = 1000;
 
 /// What processing came to.
 pub enum Outcome {
@@ -146,6 +149,17 @@ pub async fn process(
             ),
         );
     };
+    if record.chain > MAX_TIMER_CHAIN {
+        return fail(
+            commit,
+            failure(
+                "budget_exceeded",
+                format!(
+                    "{MAX_TIMER_CHAIN} timers fired in a row with no event from outside (a flow that keeps rescheduling itself?)"
+                ),
+            ),
+        );
+    }
     let first: Event = match serde_json::from_str(&record.event) {
         Ok(e) => e,
         Err(e) => return fail(commit, failure("corrupt_event", e.to_string())),
@@ -283,6 +297,7 @@ pub async fn process(
                         at: t.at,
                         payload: t.payload,
                         set_by: record.id.clone(),
+                        chain: record.chain + 1,
                     };
                     timers.insert(t.name, Some(timer));
                 }

@@ -232,6 +232,7 @@ pub async fn simulate(
             timers_set: Vec::new(),
             timers_cancelled: Vec::new(),
             commit: 0,
+            chain: 0,
         };
         run(record, clock, &mut ran).await?;
     }

@@ -187,6 +187,7 @@ pub fn fired(t: &TimerRecord) -> Result<EventRecord, StorageError> {
         timers_set: Vec::new(),
         timers_cancelled: Vec::new(),
         commit: 0,
+        chain: t.chain,
     })
 }
 

@@ -107,7 +107,8 @@ pub fn spec_json(shops: &[String]) -> serde_json::Value {
 }
 
 /// Property names of input times: the host takes them only from
-/// 2000-01-01 to 2100-01-01 (`steps::times`).
+/// 2000-01-01 to 2100-01-01 (`steps::times`); and an event's `at`
+/// (see [`tighten`]).
 const INPUT_TIMES: [&str; 6] = [
     "created_at",
     "paid_at",
@@ -155,7 +156,9 @@ fn tighten(value: &mut serde_json::Value) {
                 }
             }
             if let Some(Value::Object(props)) = map.get_mut("properties") {
-                for name in INPUT_TIMES {
+                // An event's time (it has a subject), not a timer's.
+                let event_at = props.contains_key("subject").then_some("at");
+                for name in INPUT_TIMES.into_iter().chain(event_at) {
                     if let Some(Value::Object(time)) = props.get_mut(name) {
                         time.remove("format");
                         time.insert("minimum".into(), json!(crate::steps::times::MIN_TIME));
