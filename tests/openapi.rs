@@ -25,6 +25,9 @@ fn the_openapi_description_is_served_and_the_server_answers_as_it_says() {
         "/v1/shops/{shop}/revisits/{id}/outcome",
         "/v1/shops/{shop}/revisit-plans",
         "/v1/shops/{shop}/customers/{customer}/do-not-contact",
+        "/v1/shops/{shop}/events",
+        "/v1/shops/{shop}/orders/{order}/timeline",
+        "/v1/shops/{shop}/actions",
     ] {
         assert!(
             paths.iter().any(|p| p.as_str() == path),
@@ -61,7 +64,9 @@ fn the_openapi_description_is_served_and_the_server_answers_as_it_says() {
     // refused (400); a deploy's bytes must be a component of the step's
     // world, so random bytes are refused (422); a canary needs a recorded
     // version (404) and promote one running (404); a replay a recorded
-    // version or a component (404, 422), and its reads a replay started.
+    // version or a component (404, 422), and its reads a replay started;
+    // an event's `data` is the record its `type` names (any other object
+    // is refused, 400).
     let config = dir.path().join("schemathesis.toml");
     let mut toml = String::new();
     for path in [
@@ -74,6 +79,7 @@ fn the_openapi_description_is_served_and_the_server_answers_as_it_says() {
         "/v1/shops/{shop}/steps/{step}/replays/{id}/examples/{decision}",
         "/v1/shops/{shop}/steps/{step}/shadow",
         "/v1/shops/{shop}/steps/{step}/shadow/examples/{decision}",
+        "/v1/shops/{shop}/events",
     ] {
         toml += &format!(
             "[[operations]]\ninclude-path = \"{path}\"\nchecks.positive_data_acceptance.enabled = false\n\n"

@@ -14,11 +14,12 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{ContentBuilder, PathsBuilder, Ref, RefOr, Required, ResponseBuilder};
 
-const STEPS: [&str; 4] = [
+const STEPS: [&str; 5] = [
     "greeting",
     "order-confirmation",
     "refund-policy",
     "revisit-planner",
+    "workflow",
 ];
 
 /// `{"result": ..., "satisfaction": 1-5, "note": ..., "agent": ...}`.

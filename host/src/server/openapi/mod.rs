@@ -17,6 +17,7 @@ use utoipa::openapi::{
 };
 use utoipa::{PartialSchema, ToSchema};
 
+mod events;
 mod manage;
 
 pub(super) fn object() -> ObjectBuilder {
@@ -276,6 +277,7 @@ pub fn spec(shops: &[String]) -> OpenApi {
         .response("200", ResponseBuilder::new().description("alive"));
     paths = paths.path("/healthz", PathItem::new(HttpMethod::Get, health));
     paths = manage::paths(paths, &mut schemas, &shop, &limit);
+    paths = events::paths(paths, &mut schemas, &shop, &limit);
     schemas.push(("RevisitOutcome".into(), manage::outcome_schema().into()));
 
     let mut components = ComponentsBuilder::new()
