@@ -407,7 +407,7 @@ fn a_flow_that_loops_or_fails_is_stopped_and_its_event_kept_for_a_retry() {
     assert_eq!(status, 409, "{again}");
 }
 
-/// kill -9 at random points while 2,000 events flow (a tenth of them
+/// kill -9 at random points while 10,000 events flow (a tenth of them
 /// orders whose reminder falls due during the run): after the restarts,
 /// every acknowledged event is processed exactly once (one greeting
 /// decision, one action), every reminder fired once and not early.
@@ -426,8 +426,8 @@ fn kill_9_while_events_flow_loses_nothing_and_repeats_nothing() {
             .wrapping_add(1442695040888963407);
         rng >> 33
     };
-    const EVENTS: usize = 2000;
-    const BATCH: usize = 50;
+    const EVENTS: usize = 10_000;
+    const BATCH: usize = 100;
     let t0 = now();
     let events: Vec<Value> = (0..EVENTS)
         .map(|i| match i % 10 {
@@ -653,4 +653,99 @@ fn simulate_runs_the_example_streams_through_the_example_shops() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2") && err.contains("`type`"), "{err}");
+}
+
+/// The shop's `webhook` (the general name of `revisit_webhook`) gets each
+/// action, signed, with its idempotency key; delivered, it says so.
+#[test]
+fn actions_go_to_the_shops_webhook_with_their_idempotency_key() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<(String, bool, Value)>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut key, mut signed, mut length) = (String::new(), false, 0usize);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("idempotency-key:") {
+                    key = v.trim().to_string();
+                } else if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                } else if lower.starts_with("kefu-signature: t=") {
+                    signed = true;
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send((
+                key,
+                signed,
+                serde_json::from_slice(&body).unwrap_or_default(),
+            ));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let shops = dir.path().join("shops");
+    shop(
+        &shops,
+        "wf",
+        &format!("webhook = \"{url}\"\nwebhook_secret_env = \"KEFU_WEBHOOK_SECRET_LAB\"\n"),
+    );
+    let s = Server::start(&write_config(dir.path(), &shops, ""));
+    post(
+        &s,
+        "/v1/shops/wf/events",
+        Some(KEY),
+        message("m1", "buyer-1").to_string(),
+    );
+    let (key, signed, body) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a delivery");
+    assert_eq!(key, "m1/1");
+    assert!(signed, "signed like every webhook");
+    assert_eq!(body["event"], "workflow.action", "{body}");
+    assert_eq!(body["kind"], "send-message", "{body}");
+    assert_eq!(body["data"]["customer_id"], "buyer-1", "{body}");
+    let id = body["action_id"].as_u64().unwrap();
+    wait_for(30, "the action marked delivered", || {
+        let (_, page) = get(&s, "/v1/shops/wf/actions?status=delivered", Some(KEY));
+        page["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == id)
+            .then_some(())
+    });
+
+    // Both names at once is a mistake, named.
+    let other = tempfile::tempdir().unwrap();
+    let both = other.path().join("shops");
+    shop(
+        &both,
+        "wf",
+        &format!(
+            "webhook = \"{url}\"\nrevisit_webhook = \"{url}\"\nwebhook_secret_env = \"KEFU_WEBHOOK_SECRET_LAB\"\n"
+        ),
+    );
+    let out = support::kefu()
+        .args(["serve", "--strict", "--config"])
+        .arg(write_config(other.path(), &both, ""))
+        .env("KEFU_KEY_LAB", KEY)
+        .env("KEFU_WEBHOOK_SECRET_LAB", "s")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("both webhook and revisit_webhook"), "{err}");
 }

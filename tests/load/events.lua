@@ -1,6 +1,8 @@
 -- wrk script: POST workflow events to KEFU_PATH, KEFU_BATCH (default 1)
 -- per request, each a copy of the KEFU_BODY template with `__ID__`
--- replaced by a new id (and so a new buyer: one subject per event).
+-- replaced by a new id (and so a new buyer: one subject per event). With
+-- KEFU_DELAY_MS each connection waits that long between requests: an
+-- offered rate of about connections x 1000 / delay requests per second.
 local template
 do
   local f = assert(io.open(os.getenv("KEFU_BODY"), "rb"))
@@ -8,6 +10,10 @@ do
   f:close()
 end
 local batch = tonumber(os.getenv("KEFU_BATCH") or "1")
+local wait = tonumber(os.getenv("KEFU_DELAY_MS") or "0")
+if wait > 0 then
+  delay = function() return wait end
+end
 local threads = 0
 function setup(thread)
   threads = threads + 1

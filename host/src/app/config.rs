@@ -251,10 +251,14 @@ pub struct ShopFile {
     pub api_key_env: Option<String>,
     /// Or the key's SHA-256 (hex), so the key itself is stored nowhere.
     pub api_key_sha256: Option<String>,
-    /// URL that receives a POST when a revisit falls due (optional).
+    /// URL that receives the shop's webhooks: revisits come due and the
+    /// workflow's actions (optional).
+    pub webhook: Option<String>,
+    /// The same, under its first name (revisits only had one then); one
+    /// of the two at most.
     pub revisit_webhook: Option<String>,
     /// Environment variable holding the secret webhook deliveries are
-    /// signed with (required with `revisit_webhook`).
+    /// signed with (required with `webhook`).
     pub webhook_secret_env: Option<String>,
     /// Per-step plugin and config; a missing step uses the bundled plugin.
     #[serde(default)]
@@ -413,25 +417,39 @@ impl ShopSpec {
                 })?),
                 (None, None) => None,
             };
-        let webhook = match (&parsed.revisit_webhook, &parsed.webhook_secret_env) {
+        let (key, url) = match (&parsed.webhook, &parsed.revisit_webhook) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    &file,
+                    "both webhook and revisit_webhook are set: keep `webhook` (the other is \
+                     its earlier name)",
+                ));
+            }
+            (Some(url), None) => ("webhook", Some(url)),
+            (None, Some(url)) => ("revisit_webhook", Some(url)),
+            (None, None) => ("webhook", None),
+        };
+        let webhook = match (url, &parsed.webhook_secret_env) {
             (None, None) => None,
             (None, Some(_)) => {
                 return Err(ConfigError::new(
                     &file,
-                    "webhook_secret_env is set but revisit_webhook is not",
+                    "webhook_secret_env is set but webhook is not",
                 ));
             }
             (Some(url), _) if !(url.starts_with("http://") || url.starts_with("https://")) => {
                 return Err(ConfigError::new(
                     &file,
-                    format!("revisit_webhook `{url}` must be an http:// or https:// URL"),
+                    format!("{key} `{url}` must be an http:// or https:// URL"),
                 ));
             }
             (Some(_), None) => {
                 return Err(ConfigError::new(
                     &file,
-                    "revisit_webhook needs webhook_secret_env: the environment variable \
-                     holding the secret every delivery is signed with",
+                    format!(
+                        "{key} needs webhook_secret_env: the environment variable \
+                         holding the secret every delivery is signed with"
+                    ),
                 ));
             }
             (Some(url), Some(var)) => match webhook_from_env(env, url, var) {

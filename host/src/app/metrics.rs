@@ -13,6 +13,12 @@ const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5,
 ];
 
+/// Buckets of an event from acceptance to its commit: the inbox's wait
+/// comes in, so they reach further.
+const EVENT_BUCKETS: &[f64] = &[
+    0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
 /// Buckets of whole answers, finer between 1 and 10 ms where a loaded
 /// server's tail lies.
 const ANSWER_BUCKETS: &[f64] = &[
@@ -32,6 +38,7 @@ fn install() -> Result<PrometheusHandle, String> {
         ("kefu_call_duration_seconds", LATENCY_BUCKETS),
         ("kefu_flush_duration_seconds", LATENCY_BUCKETS),
         ("kefu_answer_duration_seconds", ANSWER_BUCKETS),
+        ("kefu_event_latency_seconds", EVENT_BUCKETS),
     ];
     let mut builder = PrometheusBuilder::new();
     for (name, buckets) in histograms {
@@ -151,6 +158,23 @@ fn describe() {
     describe_histogram!(
         "kefu_flush_batch_size",
         "Answers served by one group-commit flush"
+    );
+    describe_counter!(
+        "kefu_events_accepted_total",
+        "Workflow events taken into an inbox (not duplicates)"
+    );
+    describe_counter!(
+        "kefu_events_total",
+        "Workflow events processed, by status (processed, failed)"
+    );
+    describe_counter!(
+        "kefu_timers_fired_total",
+        "Workflow timers come due (each a timer.fired event)"
+    );
+    describe_histogram!(
+        "kefu_event_latency_seconds",
+        metrics::Unit::Seconds,
+        "A workflow event from acceptance to the commit of all it made"
     );
 }
 

@@ -72,6 +72,18 @@ pub struct EventRecord {
     pub chain: u32,
 }
 
+/// A pending event's place in its inbox: enough to choose what to
+/// process next without reading the event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingRef {
+    /// Its place in line.
+    #[serde(skip)]
+    pub seq: u64,
+    pub shop: String,
+    pub id: String,
+    pub subject: String,
+}
+
 /// A timer of a subject.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TimerRecord {
@@ -142,8 +154,10 @@ pub trait EventStore: Send + Sync {
     fn accept_event(&self, record: &EventRecord) -> Result<Option<EventRecord>, StorageError>;
     /// One event by its id.
     fn event(&self, shop: &str, id: &str) -> Result<Option<EventRecord>, StorageError>;
-    /// Pending events in arrival order, at most `limit`.
-    fn pending_events(&self, limit: usize) -> Result<Vec<EventRecord>, StorageError>;
+    /// The inbox: pending events in arrival order, at most `limit`. An
+    /// entry may name an event being written now, or one a crash cut
+    /// short (gone at the next open): read the event before processing.
+    fn pending_events(&self, limit: usize) -> Result<Vec<PendingRef>, StorageError>;
     /// A subject's events in arrival order, at most `limit`.
     fn subject_events(
         &self,

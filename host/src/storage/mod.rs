@@ -15,7 +15,7 @@ mod sled;
 
 pub use events::{
     ActionRecord, ActionStatus, DecisionRef, EventCommit, EventRecord, EventStatus, EventStore,
-    TimerRecord,
+    PendingRef, TimerRecord,
 };
 pub use records::{
     Actor, AuditAction, AuditEvent, CallError as DecisionError, CanaryRecord, Decision,

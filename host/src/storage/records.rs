@@ -329,6 +329,10 @@ pub struct Delivery {
     /// tried again only when asked.
     #[serde(default)]
     pub dead: bool,
+    /// The `idempotency-key` header when it is not `key` (a workflow
+    /// action's `<event id>/<n>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// One event of the deploy audit.

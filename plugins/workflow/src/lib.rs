@@ -52,6 +52,9 @@ struct Config {
     /// Plan revisits after delivery, refunds and complaints (the
     /// revisit-planner step).
     plan_revisits: bool,
+    /// Send a revisit's message when it comes due (off: the revisit
+    /// webhook already tells the shop's integration, and agents call).
+    revisit_messages: bool,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             confirm_paid_orders: true,
             hand_off_on_needs_fix: false,
             plan_revisits: true,
+            revisit_messages: false,
         }
     }
 }
@@ -297,13 +301,14 @@ fn handle(cfg: &Config, kept: &mut Kept, event: &Event) -> Result<Vec<Action>, S
             }
         }
         EventData::TimerFired(_) => {}
-        EventData::RevisitDue(r) => {
+        EventData::RevisitDue(r) if cfg.revisit_messages => {
             out.push(Action::SendMessage(Message {
                 customer_id: r.customer_id.clone(),
                 channel: r.channel,
                 text: r.message.clone(),
             }));
         }
+        EventData::RevisitDue(_) => {}
         EventData::StepCompleted(result) => step_completed(cfg, kept, event, result, &mut out),
     }
     Ok(out)

@@ -453,6 +453,7 @@ impl Deployer {
                 next_try_ms: now_ms(),
                 last_error: None,
                 dead: false,
+                idempotency_key: None,
             };
             self.storage.put_deliveries(&[delivery])?;
         }

@@ -239,11 +239,16 @@ impl App {
                     chain: 0,
                 };
                 answers.push(match storage.accept_event(&record)? {
-                    None => Accepted {
-                        id: p.id,
-                        status: "accepted",
-                        event: record.into(),
-                    },
+                    None => {
+                        // Counted as kept, whether or not the sender
+                        // waits for the answer.
+                        metrics::counter!("kefu_events_accepted_total").increment(1);
+                        Accepted {
+                            id: p.id,
+                            status: "accepted",
+                            event: record.into(),
+                        }
+                    }
                     Some(first) => Accepted {
                         id: p.id,
                         status: "duplicate",
@@ -257,8 +262,6 @@ impl App {
         .map_err(|e| StorageError::Backend(e.to_string()))?
         .inspect_err(|e| self.committer.write_failed(e))?;
         self.durable().await?;
-        metrics::counter!("kefu_events_accepted_total")
-            .increment(answers.iter().filter(|a| a.status == "accepted").count() as u64);
         self.inbox.wake();
         Ok(answers)
     }

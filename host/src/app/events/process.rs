@@ -338,6 +338,7 @@ pub async fn process(
                             next_try_ms: 0,
                             last_error: None,
                             dead: false,
+                            idempotency_key: Some(action.idempotency_key.clone()),
                         });
                     }
                     commit.actions.push(action);

@@ -7,15 +7,18 @@ use super::input::kind_of;
 use super::process::{Outcome, process};
 use crate::app::App;
 use crate::app::registry::now_ms;
-use crate::bindings::flow::{Event, EventData, TimerEvent};
-use crate::storage::{EventRecord, EventStatus, StorageError, TimerRecord};
+use crate::bindings::flow::{Event, EventData, RevisitEvent, Subject, TimerEvent};
+use crate::storage::{
+    EventRecord, EventStatus, PendingRef, RevisitRecord, StorageError, TimerRecord,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Subjects processed at once.
-pub const PARALLEL: usize = 4;
+/// Events processed at once (each of its own subject): enough that one
+/// group-commit flush serves many of them.
+pub const PARALLEL: usize = 32;
 /// How long a subject waits after its event could not be processed now.
 const LATER: Duration = Duration::from_secs(1);
 /// How often due timers are looked for.
@@ -46,7 +49,7 @@ impl Inbox {
     }
 }
 
-fn subject_key(e: &EventRecord) -> String {
+fn subject_key(e: &PendingRef) -> String {
     format!("{}\0{}", e.shop, e.subject)
 }
 
@@ -104,17 +107,25 @@ pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) {
 
 /// Process one event and keep the result; an error says why it stays
 /// pending.
-async fn handle(app: &Arc<App>, event: EventRecord) -> Result<(), String> {
-    // The list it came from may be older than the last commit of its
-    // subject: only an event still pending, in the same place in line, is
+async fn handle(app: &Arc<App>, entry: PendingRef) -> Result<(), String> {
+    // The inbox list may be older than the last commit of its subject:
+    // only an event still pending, in the same place in line, is
     // processed (the subject is this task's alone now).
     let current = app
         .storage
-        .event(&event.shop, &event.id)
+        .event(&entry.shop, &entry.id)
         .map_err(|e| e.to_string())?;
     let event = match current {
-        Some(e) if e.status == EventStatus::Pending && e.seq == event.seq => e,
-        _ => return Ok(()),
+        Some(e) if e.status == EventStatus::Pending && e.seq == entry.seq => e,
+        // Processed meanwhile (its entry goes with the commit).
+        Some(_) => return Ok(()),
+        // Being written now, or cut short by a crash (its entry goes at
+        // the next open): look again in a while, not at once.
+        None => {
+            let key = subject_key(&entry);
+            app.inbox.later().insert(key, Instant::now() + LATER);
+            return Ok(());
+        }
     };
     let shop = app.registry.get(&event.shop);
     let received_ms = event.received_ms;
@@ -158,9 +169,8 @@ async fn handle(app: &Arc<App>, event: EventRecord) -> Result<(), String> {
 pub fn fired(t: &TimerRecord) -> Result<EventRecord, StorageError> {
     let subject = super::input::subject_of(&t.subject)
         .ok_or_else(|| StorageError::Corrupt(format!("timer subject `{}`", t.subject)))?;
-    let id = format!("timer-{}", t.id);
     let event = Event {
-        id: id.clone(),
+        id: format!("timer-{}", t.id),
         at: t.at,
         subject,
         data: EventData::TimerFired(TimerEvent {
@@ -169,13 +179,41 @@ pub fn fired(t: &TimerRecord) -> Result<EventRecord, StorageError> {
             due_at: t.at,
         }),
     };
+    let mut record = own_event(&t.shop, event)?;
+    record.chain = t.chain;
+    Ok(record)
+}
+
+/// The `revisit.due` event of a revisit come due (its `attempt`-th try),
+/// about its customer: its id is made of the revisit's and the attempt's,
+/// so firing it again is a duplicate.
+pub fn revisit_due(r: &RevisitRecord) -> Result<EventRecord, StorageError> {
+    let attempt = r.attempts_made + 1;
+    let event = Event {
+        id: format!("revisit-{}-{attempt}", r.id),
+        at: r.due_at,
+        subject: Subject::Customer(r.customer_id.clone()),
+        data: EventData::RevisitDue(RevisitEvent {
+            revisit_id: r.id,
+            customer_id: r.customer_id.clone(),
+            purpose: r.purpose.clone(),
+            channel: r.channel,
+            message: r.message.clone(),
+            attempt,
+        }),
+    };
+    own_event(&r.shop, event)
+}
+
+/// One of kefu's own events as a pending record (its `seq` still to set).
+fn own_event(shop: &str, event: Event) -> Result<EventRecord, StorageError> {
     Ok(EventRecord {
-        shop: t.shop.clone(),
-        id,
+        shop: shop.to_string(),
+        id: event.id.clone(),
         seq: 0,
         kind: kind_of(&event.data).into(),
-        subject: t.subject.clone(),
-        at: t.at,
+        subject: super::input::subject_name(&event.subject),
+        at: event.at,
         received_ms: now_ms(),
         event: serde_json::to_string(&event).map_err(|e| StorageError::Corrupt(e.to_string()))?,
         status: EventStatus::Pending,
@@ -187,7 +225,7 @@ pub fn fired(t: &TimerRecord) -> Result<EventRecord, StorageError> {
         timers_set: Vec::new(),
         timers_cancelled: Vec::new(),
         commit: 0,
-        chain: t.chain,
+        chain: 0,
     })
 }
 

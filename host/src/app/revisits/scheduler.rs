@@ -1,6 +1,7 @@
 //! The scheduler marks planned revisits due when their time comes (from
-//! the due-time index) and queues the shop's webhook in the outbox
-//! (`webhooks.rs` delivers it).
+//! the due-time index), queues the shop's webhook in the outbox
+//! (`webhooks.rs` delivers it) and hands the shop's flow a `revisit.due`
+//! event.
 
 use crate::app::registry::Registry;
 use crate::storage::{Delivery, RevisitRecord, RevisitStatus, Storage, StorageError};
@@ -61,11 +62,22 @@ impl Scheduler {
                             next_try_ms: now_ms,
                             last_error: None,
                             dead: false,
+                            idempotency_key: None,
                         });
                     }
                     r
                 })
                 .collect();
+            // Each also goes to its shop's flow as `revisit.due`, first:
+            // after a crash before the revisit leaves the due index, it
+            // fires again and its event is a duplicate.
+            for r in &updated {
+                if self.registry.get(&r.shop).is_some() {
+                    let mut event = crate::app::events::worker::revisit_due(r)?;
+                    event.seq = self.storage.next_id()?;
+                    self.storage.accept_event(&event)?;
+                }
+            }
             // Leaving the due index and queueing the webhooks are one
             // write: a crash never loses a webhook nor fires one twice.
             self.storage.fire_revisits(&updated, &deliveries)?;

@@ -174,7 +174,10 @@ impl Deliverer {
             .agent
             .post(&d.url)
             .header("content-type", "application/json")
-            .header("idempotency-key", &d.key)
+            .header(
+                "idempotency-key",
+                d.idempotency_key.as_deref().unwrap_or(&d.key),
+            )
             .header(SIGNATURE_HEADER, sign(&secret, t, d.body.as_bytes()))
             .send(d.body.as_bytes())
             .map_err(|e| e.to_string())?;

@@ -14,7 +14,7 @@ use super::keys::{SEP, backend, decode, encode, ordered, shop_prefix, timed_key}
 use super::{Failure, SledStorage};
 use crate::storage::{
     ActionRecord, ActionStatus, Decision, Effects, EventCommit, EventRecord, EventStatus,
-    EventStore, StorageError, TimerRecord,
+    EventStore, PendingRef, StorageError, TimerRecord,
 };
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +44,16 @@ struct Undo {
 }
 
 type Write = (T, Vec<u8>, Option<Vec<u8>>);
+
+/// An inbox entry's value: the event's shop, id and subject.
+fn pending_value(e: &EventRecord) -> Result<Vec<u8>, StorageError> {
+    encode(&PendingRef {
+        seq: e.seq,
+        shop: e.shop.clone(),
+        id: e.id.clone(),
+        subject: e.subject.clone(),
+    })
+}
 
 /// `shop \0 id`
 fn event_key(shop: &str, id: &str) -> Vec<u8> {
@@ -181,8 +191,13 @@ impl SledStorage {
     pub(super) fn repair_pending(&self) -> Result<(), StorageError> {
         let mut dropped = 0;
         for item in self.events_pending.iter() {
-            let (seq, key) = item.map_err(backend)?;
-            let keep = match self.events.get(&key).map_err(backend)? {
+            let (seq, entry) = item.map_err(backend)?;
+            let entry: PendingRef = decode(&entry)?;
+            let keep = match self
+                .events
+                .get(event_key(&entry.shop, &entry.id))
+                .map_err(backend)?
+            {
                 Some(v) => {
                     let e: EventRecord = decode(&v)?;
                     e.status == EventStatus::Pending && e.seq.to_be_bytes() == *seq
@@ -230,7 +245,7 @@ impl EventStore for SledStorage {
         let pending = r.seq.to_be_bytes();
         let by_subject = by_subject_key(&r.shop, &r.subject, r.seq);
         self.events_pending
-            .insert(pending, key.as_slice())
+            .insert(pending, pending_value(r)?)
             .map_err(backend)?;
         self.events_by_subject
             .insert(by_subject.as_slice(), r.id.as_bytes())
@@ -257,25 +272,16 @@ impl EventStore for SledStorage {
             .transpose()
     }
 
-    fn pending_events(&self, limit: usize) -> Result<Vec<EventRecord>, StorageError> {
+    fn pending_events(&self, limit: usize) -> Result<Vec<PendingRef>, StorageError> {
         let mut out = Vec::new();
-        for item in self.events_pending.iter() {
-            let (seq, key) = item.map_err(backend)?;
-            // An entry is written before its event (`accept_event`,
-            // `retry_event`): one without a pending event to match is
-            // being written now, or was left by a crash and goes at the
-            // next open (`repair_pending`), never here.
-            let Some(v) = self.events.get(&key).map_err(backend)? else {
-                continue;
-            };
-            let e: EventRecord = decode(&v)?;
-            if e.status != EventStatus::Pending || e.seq.to_be_bytes() != *seq {
-                continue;
-            }
-            out.push(e);
-            if out.len() >= limit {
-                break;
-            }
+        for item in self.events_pending.iter().take(limit) {
+            let (seq, entry) = item.map_err(backend)?;
+            let mut entry: PendingRef = decode(&entry)?;
+            entry.seq =
+                u64::from_be_bytes(seq.as_ref().try_into().map_err(|_| {
+                    StorageError::Corrupt("inbox key is not a sequence number".into())
+                })?);
+            out.push(entry);
         }
         Ok(out)
     }
@@ -352,9 +358,25 @@ impl EventStore for SledStorage {
         writes.push((T::Events, key.clone(), Some(encode(e)?)));
         writes.push((T::Pending, e.seq.to_be_bytes().to_vec(), None));
 
+        // What to put back: keys made of new ids (decisions, their
+        // records, actions, deliveries) were absent; the event and its
+        // inbox entry need nothing (the event is the commit's mark, and
+        // until it is written both are as they were); the rest is read.
         let mut before = Vec::with_capacity(writes.len());
         for (t, k, _) in &writes {
-            let old = self.tree(*t).get(k).map_err(backend)?.map(|v| v.to_vec());
+            let old = match t {
+                T::Events | T::Pending => continue,
+                T::Decisions
+                | T::Refunds
+                | T::Revisits
+                | T::RevisitIds
+                | T::RevisitsDue
+                | T::Actions
+                | T::Outbox => None,
+                T::Subjects | T::Timers | T::TimersDue => {
+                    self.tree(*t).get(k).map_err(backend)?.map(|v| v.to_vec())
+                }
+            };
             before.push((*t, k.clone(), old));
         }
         let undo = Undo {
@@ -413,7 +435,7 @@ impl EventStore for SledStorage {
         e.seq = seq;
         // The entry first, as for a new event.
         self.events_pending
-            .insert(seq.to_be_bytes(), key.as_slice())
+            .insert(seq.to_be_bytes(), pending_value(&e)?)
             .map_err(backend)?;
         self.events.insert(key, encode(&e)?).map_err(backend)?;
         Ok(Some(e))

@@ -236,6 +236,7 @@ fn a_revisit_moves_between_indexes_in_one_write() {
         next_try_ms: 0,
         last_error: None,
         dead: false,
+        idempotency_key: None,
     };
     *store.fail_at.lock().unwrap() = Some(("webhooks-queued", Failure::Error));
     assert!(
@@ -259,4 +260,171 @@ fn a_revisit_moves_between_indexes_in_one_write() {
         1
     );
     store.flush().unwrap();
+}
+
+/// An event as accepted: pending, in the inbox.
+fn pending_event(store: &SledStorage, id: &str) -> crate::storage::EventRecord {
+    use crate::storage::{EventRecord, EventStatus, EventStore};
+    let e = EventRecord {
+        shop: "a".into(),
+        id: id.into(),
+        seq: store.next_id().unwrap(),
+        kind: "order.created".into(),
+        subject: "order:o1".into(),
+        at: 1_800_000_000,
+        received_ms: 1_800_000_000_000,
+        event: "{}".into(),
+        status: EventStatus::Pending,
+        error: None,
+        attempts: 0,
+        processed_ms: None,
+        decisions: Vec::new(),
+        actions: Vec::new(),
+        timers_set: Vec::new(),
+        timers_cancelled: Vec::new(),
+        commit: 0,
+        chain: 0,
+    };
+    assert!(store.accept_event(&e).unwrap().is_none());
+    e
+}
+
+#[test]
+fn an_event_and_all_it_made_are_committed_together_or_not_at_all() {
+    use crate::storage::{
+        ActionRecord, ActionStatus, EventCommit, EventStatus, EventStore, TimerRecord,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SledStorage::open(dir.path()).unwrap();
+    let e = pending_event(&store, "e1");
+    // What the subject had before: a state and a timer the event moves.
+    let old_timer = TimerRecord {
+        id: store.next_id().unwrap(),
+        shop: "a".into(),
+        subject: "order:o1".into(),
+        name: "reminder".into(),
+        at: 1_800_000_100,
+        payload: String::new(),
+        set_by: "e0".into(),
+        chain: 0,
+    };
+    let mut earlier = pending_event(&store, "e0");
+    earlier.status = EventStatus::Processed;
+    earlier.commit = store.next_id().unwrap();
+    store
+        .commit_event(&EventCommit {
+            event: earlier,
+            decisions: Vec::new(),
+            state: Some("before".into()),
+            timers_set: vec![old_timer.clone()],
+            timers_cancelled: Vec::new(),
+            actions: Vec::new(),
+            deliveries: Vec::new(),
+        })
+        .unwrap();
+    let commit = |store: &SledStorage| {
+        let mut d = decision(store, "a", Step::Workflow, 2000);
+        store.prune_decisions(i64::MAX).unwrap();
+        d.id = store.next_id().unwrap();
+        let mut event = e.clone();
+        event.status = EventStatus::Processed;
+        event.commit = store.next_id().unwrap();
+        EventCommit {
+            event,
+            decisions: vec![(d, Effects::None)],
+            state: Some("after".into()),
+            timers_set: vec![TimerRecord {
+                id: store.next_id().unwrap(),
+                at: 1_800_000_500,
+                ..old_timer.clone()
+            }],
+            timers_cancelled: Vec::new(),
+            actions: vec![ActionRecord {
+                id: store.next_id().unwrap(),
+                shop: "a".into(),
+                idempotency_key: "e1/1".into(),
+                event_id: "e1".into(),
+                subject: "order:o1".into(),
+                kind: "hand-off".into(),
+                data: serde_json::json!({"reason": "x"}),
+                at_ms: 0,
+                status: ActionStatus::Pending,
+            }],
+            deliveries: Vec::new(),
+        }
+    };
+    for failure in [Failure::Error, Failure::Crash] {
+        let c = commit(&store);
+        *store.fail_at.lock().unwrap() = Some(("before-event-commit", failure));
+        assert!(store.commit_event(&c).is_err());
+        *store.fail_at.lock().unwrap() = None;
+        if failure == Failure::Crash {
+            store.flush().unwrap();
+            drop(store);
+            store = SledStorage::open(dir.path()).unwrap();
+        }
+        // Nothing of it: the event still pending and first in line, the
+        // state and the timer as before, no decision, no action.
+        let now = store.event("a", "e1").unwrap().unwrap();
+        assert_eq!(now.status, EventStatus::Pending, "{failure:?}");
+        let inbox = store.pending_events(10).unwrap();
+        assert_eq!(inbox.len(), 1, "{failure:?}: {inbox:?}");
+        assert_eq!(inbox[0].id, "e1");
+        assert_eq!(
+            store.subject_state("a", "order:o1").unwrap().as_deref(),
+            Some("before")
+        );
+        assert_eq!(
+            store.timers("a", "order:o1").unwrap(),
+            vec![old_timer.clone()]
+        );
+        assert_eq!(
+            store.due_timers(1_800_000_100, 10).unwrap(),
+            vec![old_timer.clone()]
+        );
+        assert!(
+            store.actions("a", None, 0, 10).unwrap().is_empty(),
+            "{failure:?}"
+        );
+        assert_eq!(all_of(&store, "a"), 0, "{failure:?}: no decision");
+        assert_eq!(store.event_intents.len(), 0);
+    }
+    // Whole: all of it.
+    let c = commit(&store);
+    store.commit_event(&c).unwrap();
+    assert_eq!(
+        store.event("a", "e1").unwrap().unwrap().status,
+        EventStatus::Processed
+    );
+    assert!(store.pending_events(10).unwrap().is_empty());
+    assert_eq!(
+        store.subject_state("a", "order:o1").unwrap().as_deref(),
+        Some("after")
+    );
+    assert!(
+        store.due_timers(1_800_000_100, 10).unwrap().is_empty(),
+        "the old due time is gone"
+    );
+    assert_eq!(store.due_timers(1_800_000_500, 10).unwrap().len(), 1);
+    assert_eq!(store.actions("a", None, 0, 10).unwrap().len(), 1);
+    assert_eq!(all_of(&store, "a"), 1);
+    // The same id again is the first record, not a new event.
+    let again = store
+        .accept_event(&pending_event_record(&store, "e1"))
+        .unwrap();
+    assert_eq!(again.unwrap().status, EventStatus::Processed);
+}
+
+fn pending_event_record(store: &SledStorage, id: &str) -> crate::storage::EventRecord {
+    crate::storage::EventRecord {
+        seq: store.next_id().unwrap(),
+        id: id.into(),
+        ..serde_json::from_value(serde_json::json!({
+            "shop": "a", "id": id, "seq": 0, "kind": "order.created", "subject": "order:o1",
+            "at": 1_800_000_000, "received_ms": 0, "event": "{}", "status": "pending",
+            "error": null, "attempts": 0, "processed_ms": null, "decisions": [], "actions": [],
+            "timers_set": [], "timers_cancelled": [], "commit": 0
+        }))
+        .unwrap()
+    }
 }
