@@ -14,7 +14,8 @@
 //!   |
 //! app/       the application core, no HTTP: shops and their versions
 //!            (registry, deploy), step calls (run: quota, placement,
-//!            decision log, durability), revisits and the webhook outbox
+//!            decision log, durability), workflow events (inbox, flow,
+//!            timers, actions), revisits and the webhook outbox
 //!   |                                   |
 //! steps/         one module per step:   storage/   narrow traits per
 //!                names, types, checks,  capability; sled behind them
@@ -26,7 +27,8 @@
 //!   serve` and in tests alike; [`server::router`] is its HTTP transport.
 //! - [`Runtime`] compiles, validates and caches components and runs calls
 //!   with per-call limits.
-//! - [`Step`], [`StepInput`] and [`StepOutput`] describe the four steps.
+//! - [`Step`], [`StepInput`] and [`StepOutput`] describe the steps: the
+//!   four of a shop's customer service and `workflow`, the flow itself.
 //! - [`Storage`] is every capability the server keeps (`storage_types`
 //!   lists them one by one); [`StateStore`] is the plugins' key-value state.
 

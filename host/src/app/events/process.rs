@@ -54,7 +54,7 @@ fn step_output(step: Step, json: &str) -> Result<FlowStepOutput, serde_json::Err
         Step::OrderConfirmation => FlowStepOutput::OrderConfirmation(serde_json::from_str(json)?),
         Step::RefundPolicy => FlowStepOutput::RefundPolicy(serde_json::from_str(json)?),
         Step::RevisitPlanner => FlowStepOutput::RevisitPlanner(serde_json::from_str(json)?),
-        Step::Workflow => unreachable!("a flow runs the four steps, not itself"),
+        Step::Workflow => unreachable!("a flow runs the other steps, not itself"),
     })
 }
 
