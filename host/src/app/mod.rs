@@ -1,9 +1,8 @@
 //! The application core: the shops being served and their plugin
 //! versions, step calls (quotas, placement, the decision log, durability),
 //! deploys and rollbacks, workflow events, revisits and the webhook
-//! outbox. It knows nothing
-//! of HTTP: `crate::server` is one transport over it, and tests drive it
-//! directly through [`App::open`].
+//! outbox. It knows nothing of HTTP: `crate::server` is one transport over
+//! it, and tests drive it directly through [`App::open`].
 
 mod access;
 mod canaries;
