@@ -84,6 +84,41 @@ pub struct PendingRef {
     pub subject: String,
 }
 
+impl EventRecord {
+    /// A new event, pending, with nothing made yet; its `seq` is set when
+    /// it joins the inbox.
+    pub fn pending(
+        shop: &str,
+        id: &str,
+        kind: &str,
+        subject: &str,
+        at: i64,
+        received_ms: i64,
+        event: String,
+    ) -> EventRecord {
+        EventRecord {
+            shop: shop.into(),
+            id: id.into(),
+            seq: 0,
+            kind: kind.into(),
+            subject: subject.into(),
+            at,
+            received_ms,
+            event,
+            status: EventStatus::Pending,
+            error: None,
+            attempts: 0,
+            processed_ms: None,
+            decisions: Vec::new(),
+            actions: Vec::new(),
+            timers_set: Vec::new(),
+            timers_cancelled: Vec::new(),
+            commit: 0,
+            chain: 0,
+        }
+    }
+}
+
 /// A timer of a subject.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TimerRecord {

@@ -84,7 +84,6 @@ struct ComplaintRef {
 #[derive(Debug)]
 pub struct Parsed {
     pub id: String,
-    pub kind: String,
     pub subject: String,
     pub event: Event,
 }
@@ -223,7 +222,6 @@ pub fn parse(value: serde_json::Value) -> Result<Parsed, InputError> {
     })?;
     Ok(Parsed {
         id: envelope.id,
-        kind: envelope.kind,
         subject: subject_name(&input.event.subject),
         event: input.event,
     })
@@ -247,6 +245,26 @@ fn default_subject(data: &EventData) -> Subject {
             Subject::Customer(String::new())
         }
     }
+}
+
+/// `event` as a pending record of `shop`'s inbox, received at
+/// `received_ms` (its `seq` is set when it joins the inbox).
+pub fn record(
+    shop: &str,
+    event: &Event,
+    received_ms: i64,
+) -> Result<crate::storage::EventRecord, crate::storage::StorageError> {
+    let json = serde_json::to_string(event)
+        .map_err(|e| crate::storage::StorageError::Corrupt(e.to_string()))?;
+    Ok(crate::storage::EventRecord::pending(
+        shop,
+        &event.id,
+        kind_of(&event.data),
+        &subject_name(&event.subject),
+        event.at,
+        received_ms,
+        json,
+    ))
 }
 
 /// The kind name of an event's data.
@@ -287,7 +305,7 @@ mod tests {
             parse(json!({"id": "e1", "type": "order.paid", "at": 1_794_964_500, "data": order()}))
                 .unwrap();
         assert_eq!(p.subject, "order:T20261118001");
-        assert_eq!(p.kind, "order.paid");
+        assert_eq!(kind_of(&p.event.data), "order.paid");
         assert!(matches!(p.event.data, EventData::OrderPaid(_)));
     }
 

@@ -217,27 +217,8 @@ impl App {
         let answers = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
             let mut answers = Vec::with_capacity(parsed.len());
             for p in parsed {
-                let record = EventRecord {
-                    shop: shop_id.clone(),
-                    id: p.id.clone(),
-                    seq: storage.next_id()?,
-                    kind: p.kind,
-                    subject: p.subject,
-                    at: p.event.at,
-                    received_ms: now_ms(),
-                    event: serde_json::to_string(&p.event)
-                        .map_err(|e| StorageError::Corrupt(e.to_string()))?,
-                    status: EventStatus::Pending,
-                    error: None,
-                    attempts: 0,
-                    processed_ms: None,
-                    decisions: Vec::new(),
-                    actions: Vec::new(),
-                    timers_set: Vec::new(),
-                    timers_cancelled: Vec::new(),
-                    commit: 0,
-                    chain: 0,
-                };
+                let mut record = input::record(&shop_id, &p.event, now_ms())?;
+                record.seq = storage.next_id()?;
                 answers.push(match storage.accept_event(&record)? {
                     None => {
                         // Counted as kept, whether or not the sender

@@ -4,7 +4,7 @@
 //! to each), and after the last every timer left fires, so a reminder
 //! set for two hours later shows up at once.
 
-use super::input::{self, subject_name};
+use super::input;
 use super::process::{Outcome, process};
 use super::worker::fired;
 use super::{EventError, Timeline};
@@ -213,27 +213,8 @@ pub async fn simulate(
         if !subjects.contains(&p.subject) {
             subjects.push(p.subject.clone());
         }
-        let record = EventRecord {
-            shop: name.clone(),
-            id: p.id,
-            seq: storage.next_id()?,
-            kind: p.kind,
-            subject: subject_name(&p.event.subject),
-            at: p.event.at,
-            received_ms: clock * 1000,
-            event: serde_json::to_string(&p.event)
-                .map_err(|e| StorageError::Corrupt(e.to_string()))?,
-            status: EventStatus::Pending,
-            error: None,
-            attempts: 0,
-            processed_ms: None,
-            decisions: Vec::new(),
-            actions: Vec::new(),
-            timers_set: Vec::new(),
-            timers_cancelled: Vec::new(),
-            commit: 0,
-            chain: 0,
-        };
+        let mut record = input::record(&name, &p.event, clock * 1000)?;
+        record.seq = storage.next_id()?;
         run(record, clock, &mut ran).await?;
     }
     fire_until(i64::MAX - 1, &mut clock, &mut ran, &mut timers_fired).await?;

@@ -3,7 +3,6 @@
 //! keeps what it made in one commit; and the timer clock, which turns
 //! due timers into `timer.fired` events.
 
-use super::input::kind_of;
 use super::process::{Outcome, process};
 use crate::app::App;
 use crate::app::registry::now_ms;
@@ -21,6 +20,8 @@ use std::time::{Duration, Instant};
 pub const PARALLEL: usize = 32;
 /// How long a subject waits after its event could not be processed now.
 const LATER: Duration = Duration::from_secs(1);
+/// How far down the inbox one look reaches for subjects that may go.
+const LOOK_AHEAD: usize = 8 * PARALLEL;
 /// How often due timers are looked for.
 pub const TIMER_TICK: Duration = Duration::from_millis(500);
 
@@ -61,7 +62,8 @@ pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) {
         while !stop.load(Ordering::Relaxed) {
             let storage = app.storage.clone();
             let pending =
-                match tokio::task::spawn_blocking(move || storage.pending_events(1024)).await {
+                match tokio::task::spawn_blocking(move || storage.pending_events(LOOK_AHEAD)).await
+                {
                     Ok(Ok(p)) => p,
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "cannot read the event inbox");
@@ -207,26 +209,7 @@ pub fn revisit_due(r: &RevisitRecord) -> Result<EventRecord, StorageError> {
 
 /// One of kefu's own events as a pending record (its `seq` still to set).
 fn own_event(shop: &str, event: Event) -> Result<EventRecord, StorageError> {
-    Ok(EventRecord {
-        shop: shop.to_string(),
-        id: event.id.clone(),
-        seq: 0,
-        kind: kind_of(&event.data).into(),
-        subject: super::input::subject_name(&event.subject),
-        at: event.at,
-        received_ms: now_ms(),
-        event: serde_json::to_string(&event).map_err(|e| StorageError::Corrupt(e.to_string()))?,
-        status: EventStatus::Pending,
-        error: None,
-        attempts: 0,
-        processed_ms: None,
-        decisions: Vec::new(),
-        actions: Vec::new(),
-        timers_set: Vec::new(),
-        timers_cancelled: Vec::new(),
-        commit: 0,
-        chain: 0,
-    })
+    super::input::record(shop, &event, now_ms())
 }
 
 /// Fire due timers until `stop`: never before they are due.

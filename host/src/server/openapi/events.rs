@@ -9,7 +9,7 @@ use crate::storage::ActionStatus;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, Parameter, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
-use utoipa::openapi::{PathsBuilder, RefOr, Required, ResponseBuilder};
+use utoipa::openapi::{PathsBuilder, RefOr, Required};
 
 /// One event as a sender writes it; `data`'s shape depends on `type`
 /// (docs/workflows.md).
@@ -61,6 +61,7 @@ fn event_schema() -> Schema {
         .into()
 }
 
+/// An operation answering `status` with `answer`.
 fn op(
     id: &str,
     summary: &str,
@@ -69,18 +70,7 @@ fn op(
     status: &str,
     answer: RefOr<Schema>,
 ) -> OperationBuilder {
-    let mut op = OperationBuilder::new()
-        .summary(Some(summary))
-        .operation_id(Some(id));
-    for p in params {
-        op = op.parameter(p);
-    }
-    op.response(
-        status,
-        ResponseBuilder::new()
-            .description(ok)
-            .content("application/json", json(answer)),
-    )
+    super::manage::op_answering(status, id, summary, params, ok, answer)
 }
 
 pub fn paths(

@@ -51,7 +51,20 @@ pub fn outcome_schema() -> Schema {
         .into()
 }
 
+/// An operation answering 200 with `answer`.
 fn op(
+    id: &str,
+    summary: &str,
+    params: Vec<Parameter>,
+    ok: &str,
+    answer: RefOr<Schema>,
+) -> OperationBuilder {
+    op_answering("200", id, summary, params, ok, answer)
+}
+
+/// An operation answering `status` with `answer`.
+pub(super) fn op_answering(
+    status: &str,
     id: &str,
     summary: &str,
     params: Vec<Parameter>,
@@ -65,7 +78,7 @@ fn op(
         op = op.parameter(p);
     }
     op.response(
-        "200",
+        status,
         ResponseBuilder::new()
             .description(ok)
             .content("application/json", json(answer)),

@@ -264,27 +264,17 @@ fn a_revisit_moves_between_indexes_in_one_write() {
 
 /// An event as accepted: pending, in the inbox.
 fn pending_event(store: &SledStorage, id: &str) -> crate::storage::EventRecord {
-    use crate::storage::{EventRecord, EventStatus, EventStore};
-    let e = EventRecord {
-        shop: "a".into(),
-        id: id.into(),
-        seq: store.next_id().unwrap(),
-        kind: "order.created".into(),
-        subject: "order:o1".into(),
-        at: 1_800_000_000,
-        received_ms: 1_800_000_000_000,
-        event: "{}".into(),
-        status: EventStatus::Pending,
-        error: None,
-        attempts: 0,
-        processed_ms: None,
-        decisions: Vec::new(),
-        actions: Vec::new(),
-        timers_set: Vec::new(),
-        timers_cancelled: Vec::new(),
-        commit: 0,
-        chain: 0,
-    };
+    use crate::storage::{EventRecord, EventStore};
+    let mut e = EventRecord::pending(
+        "a",
+        id,
+        "order.created",
+        "order:o1",
+        1_800_000_000,
+        1_800_000_000_000,
+        "{}".into(),
+    );
+    e.seq = store.next_id().unwrap();
     assert!(store.accept_event(&e).unwrap().is_none());
     e
 }
@@ -416,15 +406,15 @@ fn an_event_and_all_it_made_are_committed_together_or_not_at_all() {
 }
 
 fn pending_event_record(store: &SledStorage, id: &str) -> crate::storage::EventRecord {
-    crate::storage::EventRecord {
-        seq: store.next_id().unwrap(),
-        id: id.into(),
-        ..serde_json::from_value(serde_json::json!({
-            "shop": "a", "id": id, "seq": 0, "kind": "order.created", "subject": "order:o1",
-            "at": 1_800_000_000, "received_ms": 0, "event": "{}", "status": "pending",
-            "error": null, "attempts": 0, "processed_ms": null, "decisions": [], "actions": [],
-            "timers_set": [], "timers_cancelled": [], "commit": 0
-        }))
-        .unwrap()
-    }
+    let mut e = crate::storage::EventRecord::pending(
+        "a",
+        id,
+        "order.created",
+        "order:o1",
+        1_800_000_000,
+        0,
+        "{}".into(),
+    );
+    e.seq = store.next_id().unwrap();
+    e
 }
