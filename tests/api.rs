@@ -665,6 +665,28 @@ async fn a_store_written_by_the_previous_release_opens_and_serves() {
         (200, Some("done")),
         "{out}"
     );
+
+    // The 0.1.0 release's own refund component (its version 2, built
+    // against the WIT before the workflow world) serves under today's
+    // host and contract.
+    let (status, back) = api
+        .post(
+            "/v1/shops/tea/steps/refund-policy/rollback",
+            Some(ADMIN),
+            r#"{"version": 2}"#,
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{back}");
+    let (status, answer) = api
+        .post(
+            "/v1/shops/tea/refund-decision",
+            Some(TEA_KEY),
+            example("refund-policy/unshipped"),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{answer}");
+    assert_eq!(answer["plugin"]["version"], 2, "{answer}");
+    assert_eq!(answer["output"]["outcome"], "Approve", "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
