@@ -362,6 +362,20 @@ fn a_flow_that_loops_or_fails_is_stopped_and_its_event_kept_for_a_retry() {
         actions(&s, "chain").is_empty(),
         "a failed event does nothing"
     );
+    // Its decisions stay in the log, what they planned does not.
+    let steps: Vec<&str> = e["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps[..3],
+        ["workflow", "revisit-planner", "workflow"],
+        "{e}"
+    );
+    let (_, revisits) = get(&s, "/v1/shops/chain/revisits", Some(KEY));
+    assert_eq!(revisits["revisits"], json!([]), "{revisits}");
 
     post(
         &s,

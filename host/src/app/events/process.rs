@@ -15,8 +15,8 @@ use crate::bindings::flow::{
 use crate::steps::workflow::step_of;
 use crate::steps::{Step, StepInput};
 use crate::storage::{
-    ActionRecord, ActionStatus, DecisionError as CallError, DecisionRef, Delivery, EventCommit,
-    EventRecord, EventStatus, StorageError, TimerRecord,
+    ActionRecord, ActionStatus, DecisionError as CallError, DecisionRef, Delivery, Effects,
+    EventCommit, EventRecord, EventStatus, StorageError, TimerRecord,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -132,6 +132,11 @@ pub async fn process(
         commit.event.status = EventStatus::Failed;
         commit.event.error = Some(error);
         commit.event.decisions = commit.decisions.iter().map(|(d, _)| reference(d)).collect();
+        // The decisions stay as the log; what they would have recorded
+        // (refunds, planned revisits) goes with the rest.
+        for (_, effects) in &mut commit.decisions {
+            *effects = Effects::None;
+        }
         commit.state = None;
         commit.timers_set.clear();
         commit.timers_cancelled.clear();
