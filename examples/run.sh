@@ -37,6 +37,11 @@ curl -s -X POST $addr/v1/shops/tea-oil/refund-decision -H 'Authorization: Bearer
 # Plan revisits after delivery at the apparel shop
 curl -s -X POST $addr/v1/shops/apparel/revisit-plan -H 'Authorization: Bearer $KEFU_KEY_APPAREL' -d @$req/revisit-planner/delivered.json
 
+# A buyer's message as a workflow event (the shop's flow greets them),
+# then everything that happened to that buyer
+grep -v '^#' $root/examples/events/tea-oil-buyer.jsonl | head -1 | curl -s -X POST $addr/v1/shops/tea-oil/events -H 'Authorization: Bearer $KEFU_KEY_TEA_OIL' -d @-
+curl -s $addr/v1/shops/tea-oil/customers/tb_xiaowang/timeline -H 'Authorization: Bearer $KEFU_KEY_TEA_OIL'
+
 # Read back: refunds, planned revisits, the decision log, active plugins
 curl -s $addr/v1/shops/tea-oil/refunds -H 'Authorization: Bearer $KEFU_KEY_TEA_OIL'
 curl -s $addr/v1/shops/apparel/revisits -H 'Authorization: Bearer $KEFU_KEY_APPAREL'
