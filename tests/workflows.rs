@@ -763,3 +763,29 @@ fn actions_go_to_the_shops_webhook_with_their_idempotency_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("both webhook and revisit_webhook"), "{err}");
 }
+
+/// A shop over its quota is refused events with the shop's 429 and when
+/// to come back, as its step calls are.
+#[test]
+fn events_over_the_shops_quota_are_refused_with_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let shops = dir.path().join("shops");
+    shop(&shops, "wf", "");
+    // No call may run at once: every request of the shop is over quota.
+    let s = Server::start(&write_config(
+        dir.path(),
+        &shops,
+        "[quotas]\nconcurrent_calls = 0\n",
+    ));
+    let (status, answer) = post(
+        &s,
+        "/v1/shops/wf/events",
+        Some(KEY),
+        message("m1", "b").to_string(),
+    );
+    assert_eq!(status, 429, "{answer}");
+    assert_eq!(answer["error"]["code"], "quota_exceeded", "{answer}");
+    assert!(answer["error"]["retry_after_secs"].is_number(), "{answer}");
+    let (status, _) = get(&s, "/v1/shops/wf/events/m1", Some(KEY));
+    assert_eq!(status, 404, "a refused event is not kept");
+}
