@@ -151,11 +151,8 @@ pub async fn simulate(
     let mut ran = Vec::new();
     let mut subjects: Vec<String> = Vec::new();
     let mut timers_fired = 0;
+    // Process one pending event at `clock` and keep what it made.
     let run = async |record: EventRecord, clock: i64, ran: &mut Vec<Step>| {
-        let accepted = storage.accept_event(&record)?;
-        if accepted.is_some() {
-            return Ok::<_, SimulateError>(());
-        }
         let outcome = process(&app, Some(shop.clone()), record.clone(), Some(clock)).await?;
         let Outcome::Commit(commit) = outcome else {
             return Err(SimulateError::Load(format!(
@@ -171,7 +168,7 @@ pub async fn simulate(
             subject: record.subject,
             status: commit.event.status,
         });
-        Ok(())
+        Ok::<_, SimulateError>(())
     };
     // Fire every timer due by `until`, earliest first, the clock on each.
     let fire_until = async |until: i64, clock: &mut i64, ran: &mut Vec<Step>, n: &mut usize| {
@@ -193,17 +190,7 @@ pub async fn simulate(
             let kept = storage
                 .event(&t.shop, &event.id)?
                 .ok_or_else(|| StorageError::Corrupt("a fired timer's event is missing".into()))?;
-            let outcome = process(&app, Some(shop.clone()), kept.clone(), Some(*clock)).await?;
-            if let Outcome::Commit(commit) = outcome {
-                storage.commit_event(&commit)?;
-                ran.push(Step {
-                    clock: *clock,
-                    id: kept.id,
-                    kind: kept.kind,
-                    subject: kept.subject,
-                    status: commit.event.status,
-                });
-            }
+            run(kept, *clock, ran).await?;
         }
     };
     for p in events {
@@ -215,7 +202,10 @@ pub async fn simulate(
         }
         let mut record = input::record(&name, &p.event, clock * 1000)?;
         record.seq = storage.next_id()?;
-        run(record, clock, &mut ran).await?;
+        // An id the stream repeats is a duplicate: taken once.
+        if storage.accept_event(&record)?.is_none() {
+            run(record, clock, &mut ran).await?;
+        }
     }
     fire_until(i64::MAX - 1, &mut clock, &mut ran, &mut timers_fired).await?;
     let mut timelines = Vec::new();
