@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,30 +34,15 @@ impl Receiver {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let (mut key, mut length, mut ended) = (String::new(), 0usize, false);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    if line == "\r\n" {
-                        ended = true;
-                        break;
-                    }
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("idempotency-key:") {
-                        key = v.trim().to_string();
-                    } else if let Some(v) = lower.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
                 // A sender killed mid-request leaves a cut request: not a
                 // delivery (it got no answer and will send it again).
-                let mut body = vec![0; length];
-                if !ended || key.is_empty() || reader.read_exact(&mut body).is_err() {
+                let Some(request) = support::hook::read(&stream) else {
                     continue;
-                }
+                };
+                let Some(key) = request.header("idempotency-key").map(str::to_string) else {
+                    continue;
+                };
+                let body = request.body;
                 let due = serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(|b| b["revisit"]["due_at"].as_i64())
@@ -325,24 +310,14 @@ impl Endpoint {
     }
 
     fn serve(&self, mut stream: std::net::TcpStream) {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let (mut signature, mut length) = (String::new(), 0usize);
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("kefu-signature:") {
-                signature = v.trim().to_string();
-            } else if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
+        let Some(request) = support::hook::read(&stream) else {
             return;
-        }
+        };
+        let signature = request
+            .header("kefu-signature")
+            .unwrap_or_default()
+            .to_string();
+        let body = request.body;
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
         let due = serde_json::from_slice::<Value>(&body).unwrap()["revisit"]["due_at"]
             .as_i64()

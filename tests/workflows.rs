@@ -673,33 +673,24 @@ fn simulate_runs_the_example_streams_through_the_example_shops() {
 /// action, signed, with its idempotency key; delivered, it says so.
 #[test]
 fn actions_go_to_the_shops_webhook_with_their_idempotency_key() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (tx, rx) = std::sync::mpsc::channel::<(String, bool, Value)>();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let (mut key, mut signed, mut length) = (String::new(), false, 0usize);
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("idempotency-key:") {
-                    key = v.trim().to_string();
-                } else if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                } else if lower.starts_with("kefu-signature: t=") {
-                    signed = true;
-                }
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_err() {
+            let Some(request) = support::hook::read(&stream) else {
                 continue;
-            }
+            };
+            let key = request
+                .header("idempotency-key")
+                .unwrap_or_default()
+                .to_string();
+            let signed = request
+                .header("kefu-signature")
+                .is_some_and(|v| v.starts_with("t="));
+            let body = request.body;
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
             let _ = tx.send((

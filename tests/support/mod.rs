@@ -1,6 +1,7 @@
 //! Helpers for tests that drive the real `kefu` binary.
 #![allow(dead_code)]
 
+pub mod hook;
 pub mod inproc;
 pub mod server;
 pub mod shops;
