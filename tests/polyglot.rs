@@ -280,3 +280,116 @@ fn javascript_and_python_instances_can_be_reused() {
     }
     assert_eq!(pool.idle(), 1);
 }
+
+/// #28 item 2: `kefu serve` binds first and says so; while the shops load
+/// (here the example shops compile their Python and JavaScript plugins
+/// into an empty cache, seconds of work) `/readyz` answers 503 with how
+/// far loading got, and a shop not loaded yet answers 503 `starting` with
+/// a `Retry-After`, not 404. A second server on the same port says "cannot
+/// listen" once and stops before loading anything.
+#[test]
+fn the_port_opens_before_the_shops_load_and_readyz_says_how_far() {
+    use std::io::BufRead;
+    built(PY_REFUND.0, PY_REFUND.1);
+    built(JS_GREETING.0, JS_GREETING.1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kefu.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nshops_dir = {:?}\ncache_dir = {:?}\n",
+            dir.path().join("data"),
+            example("shops"),
+            dir.path().join("empty-cache"),
+        ),
+    )
+    .unwrap();
+    // Not `support::kefu()`: its shared compile cache would be warm.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .env_remove("KEFU_CACHE_DIR")
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("KEFU_KEY_TEA_OIL", TEA_KEY)
+        .env("KEFU_KEY_APPAREL", APPAREL_KEY)
+        .env("KEFU_ADMIN_TOKEN", ADMIN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("kefu listening on http://"), "{line}");
+    let base = line.split_whitespace().nth(3).unwrap().to_string();
+    let agent = support::server::agent();
+
+    // Starting, until the folder is read; then how many are loaded.
+    let progress = loop {
+        let mut ready = agent.get(format!("{base}/readyz")).call().unwrap();
+        let text = ready.body_mut().read_to_string().unwrap();
+        assert_eq!(ready.status().as_u16(), 503, "{text}");
+        assert!(text.starts_with("starting: "), "{text}");
+        if text.contains(" of 2 shops loaded") {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(progress.contains("loading apparel"), "{progress}");
+    // apparel (Python) loads first; tea-oil is not served yet.
+    let greeting = std::fs::read(example("requests/greeting/unknown-question.json")).unwrap();
+    let mut early = agent
+        .post(format!("{base}/v1/shops/tea-oil/greeting"))
+        .header("authorization", format!("Bearer {TEA_KEY}"))
+        .send(&greeting[..])
+        .unwrap();
+    assert_eq!(early.status().as_u16(), 503);
+    assert_eq!(early.headers()["retry-after"], "1");
+    let body: serde_json::Value =
+        serde_json::from_str(&early.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "starting", "{body}");
+
+    // A second server on the same port fails at once, saying so once.
+    let port = base.rsplit(':').next().unwrap();
+    let second = support::kefu()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--data", &dir.path().join("data2").display().to_string()])
+        .env("KEFU_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(err.matches("cannot listen on").count(), 1, "{err}");
+    assert!(err.contains("in use"), "{err}");
+    assert!(!err.contains("loading shops"), "{err}");
+
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("kefu ready: 2 shops, 0 load failures"),
+        "{line}"
+    );
+    let mut ready = agent.get(format!("{base}/readyz")).call().unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    assert!(
+        ready
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+            .starts_with("ready: 2 shops")
+    );
+    let mut answer = agent
+        .post(format!("{base}/v1/shops/tea-oil/greeting"))
+        .header("authorization", format!("Bearer {TEA_KEY}"))
+        .send(&greeting[..])
+        .unwrap();
+    assert_eq!(
+        answer.status().as_u16(),
+        200,
+        "{}",
+        answer.body_mut().read_to_string().unwrap()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

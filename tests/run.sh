@@ -12,6 +12,20 @@ kefu_setup_test_tools
 echo "==> host: unit and integration tests (builds every guest plugin once)"
 cargo test --release --workspace
 
+echo "==> one build: the server build reuses the tests' build (nothing to compile)"
+rebuilt="$(cargo build --release -p kefu --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and not m["fresh"]:
+        print(m["target"]["name"])
+')"
+if [ -n "$rebuilt" ]; then
+    echo "cargo build -p kefu rebuilt what cargo test had built (features differ):" >&2
+    echo "$rebuilt" >&2
+    exit 1
+fi
+
 echo "==> plugins: unit tests of the default plugins' rules (native)"
 (cd plugins && cargo test --target-dir "$CARGO_TARGET_DIR/plugins-native")
 

@@ -37,11 +37,11 @@ rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$pid/status"; }
 
 echo "==> first start: $shops shops, plugins compiled"
 start_server
-echo "    $(grep -o 'ready in [0-9]* ms' "$work/out"), RSS $(rss_mb) MB"
+echo "    $(grep -o 'in [0-9]* ms' "$work/out" | sed 's/^/ready /'), RSS $(rss_mb) MB"
 kill "$pid"; wait "$pid" 2>/dev/null || true
 echo "==> restart from the compiled cache"
 start_server
-echo "    $(grep -o 'ready in [0-9]* ms' "$work/out"), RSS $(rss_mb) MB"
+echo "    $(grep -o 'in [0-9]* ms' "$work/out" | sed 's/^/ready /'), RSS $(rss_mb) MB"
 
 printf '\n%-20s %5s %10s %9s %9s %7s\n' step conns "req/s" "p50" "p99" errors
 for step in ${KEFU_LOAD_STEPS:-greeting order-confirmation refund-decision revisit-plan}; do

@@ -60,9 +60,19 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start kefu serve");
-        let stdout = child.stdout.take().unwrap();
+        // Two lines: the address once bound, then "kefu ready" once every
+        // shop is loaded (nothing more if it stops before).
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        stdout.read_line(&mut line).unwrap();
+        let mut ready = String::new();
+        stdout.read_line(&mut ready).unwrap();
+        if !ready.starts_with("kefu ready") {
+            panic!(
+                "server did not get ready: {ready:?}; log: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         let base = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))

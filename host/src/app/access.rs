@@ -33,6 +33,9 @@ pub enum AccessError {
     /// Only told to the admin: anyone else gets what a wrong key gets.
     #[error("no shop `{0}`")]
     UnknownShop(String),
+    /// Shops are still loading: the shop may be served in a moment.
+    #[error("kefu is starting ({0}) and does not serve this shop yet; retry in a second")]
+    Starting(super::Starting),
 }
 
 impl App {
@@ -56,6 +59,9 @@ impl App {
         admin_ok: bool,
     ) -> Result<(Arc<Shop>, Caller), AccessError> {
         let Some(shop) = self.shop(id) else {
+            if let Some(starting) = self.starting() {
+                return Err(AccessError::Starting(starting));
+            }
             self.admin_access(key)?;
             return Err(AccessError::UnknownShop(id.to_string()));
         };

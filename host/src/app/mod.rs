@@ -20,6 +20,7 @@ mod replays;
 mod revisits;
 mod rollout;
 mod run;
+mod startup;
 mod views;
 mod watch;
 
@@ -49,6 +50,7 @@ pub use revisits::{
     Scheduler, TICK as SCHEDULER_TICK, WebhookError,
 };
 pub use run::{PluginInfo, StepAnswer, StepCall, StepError};
+pub use startup::Starting;
 pub use views::{ActivePluginView, PluginsView, VersionView, VersionsView};
 
 use crate::error::LoadError;
@@ -96,7 +98,8 @@ pub struct App {
     /// SHA-256 of the admin token, if one is set.
     admin: Option<[u8; 32]>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
-    ready: AtomicBool,
+    /// Loading the shop folders, then ready.
+    startup: Arc<startup::Progress>,
     meter: quota::Meter,
     /// `kefu_answer_duration_seconds` of each step, in `Step::ALL` order:
     /// kept rather than looked up by label on every request.
@@ -130,6 +133,34 @@ impl App {
     /// keys and the admin token are read through `env`. Nothing runs in the
     /// background until [`App::start_background`].
     pub async fn open(config: ServerConfig, env: Env) -> Result<Arc<App>, OpenError> {
+        let app = App::open_unloaded(config, env)?;
+        app.load_shops().await?;
+        Ok(app)
+    }
+
+    /// Load every shop folder (blocking work, on the blocking pool); the
+    /// progress shows in [`App::starting`] and the log.
+    pub async fn load_shops(self: &Arc<Self>) -> Result<(), OpenError> {
+        let deployer = self.deployer.clone();
+        let progress = self.startup.clone();
+        let dir = self.config.shops_dir.clone();
+        let shops_error = |source| OpenError::Shops {
+            path: self.config.shops_dir.display().to_string(),
+            source,
+        };
+        let finished = progress.clone();
+        tokio::task::spawn_blocking(move || deployer.load_all(&dir, &progress))
+            .await
+            .map_err(|e| shops_error(std::io::Error::other(e)))?
+            .map_err(shops_error)?;
+        finished.finish();
+        Ok(())
+    }
+
+    /// Open the store and start the runtime, serving no shop yet: what a
+    /// transport that listens before the shops are loaded opens first
+    /// (then [`App::load_shops`]).
+    pub fn open_unloaded(config: ServerConfig, env: Env) -> Result<Arc<App>, OpenError> {
         let storage: Arc<dyn Storage> = Arc::new(
             SledStorage::open_with_cache(&config.data_dir, config.storage_cache_mib << 20)
                 .map(|s| s.with_state_quota(config.quotas.state_kib * 1024))
@@ -151,20 +182,6 @@ impl App {
             registry.clone(),
             env.clone(),
         ));
-        {
-            let deployer = deployer.clone();
-            let dir = config.shops_dir.clone();
-            tokio::task::spawn_blocking(move || deployer.load_all(&dir))
-                .await
-                .map_err(|e| OpenError::Shops {
-                    path: config.shops_dir.display().to_string(),
-                    source: std::io::Error::other(e),
-                })?
-                .map_err(|source| OpenError::Shops {
-                    path: config.shops_dir.display().to_string(),
-                    source,
-                })?;
-        }
         let admin = env(&config.admin_token_env)
             .filter(|t| !t.is_empty())
             .map(|t| access::sha256(t.as_bytes()));
@@ -180,7 +197,7 @@ impl App {
             storage,
             admin,
             metrics,
-            ready: AtomicBool::new(false),
+            startup: Default::default(),
             meter: quota::Meter::default(),
             replays: Default::default(),
             background: Default::default(),
@@ -225,11 +242,16 @@ impl App {
 
     /// Mark the app ready (shops loaded, transport listening).
     pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Release);
+        self.startup.set_ready();
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.startup.is_ready()
+    }
+
+    /// How far loading the shops got, while they load.
+    pub fn starting(&self) -> Option<Starting> {
+        self.startup.starting()
     }
 
     /// The shop `id`, if it is served.

@@ -91,6 +91,7 @@ impl ApiError {
             ApiError::Access(AccessError::Forbidden) => "forbidden",
             ApiError::Access(AccessError::UnknownShop(_))
             | ApiError::Deploy(DeployError::UnknownShop(_)) => "unknown_shop",
+            ApiError::Access(AccessError::Starting(_)) => "starting",
             ApiError::UnknownStep(_) => "unknown_step",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidField { .. } => "invalid_field",
@@ -141,7 +142,7 @@ impl ApiError {
             "request_timeout" => StatusCode::REQUEST_TIMEOUT,
             "plugin_rejected" => StatusCode::UNPROCESSABLE_ENTITY,
             "quota_exceeded" => StatusCode::TOO_MANY_REQUESTS,
-            "plugin_unavailable" | "storage_error" | "host_error" => {
+            "plugin_unavailable" | "storage_error" | "host_error" | "starting" => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             _ => match self {
@@ -186,7 +187,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::INTERNAL_SERVER_ERROR
+        if (status == StatusCode::SERVICE_UNAVAILABLE && self.code() != "starting")
+            || status == StatusCode::INTERNAL_SERVER_ERROR
         {
             tracing::error!(code = self.code(), error = %self, "request failed");
         }
@@ -195,6 +197,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, q.retry_after_secs.into());
+        }
+        if let ApiError::Access(AccessError::Starting(_)) = &self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, 1.into());
         }
         response
     }

@@ -151,21 +151,18 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Open the application, start its background work and serve HTTP until
-/// SIGINT or SIGTERM.
+/// Listen first, open the application, load the shops while `/readyz`
+/// answers "starting" with the progress, start the background work, and
+/// serve HTTP until SIGINT or SIGTERM.
+///
+/// Prints two lines on stdout: `kefu listening on http://ADDR ...` once
+/// the port is bound, then `kefu ready ...` once every shop is loaded.
 pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
     let listen = config.listen;
     let strict = config.strict;
     let http = config.http.clone();
-    let app = App::open(config, process_env()).await?;
-    if strict {
-        let failures = app.load_failures();
-        if !failures.is_empty() {
-            return Err(ServeError::Strict(failures));
-        }
-    }
-    let _background = app.start_background()?;
+    // Bind before anything slow: a port in use is said at once, once.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -173,18 +170,50 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             source,
         })?;
     let addr = listener.local_addr()?;
+    let app = App::open_unloaded(config, process_env())?;
+    tracing::info!(%addr, "kefu listening; loading shops");
+    println!("kefu listening on http://{addr} (loading shops: /readyz says how far)");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = async move {
+        tokio::select! { _ = shutdown_signal() => {}, _ = stop_rx => {} }
+    };
+    let transport = tokio::spawn({
+        let router = router(app.clone());
+        async move { transport::serve(listener, router, &http, stop).await }
+    });
+    let loaded = start(&app, strict).await;
+    let background = match loaded {
+        Ok(background) => background,
+        Err(e) => {
+            let _ = stop_tx.send(());
+            let _ = transport.await;
+            return Err(e);
+        }
+    };
     let (shops, failures) = app.counts();
     app.set_ready();
-    tracing::info!(%addr, shops, failures, ready_ms = started.elapsed().as_millis() as u64, "kefu serving");
-    println!(
-        "kefu listening on http://{addr} ({shops} shops, {failures} load failures, ready in {} ms)",
-        started.elapsed().as_millis()
-    );
-    transport::serve(listener, router(app.clone()), &http, shutdown_signal()).await;
+    let ready_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(%addr, shops, failures, ready_ms, "kefu ready");
+    println!("kefu ready: {shops} shops, {failures} load failures, in {ready_ms} ms");
+    let _ = transport.await;
+    drop(background);
     app.durable()
         .await
         .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
     Ok(())
+}
+
+/// Load the shops (refusing to go on under `strict` if any failed) and
+/// start the background work.
+async fn start(app: &Arc<App>, strict: bool) -> Result<crate::app::Background, ServeError> {
+    app.load_shops().await?;
+    if strict {
+        let failures = app.load_failures();
+        if !failures.is_empty() {
+            return Err(ServeError::Strict(failures));
+        }
+    }
+    Ok(app.start_background()?)
 }
 
 async fn shutdown_signal() {

@@ -6,6 +6,7 @@ use super::{Candidate, Deployer, active_plugin, signature_of};
 use crate::app::config::{InstanceMode, ShopSpec, StepSpec, parse_sha256, webhook_of};
 use crate::app::registry::{ActivePlugin, PluginSource, Shop};
 use crate::app::rollout::{Canary, StepPolicy};
+use crate::app::startup::Progress;
 use crate::runtime::{digest, read_plugin};
 use crate::steps::Step;
 use crate::storage::{Actor, AuditAction, VersionRecord, VersionSource};
@@ -16,14 +17,23 @@ use std::sync::Arc;
 
 impl Deployer {
     /// Load every shop folder under `dir` (at startup).
-    pub fn load_all(&self, dir: &Path) -> std::io::Result<()> {
+    /// `progress` hears of each one.
+    pub fn load_all(&self, dir: &Path, progress: &Progress) -> std::io::Result<()> {
         let mut entries: Vec<_> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.join("shop.toml").is_file())
             .collect();
         entries.sort();
+        progress.begin(entries.len());
         for path in entries {
+            let id = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let since = std::time::Instant::now();
+            progress.loading(&id);
             self.reload_shop(&path, Actor::Startup);
+            progress.loaded(&id, since);
         }
         Ok(())
     }

@@ -25,7 +25,13 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
         }
         (StatusCode::OK, text)
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_string())
+        let progress = app
+            .starting()
+            .map_or_else(|| ": shops loaded".to_string(), |s| format!(": {s}"));
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("starting{progress}\n"),
+        )
     }
 }
 
