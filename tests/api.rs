@@ -904,6 +904,9 @@ async fn a_deploy_carries_its_config_and_a_rollback_restores_the_old_one() {
         "{refused}"
     );
     assert_eq!(outcome().await, (1, "Reject".to_string()));
+    let failures = |plugins: &Value| plugins["failures"].as_array().unwrap().len();
+    let (_, plugins) = api.get("/v1/plugins", Some(ADMIN)).await;
+    assert_eq!(failures(&plugins), 1, "{plugins}");
 
     // The Python plugin with its config: one version, both together.
     let (ct, body) = multipart(&[
@@ -918,6 +921,10 @@ async fn a_deploy_carries_its_config_and_a_rollback_restores_the_old_one() {
         json!({"sale_items_final": 0, "no_reason_return_days": 15})
     );
     assert_eq!(outcome().await, (2, "Approve".to_string()));
+    // A version live: the step's rejected deploy no longer counts as a
+    // standing failure (#28 item 6).
+    let (_, plugins) = api.get("/v1/plugins", Some(ADMIN)).await;
+    assert_eq!(failures(&plugins), 0, "{plugins}");
 
     // A config-only deploy (JSON) keeps the component: version 3.
     let (ct, body) = multipart(&[(
@@ -1086,6 +1093,7 @@ async fn a_broken_shop_toml_at_start_serves_the_stored_versions_degraded() {
         "{plugins}"
     );
     assert!(api.app.render_metrics().contains("kefu_shops_degraded 2"));
+    assert!(api.app.render_metrics().contains("kefu_load_failures 2"));
 
     // The never-loaded shop: its key hears what is wrong, others do not.
     let body = example("greeting/discount");
@@ -1124,6 +1132,15 @@ async fn a_broken_shop_toml_at_start_serves_the_stored_versions_degraded() {
         1,
         "{plugins}"
     );
+    // #28 item 6: the fixed shop's failure stands no more; the other's does.
+    let failing: Vec<&str> = plugins["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["shop"].as_str().unwrap())
+        .collect();
+    assert_eq!(failing, ["fresh"], "{plugins}");
+    assert!(api.app.render_metrics().contains("kefu_load_failures 1"));
     drop(api);
     released(&data).await;
 
@@ -1185,7 +1202,16 @@ async fn every_metric_is_described_and_the_bearer_scheme_is_case_insensitive() {
         code(&api.post("/v1/shops/tea/greeting", Some("x"), "").await).0,
         403
     );
+    assert_eq!(api.get("/v1/nothing-here", None).await.0, 404);
     let text = api.app.render_metrics();
+    // Answers by route template and status (#28 item 6).
+    for line in [
+        r#"kefu_http_requests_total{route="/v1/shops/{shop}/{step}",method="POST",status="200"} "#,
+        r#"kefu_http_requests_total{route="/v1/shops/{shop}/{step}",method="POST",status="403"} "#,
+        r#"kefu_http_requests_total{route="unmatched",method="GET",status="404"} "#,
+    ] {
+        assert!(text.contains(line), "no {line} in\n{text}");
+    }
     let typed: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -129,7 +129,131 @@ fn run_with_malformed_input_names_the_field() {
         },
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid greeting input"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.json is not JSON: "), "{err}");
+
+    // A missing field is named by its own path, not its parent's.
+    std::fs::write(
+        &bad,
+        r#"{"customer":{"id":"x","member_level":null,"order_count":1,"returning":false},"message":"","agent_name":null}"#,
+    )
+    .unwrap();
+    let out = run_raw(
+        "greeting",
+        &bad,
+        Run {
+            now: "0",
+            ..Run::default()
+        },
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "not a valid greeting input: field `customer.nickname`: missing field `nickname`"
+        ),
+        "{err}"
+    );
+    std::fs::write(&bad, r#"{"customer":{"id":"x","nickname":"n","member_level":null,"order_count":1,"returning":false},"agent_name":null}"#).unwrap();
+    let out = run_raw(
+        "greeting",
+        &bad,
+        Run {
+            now: "0",
+            ..Run::default()
+        },
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("field `message`: missing field `message`"),
+        "{err}"
+    );
+}
+
+/// #28 item 9: `kefu run --step` takes the API's step names too, and
+/// without `--step` reads the step from the plugin's world.
+#[test]
+fn run_takes_api_step_names_and_infers_the_step_from_the_plugin() {
+    let input = example("requests/refund-policy/no-reason.json");
+    let by_api_name = kefu()
+        .args([
+            "run",
+            "--step",
+            "refund-decision",
+            "--now",
+            "1795140000",
+            "--input",
+        ])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        by_api_name.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_api_name.stderr)
+    );
+    let inferred = kefu()
+        .args([
+            "run",
+            "--plugin",
+            wasm::REFUND_POLICY,
+            "--now",
+            "1795140000",
+            "--input",
+        ])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        inferred.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inferred.stderr)
+    );
+    let a: serde_json::Value = serde_json::from_slice(&by_api_name.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&inferred.stdout).unwrap();
+    assert_eq!(a["step"], "refund-policy");
+    assert_eq!((&a["output"], &b["step"]), (&b["output"], &a["step"]));
+
+    let unknown = kefu()
+        .args(["run", "--step", "refunds", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("unknown step `refunds`") && err.contains("refund-policy (refund-decision)"),
+        "{err}"
+    );
+    let neither = kefu()
+        .args(["run", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&neither.stderr).contains("--step STEP, or --plugin"),
+        "{}",
+        String::from_utf8_lossy(&neither.stderr)
+    );
+}
+
+/// #28 item 9: `kefu completions SHELL` prints a completion script that
+/// knows the subcommands.
+#[test]
+fn completions_for_bash_zsh_and_fish_know_the_subcommands() {
+    for (shell, marker) in [
+        ("bash", "_kefu()"),
+        ("zsh", "#compdef kefu"),
+        ("fish", "complete -c kefu"),
+    ] {
+        let out = kefu().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        let text = stdout(&out);
+        assert!(text.contains(marker), "{shell}: {text}");
+        for verb in ["serve", "deploy", "simulate", "rollback"] {
+            assert!(text.contains(verb), "{shell} lacks {verb}");
+        }
+    }
+    let bad = kefu().args(["completions", "tcsh"]).output().unwrap();
+    assert!(!bad.status.success());
 }
 
 #[test]

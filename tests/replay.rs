@@ -375,7 +375,8 @@ async fn a_15_day_window_flips_exactly_the_returns_of_days_8_to_15() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("replay through the API, or on a copy"),
+        err.contains("in use by another process")
+            && err.contains("replay through the running server's API, or on a copy"),
         "{err}"
     );
     drop(api);

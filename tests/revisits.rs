@@ -477,6 +477,26 @@ fn a_hanging_webhook_delays_no_other_shop_and_failures_are_dead_lettered() {
     );
     assert_eq!(dead["last_error"], "HTTP 500");
     assert_eq!(down.arrivals().len(), 3);
+    // #28 item 6: the backlog in the metrics: the hanging shop's 20
+    // deliveries wait, the dead letter is counted, the oldest has aged.
+    let (_, metrics) = get(&server, "/metrics", None);
+    let metrics = metrics.as_str().unwrap().to_string();
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(gauge("kefu_webhooks_queued"), 20.0);
+    assert_eq!(gauge("kefu_webhooks_dead"), 1.0);
+    assert!(
+        gauge("kefu_webhooks_oldest_age_seconds") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(gauge("kefu_revisits_overdue"), 0.0);
+    assert!(metrics.contains("# HELP kefu_webhooks_oldest_age_seconds"));
     // Nothing of another shop's shows, and only its own key opens it.
     let (_, fast_list) = get(&server, "/v1/shops/fast/webhooks", Some("key-fast"));
     assert!(

@@ -687,3 +687,60 @@ fn json_logs_carry_the_request_id_of_every_answer() {
         );
     }
 }
+
+/// #28 item 6: the example alert rules and Grafana dashboard name only
+/// metrics kefu records (each with its `# HELP`), so neither rots when a
+/// metric is renamed.
+#[test]
+fn the_monitoring_examples_name_only_metrics_kefu_serves() {
+    let known: Vec<&str> = kefu::app::metrics::METRICS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .collect();
+    let mut seen = 0;
+    for file in ["monitoring/alerts.yml", "monitoring/grafana-dashboard.json"] {
+        let text = std::fs::read_to_string(example(file)).unwrap();
+        // Every identifier that looks like a kefu or process metric.
+        let names = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("kefu_") || w.starts_with("process_"));
+        for name in names {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|b| known.contains(b))
+                .unwrap_or(name);
+            assert!(
+                known.contains(&base),
+                "{file} names `{name}`, which kefu does not record"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 20, "only {seen} metric names found");
+    // The dashboard is JSON Grafana can import.
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(example("monitoring/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(dash["panels"].as_array().unwrap().len() >= 10);
+}
+
+/// #28 item 9: a data directory another kefu holds is named as such, and
+/// the cause is said once (the message already holds it).
+#[test]
+fn a_data_directory_in_use_is_named_once() {
+    let (_dir, s) = lab_server("");
+    let out = support::kefu()
+        .args(["serve", "--config"])
+        .arg(&s.config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("KEFU_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot open the data directory"), "{err}");
+    assert_eq!(err.matches("in use by another process").count(), 1, "{err}");
+    assert_eq!(err.matches("could not acquire lock").count(), 1, "{err}");
+}

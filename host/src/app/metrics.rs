@@ -3,6 +3,7 @@
 
 use super::registry::Registry;
 use crate::steps::Step;
+use crate::storage::Storage;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
@@ -51,131 +52,214 @@ fn install() -> Result<PrometheusHandle, String> {
     Ok(handle)
 }
 
-/// `# HELP` for every metric kefu records (the README's metrics table
-/// says the same), and `kefu_build_info`.
-fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!(
+/// What kind of metric a name is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric kefu records, with its kind and `# HELP` text (the
+/// README's metrics table says the same). Histograms ending in `_seconds`
+/// are in seconds.
+pub const METRICS: &[(&str, Kind, &str)] = &[
+    (
         "kefu_build_info",
-        "kefu's version, git commit and commit date (the value is always 1)"
-    );
-    metrics::gauge!("kefu_build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => env!("KEFU_GIT_COMMIT"), "date" => env!("KEFU_COMMIT_DATE")).set(1.0);
-    describe_gauge!("kefu_shops", "Shops loaded");
-    describe_gauge!(
+        Kind::Gauge,
+        "kefu's version, git commit and commit date (the value is always 1)",
+    ),
+    ("kefu_shops", Kind::Gauge, "Shops loaded"),
+    (
         "process_cpu_seconds_total",
-        "CPU time the process used (user and system), seconds"
-    );
-    describe_gauge!(
+        Kind::Gauge,
+        "CPU time the process used (user and system), seconds",
+    ),
+    (
         "process_resident_memory_bytes",
-        "Resident memory of the process, bytes"
-    );
-    describe_gauge!(
+        Kind::Gauge,
+        "Resident memory of the process, bytes",
+    ),
+    (
         "process_start_time_seconds",
-        "When the process started, unix seconds"
-    );
-    describe_gauge!("process_open_fds", "File descriptors the process holds");
-    describe_gauge!(
+        Kind::Gauge,
+        "When the process started, unix seconds",
+    ),
+    (
+        "process_open_fds",
+        Kind::Gauge,
+        "File descriptors the process holds",
+    ),
+    (
         "kefu_shops_degraded",
-        "Shops serving while their shop.toml does not load"
-    );
-    describe_gauge!(
+        Kind::Gauge,
+        "Shops serving while their shop.toml does not load",
+    ),
+    (
         "kefu_load_failures",
-        "Load failures kept (details in GET /v1/plugins)"
-    );
-    describe_gauge!(
+        Kind::Gauge,
+        "Load failures kept (details in GET /v1/plugins)",
+    ),
+    (
         "kefu_steps",
-        "Shop steps serving (active) and without a working plugin (unavailable)"
-    );
-    describe_gauge!(
+        Kind::Gauge,
+        "Shop steps serving (active) and without a working plugin (unavailable)",
+    ),
+    (
         "kefu_compiles",
-        "Compiles running and queued in the compile lane"
-    );
-    describe_counter!(
+        Kind::Gauge,
+        "Compiles running and queued in the compile lane",
+    ),
+    (
         "kefu_version_calls_total",
-        "Plugin calls by shop, step, version (a canary's apart from the stable one's) and outcome"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Plugin calls by shop, step, version (a canary's apart from the stable one's) and outcome",
+    ),
+    (
         "kefu_fallbacks_total",
-        "Answers given by the next version in the step's chain after the serving one failed, by the failure's code"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Answers given by the next version in the step's chain after the serving one failed, by the failure's code",
+    ),
+    (
         "kefu_canary_aborts_total",
-        "Canaries aborted, by who aborted them (analysis or admin)"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Canaries aborted, by who aborted them (analysis or admin)",
+    ),
+    (
         "kefu_shadow_calls_total",
-        "Shadow runs of a candidate on live decisions, by result (same, different, error)"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Shadow runs of a candidate on live decisions, by result (same, different, error)",
+    ),
+    (
         "kefu_shadow_dropped_total",
-        "Live decisions a shadow never saw: its queue was full"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Live decisions a shadow never saw: its queue was full",
+    ),
+    (
         "kefu_calls_total",
-        "Plugin calls, by shop, step and outcome"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Plugin calls, by shop, step and outcome",
+    ),
+    (
         "kefu_call_errors_total",
-        "Failed plugin calls, by shop, step and error code"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Failed plugin calls, by shop, step and error code",
+    ),
+    (
         "kefu_calls_offloaded_total",
-        "Calls moved to the slow lane after 5 ms of CPU"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Calls moved to the slow lane after 5 ms of CPU",
+    ),
+    (
         "kefu_quota_rejections_total",
-        "429 answers, by shop and quota"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "429 answers, by shop and quota",
+    ),
+    (
         "kefu_deploys_total",
-        "Deploys from files and the API, by shop and outcome"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Deploys from files and the API, by shop and outcome",
+    ),
+    (
         "kefu_shop_reloads_total",
-        "Shop reloads by the file watcher"
-    );
-    describe_counter!("kefu_revisits_fired_total", "Revisits come due");
-    describe_counter!(
+        Kind::Counter,
+        "Shop reloads by the file watcher",
+    ),
+    (
+        "kefu_revisits_fired_total",
+        Kind::Counter,
+        "Revisits come due",
+    ),
+    (
         "kefu_webhooks_total",
-        "Webhook tries, by outcome (delivered, failed, dead)"
-    );
-    describe_counter!("kefu_storage_errors_total", "Storage failures, by kind");
-    describe_histogram!(
+        Kind::Counter,
+        "Webhook tries, by outcome (delivered, failed, dead)",
+    ),
+    (
+        "kefu_storage_errors_total",
+        Kind::Counter,
+        "Storage failures, by kind",
+    ),
+    (
+        "kefu_http_requests_total",
+        Kind::Counter,
+        "HTTP answers, by route template, method and status",
+    ),
+    (
+        "kefu_webhooks_queued",
+        Kind::Gauge,
+        "Webhook deliveries waiting to succeed (not dead-lettered)",
+    ),
+    (
+        "kefu_webhooks_dead",
+        Kind::Gauge,
+        "Webhook deliveries given up on (dead letters; GET /v1/shops/{shop}/webhooks?status=dead)",
+    ),
+    (
+        "kefu_webhooks_oldest_age_seconds",
+        Kind::Gauge,
+        "Age of the oldest webhook delivery still being tried, seconds (0 when none)",
+    ),
+    (
+        "kefu_revisits_overdue",
+        Kind::Gauge,
+        "Planned revisits more than a minute past their time that have not come due (the scheduler is behind or storage is failing)",
+    ),
+    (
         "kefu_call_duration_seconds",
-        metrics::Unit::Seconds,
-        "A plugin call alone"
-    );
-    describe_histogram!(
+        Kind::Histogram,
+        "A plugin call alone",
+    ),
+    (
         "kefu_answer_duration_seconds",
-        metrics::Unit::Seconds,
-        "A step request in the handler: checks, call, decision log, flush wait"
-    );
-    describe_histogram!(
+        Kind::Histogram,
+        "A step request in the handler: checks, call, decision log, flush wait",
+    ),
+    (
         "kefu_flush_duration_seconds",
-        metrics::Unit::Seconds,
-        "Group-commit flushes"
-    );
-    describe_histogram!(
+        Kind::Histogram,
+        "Group-commit flushes",
+    ),
+    (
         "kefu_flush_batch_size",
-        "Answers served by one group-commit flush"
-    );
-    describe_counter!(
+        Kind::Histogram,
+        "Answers served by one group-commit flush",
+    ),
+    (
         "kefu_events_accepted_total",
-        "Workflow events taken into an inbox (not duplicates)"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Workflow events taken into an inbox (not duplicates)",
+    ),
+    (
         "kefu_events_total",
-        "Workflow events processed, by status (processed, failed)"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Workflow events processed, by status (processed, failed)",
+    ),
+    (
         "kefu_timers_fired_total",
-        "Workflow timers come due (each a timer.fired event)"
-    );
-    describe_histogram!(
+        Kind::Counter,
+        "Workflow timers come due (each a timer.fired event)",
+    ),
+    (
         "kefu_event_latency_seconds",
-        metrics::Unit::Seconds,
-        "A workflow event from acceptance to the commit of all it made"
-    );
+        Kind::Histogram,
+        "A workflow event from acceptance to the commit of all it made",
+    ),
+];
+
+/// `# HELP` for every metric kefu records, and `kefu_build_info`.
+fn describe() {
+    for &(name, kind, help) in METRICS {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram if name.ends_with("_seconds") => {
+                metrics::describe_histogram!(name, metrics::Unit::Seconds, help)
+            }
+            Kind::Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
+    metrics::gauge!("kefu_build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => env!("KEFU_GIT_COMMIT"), "date" => env!("KEFU_COMMIT_DATE")).set(1.0);
 }
 
 /// What is loaded, counted at each scrape so it is always current.
@@ -194,6 +278,32 @@ pub fn record_shop_gauges(registry: &Registry) {
     metrics::gauge!("kefu_steps", "status" => "unavailable").set(unavailable as f64);
     metrics::gauge!("kefu_load_failures").set(registry.failure_count() as f64);
 }
+
+/// The webhook outbox and overdue revisits, counted at each scrape (a scan
+/// of the outbox and of the overdue part of the due index: both as large
+/// as the trouble they show, nothing otherwise).
+pub fn record_backlog_gauges(storage: &dyn Storage, now_ms: i64) {
+    match storage.outbox_stats() {
+        Ok(stats) => {
+            metrics::gauge!("kefu_webhooks_queued").set(stats.queued as f64);
+            metrics::gauge!("kefu_webhooks_dead").set(stats.dead as f64);
+            let age = stats
+                .oldest_queued_ms
+                .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
+            metrics::gauge!("kefu_webhooks_oldest_age_seconds").set(age);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot count the webhook outbox"),
+    }
+    let before = now_ms / 1000 - REVISIT_GRACE_SECS;
+    match storage.revisits_due_before(before) {
+        Ok(n) => metrics::gauge!("kefu_revisits_overdue").set(n as f64),
+        Err(e) => tracing::warn!(error = %e, "cannot count overdue revisits"),
+    }
+}
+
+/// How long past its time a planned revisit may wait for the scheduler
+/// (which looks every second) before it counts as overdue.
+const REVISIT_GRACE_SECS: i64 = 60;
 
 /// The process's own figures, as Prometheus' client libraries name them:
 /// resident memory, CPU time, open file descriptors, start time (read

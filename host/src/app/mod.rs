@@ -11,7 +11,7 @@ mod deploy;
 mod durability;
 mod events;
 mod listings;
-mod metrics;
+pub mod metrics;
 mod placement;
 mod quota;
 mod registry;
@@ -73,8 +73,10 @@ pub fn process_env() -> Env {
 /// Why the application could not open.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot open the data directory {path}: {source} (is another kefu using it?)")]
-    Storage { path: String, source: StorageError },
+    // `cause`, not `source`: the message says it, and a chain printer
+    // (anyhow's `{:#}`) would say it twice.
+    #[error("cannot open the data directory {path}: {cause}")]
+    Storage { path: String, cause: StorageError },
     #[error("cannot start the plugin runtime: {0}")]
     Runtime(#[from] LoadError),
     #[error("cannot read the shops directory {path}: {source}")]
@@ -164,9 +166,9 @@ impl App {
         let storage: Arc<dyn Storage> = Arc::new(
             SledStorage::open_with_cache(&config.data_dir, config.storage_cache_mib << 20)
                 .map(|s| s.with_state_quota(config.quotas.state_kib * 1024))
-                .map_err(|source| OpenError::Storage {
+                .map_err(|cause| OpenError::Storage {
                     path: config.data_dir.display().to_string(),
-                    source,
+                    cause,
                 })?,
         );
         let runtime = Arc::new(Runtime::new(RuntimeConfig {
@@ -327,11 +329,12 @@ impl App {
         self.committer.failing()
     }
 
-    /// The Prometheus text of every metric, with the shop gauges counted
-    /// now.
+    /// The Prometheus text of every metric, with the shop, process and
+    /// backlog gauges counted now (blocking: it reads storage).
     pub fn render_metrics(&self) -> String {
         metrics::record_shop_gauges(&self.registry);
         metrics::record_process_gauges();
+        metrics::record_backlog_gauges(self.storage.as_ref(), now_ms());
         self.metrics.render()
     }
 

@@ -184,7 +184,16 @@ pub fn now_ms() -> i64 {
 /// All shops, swapped as a whole.
 pub struct Registry {
     shops: ArcSwap<HashMap<String, Arc<Shop>>>,
-    failures: Mutex<Vec<LoadFailure>>,
+    /// Failures standing, each with its sequence number: a failure stands
+    /// until its shop is loaded again or its step is deployed or rolled
+    /// back (see [`Registry::settle`], [`Registry::resolve`]).
+    failures: Mutex<Failures>,
+}
+
+#[derive(Default)]
+struct Failures {
+    next: u64,
+    list: Vec<(u64, LoadFailure)>,
 }
 
 impl Registry {
@@ -196,32 +205,62 @@ impl Registry {
         self.shops.load_full()
     }
 
-    pub fn failures(&self) -> Vec<LoadFailure> {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn failures_mut(&self) -> std::sync::MutexGuard<'_, Failures> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How many load failures are kept, without copying them.
+    /// The failures standing, oldest first.
+    pub fn failures(&self) -> Vec<LoadFailure> {
+        self.failures_mut()
+            .list
+            .iter()
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    /// How many load failures stand, without copying them.
     pub fn failure_count(&self) -> usize {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.failures_mut().list.len()
     }
 
     pub fn fail(&self, shop: &str, step: Option<Step>, reason: String) {
         tracing::error!(shop, step = ?step, %reason, "cannot load");
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.push(LoadFailure {
-            shop: shop.to_string(),
-            step,
-            reason,
-            at_ms: now_ms(),
-        });
-        let excess = failures.len().saturating_sub(1000);
-        failures.drain(..excess);
+        let mut failures = self.failures_mut();
+        let seq = failures.next;
+        failures.next += 1;
+        failures.list.push((
+            seq,
+            LoadFailure {
+                shop: shop.to_string(),
+                step,
+                reason,
+                at_ms: now_ms(),
+            },
+        ));
+        let excess = failures.list.len().saturating_sub(1000);
+        failures.list.drain(..excess);
+    }
+
+    /// A mark to [`Registry::settle`] a shop's failures with, taken before
+    /// loading it again.
+    pub fn mark(&self) -> u64 {
+        self.failures_mut().next
+    }
+
+    /// Shop `shop` was loaded again since `mark`: its failures from
+    /// before stand no more (those of this load stay).
+    pub fn settle(&self, shop: &str, mark: u64) {
+        self.failures_mut()
+            .list
+            .retain(|(seq, f)| *seq >= mark || f.shop != shop);
+    }
+
+    /// A version of `shop`'s `step` went live: that step's failures stand
+    /// no more.
+    pub fn resolve(&self, shop: &str, step: Step) {
+        self.failures_mut()
+            .list
+            .retain(|(_, f)| f.shop != shop || f.step != Some(step));
     }
 
     /// Replace (or add) one shop; calls in flight keep the old one.
@@ -248,7 +287,7 @@ impl Registry {
     pub fn empty() -> Self {
         Registry {
             shops: ArcSwap::from_pointee(HashMap::new()),
-            failures: Mutex::new(Vec::new()),
+            failures: Mutex::default(),
         }
     }
 }

@@ -289,17 +289,26 @@ fn audit(
 /// Why `kefu replay` could not replay.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayDirError {
-    #[error(
-        "cannot open the data directory {path}: {source} (a running kefu serve holds it: replay through the API, or on a copy)"
-    )]
+    // `cause`, not `source`: the message says it once.
+    #[error("cannot open the data directory {path}: {cause}{}", locked_hint(.cause))]
     Open {
         path: String,
-        source: crate::storage::StorageError,
+        cause: crate::storage::StorageError,
     },
     #[error("candidate rejected: {0}")]
     Candidate(#[from] crate::error::LoadError),
     #[error(transparent)]
     Replay(#[from] replay::ReplayError),
+}
+
+/// What to do about a store a running server holds.
+fn locked_hint(e: &crate::storage::StorageError) -> &'static str {
+    match e {
+        crate::storage::StorageError::Locked(_) => {
+            " (replay through the running server's API, or on a copy)"
+        }
+        _ => "",
+    }
 }
 
 /// Replay a component over `shop`'s logged `step` decisions in the data
@@ -316,11 +325,10 @@ pub fn replay_dir(
     filters: &Filters,
     progress: &replay::Progress,
 ) -> Result<replay::ReplayReport, ReplayDirError> {
-    let storage =
-        crate::storage::SledStorage::open(dir).map_err(|source| ReplayDirError::Open {
-            path: dir.display().to_string(),
-            source,
-        })?;
+    let storage = crate::storage::SledStorage::open(dir).map_err(|cause| ReplayDirError::Open {
+        path: dir.display().to_string(),
+        cause,
+    })?;
     let candidate = Candidate::upload(runtime, step, component, config_json)?;
     let outcome = replay::run(runtime, &storage, shop, step, &candidate, filters, progress)?;
     Ok(outcome.report)

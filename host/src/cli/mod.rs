@@ -78,6 +78,10 @@ enum Command {
     /// Run an event stream through a shop folder on a virtual clock and
     /// print what happened to each order and customer.
     Simulate(simulate::SimulateArgs),
+    /// Print a shell completion script: `kefu completions bash >
+    /// ~/.local/share/bash-completion/completions/kefu` (or zsh, fish,
+    /// elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 pub fn main() -> ExitCode {
@@ -106,14 +110,33 @@ pub fn main() -> ExitCode {
         Command::Audit(args) => Ok(audit::run(args)),
         Command::Replay(args) => replay::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "kefu", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", said_once(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes, each said once: a cause whose text the
+/// message already holds (`cannot open X: <cause>`) is not repeated.
+fn said_once(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Log to stderr at `KEFU_LOG`'s level (default `level`), as text or

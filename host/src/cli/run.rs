@@ -10,9 +10,11 @@ use std::sync::Arc;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Step to run: greeting, order-confirmation, refund-policy, revisit-planner.
-    #[arg(long)]
-    step: Step,
+    /// Step to run, by world or API name (greeting, order-confirmation,
+    /// refund-policy or refund-decision, revisit-planner or revisit-plan,
+    /// workflow). Read from the plugin's world when omitted.
+    #[arg(long, value_parser = parse_step)]
+    step: Option<Step>,
     /// The plugin component (.wasm); the bundled default plugin when omitted.
     #[arg(long)]
     plugin: Option<PathBuf>,
@@ -59,12 +61,41 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(mib) = args.memory_mib {
         limits.memory_mib = mib;
     }
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            super::default_cache_dir()
+        },
+        limits,
+        compile_worker: None,
+    })?;
+    let (step, plugin) = match (&args.plugin, args.step) {
+        (Some(path), Some(step)) => (step, runtime.load_file(path, step)?),
+        (Some(path), None) => {
+            let plugin = runtime.check(&kefu::read_plugin(path)?).map_err(|errors| {
+                let why: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                anyhow::anyhow!(
+                    "{} implements no kefu step world ({}); name one with --step",
+                    path.display(),
+                    why.join("; ")
+                )
+            })?;
+            (plugin.step(), plugin)
+        }
+        (None, Some(step)) => (step, runtime.load(kefu::default_plugin(step), step)?),
+        (None, None) => bail!("say which step to run: --step STEP, or --plugin FILE.wasm"),
+    };
     let input_bytes = read_input(&args.input)?;
-    let input = args.step.parse_input(&input_bytes).with_context(|| {
-        format!(
-            "{} is not a valid {} input",
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&input_bytes) {
+        bail!("{} is not JSON: {e}", args.input.display());
+    }
+    let input = step.parse_input(&input_bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a valid {step} input: field `{}`: {}",
             args.input.display(),
-            args.step
+            e.path,
+            e.message
         )
     })?;
     let config_json = match &args.config {
@@ -75,25 +106,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(text) => parse_time(text)?,
         None => chrono::Utc::now().timestamp(),
     };
-    let plugin_name = args.step.world().to_string();
+    let plugin_name = step.world().to_string();
     let store = Arc::new(MemoryStateStore::default());
     if let Some(path) = &args.state {
         load_state(path, &args.shop, &plugin_name, store.as_ref())?;
     }
 
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: if args.no_cache {
-            None
-        } else {
-            super::default_cache_dir()
-        },
-        limits,
-        compile_worker: None,
-    })?;
-    let plugin = match &args.plugin {
-        Some(path) => runtime.load_file(path, args.step)?,
-        None => runtime.load(kefu::default_plugin(args.step), args.step)?,
-    };
     let ctx = CallContext {
         shop: args.shop.clone(),
         plugin: plugin_name,
@@ -122,7 +140,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
 
     let mut report = json!({
-        "step": args.step,
+        "step": step,
         "digest": plugin.digest(),
         "now": now,
         "duration_us": outcome.duration.as_micros() as u64,
@@ -149,6 +167,23 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(code)
+}
+
+/// A step by its world name or its API name.
+fn parse_step(name: &str) -> Result<Step, String> {
+    Step::from_name_or_endpoint(name).ok_or_else(|| {
+        let names: Vec<String> = Step::ALL
+            .iter()
+            .map(|s| match s.world() == s.endpoint() {
+                true => s.world().to_string(),
+                false => format!("{} ({})", s.world(), s.endpoint()),
+            })
+            .collect();
+        format!(
+            "unknown step `{name}`: expected one of {}",
+            names.join(", ")
+        )
+    })
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>> {

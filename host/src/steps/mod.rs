@@ -176,13 +176,31 @@ pub struct InputError {
     pub message: String,
 }
 
+/// The path of the field `message` is about, under `parent` (`.` for the
+/// document): a missing field's own path (`customer.nickname`), where
+/// serde names its parent (`customer`).
+pub fn field_path(parent: &str, message: &str) -> String {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split_once('`'))
+        .map(|(name, _)| name);
+    match (parent, missing) {
+        (".", Some(name)) => name.to_string(),
+        (_, Some(name)) => format!("{parent}.{name}"),
+        _ => parent.to_string(),
+    }
+}
+
 /// Parse JSON, naming the offending field's path; nothing but whitespace
 /// may follow the value.
 fn parse<T: DeserializeOwned>(json: &[u8]) -> Result<T, InputError> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| InputError {
-        path: e.path().to_string(),
-        message: e.inner().to_string(),
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let message = e.inner().to_string();
+        InputError {
+            path: field_path(&e.path().to_string(), &message),
+            message,
+        }
     })?;
     de.end().map_err(|e| InputError {
         path: ".".into(),

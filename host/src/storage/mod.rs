@@ -32,6 +32,9 @@ use crate::steps::Step;
 pub enum StorageError {
     #[error("storage failed: {0}")]
     Backend(String),
+    /// Another process holds the store's lock.
+    #[error("it is in use by another process (another kefu serving it?): {0}")]
+    Locked(String),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
     /// Writes were made but not confirmed durable in time: they may still
@@ -120,6 +123,9 @@ pub trait RevisitStore: Send + Sync {
     /// Planned revisits due at or before `now`, earliest first (from the
     /// due-time index: no scan of the others).
     fn due_revisits(&self, now: i64, limit: usize) -> Result<Vec<RevisitRecord>, StorageError>;
+    /// How many planned revisits were due before `before` (from the
+    /// due-time index: a count, nothing decoded).
+    fn revisits_due_before(&self, before: i64) -> Result<u64, StorageError>;
     /// Mark a customer do-not-contact (or not).
     fn set_do_not_contact(&self, shop: &str, customer: &str, on: bool) -> Result<(), StorageError>;
     fn is_do_not_contact(&self, shop: &str, customer: &str) -> Result<bool, StorageError>;
@@ -144,6 +150,20 @@ pub trait Outbox: Send + Sync {
     fn delivery(&self, key: &str) -> Result<Option<Delivery>, StorageError>;
     /// A delivery succeeded.
     fn remove_delivery(&self, key: &str) -> Result<(), StorageError>;
+    /// The outbox in figures (a scan of it: for gauges, not requests).
+    fn outbox_stats(&self) -> Result<OutboxStats, StorageError>;
+}
+
+/// The webhook outbox in figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Deliveries still being tried.
+    pub queued: u64,
+    /// Deliveries given up on (dead letters).
+    pub dead: u64,
+    /// When the oldest delivery still being tried was queued, unix ms
+    /// (those queued by builds that did not record it are left out).
+    pub oldest_queued_ms: Option<i64>,
 }
 
 /// Versions of each shop's steps and the components they run.

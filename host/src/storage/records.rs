@@ -333,6 +333,10 @@ pub struct Delivery {
     /// action's `<event id>/<n>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// unix milliseconds when it was queued (0: queued by a build that
+    /// did not say).
+    #[serde(default)]
+    pub queued_ms: i64,
 }
 
 /// One event of the deploy audit.

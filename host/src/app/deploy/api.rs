@@ -81,6 +81,7 @@ impl Deployer {
             }
         };
         self.swap(&shop, step, active)?;
+        self.registry.resolve(shop_id, step);
         let history = self.storage.versions(shop_id, step)?;
         Ok(history.last().cloned().expect("just recorded"))
     }
@@ -138,6 +139,7 @@ impl Deployer {
             )
         });
         self.swap(&shop, step, active_plugin(plugin, target))?;
+        self.registry.resolve(shop_id, step);
         tracing::info!(shop = shop_id, step = %step, version = target.version, "rolled back");
         Ok(target.clone())
     }

@@ -454,6 +454,7 @@ impl Deployer {
                 last_error: None,
                 dead: false,
                 idempotency_key: None,
+                queued_ms: now_ms(),
             };
             self.storage.put_deliveries(&[delivery])?;
         }

@@ -41,12 +41,22 @@ impl Deployer {
     /// (Re)load one shop folder: after a change on disk, or at startup.
     /// Steps whose files did not change are left alone; a step whose new
     /// plugin or config is invalid keeps its active version.
+    ///
+    /// The shop's load failures from before stand no more afterwards: if
+    /// something is still broken, this load reports it again.
     pub fn reload_shop(&self, dir: &Path, actor: Actor) {
         let _guard = self.guard();
         let id = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let mark = self.registry.mark();
+        self.load_shop(dir, &id, actor);
+        self.registry.settle(&id, mark);
+    }
+
+    fn load_shop(&self, dir: &Path, id: &str, actor: Actor) {
+        let id = id.to_string();
         if !dir.join("shop.toml").is_file() {
             if self.registry.remove(&id) {
                 tracing::info!(shop = %id, "shop folder removed: no longer served");

@@ -115,7 +115,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> InputError {
 /// Parse `value` as `T`, naming the offending field under `data`.
 fn data<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, InputError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
+        let path = crate::steps::field_path(&e.path().to_string(), &e.inner().to_string());
         let path = if path == "." {
             "data".into()
         } else {

@@ -344,6 +344,7 @@ pub async fn process(
                             last_error: None,
                             dead: false,
                             idempotency_key: Some(action.idempotency_key.clone()),
+                            queued_ms: now_ms(),
                         });
                     }
                     commit.actions.push(action);

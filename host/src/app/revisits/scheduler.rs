@@ -63,6 +63,7 @@ impl Scheduler {
                             last_error: None,
                             dead: false,
                             idempotency_key: None,
+                            queued_ms: now_ms,
                         });
                     }
                     r

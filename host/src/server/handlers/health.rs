@@ -36,12 +36,16 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    // Counting the backlog gauges reads storage: off the async workers.
+    let text = tokio::task::spawn_blocking(move || app.render_metrics())
+        .await
+        .unwrap_or_default();
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        app.render_metrics(),
+        text,
     )
 }
 

@@ -90,7 +90,17 @@ impl SledStorage {
             .path(dir)
             .cache_capacity(cache_bytes)
             .open()
-            .map_err(backend)?;
+            .map_err(|e| match e {
+                // sled takes an exclusive lock on its files at open, and
+                // says so in an `Other` error when it cannot.
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
+                    StorageError::Locked(io.to_string())
+                }
+                e => backend(e),
+            })?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         // Stores written by earlier builds kept a second, global time
         // index of the decision log; retention no longer needs it.

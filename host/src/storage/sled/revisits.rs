@@ -6,7 +6,9 @@ use super::SledStorage;
 use super::keys::{
     backend, decode, encode, encode_tx, ordered, shop_prefix, timed_key, transaction,
 };
-use crate::storage::{Delivery, Outbox, RevisitRecord, RevisitStatus, RevisitStore, StorageError};
+use crate::storage::{
+    Delivery, Outbox, OutboxStats, RevisitRecord, RevisitStatus, RevisitStore, StorageError,
+};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
@@ -140,6 +142,16 @@ impl RevisitStore for SledStorage {
         Ok(out)
     }
 
+    fn revisits_due_before(&self, before: i64) -> Result<u64, StorageError> {
+        let end = ordered(before).to_vec();
+        let mut n = 0;
+        for item in self.revisits_due.range(..end) {
+            item.map_err(backend)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn set_do_not_contact(&self, shop: &str, customer: &str, on: bool) -> Result<(), StorageError> {
         let mut key = shop_prefix(shop);
         key.extend_from_slice(customer.as_bytes());
@@ -210,6 +222,23 @@ impl Outbox for SledStorage {
             .map_err(backend)?
             .map(|v| decode(&v))
             .transpose()
+    }
+
+    fn outbox_stats(&self) -> Result<OutboxStats, StorageError> {
+        let mut stats = OutboxStats::default();
+        for item in self.outbox.iter() {
+            let d: Delivery = decode(&item.map_err(backend)?.1)?;
+            if d.dead {
+                stats.dead += 1;
+                continue;
+            }
+            stats.queued += 1;
+            if d.queued_ms > 0 {
+                let oldest = stats.oldest_queued_ms.get_or_insert(d.queued_ms);
+                *oldest = (*oldest).min(d.queued_ms);
+            }
+        }
+        Ok(stats)
     }
 
     fn remove_delivery(&self, key: &str) -> Result<(), StorageError> {

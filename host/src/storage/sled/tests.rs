@@ -237,6 +237,7 @@ fn a_revisit_moves_between_indexes_in_one_write() {
         last_error: None,
         dead: false,
         idempotency_key: None,
+        queued_ms: 0,
     };
     *store.fail_at.lock().unwrap() = Some(("webhooks-queued", Failure::Error));
     assert!(
@@ -246,12 +247,20 @@ fn a_revisit_moves_between_indexes_in_one_write() {
     );
     assert!(store.deliveries_ready(i64::MAX, 10, 10).unwrap().is_empty());
     assert_eq!(store.due_revisits(5_000, 10).unwrap().len(), 1);
+    assert_eq!(store.revisits_due_before(5_000).unwrap(), 0);
+    assert_eq!(store.revisits_due_before(5_001).unwrap(), 1);
     *store.fail_at.lock().unwrap() = None;
     store
         .fire_revisits(std::slice::from_ref(&r), std::slice::from_ref(&delivery))
         .unwrap();
     assert_eq!(store.deliveries_ready(i64::MAX, 10, 10).unwrap().len(), 1);
     assert!(store.due_revisits(i64::MAX, 10).unwrap().is_empty());
+    assert_eq!(store.revisits_due_before(i64::MAX).unwrap(), 0);
+    let stats = store.outbox_stats().unwrap();
+    assert_eq!(
+        (stats.queued, stats.dead, stats.oldest_queued_ms),
+        (1, 0, None)
+    );
     assert_eq!(
         store
             .revisits("a", Some(RevisitStatus::Due), 10)
