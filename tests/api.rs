@@ -1253,3 +1253,135 @@ async fn every_metric_is_described_and_the_bearer_scheme_is_case_insensitive() {
         "{text}"
     );
 }
+
+/// #28 item 7: a step keeps its newest `keep_versions` versions (and the
+/// active and previous ones); the components and compiled artifacts only
+/// forgotten versions ran are deleted with them, and at start artifacts
+/// nothing runs that were not used for a week go too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_versions_their_components_and_compiled_artifacts_are_let_go() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, cache) = (root.path().join("data"), root.path().join("cache"));
+    let shops = root.path().join("shops");
+    write_shops(&shops);
+    let at = |c: &mut ServerConfig| {
+        c.data_dir = data.clone();
+        c.shops_dir = shops.clone();
+        c.cache_dir = Some(cache.clone());
+        c.keep_versions = 3;
+    };
+    // Six components that decide alike and differ by a custom section.
+    let base = std::fs::read(support::default_plugin("refund-policy")).unwrap();
+    let variant = |i: u8| {
+        let mut bytes = base.clone();
+        let name = format!("kefu-test-{i}");
+        let payload = [&[name.len() as u8][..], name.as_bytes(), &[i]].concat();
+        bytes.push(0); // a custom section
+        bytes.push(payload.len() as u8);
+        bytes.extend_from_slice(&payload);
+        bytes
+    };
+    let digests: Vec<String> = (2..=7).map(|i| kefu::runtime_digest(&variant(i))).collect();
+    let artifact = |digest: &str| {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(digest))
+    };
+    let versions = "/v1/shops/tea/steps/refund-policy/versions";
+    {
+        let api = Api::open(at).await;
+        for i in 2..=7u8 {
+            let (status, out) = api.post(versions, Some(ADMIN), variant(i)).await;
+            assert_eq!(status, 201, "{out}");
+            assert_eq!(out["version"]["version"], i as u64);
+        }
+        let (_, listed) = api.get(versions, Some(ADMIN)).await;
+        let kept: Vec<u64> = listed["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_u64().unwrap())
+            .collect();
+        assert_eq!(kept, [5, 6, 7], "{listed}");
+        // Forgotten: not listed, no rollback to them.
+        let (status, err) = api
+            .post(
+                "/v1/shops/tea/steps/refund-policy/rollback",
+                Some(ADMIN),
+                r#"{"version": 3}"#,
+            )
+            .await;
+        assert_eq!(
+            (status.as_u16(), &err["error"]["code"]),
+            (404, &json!("not_found"))
+        );
+        // A rollback to a kept one works, and the versions stay.
+        let (status, out) = api
+            .post(
+                "/v1/shops/tea/steps/refund-policy/rollback",
+                Some(ADMIN),
+                r#"{"version": 5}"#,
+            )
+            .await;
+        assert_eq!(status, 200, "{out}");
+        let (status, _) = api
+            .post(
+                "/v1/shops/tea/refund-decision",
+                Some(TEA_KEY),
+                example("refund-policy/unshipped"),
+            )
+            .await;
+        assert_eq!(status, 200);
+        for (digest, kept) in digests.iter().zip([false, false, false, true, true, true]) {
+            assert_eq!(artifact(digest), kept, "artifact of {digest}");
+        }
+    }
+    released(&data).await;
+    {
+        use kefu::storage_types::VersionStore;
+        let store = kefu::SledStorage::open(&data).unwrap();
+        for (digest, kept) in digests.iter().zip([false, false, false, true, true, true]) {
+            assert_eq!(
+                store.component(digest).unwrap().is_some(),
+                kept,
+                "component {digest}"
+            );
+        }
+    }
+
+    // At start: an artifact nothing runs and unused for 8 days goes; one
+    // used yesterday and one of a kept version unused for 8 days stay.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
+    let aged = |name: &str, at: std::time::SystemTime| {
+        let path = cache.join(name);
+        if !path.exists() {
+            std::fs::write(&path, b"x").unwrap();
+        }
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+        path
+    };
+    let stale = aged(&format!("{}-0123456789abcdef.cwasm", "a".repeat(64)), old);
+    let recent = aged(
+        &format!("{}-0123456789abcdef.cwasm", "b".repeat(64)),
+        std::time::SystemTime::now() - std::time::Duration::from_secs(86_400),
+    );
+    let kept_file = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with(&digests[5]))
+        .unwrap()
+        .file_name();
+    let kept_path = aged(&kept_file.to_string_lossy(), old);
+    let api = Api::open(at).await;
+    assert!(!stale.exists());
+    assert!(recent.exists());
+    assert!(kept_path.exists());
+    drop(api);
+    released(&data).await;
+}

@@ -66,6 +66,11 @@ pub struct ServerConfig {
     /// Refuse to start when any shop or step fails to load (default: start
     /// them degraded on their stored versions).
     pub strict: bool,
+    /// Versions kept per shop step, the newest ones; the active, previous
+    /// (fallback) and canary versions are kept besides. 0 keeps them all.
+    /// Components and compiled artifacts only forgotten versions ran are
+    /// deleted with them.
+    pub keep_versions: usize,
 }
 
 /// Connections and slow clients (`[http]`), for the transport.
@@ -140,6 +145,7 @@ impl Default for ServerConfig {
             http: Default::default(),
             deploy_wait_secs: 60,
             compile_worker: None,
+            keep_versions: 20,
         }
     }
 }
@@ -159,6 +165,7 @@ const SETTINGS: &[&str] = &[
     "storage_cache_mib",
     "deploy_wait_secs",
     "strict",
+    "keep_versions",
 ];
 /// Tables whose keys the environment may set.
 const TABLES: &[&str] = &["limits", "quotas", "webhooks", "http"];

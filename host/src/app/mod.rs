@@ -61,6 +61,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// A compiled artifact no version runs is deleted at start once unused
+/// for this long (a cache directory may be shared with other servers).
+const CACHE_UNUSED_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Looks up environment variables (shop keys, the admin token): the
 /// process environment when serving, a map in tests.
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -151,10 +155,14 @@ impl App {
             source,
         };
         let finished = progress.clone();
-        tokio::task::spawn_blocking(move || deployer.load_all(&dir, &progress))
-            .await
-            .map_err(|e| shops_error(std::io::Error::other(e)))?
-            .map_err(shops_error)?;
+        tokio::task::spawn_blocking(move || {
+            deployer.load_all(&dir, &progress)?;
+            deployer.sweep_cache(CACHE_UNUSED_FOR);
+            Ok(())
+        })
+        .await
+        .map_err(|e| shops_error(std::io::Error::other(e)))?
+        .map_err(shops_error)?;
         finished.finish();
         Ok(())
     }
@@ -183,6 +191,7 @@ impl App {
             storage.clone(),
             registry.clone(),
             env.clone(),
+            config.keep_versions,
         ));
         let admin = env(&config.admin_token_env)
             .filter(|t| !t.is_empty())

@@ -8,6 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -95,6 +96,53 @@ impl CompileCache {
         self.lane.compile(engine, bytes)
     }
 
+    /// Forget `digest`'s compiled component: in memory, and its artifact
+    /// on disk. Plugins loaded from it keep working.
+    pub fn evict(&self, digest: &str) {
+        self.lock().remove(digest);
+        if let Some(path) = self.artifact_path(digest) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(%digest, "compiled artifact evicted"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot evict"),
+            }
+        }
+    }
+
+    /// Delete the artifacts on disk that no digest in `keep` names (or
+    /// that another build or engine config made) and that were not used
+    /// for `unused_for`: a cache directory another server shares keeps
+    /// what that server uses. How many were deleted.
+    pub fn sweep(&self, keep: &std::collections::HashSet<String>, unused_for: Duration) -> usize {
+        let Some(dir) = &self.dir else { return 0 };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut deleted = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".cwasm") else {
+                continue;
+            };
+            let kept = stem
+                .rsplit_once('-')
+                .is_some_and(|(digest, fp)| fp == self.fingerprint && keep.contains(digest));
+            let idle = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= unused_for);
+            if !kept && idle && std::fs::remove_file(entry.path()).is_ok() {
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, dir = %dir.display(), "unused compiled artifacts deleted");
+        }
+        deleted
+    }
+
     fn artifact_path(&self, digest: &str) -> Option<PathBuf> {
         let dir = self.dir.as_ref()?;
         Some(dir.join(format!("{digest}-{}.cwasm", self.fingerprint)))
@@ -133,7 +181,13 @@ fn load_artifact(engine: &Engine, path: &Path) -> Option<Component> {
     // host's own cache directory, named by the digest of the source and the
     // engine's compatibility fingerprint; wasmtime still checks the header.
     match unsafe { Component::deserialize(engine, &bytes) } {
-        Ok(component) => Some(component),
+        Ok(component) => {
+            // Its time of last use, for `CompileCache::sweep`.
+            if let Ok(file) = std::fs::File::options().write(true).open(path) {
+                let _ = file.set_modified(std::time::SystemTime::now());
+            }
+            Some(component)
+        }
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled artifact");
             let _ = std::fs::remove_file(path);

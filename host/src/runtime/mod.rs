@@ -87,6 +87,22 @@ impl Runtime {
         self.cache.compilations()
     }
 
+    /// Forget a component's compiled form, in memory and on disk (no kept
+    /// version runs it any more).
+    pub fn evict(&self, digest: &str) {
+        self.cache.evict(digest);
+    }
+
+    /// Delete compiled artifacts on disk that no digest in `keep` names and
+    /// that were not used for `unused_for`; how many.
+    pub fn sweep_cache(
+        &self,
+        keep: &std::collections::HashSet<String>,
+        unused_for: std::time::Duration,
+    ) -> usize {
+        self.cache.sweep(keep, unused_for)
+    }
+
     /// Compiles running now and waiting for a slot of the compile lane.
     pub fn compiles(&self) -> (usize, usize) {
         self.cache.compiles()

@@ -188,6 +188,14 @@ pub trait VersionStore: Send + Sync {
     ) -> Result<(), StorageError>;
     /// All versions of a shop's step, oldest first.
     fn versions(&self, shop: &str, step: Step) -> Result<Vec<VersionRecord>, StorageError>;
+    /// Forget versions of a shop's step (kept no longer; durable with the
+    /// next flush).
+    fn remove_versions(&self, shop: &str, step: Step, versions: &[u64])
+    -> Result<(), StorageError>;
+    /// The digest of every component any version of any shop names.
+    fn version_digests(&self) -> Result<std::collections::HashSet<String>, StorageError>;
+    /// Forget a component's bytes (no version names it any more).
+    fn remove_component(&self, digest: &str) -> Result<(), StorageError>;
     /// Mark a version as the active one.
     fn set_active(&self, shop: &str, step: Step, version: u64) -> Result<(), StorageError>;
     /// The active version number, if any was ever set.

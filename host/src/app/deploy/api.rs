@@ -71,6 +71,7 @@ impl Deployer {
                     }
                 };
             self.begin_canary(&shop, step, plugin, &record, plan, actor)?;
+            self.prune_versions(shop_id);
             return Ok(record);
         }
         let active = match self.activate_new(shop_id, step, candidate, &history, actor) {
@@ -83,7 +84,9 @@ impl Deployer {
         self.swap(&shop, step, active)?;
         self.registry.resolve(shop_id, step);
         let history = self.storage.versions(shop_id, step)?;
-        Ok(history.last().cloned().expect("just recorded"))
+        let record = history.last().cloned().expect("just recorded");
+        self.prune_versions(shop_id);
+        Ok(record)
     }
 
     /// Make an earlier version active again: `to`, or the one before the

@@ -53,6 +53,7 @@ impl Deployer {
         let mark = self.registry.mark();
         self.load_shop(dir, &id, actor);
         self.registry.settle(&id, mark);
+        self.prune_versions(&id);
     }
 
     fn load_shop(&self, dir: &Path, id: &str, actor: Actor) {
@@ -400,6 +401,22 @@ impl Rollout {
 }
 
 /// SHA-256 of the default plugin of `step`, computed once.
+impl Deployer {
+    /// Delete compiled artifacts no version of any shop (nor a bundled
+    /// plugin) runs and that were not used for `unused_for` (after the
+    /// shops are loaded: a cache shared with another server keeps what
+    /// that one uses).
+    pub fn sweep_cache(&self, unused_for: std::time::Duration) {
+        match self.storage.version_digests() {
+            Ok(mut keep) => {
+                keep.extend(Step::ALL.map(|s| default_digest(s).to_string()));
+                self.runtime.sweep_cache(&keep, unused_for);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list the versions' components"),
+        }
+    }
+}
+
 pub(super) fn default_digest(step: Step) -> &'static str {
     static DIGESTS: std::sync::OnceLock<[String; Step::ALL.len()]> = std::sync::OnceLock::new();
     let all = DIGESTS.get_or_init(|| Step::ALL.map(|s| digest(s.default_plugin())));

@@ -6,6 +6,7 @@
 mod api;
 mod canary;
 mod folder;
+mod retention;
 mod shadow;
 
 pub use api::DeployRequest;
@@ -117,6 +118,8 @@ pub struct Deployer {
     /// Each step's bundled default plugin as a fallback, loaded on first
     /// need.
     bundled: [std::sync::OnceLock<Option<Arc<ActivePlugin>>>; Step::ALL.len()],
+    /// Versions kept per shop step (0: all), see `retention`.
+    keep_versions: usize,
 }
 
 impl Deployer {
@@ -125,8 +128,10 @@ impl Deployer {
         storage: Arc<dyn Storage>,
         registry: Arc<Registry>,
         env: Env,
+        keep_versions: usize,
     ) -> Self {
         Deployer {
+            keep_versions,
             runtime,
             storage,
             registry,

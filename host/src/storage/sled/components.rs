@@ -61,6 +61,14 @@ impl Components {
         Ok(self.db.get(digest).map_err(backend)?.map(|v| v.to_vec()))
     }
 
+    /// Forget a component, durably before this returns.
+    pub(super) fn remove(&self, digest: &str) -> Result<(), StorageError> {
+        if self.db.remove(digest).map_err(backend)?.is_some() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     fn flush(&self) -> Result<(), StorageError> {
         self.db.flush().map(|_| ()).map_err(backend)
     }

@@ -39,6 +39,34 @@ impl VersionStore for SledStorage {
             .collect()
     }
 
+    fn remove_versions(
+        &self,
+        shop: &str,
+        step: Step,
+        versions: &[u64],
+    ) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for version in versions {
+            let mut key = step_prefix(shop, step);
+            key.extend_from_slice(&version.to_be_bytes());
+            batch.remove(key);
+        }
+        self.versions.apply_batch(batch).map_err(backend)
+    }
+
+    fn version_digests(&self) -> Result<std::collections::HashSet<String>, StorageError> {
+        let mut digests = std::collections::HashSet::new();
+        for item in self.versions.iter() {
+            let record: VersionRecord = decode(&item.map_err(backend)?.1)?;
+            digests.insert(record.digest);
+        }
+        Ok(digests)
+    }
+
+    fn remove_component(&self, digest: &str) -> Result<(), StorageError> {
+        self.components.remove(digest)
+    }
+
     fn set_active(&self, shop: &str, step: Step, version: u64) -> Result<(), StorageError> {
         self.active
             .insert(step_prefix(shop, step), &version.to_be_bytes())
