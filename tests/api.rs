@@ -1385,3 +1385,76 @@ async fn old_versions_their_components_and_compiled_artifacts_are_let_go() {
     drop(api);
     released(&data).await;
 }
+
+/// #28 item 10: error messages in Simplified Chinese when
+/// `Accept-Language` prefers Chinese, English otherwise; the code and the
+/// envelope are the same either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_answer_in_chinese_when_the_caller_prefers_it() {
+    let api = Api::open(|_| {}).await;
+    let ask = |language: &'static str, key: Option<&'static str>, body: &'static str| {
+        let router = api.router.clone();
+        async move {
+            let mut req = Request::builder()
+                .method(Method::POST)
+                .uri("/v1/shops/tea/greeting")
+                .header("accept-language", language);
+            if let Some(key) = key {
+                req = req.header("authorization", format!("Bearer {key}"));
+            }
+            let resp = router
+                .oneshot(req.body(Body::from(body)).unwrap())
+                .await
+                .unwrap();
+            let language = resp
+                .headers()
+                .get("content-language")
+                .map(|v| v.to_str().unwrap().to_string());
+            let status = resp.status().as_u16();
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            (status, language, body)
+        }
+    };
+    let (status, language, body) = ask("zh-CN,zh;q=0.9,en;q=0.8", None, "{}").await;
+    assert_eq!((status, language.as_deref()), (401, Some("zh-CN")));
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("缺少 API 密钥"),
+        "{body}"
+    );
+    let missing = r#"{"customer":{"id":"x","member_level":null,"order_count":1,"returning":false},"message":"hi","agent_name":null}"#;
+    let (status, _, body) = ask("zh", Some(TEA_KEY), missing).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        (&body["error"]["code"], &body["error"]["field"]),
+        (&json!("invalid_field"), &json!("customer.nickname"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("字段 `customer.nickname` 无效：missing field `nickname`"),
+        "{body}"
+    );
+    // English by default, and for a caller who prefers it.
+    for language in ["en-US,en;q=0.9,zh-CN;q=0.8", "*"] {
+        let (status, content_language, body) = ask(language, Some(TEA_KEY), missing).await;
+        assert_eq!((status, content_language), (400, None));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid field `customer.nickname`"),
+            "{body}"
+        );
+    }
+    // A success is the same in every language.
+    let (status, _, body) = ask("zh-CN", Some(TEA_KEY), r#"{"customer":{"id":"x","nickname":"n","member_level":null,"order_count":1,"returning":false},"message":"hi","agent_name":null}"#).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -165,7 +165,12 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        let mut error = json!({ "code": self.code(), "message": self.to_string() });
+        self.body_with(self.to_string())
+    }
+
+    /// The JSON body with `message` as its message.
+    fn body_with(&self, message: String) -> serde_json::Value {
+        let mut error = json!({ "code": self.code(), "message": message });
         if let ApiError::InvalidField { path, .. }
         | ApiError::Step(StepError::InvalidField { path, .. }) = self
         {
@@ -193,6 +198,12 @@ impl IntoResponse for ApiError {
             tracing::error!(code = self.code(), error = %self, "request failed");
         }
         let mut response = (status, Json(self.body())).into_response();
+        // The same answer in Chinese, for the language layer to send to a
+        // caller who prefers it.
+        let chinese = self.body_with(super::language::message(&self));
+        response
+            .extensions_mut()
+            .insert(super::language::Chinese(chinese));
         if let Some(q) = self.quota() {
             response
                 .headers_mut()

@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod extract;
 mod handlers;
+mod language;
 mod openapi;
 mod request_id;
 pub mod transport;
@@ -147,6 +148,7 @@ pub fn router(app: Arc<App>) -> Router {
         })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(language::layer))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(app)
 }
