@@ -495,3 +495,47 @@ fn operator_verbs_drive_a_running_server() {
     let (_, out, err) = verb(url, &[&["versions"][..], &step].concat(), &admin);
     assert!(!out.contains(ADMIN) && !err.contains(ADMIN));
 }
+
+/// #28 item 10: README.zh-CN.md keeps in step with the README: every
+/// endpoint of the README's API table, and every command of its
+/// quickstart and plugin sections, is in the Chinese one too.
+#[test]
+fn the_chinese_readme_keeps_in_step_with_the_readme() {
+    let read = |name: &str| std::fs::read_to_string(support::root().join(name)).unwrap();
+    let (en, zh) = (read("README.md"), read("README.zh-CN.md"));
+    let section = |text: &str, heading: &str| -> String {
+        let start = text.find(heading).unwrap_or_else(|| panic!("no {heading}"));
+        let rest = &text[start + heading.len()..];
+        rest[..rest.find("\n## ").unwrap_or(rest.len())].to_string()
+    };
+    let endpoints: Vec<String> = section(&en, "## HTTP API")
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.split(" | ").next().unwrap().to_string())
+        .filter(|cell| cell.contains("/v1/") || cell.contains("/healthz"))
+        .collect();
+    assert!(endpoints.len() >= 20, "{endpoints:?}");
+    let zh_api = section(&zh, "## HTTP API");
+    for endpoint in &endpoints {
+        assert!(
+            zh_api
+                .lines()
+                .any(|l| l.starts_with(&format!("{endpoint} | "))),
+            "README.zh-CN.md lacks the endpoint {endpoint}"
+        );
+    }
+    let mut commands = 0;
+    for heading in ["## Quickstart", "## Writing a plugin"] {
+        for line in section(&en, heading).lines() {
+            let line = line.trim_end();
+            if ["bash ", "cargo ", "kefu "]
+                .iter()
+                .any(|c| line.starts_with(c))
+            {
+                assert!(zh.contains(line), "README.zh-CN.md lacks `{line}`");
+                commands += 1;
+            }
+        }
+    }
+    assert!(commands >= 7, "{commands} commands");
+}
