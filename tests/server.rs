@@ -744,3 +744,110 @@ fn a_data_directory_in_use_is_named_once() {
     assert_eq!(err.matches("in use by another process").count(), 1, "{err}");
     assert_eq!(err.matches("could not acquire lock").count(), 1, "{err}");
 }
+
+/// #28 item 5: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, each request's span
+/// goes to the collector as a child of the caller's W3C `traceparent`,
+/// with its route, status, shop, step and version; the answer's
+/// `traceparent` continues the caller's trace and names kefu's span.
+#[test]
+fn request_spans_go_to_the_otlp_collector_in_the_callers_trace() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    let collector = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", collector.local_addr().unwrap());
+    let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    {
+        let received = received.clone();
+        std::thread::spawn(move || {
+            for stream in collector.incoming().flatten() {
+                let Some(request) = support::hook::read(&stream) else {
+                    continue;
+                };
+                let kind = request.header("content-type").unwrap_or("").to_string();
+                if let Ok(body) = serde_json::from_slice(&request.body) {
+                    received.lock().unwrap().push((kind, body));
+                }
+                let _ = (&stream).write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+            }
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &shops::lab(dir.path()), "");
+    let s = Server::start_with_env(
+        &config,
+        &[],
+        "info",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let (trace, caller) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let mut answer = support::server::agent()
+        .post(s.url("/v1/shops/tea-oil/greeting"))
+        .header("authorization", format!("Bearer {TEA_KEY}"))
+        .header("traceparent", format!("00-{trace}-{caller}-01"))
+        .send(&request("greeting", "discount")[..])
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let echoed = answer.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let _ = answer.body_mut().read_to_string();
+    let parts: Vec<&str> = echoed.split('-').collect();
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", trace, "01"),
+        "{echoed}"
+    );
+    assert!(parts[2] != caller && parts[2].len() == 16, "{echoed}");
+
+    // The span, exported within a few batches.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let span = loop {
+        let found = received.lock().unwrap().iter().find_map(|(_, body)| {
+            body["resourceSpans"]
+                .as_array()?
+                .iter()
+                .flat_map(|r| r["scopeSpans"].as_array().into_iter().flatten())
+                .flat_map(|s| s["spans"].as_array().into_iter().flatten())
+                .find(|span| span["traceId"] == trace)
+                .cloned()
+        });
+        if let Some(span) = found {
+            break span;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no span of trace {trace} exported: {:?}",
+            received.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(span["parentSpanId"], caller, "{span}");
+    assert_eq!(span["spanId"], parts[2], "{span}");
+    let attribute = |key: &str| -> String {
+        let value = span["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == key)
+            .unwrap_or_else(|| panic!("no {key} in {span}"))["value"]
+            .clone();
+        match (&value["stringValue"], &value["intValue"]) {
+            (Value::String(s), _) => s.clone(),
+            (_, Value::String(i)) => i.clone(),
+            (_, i) => i.to_string(),
+        }
+    };
+    assert_eq!(attribute("shop"), "tea-oil");
+    assert_eq!(attribute("step"), "greeting");
+    assert_eq!(attribute("route"), "/v1/shops/{shop}/{step}");
+    assert_eq!(attribute("status"), "200");
+    assert!(attribute("version").parse::<u64>().unwrap() >= 1);
+    assert_eq!(received.lock().unwrap()[0].0, "application/json");
+}

@@ -14,7 +14,7 @@ start_server() {
     "$kefu" serve --config "$work/kefu.toml" > "$work/out" 2> "$work/log" &
     pid=$!
     for _ in $(seq 1 600); do
-        grep -q "kefu ready" "$work/out" 2>/dev/null && break
+        grep -q "kefu ready\|ready in" "$work/out" 2>/dev/null && break
         sleep 0.1
     done
     addr="$(grep -o 'http://[0-9.:]*' "$work/out")"

@@ -45,8 +45,19 @@ impl Server {
     /// Like [`Server::start`], with more arguments to `kefu serve` and
     /// this `KEFU_LOG`.
     pub fn start_with(config: &Path, extra: &[&str], log_filter: &str) -> Server {
+        Self::start_with_env(config, extra, log_filter, &[])
+    }
+
+    /// Like [`Server::start_with`], with more environment variables.
+    pub fn start_with_env(
+        config: &Path,
+        extra: &[&str],
+        log_filter: &str,
+        vars: &[(&str, &str)],
+    ) -> Server {
         let log = config.with_file_name(format!("server-{}.log", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))
+            .envs(vars.iter().copied())
             .args(["serve", "--config"])
             .arg(config)
             .args(extra)

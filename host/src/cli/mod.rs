@@ -13,6 +13,7 @@ mod rollback;
 mod run;
 mod serve;
 mod simulate;
+mod telemetry;
 mod versions;
 
 use clap::{Parser, Subcommand};
@@ -88,14 +89,16 @@ pub fn main() -> ExitCode {
     // A compile worker (`kefu __compile LIMITS`), started by `kefu serve`.
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(kefu::runtime_compile_worker_arg()) {
-        init_logs(LogFormat::Text, "info");
+        let _telemetry = telemetry::init(LogFormat::Text, "info", false);
         return kefu::runtime_compile_worker_main(args.get(2).map_or("{}", String::as_str));
     }
     let cli = Cli::parse();
     // A simulation prints its own report: its scratch server's loading is
     // noise there unless asked for.
     let quiet = matches!(cli.command, Command::Simulate(_));
-    init_logs(cli.log_format, if quiet { "warn" } else { "info" });
+    // Spans are exported by the server only.
+    let serving = matches!(cli.command, Command::Serve(_));
+    let _telemetry = telemetry::init(cli.log_format, if quiet { "warn" } else { "info" }, serving);
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
@@ -137,22 +140,6 @@ fn said_once(e: &anyhow::Error) -> String {
         }
     }
     text
-}
-
-/// Log to stderr at `KEFU_LOG`'s level (default `level`), as text or
-/// JSON lines; colours only for a person at a terminal.
-fn init_logs(format: LogFormat, level: &str) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG").unwrap_or_else(|_| level.into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-    }
 }
 
 /// Where compiled plugins are cached by default: `$KEFU_CACHE_DIR`, else

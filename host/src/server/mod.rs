@@ -13,6 +13,7 @@ pub mod transport;
 
 pub use error::ApiError;
 pub use extract::{MAX_COMPONENT_BYTES, MAX_EVENTS_BYTES, MAX_PLANS_BYTES};
+pub use request_id::SPAN_TARGET as REQUEST_SPAN_TARGET;
 
 use crate::app::{App, ConfigError, OpenError, ServerConfig, process_env};
 use axum::Router;

@@ -6,7 +6,9 @@
 //! (three pairs against the build without it), so it is off by default.
 //! Every answer is counted in `kefu_http_requests_total` by route (the
 //! route's template, not the path: `/v1/shops/{shop}/{step}`), method and
-//! status.
+//! status. When spans are exported (OTLP, see `kefu serve`), the request's
+//! span continues the caller's W3C `traceparent` and the answer's
+//! `traceparent` names it.
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
@@ -16,6 +18,42 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
+
+/// The target of the request's span: its log lines name the request with
+/// `KEFU_LOG=info,kefu::request=debug`; exported spans are these.
+pub const SPAN_TARGET: &str = "kefu::request";
+
+const TRACEPARENT: &str = "traceparent";
+
+/// A W3C `traceparent` header's fields, as far as they are well formed:
+/// version `00`, a trace id and parent id of hex digits, not all zero.
+fn traceparent(value: &str) -> Option<(&str, &str)> {
+    let mut parts = value.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    (version == "00"
+        && parts.next().is_none()
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && nonzero(trace)
+        && nonzero(parent))
+    .then_some((trace, parent))
+}
+
+/// The request headers, as OpenTelemetry's propagators read them.
+struct Headers<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
 
 /// A caller's id is kept when it is 1 to 64 letters, digits, `-`, `_` or
 /// `.`; anything else is replaced, never echoed.
@@ -49,13 +87,30 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         .to_string();
     let method = request.method().as_str().to_string();
     let span = tracing::debug_span!(
-        target: "kefu::request",
+        target: SPAN_TARGET,
         "request",
         id = id.to_str().unwrap_or_default(),
         method = %request.method(),
         path = request.uri().path(),
+        route = %route,
+        trace_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+        shop = tracing::field::Empty,
+        step = tracing::field::Empty,
+        version = tracing::field::Empty,
+        decision_id = tracing::field::Empty,
     );
-    let mut response = next.run(request).instrument(span).await;
+    let exported = !span.is_disabled();
+    if exported {
+        continue_trace(&span, request.headers());
+    }
+    let mut response = next.run(request).instrument(span.clone()).await;
+    if exported {
+        span.record("status", response.status().as_u16());
+        if let Some(value) = traceparent_of(&span) {
+            response.headers_mut().insert(TRACEPARENT, value);
+        }
+    }
     metrics::counter!(
         "kefu_http_requests_total",
         "route" => route,
@@ -67,6 +122,43 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// Make `span` a child of the caller's span, when it sent a well-formed
+/// `traceparent`, and name the trace in its fields.
+fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    use opentelemetry::propagation::TextMapPropagator;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let Some((trace, _)) = headers
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(traceparent)
+    else {
+        return;
+    };
+    span.record("trace_id", trace);
+    let parent =
+        opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&Headers(headers));
+    let _ = span.set_parent(parent);
+}
+
+/// The `traceparent` naming `span` (exported), for the answer.
+fn traceparent_of(span: &tracing::Span) -> Option<HeaderValue> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = span.context();
+    let otel = context.span();
+    let ids = otel.span_context();
+    if !ids.is_valid() {
+        return None;
+    }
+    HeaderValue::from_str(&format!(
+        "00-{}-{}-{:02x}",
+        ids.trace_id(),
+        ids.span_id(),
+        ids.trace_flags().to_u8()
+    ))
+    .ok()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -76,5 +168,25 @@ mod tests {
         assert!(!super::sane(&[b'a'; 65]));
         assert!(!super::sane(b"a b"));
         assert!(!super::sane("订单".as_bytes()));
+    }
+
+    #[test]
+    fn only_well_formed_traceparents_are_continued() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            super::traceparent(good),
+            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"))
+        );
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(super::traceparent(bad), None, "{bad}");
+        }
     }
 }

@@ -26,5 +26,13 @@ pub async fn call(
     // The answer as the server sees it: checks, the plugin call, the
     // decision log and the wait for its flush.
     app.answer_duration(step).record(started.elapsed());
+    // For the request's span, when it is exported (a no-op otherwise).
+    let span = tracing::Span::current();
+    span.record("step", step.world());
+    if let Ok(answer) = &answer {
+        span.record("shop", answer.shop.as_str());
+        span.record("version", answer.plugin.version);
+        span.record("decision_id", answer.decision_id);
+    }
     answer.map(Json)
 }
