@@ -62,10 +62,10 @@ fn sh(dir: &Path, command: &str, env: &[(&str, &str)]) -> String {
     cmd.args(["-c", command])
         .current_dir(dir)
         .env("PATH", path)
-        .env(
-            "KEFU_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("kefu-cache"),
-        )
+        // A cache of its own, gone with the project: each build of a
+        // template is a new component (tens of MB compiled for Python or
+        // JavaScript) that no later run uses.
+        .env("KEFU_CACHE_DIR", dir.join(".kefu-compiled"))
         .env_remove("CARGO_TARGET_DIR");
     for (k, v) in env {
         cmd.env(k, v);
