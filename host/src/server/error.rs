@@ -54,6 +54,9 @@ pub enum ApiError {
     Webhook(#[from] WebhookError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A handler panicked: a bug in kefu, logged with the request's id.
+    #[error("kefu failed while handling this request (a bug, logged with this request's id)")]
+    Internal,
 }
 
 impl From<EventError> for ApiError {
@@ -122,6 +125,7 @@ impl ApiError {
             ApiError::Deploy(DeployError::Rejected(_) | DeployError::TrialFailed { .. }) => {
                 "plugin_rejected"
             }
+            ApiError::Internal => "internal_error",
             ApiError::Storage(_)
             | ApiError::Deploy(DeployError::Storage(_))
             | ApiError::Revisit(RevisitError::Storage(_))

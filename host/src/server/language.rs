@@ -6,9 +6,7 @@
 //! the same in both languages.
 
 use super::ApiError;
-use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -44,6 +42,7 @@ fn sentence(code: &str) -> Option<&'static str> {
         "plugin_unavailable" => "该步骤暂无可用插件",
         "storage_error" => "存储故障",
         "host_error" => "kefu 内部错误",
+        "internal_error" => "kefu 处理此请求时出错（程序缺陷，已按请求 id 记入日志）",
         "wrong_step" => "插件实现的不是该步骤",
         "plugin_timeout" => "插件超时",
         "plugin_memory_limit" => "插件超出内存上限",
@@ -70,7 +69,8 @@ pub fn message(e: &ApiError) -> String {
         )
         | ApiError::MethodNotAllowed
         | ApiError::BodyTimeout
-        | ApiError::UnknownStep(_) => sentence.to_string(),
+        | ApiError::UnknownStep(_)
+        | ApiError::Internal => sentence.to_string(),
         ApiError::InvalidField { path, message }
         | ApiError::Step(crate::app::StepError::InvalidField { path, message }) => {
             format!("字段 `{path}` 无效：{message}")
@@ -104,17 +104,17 @@ pub fn wants_chinese(accept_language: &str) -> bool {
     })
 }
 
-/// Answer an error in Chinese to a caller who prefers it.
-pub async fn layer(request: Request, next: Next) -> Response {
-    let chinese = request
-        .headers()
+/// Whether the request's `Accept-Language` prefers Chinese.
+pub fn prefers_chinese(headers: &axum::http::HeaderMap) -> bool {
+    headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(wants_chinese);
-    let mut response = next.run(request).await;
-    if !chinese {
-        return response;
-    }
+        .is_some_and(wants_chinese)
+}
+
+/// The answer in Chinese, if it is an error answer (the request layer
+/// calls this for a caller who prefers Chinese).
+pub fn localize(mut response: Response) -> Response {
     let Some(Chinese(body)) = response.extensions_mut().remove::<Chinese>() else {
         return response;
     };

@@ -149,9 +149,21 @@ pub fn router(app: Arc<App>) -> Router {
         })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn(language::layer))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(app)
+}
+
+/// A handler that panicked answers 500 `internal_error` in the API's
+/// envelope (and is logged), instead of a dropped connection.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %what, "a request handler panicked");
+    axum::response::IntoResponse::into_response(ApiError::Internal)
 }
 
 /// Listen first, open the application, load the shops while `/readyz`
@@ -233,4 +245,41 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    /// A panicking handler answers 500 in the envelope, and the server
+    /// goes on.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_internal_error() {
+        let router = axum::Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    if true {
+                        panic!("boom");
+                    }
+                }),
+            )
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                super::panicked,
+            ))
+            .layer(axum::middleware::from_fn(super::request_id::layer));
+        let answer = router
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 500);
+        assert!(answer.headers().contains_key("x-request-id"));
+        let bytes = axum::body::to_bytes(answer.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "internal_error");
+    }
 }

@@ -1,4 +1,4 @@
-//! A request id on every answer (`x-request-id`): the caller's own id
+//! The layer every request passes: a request id on every answer (`x-request-id`): the caller's own id
 //! when it sends a sane one (a load balancer's, say), else a new one. With
 //! the `kefu::request` target at debug (`KEFU_LOG=info,kefu::request=debug`)
 //! every log line written while a request is handled names it too: a span
@@ -8,13 +8,17 @@
 //! route's template, not the path: `/v1/shops/{shop}/{step}`), method and
 //! status. When spans are exported (OTLP, see `kefu serve`), the request's
 //! span continues the caller's W3C `traceparent` and the answer's
-//! `traceparent` names it.
+//! `traceparent` names it. An error answer goes out in Chinese to a
+//! caller whose `Accept-Language` prefers it (`language`).
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{OnceLock, RwLock};
 use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
@@ -80,19 +84,17 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         _ => new_id(),
     };
     request.headers_mut().insert(HEADER, id.clone());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_string();
-    let method = request.method().as_str().to_string();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route_name = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let method = request.method().clone();
+    let chinese = super::language::prefers_chinese(request.headers());
     let span = tracing::debug_span!(
         target: SPAN_TARGET,
         "request",
         id = id.to_str().unwrap_or_default(),
         method = %request.method(),
         path = request.uri().path(),
-        route = %route,
+        route = route_name,
         trace_id = tracing::field::Empty,
         status = tracing::field::Empty,
         shop = tracing::field::Empty,
@@ -111,15 +113,47 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
             response.headers_mut().insert(TRACEPARENT, value);
         }
     }
-    metrics::counter!(
-        "kefu_http_requests_total",
-        "route" => route,
-        "method" => method,
-        "status" => response.status().as_str().to_string(),
-    )
-    .increment(1);
+    count(route_name, &method, response.status().as_u16());
+    if chinese {
+        response = super::language::localize(response);
+    }
     response.headers_mut().insert(HEADER, id);
     response
+}
+
+/// Counters of one route: by method and status.
+type RouteCounters = Vec<(Method, u16, metrics::Counter)>;
+
+/// Count an answer in `kefu_http_requests_total`. The counters are kept by
+/// route, method and status, not looked up by label on every answer.
+fn count(route: &str, method: &Method, status: u16) {
+    static COUNTERS: OnceLock<RwLock<HashMap<String, RouteCounters>>> = OnceLock::new();
+    let counters = COUNTERS.get_or_init(Default::default);
+    let find = |list: &RouteCounters| {
+        list.iter()
+            .find(|(m, s, _)| m == method && *s == status)
+            .map(|(_, _, c)| c.clone())
+    };
+    let known = counters
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(route)
+        .and_then(find);
+    let counter = known.unwrap_or_else(|| {
+        let mut all = counters.write().unwrap_or_else(|e| e.into_inner());
+        let list = all.entry(route.to_string()).or_default();
+        find(list).unwrap_or_else(|| {
+            let counter = metrics::counter!(
+                "kefu_http_requests_total",
+                "route" => route.to_string(),
+                "method" => method.as_str().to_string(),
+                "status" => status.to_string(),
+            );
+            list.push((method.clone(), status, counter.clone()));
+            counter
+        })
+    });
+    counter.increment(1);
 }
 
 /// Make `span` a child of the caller's span, when it sent a well-formed
