@@ -273,6 +273,22 @@ impl Registry {
         });
     }
 
+    /// Replace (or add) many shops at once: one copy of the map.
+    pub fn put_all(&self, shops: Vec<Shop>) {
+        if shops.is_empty() {
+            return;
+        }
+        let shops: Vec<Arc<Shop>> = shops.into_iter().map(Arc::new).collect();
+        self.shops.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.reserve(shops.len());
+            for shop in &shops {
+                map.insert(shop.id.clone(), shop.clone());
+            }
+            map
+        });
+    }
+
     /// Stop serving a shop.
     pub fn remove(&self, id: &str) -> bool {
         let mut removed = false;

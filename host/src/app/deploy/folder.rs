@@ -25,6 +25,10 @@ impl Deployer {
             .collect();
         entries.sort();
         progress.begin(entries.len());
+        // Shops are published together and storage flushed once at the
+        // end: one copy of the shop map, not one per shop.
+        *self.pending() = Some(Vec::with_capacity(entries.len()));
+        let mut ids = Vec::with_capacity(entries.len());
         for path in entries {
             let id = path
                 .file_name()
@@ -32,10 +36,40 @@ impl Deployer {
                 .unwrap_or_default();
             let since = std::time::Instant::now();
             progress.loading(&id);
-            self.reload_shop(&path, Actor::Startup);
+            {
+                let _guard = self.guard();
+                self.load_shop(&path, &id, Actor::Startup);
+            }
             progress.loaded(&id, since);
+            ids.push(id);
+        }
+        let shops = self.pending().take().unwrap_or_default();
+        if let Err(e) = self.storage.flush() {
+            tracing::error!(error = %e, "cannot flush deploy records");
+        }
+        self.registry.put_all(shops);
+        // Pruning reads what each shop serves: after they are published.
+        for id in &ids {
+            self.prune_versions(id);
         }
         Ok(())
+    }
+
+    /// Shops loaded but not published yet, while `load_all` runs.
+    fn pending(&self) -> std::sync::MutexGuard<'_, Option<Vec<Shop>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serve `shop`: now, or with the others at the end of `load_all`.
+    fn publish(&self, shop: Shop) {
+        let mut pending = self.pending();
+        match pending.as_mut() {
+            Some(shops) => shops.push(shop),
+            None => {
+                drop(pending);
+                self.registry.put(shop);
+            }
+        }
     }
 
     /// (Re)load one shop folder: after a change on disk, or at startup.
@@ -121,10 +155,12 @@ impl Deployer {
                 }
             }
         }
-        if let Err(e) = self.storage.flush() {
+        if self.pending().is_none()
+            && let Err(e) = self.storage.flush()
+        {
             tracing::error!(error = %e, "cannot flush deploy records");
         }
-        self.registry.put(Shop {
+        self.publish(Shop {
             id: spec.id,
             name: spec.name,
             dir: spec.dir,
@@ -153,7 +189,7 @@ impl Deployer {
                 format!("{error}; the shop keeps its active versions"),
                 actor,
             );
-            self.registry.put(Shop {
+            self.publish(Shop {
                 degraded: Some(error),
                 ..Shop::clone(&running)
             });
@@ -174,7 +210,7 @@ impl Deployer {
                 actor,
             );
             let reason = format!("the shop's shop.toml does not load: {error}");
-            self.registry.put(Shop {
+            self.publish(Shop {
                 id: id.to_string(),
                 name: id.to_string(),
                 dir: dir.to_path_buf(),
@@ -222,7 +258,7 @@ impl Deployer {
                 }
             }
         }
-        self.registry.put(Shop {
+        self.publish(Shop {
             id: id.to_string(),
             name: record.name.clone(),
             dir: dir.to_path_buf(),

@@ -120,6 +120,8 @@ pub struct Deployer {
     bundled: [std::sync::OnceLock<Option<Arc<ActivePlugin>>>; Step::ALL.len()],
     /// Versions kept per shop step (0: all), see `retention`.
     keep_versions: usize,
+    /// Shops loaded at start, published together (see `folder`).
+    pending: Mutex<Option<Vec<Shop>>>,
 }
 
 impl Deployer {
@@ -132,6 +134,7 @@ impl Deployer {
     ) -> Self {
         Deployer {
             keep_versions,
+            pending: Mutex::new(None),
             runtime,
             storage,
             registry,
