@@ -49,7 +49,9 @@ pub fn ensure_target() {
 /// Build the guest workspace at `workspace` in release mode into
 /// `target_dir`; returns the folder holding the `.wasm` files.
 pub fn build(workspace: &Path, target_dir: &Path) -> PathBuf {
-    println!("cargo:rerun-if-changed={}", workspace.display());
+    for path in watched(workspace) {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace)
         .args(["build", "--release", "--target", TARGET, "--target-dir"])
@@ -70,4 +72,30 @@ pub fn build(workspace: &Path, target_dir: &Path) -> PathBuf {
         workspace.display()
     );
     target_dir.join(TARGET).join("release")
+}
+
+/// What a guest build depends on: the workspace's manifest and lock file
+/// and its members' folders. Not the whole folder: other things live
+/// beside the members (`plugins/python`, `plugins/js`), and a file written
+/// there (a `__pycache__`, `node_modules`) must not rebuild `kefu`.
+fn watched(workspace: &Path) -> Vec<PathBuf> {
+    let manifest = workspace.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap_or_default();
+    let members: Vec<PathBuf> = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .map(|line| {
+            line.split('"')
+                .skip(1)
+                .step_by(2)
+                .map(|m| workspace.join(m))
+                .collect()
+        })
+        .unwrap_or_default();
+    if members.is_empty() {
+        return vec![workspace.to_path_buf()];
+    }
+    let mut paths = vec![manifest, workspace.join("Cargo.lock")];
+    paths.extend(members);
+    paths
 }

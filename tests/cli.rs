@@ -102,67 +102,39 @@ fn run_reports_duration_and_memory() {
 fn run_with_malformed_input_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");
-    std::fs::write(
-        &bad,
+    // `kefu run` of the greeting on `input`: it fails (exit 2); stderr.
+    let refused = |input: &str| {
+        std::fs::write(&bad, input).unwrap();
+        let out = run_raw(
+            "greeting",
+            &bad,
+            Run {
+                now: "0",
+                ..Run::default()
+            },
+        );
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused(
         r#"{"customer":{"id":"x","nickname":"n","member_level":null,"order_count":"many","returning":false},"message":"","agent_name":null}"#,
-    )
-    .unwrap();
-    let out = run_raw(
-        "greeting",
-        &bad,
-        Run {
-            now: "0",
-            ..Run::default()
-        },
     );
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("customer.order_count"), "{err}");
-
-    std::fs::write(&bad, "{ not json").unwrap();
-    let out = run_raw(
-        "greeting",
-        &bad,
-        Run {
-            now: "0",
-            ..Run::default()
-        },
-    );
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused("{ not json");
     assert!(err.contains("bad.json is not JSON: "), "{err}");
-
     // A missing field is named by its own path, not its parent's.
-    std::fs::write(
-        &bad,
+    let err = refused(
         r#"{"customer":{"id":"x","member_level":null,"order_count":1,"returning":false},"message":"","agent_name":null}"#,
-    )
-    .unwrap();
-    let out = run_raw(
-        "greeting",
-        &bad,
-        Run {
-            now: "0",
-            ..Run::default()
-        },
     );
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(
             "not a valid greeting input: field `customer.nickname`: missing field `nickname`"
         ),
         "{err}"
     );
-    std::fs::write(&bad, r#"{"customer":{"id":"x","nickname":"n","member_level":null,"order_count":1,"returning":false},"agent_name":null}"#).unwrap();
-    let out = run_raw(
-        "greeting",
-        &bad,
-        Run {
-            now: "0",
-            ..Run::default()
-        },
+    let err = refused(
+        r#"{"customer":{"id":"x","nickname":"n","member_level":null,"order_count":1,"returning":false},"agent_name":null}"#,
     );
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("field `message`: missing field `message`"),
         "{err}"

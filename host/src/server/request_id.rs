@@ -86,7 +86,7 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     request.headers_mut().insert(HEADER, id.clone());
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route_name = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let chinese = super::language::prefers_chinese(request.headers());
     let span = tracing::debug_span!(
         target: SPAN_TARGET,
@@ -113,7 +113,7 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
             response.headers_mut().insert(TRACEPARENT, value);
         }
     }
-    count(route_name, &method, response.status().as_u16());
+    count(route_name, method, response.status().as_u16());
     if chinese {
         response = super::language::localize(response);
     }
@@ -121,17 +121,37 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// A method as a label: the standard ones by name, any other as `other`
+/// (a client inventing methods must not invent counters).
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", |m| m.as_str())
+}
+
 /// Counters of one route: by method and status.
-type RouteCounters = Vec<(Method, u16, metrics::Counter)>;
+type RouteCounters = Vec<(&'static str, u16, metrics::Counter)>;
 
 /// Count an answer in `kefu_http_requests_total`. The counters are kept by
 /// route, method and status, not looked up by label on every answer.
-fn count(route: &str, method: &Method, status: u16) {
+fn count(route: &str, method: &'static str, status: u16) {
     static COUNTERS: OnceLock<RwLock<HashMap<String, RouteCounters>>> = OnceLock::new();
     let counters = COUNTERS.get_or_init(Default::default);
     let find = |list: &RouteCounters| {
         list.iter()
-            .find(|(m, s, _)| m == method && *s == status)
+            .find(|(m, s, _)| *m == method && *s == status)
             .map(|(_, _, c)| c.clone())
     };
     let known = counters
@@ -146,10 +166,10 @@ fn count(route: &str, method: &Method, status: u16) {
             let counter = metrics::counter!(
                 "kefu_http_requests_total",
                 "route" => route.to_string(),
-                "method" => method.as_str().to_string(),
+                "method" => method,
                 "status" => status.to_string(),
             );
-            list.push((method.clone(), status, counter.clone()));
+            list.push((method, status, counter.clone()));
             counter
         })
     });
@@ -202,6 +222,14 @@ mod tests {
         assert!(!super::sane(&[b'a'; 65]));
         assert!(!super::sane(b"a b"));
         assert!(!super::sane("订单".as_bytes()));
+    }
+
+    #[test]
+    fn invented_methods_count_as_other() {
+        use axum::http::Method;
+        assert_eq!(super::method_label(&Method::POST), "POST");
+        let invented = Method::from_bytes(b"FROBNICATE").unwrap();
+        assert_eq!(super::method_label(&invented), "other");
     }
 
     #[test]
