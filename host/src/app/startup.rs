@@ -6,6 +6,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
+/// A shop that takes this long to load is logged at info.
+const SLOW_MS: u64 = 100;
+
 /// Where loading the shop folders stands.
 #[derive(Default)]
 pub struct Progress {
@@ -52,17 +55,20 @@ impl Progress {
         *self.loading.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.to_string());
     }
 
-    /// Shop `id` is loaded (or failed to load), after `since`.
+    /// Shop `id` is loaded (or failed to load), after `since`. Logged at
+    /// info when it took a while (it compiled something) and at each tenth
+    /// of the way, at debug otherwise: 10,000 shops are not 10,000 lines.
     pub fn loaded(&self, id: &str, since: Instant) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         *self.loading.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        tracing::info!(
-            shop = %id,
-            done,
-            total = self.total.load(Ordering::Relaxed),
-            ms = since.elapsed().as_millis() as u64,
-            "shop loaded"
-        );
+        let total = self.total.load(Ordering::Relaxed);
+        let ms = since.elapsed().as_millis() as u64;
+        let tenth = total >= 10 && done.is_multiple_of(total / 10);
+        if ms >= SLOW_MS || tenth || total < 10 {
+            tracing::info!(shop = %id, done, total, ms, "shop loaded");
+        } else {
+            tracing::debug!(shop = %id, done, total, ms, "shop loaded");
+        }
     }
 
     /// Every shop folder is loaded (or failed to).
