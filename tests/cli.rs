@@ -146,42 +146,24 @@ fn run_with_malformed_input_names_the_field() {
 #[test]
 fn run_takes_api_step_names_and_infers_the_step_from_the_plugin() {
     let input = example("requests/refund-policy/no-reason.json");
-    let by_api_name = kefu()
-        .args([
-            "run",
-            "--step",
-            "refund-decision",
-            "--now",
-            "1795140000",
-            "--input",
-        ])
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        by_api_name.status.success(),
-        "{}",
-        String::from_utf8_lossy(&by_api_name.stderr)
-    );
-    let inferred = kefu()
-        .args([
-            "run",
-            "--plugin",
-            wasm::REFUND_POLICY,
-            "--now",
-            "1795140000",
-            "--input",
-        ])
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        inferred.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inferred.stderr)
-    );
-    let a: serde_json::Value = serde_json::from_slice(&by_api_name.stdout).unwrap();
-    let b: serde_json::Value = serde_json::from_slice(&inferred.stdout).unwrap();
+    // `kefu run ARGS --now ... --input ...`: its JSON report.
+    let report = |args: &[&str]| -> serde_json::Value {
+        let out = kefu()
+            .arg("run")
+            .args(args)
+            .args(["--now", "1795140000", "--input"])
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let a = report(&["--step", "refund-decision"]);
+    let b = report(&["--plugin", wasm::REFUND_POLICY]);
     assert_eq!(a["step"], "refund-policy");
     assert_eq!((&a["output"], &b["step"]), (&b["output"], &a["step"]));
 

@@ -154,7 +154,6 @@ impl App {
             path: self.config.shops_dir.display().to_string(),
             source,
         };
-        let finished = progress.clone();
         tokio::task::spawn_blocking(move || {
             deployer.load_all(&dir, &progress)?;
             deployer.sweep_cache(CACHE_UNUSED_FOR);
@@ -163,7 +162,7 @@ impl App {
         .await
         .map_err(|e| shops_error(std::io::Error::other(e)))?
         .map_err(shops_error)?;
-        finished.finish();
+        self.startup.finish();
         Ok(())
     }
 

@@ -30,10 +30,7 @@ impl Deployer {
         *self.pending() = Some(Vec::with_capacity(entries.len()));
         let mut ids = Vec::with_capacity(entries.len());
         for path in entries {
-            let id = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let id = shop_id(&path);
             let since = std::time::Instant::now();
             progress.loading(&id);
             {
@@ -80,10 +77,7 @@ impl Deployer {
     /// something is still broken, this load reports it again.
     pub fn reload_shop(&self, dir: &Path, actor: Actor) {
         let _guard = self.guard();
-        let id = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let id = shop_id(dir);
         let mark = self.registry.mark();
         self.load_shop(dir, &id, actor);
         self.registry.settle(&id, mark);
@@ -451,6 +445,13 @@ impl Deployer {
             Err(e) => tracing::warn!(error = %e, "cannot list the versions' components"),
         }
     }
+}
+
+/// A shop's id: its folder's name.
+fn shop_id(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 pub(super) fn default_digest(step: Step) -> &'static str {
