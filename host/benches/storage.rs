@@ -31,6 +31,9 @@ fn entry(
         canary: false,
         fallback: None,
         state_reads: Vec::new(),
+        customer: String::new(),
+        order: None,
+        logs: Vec::new(),
     }
 }
 

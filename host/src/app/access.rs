@@ -76,3 +76,66 @@ impl App {
         Err(AccessError::Forbidden)
     }
 }
+
+/// Whose key a console sign-in presented.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyOwner {
+    /// The admin token: every shop.
+    Admin,
+    /// One shop's key: that shop only.
+    Shop(String),
+}
+
+impl KeyOwner {
+    /// Whether this owner may see `shop`.
+    pub fn opens(&self, shop: &str) -> bool {
+        match self {
+            KeyOwner::Admin => true,
+            KeyOwner::Shop(own) => own == shop,
+        }
+    }
+
+    /// How the audit names a change this owner made in the console.
+    pub fn actor(&self) -> crate::storage::Actor {
+        match self {
+            KeyOwner::Admin => crate::storage::Actor::ConsoleAdmin,
+            KeyOwner::Shop(_) => crate::storage::Actor::ConsoleShop,
+        }
+    }
+}
+
+impl App {
+    /// Whose key `key` is: the admin token, or the key of a served shop.
+    /// Every shop's digest is compared (no early exit on the first).
+    pub fn key_owner(&self, key: &str) -> Option<KeyOwner> {
+        let digest = sha256(key.trim().as_bytes());
+        if self.admin_digest().is_some_and(|k| same(k, &digest)) {
+            return Some(KeyOwner::Admin);
+        }
+        let shops = self.registry.all();
+        let mut owner = None;
+        for shop in shops.values() {
+            if shop.key_sha256.as_ref().is_some_and(|k| same(k, &digest)) {
+                owner = Some(KeyOwner::Shop(shop.id.clone()));
+            }
+        }
+        owner
+    }
+
+    /// Note a console sign-in or sign-out in the audit.
+    pub fn audit_session(&self, owner: &KeyOwner, signed_in: bool) {
+        use crate::storage::{AuditAction, VersionSource};
+        let (shop, reason) = match owner {
+            KeyOwner::Admin => (String::new(), "admin token"),
+            KeyOwner::Shop(id) => (id.clone(), "shop key"),
+        };
+        let action = match signed_in {
+            true => AuditAction::SignedIn,
+            false => AuditAction::SignedOut,
+        };
+        let event = self
+            .deployer
+            .event(&shop, action, VersionSource::None, owner.actor(), reason);
+        self.deployer.audit(event);
+    }
+}

@@ -43,11 +43,24 @@ pub struct DecisionView {
     /// What the call read from its plugin state (replays see the same).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub state_reads: Vec<crate::storage::StateRead>,
+    /// The buyer the call was about.
+    pub customer: Option<String>,
+    /// The order it was about, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// What the plugin logged during the call: `{level, message}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub logs: Vec<crate::runtime::LogLine>,
 }
 
 impl From<Decision> for DecisionView {
     fn from(d: Decision) -> Self {
+        let customer = d.customer_id();
         DecisionView {
+            customer,
+            order: d.order,
+            logs: d.logs,
             id: d.id,
             shop: d.shop,
             step: d.step,
@@ -210,6 +223,16 @@ impl App {
     /// Decision-log entries of a shop, newest first.
     pub fn decisions(&self, query: &DecisionQuery) -> Result<Vec<DecisionView>, StorageError> {
         self.storage.decisions(query).map(views)
+    }
+
+    /// One decision-log entry of a shop, by its time and id.
+    pub fn decision(
+        &self,
+        shop: &str,
+        at_ms: i64,
+        id: u64,
+    ) -> Result<Option<DecisionView>, StorageError> {
+        Ok(self.storage.decision_at(shop, at_ms, id)?.map(Into::into))
     }
 
     /// A shop's refund decisions, newest first.

@@ -10,10 +10,13 @@ pub mod config;
 mod deploy;
 mod durability;
 mod events;
+mod kpis;
 mod listings;
 pub mod metrics;
+mod overview;
 mod placement;
 mod quota;
+mod recent;
 mod registry;
 mod replay;
 mod replays;
@@ -24,7 +27,7 @@ mod startup;
 mod views;
 mod watch;
 
-pub use access::{AccessError, Caller};
+pub use access::{AccessError, Caller, KeyOwner};
 pub use config::{ConfigError, InstanceMode, ServerConfig, ShopSpec, StepSpec};
 pub use deploy::{CanaryPlan, CanaryView, DeployError, DeployRequest};
 pub use events::input::{
@@ -35,7 +38,9 @@ pub use events::{
     Accepted, ActionView, EventError, EventView, MAX_FLOW_CALLS, MAX_STEP_RUNS, Timeline,
     TimelineEntry,
 };
+pub use kpis::{Day as KpiDay, Kpis, MAX_REFUNDS, OUTCOMES as REFUND_OUTCOMES, day_start};
 pub use listings::{AuditView, DecisionView, OutcomeView, RefundView, RevisitView};
+pub use overview::{Overview, ShopSummary, StepSummary};
 pub use quota::{QuotaExceeded, Quotas};
 pub use registry::{LoadFailure, PluginSource, Shop, now_ms};
 pub use replay::jobs::JobView as ReplayView;

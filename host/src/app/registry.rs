@@ -59,6 +59,8 @@ pub struct ActivePlugin {
     pub version: u64,
     pub calls: AtomicU64,
     pub errors: AtomicU64,
+    /// Calls and errors of the last hour, by minute.
+    pub recent: super::recent::Recent,
     /// Kept instances, when the step reuses them.
     pub pool: Option<ReusePool>,
     /// Until when (unix ms) calls go straight to the slow lane, after a
@@ -109,6 +111,7 @@ impl ActivePlugin {
             .metrics
             .get_or_init(|| CallMetrics::register(shop, step, self.version));
         self.calls.fetch_add(1, Ordering::Relaxed);
+        self.recent.count(now_ms() / 1000, ok);
         metrics.duration.record(duration.as_secs_f64());
         if ok {
             metrics.ok.increment(1);

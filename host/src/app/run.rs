@@ -272,6 +272,7 @@ impl StepCall<'_> {
                     metrics::counter!("kefu_fallbacks_total", "shop" => shop.id.clone(), "step" => step.world(), "reason" => first.code.clone()).increment(1);
                     tracing::info!(shop = %shop.id, step = %step, from = serving.version, to = next.version, reason = %first.code, "answered by the fallback");
                     outcome.result = again.result;
+                    outcome.logs.extend(again.logs);
                     outcome.duration += again.duration;
                     answered_by = next;
                     fallback = Some(first);
@@ -323,6 +324,9 @@ impl StepCall<'_> {
             canary: in_canary,
             fallback,
             state_reads: recorded.take(),
+            customer: input.customer().to_string(),
+            order: input.order().map(str::to_string),
+            logs: std::mem::take(&mut outcome.logs),
         };
         Ok(Decided {
             decision,

@@ -3,6 +3,7 @@
 //! API's one error type and its OpenAPI description.
 
 mod auth;
+mod console;
 mod error;
 mod extract;
 mod handlers;
@@ -144,6 +145,7 @@ pub fn router(app: Arc<App>) -> Router {
             post(handlers::versions::rollback),
         )
         .route("/v1/shops/{shop}/{step}", post(handlers::steps::call))
+        .merge(console::router())
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see the README for the API".into())
         })

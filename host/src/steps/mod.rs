@@ -74,6 +74,12 @@ pub trait StepKind: 'static {
     /// The buyer a request is about: a canary takes customers, not calls.
     fn customer(request: &Self::Request) -> &str;
 
+    /// The order a request is about, if any (the decision log's order
+    /// index).
+    fn order(_request: &Self::Request) -> Option<&str> {
+        None
+    }
+
     /// The decision share a canary is compared on (e.g. `approved` for
     /// refunds): what [`StepKind::share`] counts.
     const SHARE: &'static str;
@@ -275,6 +281,13 @@ macro_rules! steps {
             pub fn customer(&self) -> &str {
                 match self {
                     $(StepInput::$variant(r) => <$kind as StepKind>::customer(r),)+
+                }
+            }
+
+            /// The order the input is about, if any.
+            pub fn order(&self) -> Option<&str> {
+                match self {
+                    $(StepInput::$variant(r) => <$kind as StepKind>::order(r),)+
                 }
             }
 

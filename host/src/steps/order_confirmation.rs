@@ -35,6 +35,10 @@ impl StepKind for OrderConfirmation {
         &req.customer.id
     }
 
+    fn order(req: &ConfirmationRequest) -> Option<&str> {
+        Some(&req.order.id)
+    }
+
     /// Orders not confirmed as they are (to fix or on hold).
     fn share(answer: &Confirmation) -> bool {
         !matches!(answer.verdict, ConfirmationVerdict::Ok)

@@ -32,6 +32,10 @@ impl StepKind for RefundPolicy {
         &req.customer.id
     }
 
+    fn order(req: &RefundRequest) -> Option<&str> {
+        Some(&req.order.id)
+    }
+
     /// Refunds approved.
     fn share(answer: &RefundDecision) -> bool {
         matches!(answer.outcome, RefundOutcome::Approve)

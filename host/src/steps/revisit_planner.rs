@@ -42,6 +42,15 @@ impl StepKind for RevisitPlanner {
         &req.customer.id
     }
 
+    fn order(req: &RevisitRequest) -> Option<&str> {
+        match &req.trigger {
+            RevisitTrigger::Delivered(o)
+            | RevisitTrigger::RefundCompleted(o)
+            | RevisitTrigger::Unpaid(o) => Some(&o.id),
+            RevisitTrigger::ComplaintResolved(_) | RevisitTrigger::SpecialDate(_) => None,
+        }
+    }
+
     /// Plans with at least one revisit.
     fn share(plan: &RevisitPlan) -> bool {
         !plan.revisits.is_empty()

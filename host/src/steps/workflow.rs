@@ -68,6 +68,13 @@ impl StepKind for Workflow {
         customer_of(input)
     }
 
+    fn order(input: &FlowInput) -> Option<&str> {
+        match &input.event.subject {
+            Subject::Order(id) => Some(id),
+            Subject::Customer(_) => None,
+        }
+    }
+
     /// Events the flow handed to a person.
     fn share(output: &FlowOutput) -> bool {
         output

@@ -96,6 +96,14 @@ pub trait DecisionLog: Send + Sync {
     fn prune_decisions(&self, before_ms: i64) -> Result<usize, StorageError>;
     /// A shop's refund records, newest first.
     fn refunds(&self, shop: &str, limit: usize) -> Result<Vec<RefundRecord>, StorageError>;
+    /// A shop's refund records of `[since_ms, until_ms)`, newest first.
+    fn refunds_between(
+        &self,
+        shop: &str,
+        since_ms: i64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<RefundRecord>, StorageError>;
 }
 
 /// Planned revisits, their due-time index and the do-not-contact list.

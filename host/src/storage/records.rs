@@ -101,6 +101,8 @@ stored_enum! {
         File = "file",
         /// Uploaded through the admin API.
         Api = "api",
+        /// Not about a version (a console sign-in).
+        None = "none",
     }
 }
 
@@ -126,6 +128,9 @@ stored_enum! {
         /// it found).
         ShadowStarted = "shadow-started",
         ShadowStopped = "shadow-stopped",
+        /// Someone signed in to the console, or out.
+        SignedIn = "signed-in",
+        SignedOut = "signed-out",
     }
 }
 
@@ -140,6 +145,10 @@ stored_enum! {
         Admin = "admin",
         /// The canary analysis (an automatic abort or promotion step).
         Analysis = "analysis",
+        /// The console, signed in with the admin token...
+        ConsoleAdmin = "console-admin",
+        /// ...or with the shop's key.
+        ConsoleShop = "console-shop",
     }
 }
 
@@ -182,6 +191,18 @@ pub struct Decision {
     /// same values (empty for a plugin that reads none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub state_reads: Vec<StateRead>,
+    /// The buyer the call was about (the input's customer id), indexed
+    /// for search; empty in entries logged before it was kept (their
+    /// input says it: [`Decision::customer_id`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub customer: String,
+    /// The order the call was about, if any, indexed for search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// What the plugin logged (and printed) during the call, within the
+    /// call's log budget.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<crate::runtime::LogLine>,
 }
 
 /// One read of a call's plugin state, as the decision log keeps it.
@@ -219,12 +240,23 @@ pub struct DecisionQuery {
     pub until_ms: Option<i64>,
     /// Only the decisions about this customer (the input's `customer.id`).
     pub customer: Option<String>,
+    /// Only the decisions about this order.
+    pub order: Option<String>,
+    /// Only the decisions of this version.
+    pub version: Option<u64>,
     pub limit: usize,
+    /// Look at no more than this many entries of the window (a search by
+    /// step or version alone on a large log; an indexed search by
+    /// customer or order is not bounded by it).
+    pub scan_limit: Option<usize>,
 }
 
 impl Decision {
     /// The customer the decision is about: its input's `customer.id`.
     pub fn customer_id(&self) -> Option<String> {
+        if !self.customer.is_empty() {
+            return Some(self.customer.clone());
+        }
         #[derive(Deserialize)]
         struct Input {
             customer: Option<Customer>,

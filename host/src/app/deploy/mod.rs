@@ -353,7 +353,7 @@ impl Deployer {
     fn reject(&self, shop: &str, step: Option<Step>, reason: String, actor: Actor) {
         metrics::counter!("kefu_deploys_total", "shop" => shop.to_string(), "outcome" => "rejected").increment(1);
         let source = match actor {
-            Actor::Admin => VersionSource::Api,
+            Actor::Admin | Actor::ConsoleAdmin => VersionSource::Api,
             _ => VersionSource::File,
         };
         self.audit(AuditEvent {
@@ -364,7 +364,7 @@ impl Deployer {
     }
 
     /// An audit event of `shop` now, with no step, version or digest.
-    fn event(
+    pub(crate) fn event(
         &self,
         shop: &str,
         action: AuditAction,
@@ -388,7 +388,7 @@ impl Deployer {
 
     /// Append `event` to the audit under a new id; a failure is logged,
     /// never fatal to the deploy it describes.
-    fn audit(&self, mut event: AuditEvent) {
+    pub(crate) fn audit(&self, mut event: AuditEvent) {
         let written = self.storage.next_id().and_then(|id| {
             event.id = id;
             self.storage.append_audit(&event)
@@ -409,6 +409,7 @@ fn active_plugin(plugin: Plugin, record: &VersionRecord) -> Arc<ActivePlugin> {
         version: record.version,
         calls: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        recent: Default::default(),
         slow_until_ms: AtomicI64::new(0),
         metrics: Default::default(),
     })

@@ -191,7 +191,10 @@ fn query(shop: &str, step: Step, filters: &Filters) -> DecisionQuery {
         since_ms: filters.since_ms,
         until_ms: filters.until_ms,
         customer: None,
+        order: None,
+        version: None,
         limit: usize::MAX,
+        scan_limit: None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! `GET /v1/shops/{shop}/decisions?step=&customer=&since=&until=&limit=`:
+//! `GET /v1/shops/{shop}/decisions?step=&customer=&order=&version=&since=&until=&limit=`:
 //! the decision log of a shop, newest first; times are unix milliseconds.
 
 use super::limit;
@@ -18,6 +18,8 @@ use std::sync::Arc;
 pub struct Filter {
     step: Option<String>,
     customer: Option<String>,
+    order: Option<String>,
+    version: Option<u64>,
     since: Option<i64>,
     until: Option<i64>,
     limit: Option<usize>,
@@ -46,7 +48,10 @@ pub async fn list(
         since_ms: filter.since,
         until_ms: filter.until,
         customer: filter.customer,
+        order: filter.order,
+        version: filter.version,
         limit: limit(filter.limit)?,
+        scan_limit: None,
     })?;
     Ok(Json(Decisions {
         shop: shop.id.clone(),

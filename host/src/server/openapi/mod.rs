@@ -266,6 +266,8 @@ pub fn spec(shops: &[String]) -> OpenApi {
                         &Step::ALL.map(Step::world),
                     ),
                     param("customer", ParameterIn::Query, Type::String, false, &[]),
+                    param("order", ParameterIn::Query, Type::String, false, &[]),
+                    param("version", ParameterIn::Query, Type::Integer, false, &[]),
                     param("since", ParameterIn::Query, Type::Integer, false, &[]),
                     param("until", ParameterIn::Query, Type::Integer, false, &[]),
                 ],

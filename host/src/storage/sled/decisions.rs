@@ -166,6 +166,11 @@ impl DecisionLog for SledStorage {
     fn record_decision(&self, d: &Decision, effects: &Effects) -> Result<(), StorageError> {
         let key = timed_key(&d.shop, d.at_ms, d.id);
         let value = encode(d)?;
+        // The index first: an entry whose decision never came is skipped
+        // when read, and pruned with the decisions of its time.
+        for index in subject_keys(d) {
+            self.decision_subjects.insert(index, &[]).map_err(backend)?;
+        }
         match effects {
             Effects::None => {
                 self.decisions.insert(key, value).map_err(backend)?;
@@ -176,9 +181,24 @@ impl DecisionLog for SledStorage {
     }
 
     fn decisions(&self, q: &DecisionQuery) -> Result<Vec<Decision>, StorageError> {
+        if let Some(subject) = indexed(q) {
+            return self.decisions_of(q, subject);
+        }
         let mut out = Vec::new();
-        for item in self.decisions.range(time_range(q)).rev() {
-            let d: Decision = decode(&item.map_err(backend)?.1)?;
+        let scan_limit = q.scan_limit.unwrap_or(usize::MAX);
+        for item in self.decisions.range(time_range(q)).rev().take(scan_limit) {
+            let value = item.map_err(backend)?.1;
+            // The step and version first: most entries a filtered search
+            // passes over are not decoded whole.
+            if q.step.is_some() || q.version.is_some() {
+                let head: Head = decode(&value)?;
+                if q.step.is_some_and(|s| s != head.step)
+                    || q.version.is_some_and(|v| v != head.version)
+                {
+                    continue;
+                }
+            }
+            let d: Decision = decode(&value)?;
             if matches(q, &d) {
                 out.push(d);
                 if out.len() >= q.limit {
@@ -228,11 +248,27 @@ impl DecisionLog for SledStorage {
             cursor = key[..end_of_shop].to_vec();
             cursor.push(SEP + 1);
         }
+        self.prune_subjects(before_ms)?;
         Ok(pruned)
     }
 
     fn refunds(&self, shop: &str, limit: usize) -> Result<Vec<RefundRecord>, StorageError> {
         Self::newest(&self.refunds, shop, limit)
+    }
+
+    fn refunds_between(
+        &self,
+        shop: &str,
+        since_ms: i64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<RefundRecord>, StorageError> {
+        self.refunds
+            .range(timed_key(shop, since_ms, 0)..timed_key(shop, until_ms, 0))
+            .rev()
+            .take(limit)
+            .map(|item| decode(&item.map_err(backend)?.1))
+            .collect()
     }
 }
 
@@ -250,10 +286,162 @@ fn time_range(q: &DecisionQuery) -> std::ops::Range<Vec<u8>> {
     start..end
 }
 
-/// Whether a decision of the window matches the query's step and customer.
+/// Whether a decision of the window matches the query's step, version,
+/// customer and order.
 fn matches(q: &DecisionQuery, d: &Decision) -> bool {
     q.step.is_none_or(|s| s == d.step)
+        && q.version.is_none_or(|v| v == d.version)
         && q.customer
             .as_ref()
             .is_none_or(|c| d.customer_id().as_ref() == Some(c))
+        && q.order.as_ref().is_none_or(|o| d.order.as_ref() == Some(o))
+}
+
+/// What a filtered search reads of an entry before deciding to decode it.
+#[derive(Deserialize)]
+struct Head {
+    step: crate::steps::Step,
+    version: u64,
+}
+
+/// Which index kind: by customer or by order.
+const CUSTOMER: u8 = b'c';
+const ORDER: u8 = b'o';
+
+/// `shop \0 kind len subject`: the prefix of one subject's index keys
+/// (the length, not a separator, ends the subject: ids may hold any byte).
+fn subject_prefix(shop: &str, kind: u8, subject: &str) -> Vec<u8> {
+    let mut key = shop_prefix(shop);
+    key.push(kind);
+    let len = u16::try_from(subject.len()).unwrap_or(u16::MAX);
+    key.extend_from_slice(&len.to_be_bytes());
+    key.extend_from_slice(&subject.as_bytes()[..usize::from(len)]);
+    key
+}
+
+/// The index keys of `d`: its customer, and its order if it has one.
+fn subject_keys(d: &Decision) -> Vec<Vec<u8>> {
+    let customer = match d.customer.is_empty() {
+        true => d.customer_id(),
+        false => Some(d.customer.clone()),
+    };
+    let subjects = customer
+        .map(|c| (CUSTOMER, c))
+        .into_iter()
+        .chain(d.order.clone().map(|o| (ORDER, o)));
+    subjects
+        .map(|(kind, subject)| {
+            let mut key = subject_prefix(&d.shop, kind, &subject);
+            key.extend_from_slice(&ordered(d.at_ms));
+            key.extend_from_slice(&d.id.to_be_bytes());
+            key
+        })
+        .collect()
+}
+
+/// The subject a query can read from the index: its order, else its
+/// customer.
+fn indexed(q: &DecisionQuery) -> Option<(u8, &str)> {
+    q.order
+        .as_deref()
+        .map(|o| (ORDER, o))
+        .or(q.customer.as_deref().map(|c| (CUSTOMER, c)))
+}
+
+impl SledStorage {
+    /// A query for one customer or order, read from the index: newest
+    /// first, each entry of the window looked up by its key.
+    fn decisions_of(
+        &self,
+        q: &DecisionQuery,
+        (kind, subject): (u8, &str),
+    ) -> Result<Vec<Decision>, StorageError> {
+        let prefix = subject_prefix(&q.shop, kind, subject);
+        let bound = |t: i64| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&ordered(t));
+            k
+        };
+        let start = bound(q.since_ms.unwrap_or(i64::MIN));
+        let end = match q.until_ms {
+            Some(until) => bound(until),
+            None => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(&[0xff; 17]);
+                k
+            }
+        };
+        let mut out = Vec::new();
+        for item in self.decision_subjects.range(start..end).rev() {
+            let (key, _) = item.map_err(backend)?;
+            let tail = &key[prefix.len()..];
+            if tail.len() != 16 {
+                continue;
+            }
+            let at = i64::from_be_bytes(tail[..8].try_into().expect("8 bytes")) ^ i64::MIN;
+            let id = u64::from_be_bytes(tail[8..].try_into().expect("8 bytes"));
+            let Some(value) = self
+                .decisions
+                .get(timed_key(&q.shop, at, id))
+                .map_err(backend)?
+            else {
+                continue; // pruned, or never written
+            };
+            let d: Decision = decode(&value)?;
+            if matches(q, &d) {
+                out.push(d);
+                if out.len() >= q.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove index entries of decisions older than `before_ms` (the time
+    /// is in the key: no decision is read).
+    fn prune_subjects(&self, before_ms: i64) -> Result<(), StorageError> {
+        let cutoff = ordered(before_ms);
+        for item in self.decision_subjects.iter() {
+            let (key, _) = item.map_err(backend)?;
+            if key.len() >= 16 && key[key.len() - 16..key.len() - 8] < cutoff[..] {
+                self.decision_subjects.remove(key).map_err(backend)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// At open: a store written before the index existed gets one built
+    /// (once: a store with decisions has index entries after it).
+    pub(super) fn index_old_decisions(&self) -> Result<(), StorageError> {
+        // The marker sorts before every shop's keys (no shop is named "").
+        const INDEXED: &[u8] = &[SEP, b'!'];
+        if self
+            .decision_subjects
+            .contains_key(INDEXED)
+            .map_err(backend)?
+        {
+            return Ok(());
+        }
+        let mut indexed = 0u64;
+        for item in self.decisions.iter() {
+            let (_, value) = item.map_err(backend)?;
+            let d: Decision = decode(&value)?;
+            for key in subject_keys(&d) {
+                self.decision_subjects.insert(key, &[]).map_err(backend)?;
+            }
+            indexed += 1;
+        }
+        self.decision_subjects
+            .insert(INDEXED, &[])
+            .map_err(backend)?;
+        if indexed > 0 {
+            tracing::info!(
+                decisions = indexed,
+                "decision log indexed by customer and order"
+            );
+        }
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
 }

@@ -31,6 +31,9 @@ pub struct SledStorage {
     /// `shop \0 time id` -> decision: one insert per answer; retention
     /// walks it shop by shop.
     decisions: sled::Tree,
+    /// `shop \0 kind len subject time id` → nothing: the decision log by
+    /// customer (`c`) and by order (`o`).
+    decision_subjects: sled::Tree,
     refunds: sled::Tree,
     revisits: sled::Tree,
     /// id -> primary key of the revisit
@@ -110,6 +113,7 @@ impl SledStorage {
         Ok(SledStorage {
             state: tree("state")?,
             decisions: tree("decisions")?,
+            decision_subjects: tree("decision_subjects")?,
             refunds: tree("refunds")?,
             revisits: tree("revisits")?,
             revisit_ids: tree("revisit_ids")?,
@@ -140,6 +144,7 @@ impl SledStorage {
         .and_then(|store| {
             store.finish_intents()?;
             store.finish_commits()?;
+            store.index_old_decisions()?;
             Ok(store)
         })
     }

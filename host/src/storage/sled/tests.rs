@@ -24,6 +24,9 @@ fn decision(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision
         canary: false,
         fallback: None,
         state_reads: Vec::new(),
+        customer: String::new(),
+        order: None,
+        logs: Vec::new(),
     };
     store.record_decision(&d, &Effects::None).unwrap();
     d
@@ -44,7 +47,10 @@ fn decisions_by_shop_step_and_time_and_pruning() {
         since_ms: since,
         until_ms: until,
         customer: None,
+        order: None,
+        version: None,
         limit: 100,
+        scan_limit: None,
     };
     assert_eq!(
         store.decisions(&q(None, None, None)).unwrap().len(),
