@@ -57,3 +57,21 @@ pub fn lab(dir: &Path) -> PathBuf {
     std::fs::write(bad.join("shop.toml"), "name = [unclosed").unwrap();
     shops
 }
+
+/// `<dir>/shops` with the two example shops (their Python and JavaScript
+/// plugins built by plugins/setup.sh) and `crm`, whose planner makes an
+/// unpaid order's revisit due at once.
+pub fn examples_and_crm(dir: &Path) -> PathBuf {
+    let shops = dir.join("shops");
+    for shop in ["tea-oil", "apparel"] {
+        copy_dir(&super::example(&format!("shops/{shop}")), &shops.join(shop));
+    }
+    let crm = shops.join("crm");
+    std::fs::create_dir_all(&crm).unwrap();
+    std::fs::write(
+        crm.join("shop.toml"),
+        "name = \"客户关系组\"\napi_key_env = \"KEFU_KEY_LAB\"\n\n[steps.revisit-planner]\nconfig = { unpaid_after_hours = 0, contact_hour = 0, contact_until_hour = 24 }\n",
+    )
+    .unwrap();
+    shops
+}

@@ -27,7 +27,7 @@ pub fn columns(title: &str, points: &[Point], max: Option<f64>) -> Markup {
     html! {
         figure.chart {
             figcaption { (title) }
-            svg viewBox={ "0 0 " (w) " " (h) } role="img" aria-label=(title) preserveAspectRatio="none" {
+            svg viewBox={ "0 0 " (w) " " (h) } role="img" aria-label=(title) {
                 line x1="0" y1=(base) x2=(w) y2=(base) class="axis" {}
                 @for (i, p) in points.iter().enumerate() {
                     @let height = (p.value / top).clamp(0.0, 1.0) * (base - 10.0);

@@ -433,3 +433,115 @@ fn pending_event_record(store: &SledStorage, id: &str) -> crate::storage::EventR
     e.seq = store.next_id().unwrap();
     e
 }
+
+/// A decision of `customer` (and `order`) at `at_ms`.
+fn about(store: &SledStorage, customer: &str, order: Option<&str>, at_ms: i64) -> Decision {
+    let mut d = decision(store, "s", Step::RefundPolicy, at_ms);
+    store
+        .decisions
+        .remove(super::keys::timed_key("s", at_ms, d.id))
+        .unwrap();
+    d.customer = customer.into();
+    d.order = order.map(Into::into);
+    store.record_decision(&d, &Effects::None).unwrap();
+    d
+}
+
+#[test]
+fn decisions_are_found_by_customer_and_order_through_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStorage::open(dir.path()).unwrap();
+    for t in 1..=300 {
+        about(
+            &store,
+            &format!("c{}", t % 3),
+            Some(&format!("o{t}")),
+            t * 1000,
+        );
+    }
+    // An id holding the separator byte does not mix with another's.
+    about(&store, "c1\0x", None, 5_000);
+    let q = |customer: Option<&str>, order: Option<&str>, since, until, limit| DecisionQuery {
+        shop: "s".into(),
+        customer: customer.map(Into::into),
+        order: order.map(Into::into),
+        since_ms: since,
+        until_ms: until,
+        limit,
+        ..DecisionQuery::default()
+    };
+    let found = store
+        .decisions(&q(Some("c1"), None, None, None, 1000))
+        .unwrap();
+    assert_eq!(found.len(), 100);
+    assert!(
+        found.windows(2).all(|w| w[0].at_ms > w[1].at_ms),
+        "newest first"
+    );
+    assert!(found.iter().all(|d| d.customer == "c1"));
+    let window = store
+        .decisions(&q(Some("c1"), None, Some(10_000), Some(20_000), 1000))
+        .unwrap();
+    let times: Vec<i64> = window.iter().map(|d| d.at_ms).collect();
+    assert_eq!(times, vec![19_000, 16_000, 13_000, 10_000]);
+    let one = store
+        .decisions(&q(None, Some("o42"), None, None, 10))
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].customer, "c0");
+    assert_eq!(
+        store
+            .decisions(&q(Some("c1\0x"), None, None, None, 10))
+            .unwrap()
+            .len(),
+        1
+    );
+    // Pruning takes the index entries with the decisions.
+    store.prune_decisions(150_500).unwrap();
+    assert_eq!(
+        store
+            .decisions(&q(Some("c1"), None, None, None, 1000))
+            .unwrap()
+            .len(),
+        50
+    );
+    let entries = store.decision_subjects.len();
+    assert_eq!(
+        entries,
+        1 + 150 * 2,
+        "the marker, a customer and an order each"
+    );
+}
+
+#[test]
+fn a_store_without_the_index_gets_one_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStorage::open(dir.path()).unwrap();
+        for t in 1..=10 {
+            about(&store, "old", Some("o"), t * 1000);
+        }
+        // As an earlier build left it: no index at all.
+        store.decision_subjects.clear().unwrap();
+        store.db.flush().unwrap();
+    }
+    let mut tries = 0;
+    let store = loop {
+        match SledStorage::open(dir.path()) {
+            Err(StorageError::Locked(_)) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            opened => break opened.unwrap(),
+        }
+    };
+    let found = store
+        .decisions(&DecisionQuery {
+            shop: "s".into(),
+            order: Some("o".into()),
+            limit: 100,
+            ..DecisionQuery::default()
+        })
+        .unwrap();
+    assert_eq!(found.len(), 10);
+}
