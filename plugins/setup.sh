@@ -85,8 +85,33 @@ kefu_build_polyglot() {
 
 # Tools only the tests use: schemathesis (fuzzes the HTTP API from its
 # OpenAPI description), in the same venv.
+# The console's browser tests: Debian's Chromium (with CJK fonts, so the
+# screenshots show Chinese) and playwright-core, pinned by
+# tests/browser/package-lock.json, to drive it.
+kefu_setup_browser() {
+    local root
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    if ! command -v chromium >/dev/null 2>&1 || [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then
+        if ! command -v apt-get >/dev/null 2>&1; then
+            echo "the console's browser tests need Chromium and a CJK font (Debian: chromium fonts-noto-cjk)" >&2
+            return 1
+        fi
+        echo "==> installing Chromium and CJK fonts (apt-get)"
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
+    fi
+    export KEFU_CHROMIUM="${KEFU_CHROMIUM:-$(command -v chromium)}"
+    if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
+        echo "==> installing playwright-core (npm install in tests/browser)"
+        (cd "$root/tests/browser" && npm install --no-audit --no-fund --loglevel=error)
+    fi
+}
+
 kefu_setup_test_tools() {
     kefu_setup_polyglot
+    kefu_setup_browser
     if ! "$KEFU_VENV/bin/schemathesis" --version 2>/dev/null | grep -q "4.32.5"; then
         echo "==> installing schemathesis 4.32.5 into $KEFU_VENV"
         "$KEFU_VENV/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5

@@ -82,10 +82,20 @@ fn outcome_index(o: &RefundOutcome) -> usize {
 }
 
 impl App {
-    /// `shop`'s numbers over `[from, to)`, unix seconds.
-    pub fn kpis(&self, shop: &str, from: i64, to: i64) -> Result<Kpis, StorageError> {
+    /// `shop`'s numbers over `[from, to)`, unix seconds; without
+    /// `refunds`, the revisits' only (the refund figures are zero).
+    pub fn kpis(
+        &self,
+        shop: &str,
+        from: i64,
+        to: i64,
+        refunds: bool,
+    ) -> Result<Kpis, StorageError> {
         let storage = self.storage.as_ref();
-        let refunds = storage.refunds_between(shop, from * 1000, to * 1000, MAX_REFUNDS + 1)?;
+        let refunds = match refunds {
+            true => storage.refunds_between(shop, from * 1000, to * 1000, MAX_REFUNDS + 1)?,
+            false => Vec::new(),
+        };
         let refunds_capped = refunds.len() > MAX_REFUNDS;
         let refunds = &refunds[..refunds.len().min(MAX_REFUNDS)];
         let first = day_start(from);

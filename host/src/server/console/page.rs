@@ -14,7 +14,6 @@ pub const STYLE: &str = include_str!("style.css");
 
 fn head(lang: Lang, title: &str) -> Markup {
     html! {
-        (DOCTYPE)
         meta charset="utf-8";
         meta name="viewport" content="width=device-width, initial-scale=1";
         title { (title) " · " (lang.texts().product) }
@@ -26,6 +25,7 @@ fn head(lang: Lang, title: &str) -> Markup {
 pub fn bare(lang: Lang, title: &str, body: Markup) -> Markup {
     let t = lang.texts();
     html! {
+        (DOCTYPE)
         html lang=(lang.html()) {
             (head(lang, title))
             body.bare {
@@ -62,6 +62,7 @@ pub fn page(signed: &Signed, here: &str, title: &str, body: Markup) -> Markup {
         KeyOwner::Shop(id) => format!("{} · {id}", t.signed_in_shop),
     };
     html! {
+        (DOCTYPE)
         html lang=(lang.html()) {
             (head(lang, title))
             body {

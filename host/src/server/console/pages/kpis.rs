@@ -47,7 +47,7 @@ pub async fn show(
     let kpis = {
         let app = app.clone();
         let id = shop.id.clone();
-        tokio::task::spawn_blocking(move || app.kpis(&id, from, to))
+        tokio::task::spawn_blocking(move || app.kpis(&id, from, to, true))
             .await
             .map_err(|_| ConsoleError::Api(lang, crate::server::ApiError::Internal))?
             .map_err(|e| ConsoleError::api(lang, e))?

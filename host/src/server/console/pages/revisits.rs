@@ -103,7 +103,7 @@ pub async fn show(
             );
             due.sort_by_key(|r| r.due_at);
             due.truncate(DUE);
-            Ok::<_, crate::storage::StorageError>((due, app.kpis(&id, from, to)?))
+            Ok::<_, crate::storage::StorageError>((due, app.kpis(&id, from, to, false)?))
         })
         .await
         .map_err(|_| ConsoleError::Api(lang, crate::server::ApiError::Internal))?
