@@ -31,8 +31,9 @@ fn entry(
         canary: false,
         fallback: None,
         state_reads: Vec::new(),
-        customer: String::new(),
-        order: None,
+        // A refund's decision: indexed by its buyer and its order.
+        customer: "tb_xiaowang".into(),
+        order: Some("T20261118001".into()),
         logs: Vec::new(),
     }
 }
