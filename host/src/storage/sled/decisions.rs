@@ -320,7 +320,7 @@ fn subject_prefix(shop: &str, kind: u8, subject: &str) -> Vec<u8> {
 }
 
 /// The index keys of `d`: its customer, and its order if it has one.
-fn subject_keys(d: &Decision) -> Vec<Vec<u8>> {
+pub(super) fn subject_keys(d: &Decision) -> Vec<Vec<u8>> {
     let customer = match d.customer.is_empty() {
         true => d.customer_id(),
         false => Some(d.customer.clone()),

@@ -33,6 +33,9 @@ enum T {
     TimersDue,
     Actions,
     Outbox,
+    /// The decision log's index by buyer and order (appended last: the
+    /// names of this enum are kept in unfinished commits' undo records).
+    DecisionSubjects,
 }
 
 /// What a commit is about to overwrite: each key's value before it.
@@ -112,6 +115,7 @@ impl SledStorage {
             T::TimersDue => &self.timers_due,
             T::Actions => &self.actions,
             T::Outbox => &self.outbox,
+            T::DecisionSubjects => &self.decision_subjects,
         }
     }
 
@@ -141,6 +145,9 @@ impl SledStorage {
                     }
                 }
             }
+        }
+        for key in super::decisions::subject_keys(d) {
+            out.push((T::DecisionSubjects, key, Some(Vec::new())));
         }
         out.push((
             T::Decisions,
@@ -372,7 +379,8 @@ impl EventStore for SledStorage {
                 | T::RevisitIds
                 | T::RevisitsDue
                 | T::Actions
-                | T::Outbox => None,
+                | T::Outbox
+                | T::DecisionSubjects => None,
                 T::Subjects | T::Timers | T::TimersDue => {
                     self.tree(*t).get(k).map_err(backend)?.map(|v| v.to_vec())
                 }

@@ -331,6 +331,8 @@ fn an_event_and_all_it_made_are_committed_together_or_not_at_all() {
         let mut d = decision(store, "a", Step::Workflow, 2000);
         store.prune_decisions(i64::MAX).unwrap();
         d.id = store.next_id().unwrap();
+        d.customer = "c1".into();
+        d.order = Some("o1".into());
         let mut event = e.clone();
         event.status = EventStatus::Processed;
         event.commit = store.next_id().unwrap();
@@ -413,6 +415,20 @@ fn an_event_and_all_it_made_are_committed_together_or_not_at_all() {
     assert_eq!(store.due_timers(1_800_000_500, 10).unwrap().len(), 1);
     assert_eq!(store.actions("a", None, 0, 10).unwrap().len(), 1);
     assert_eq!(all_of(&store, "a"), 1);
+    // Its decision is found by its buyer and its order (the index is
+    // written in the same commit).
+    for (customer, order) in [(Some("c1"), None), (None, Some("o1"))] {
+        let found = store
+            .decisions(&DecisionQuery {
+                shop: "a".into(),
+                customer: customer.map(Into::into),
+                order: order.map(Into::into),
+                limit: 10,
+                ..DecisionQuery::default()
+            })
+            .unwrap();
+        assert_eq!(found.len(), 1, "{customer:?} {order:?}");
+    }
     // The same id again is the first record, not a new event.
     let again = store
         .accept_event(&pending_event_record(&store, "e1"))
