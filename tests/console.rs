@@ -354,6 +354,16 @@ async fn a_shop_key_sees_its_own_shop_and_nothing_of_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_and_rollback_from_forms_land_in_the_audit_as_the_console() {
     let mut c = Console::open().await;
+    // A refund the bundled rule approves (12,800 fen is under its
+    // supervisor threshold of 50,000), for the replay below.
+    let quality = example("refund-policy/quality-with-photos");
+    let before_deploy = c
+        .call("/v1/shops/tea/refund-decision", TEA_KEY, &quality)
+        .await;
+    assert_eq!(
+        before_deploy["output"]["outcome"], "Approve",
+        "{before_deploy}"
+    );
     c.sign_in(ADMIN).await;
     let csrf = c.csrf().await;
     let deploy = |config: &'static str, csrf: String| {
@@ -477,6 +487,76 @@ async fn deploy_and_rollback_from_forms_land_in_the_audit_as_the_console() {
         "{}",
         csv.text
     );
+    let versions_csv = c.get(&format!("{base}?format=csv")).await;
+    assert!(
+        versions_csv
+            .text
+            .contains("supervisor_threshold_fen: 100 → 200"),
+        "{}",
+        versions_csv.text
+    );
+
+    // What version `second` (threshold 200 fen) would have decided for
+    // the refund the bundled rule approved: a replay from the step page,
+    // its report, and the changed decision side by side.
+    let started = c
+        .post_form(
+            &format!("{base}/replays"),
+            &[
+                ("csrf", &csrf),
+                ("version", &second.to_string()),
+                ("days", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(started.status, 303, "{}", started.text);
+    let replay = started.location().to_string();
+    assert!(replay.starts_with(&format!("{base}/replays/")), "{replay}");
+    let mut report = c.get(&replay).await;
+    for _ in 0..100 {
+        if !report.text.contains("http-equiv=\"refresh\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        report = c.get(&replay).await;
+    }
+    assert!(
+        report.text.contains("已回放") && report.text.contains("done"),
+        "{}",
+        report.text
+    );
+    assert!(
+        report.text.contains("approve → escalate"),
+        "{}",
+        report.text
+    );
+    let example_link = {
+        let marker = format!("{replay}/examples/");
+        let start = report.text.find(&marker).unwrap();
+        report.text[start..].split('"').next().unwrap().to_string()
+    };
+    let side = c.get(&example_link).await;
+    assert_eq!(side.status, 200, "{}", side.text);
+    assert!(
+        side.text.contains("原决策")
+            && side.text.contains("候选版本")
+            && side.text.contains("Escalate"),
+        "{}",
+        side.text
+    );
+    let step_page = c.get(base).await;
+    assert!(
+        step_page.text.contains(&replay),
+        "the step page lists it: {}",
+        step_page.text
+    );
+    let bad_days = c
+        .post_form(
+            &format!("{base}/replays"),
+            &[("csrf", &csrf), ("version", "1"), ("days", "0")],
+        )
+        .await;
+    assert_eq!(bad_days.status, 422, "{}", bad_days.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -619,4 +699,25 @@ async fn decisions_are_found_by_customer_and_order_and_a_revisit_outcome_changes
     );
     let report = c.app.revisit_report("crm", 0, i64::MAX / 2).unwrap();
     assert_eq!((report.done, report.reached), (1, 1));
+    // In the audit, as the console's.
+    let audit = c.app.audit(Some("crm"), 10).unwrap();
+    let outcome = audit
+        .iter()
+        .find(|e| e.action.as_str() == "revisit-outcome")
+        .expect("the outcome is in the audit");
+    assert_eq!(outcome.actor.as_str(), "console-admin");
+    assert!(
+        outcome.reason.contains("reached") && outcome.reason.contains("小王"),
+        "{}",
+        outcome.reason
+    );
+    let timeline_csv = c
+        .get("/console/shops/tea/timeline?customer=buyer-a&format=csv")
+        .await;
+    assert_eq!(
+        timeline_csv.text.lines().count(),
+        3,
+        "{}",
+        timeline_csv.text
+    );
 }

@@ -95,6 +95,14 @@ for (const [label, viewport] of [['desktop', { width: 1280, height: 800 }], ['ph
     answer = await api('/v1/shops/tea-oil/refund-decision', env('KEFU_TEA_KEY'), refund);
     assert.equal(answer.plugin.version, deployed - 1, 'the old version answers again');
     await shot(page, `${label}-step-rolled-back`);
+
+    // What the deployed version would have decided: a replay from the
+    // step page; its page refreshes itself until the report is in.
+    await page.selectOption('select[name=version]', String(deployed));
+    await Promise.all([page.waitForURL(/\/replays\/\d+$/), page.click('form[action$="/replays"] button')]);
+    await page.waitForSelector('text=已回放', { timeout: 60_000 });
+    assert.ok(await page.isVisible('span.tag:text("done")'), 'the replay is done');
+    await shot(page, `${label}-replay`);
   } else {
     await shot(page, `${label}-step`);
   }

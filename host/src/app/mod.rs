@@ -386,16 +386,32 @@ impl App {
         self.deployer.reload_shop(dir, actor);
     }
 
-    /// Record an agent's attempt at revisit `id` of `shop`, now; durable
-    /// when it returns.
+    /// Record an agent's attempt at revisit `id` of `shop`, now, and note
+    /// it in the audit as `actor`'s; durable when it returns.
     pub async fn record_outcome(
         &self,
         shop: &str,
         id: u64,
         input: OutcomeInput,
+        actor: Actor,
     ) -> Result<RevisitView, RevisitError> {
         let at = chrono::Utc::now().timestamp();
+        let mut reason = format!("revisit {id}: {}", input.result);
+        if let Some(s) = input.satisfaction {
+            reason += &format!(", satisfaction {s}");
+        }
+        if !input.agent.is_empty() {
+            reason += &format!(", agent {}", input.agent);
+        }
         let revisit = revisits::record_outcome(self.storage.as_ref(), shop, id, at, input)?;
+        let event = self.deployer.event(
+            shop,
+            crate::storage::AuditAction::RevisitOutcome,
+            crate::storage::VersionSource::None,
+            actor,
+            &reason,
+        );
+        self.deployer.audit(event);
         self.durable().await?;
         Ok(revisit.into())
     }

@@ -227,6 +227,15 @@ impl App {
             })
     }
 
+    /// The replays of `shop`'s `step` this process keeps, newest first.
+    pub fn replays(&self, shop: &str, step: Step) -> Vec<JobView> {
+        self.replays
+            .of(shop, step)
+            .iter()
+            .map(|j| j.view())
+            .collect()
+    }
+
     /// A replay of `shop`'s `step`, running or done.
     pub fn replay(&self, shop: &str, step: Step, id: u64) -> Option<JobView> {
         self.replays.get(shop, step, id).map(|j| j.view())

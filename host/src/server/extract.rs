@@ -7,6 +7,7 @@ use super::error::ApiError;
 use crate::app::config::{ConfigFormat, plugin_config};
 use crate::app::{App, CanaryPlan, DeployRequest, ReplaySource, Shop};
 use crate::steps::Step;
+use crate::storage::Actor;
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartError;
 use axum::extract::{
@@ -41,6 +42,24 @@ impl FromRequestParts<Arc<App>> for ShopAccess {
         let id = shop_param(parts, app).await?;
         let (shop, _) = app.shop_access(&id, presented_key(&parts.headers), true)?;
         Ok(ShopAccess(shop))
+    }
+}
+
+/// A shop opened with its own key or the admin token, and which of them
+/// (for the audit).
+pub struct ShopCaller(pub Arc<Shop>, pub Actor);
+
+impl FromRequestParts<Arc<App>> for ShopCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let id = shop_param(parts, app).await?;
+        let (shop, caller) = app.shop_access(&id, presented_key(&parts.headers), true)?;
+        let actor = match caller {
+            crate::app::Caller::Admin => Actor::Admin,
+            crate::app::Caller::Shop => Actor::ShopKey,
+        };
+        Ok(ShopCaller(shop, actor))
     }
 }
 

@@ -131,6 +131,8 @@ stored_enum! {
         /// Someone signed in to the console, or out.
         SignedIn = "signed-in",
         SignedOut = "signed-out",
+        /// An agent recorded a revisit attempt's outcome (回访记录).
+        RevisitOutcome = "revisit-outcome",
     }
 }
 
@@ -149,6 +151,8 @@ stored_enum! {
         ConsoleAdmin = "console-admin",
         /// ...or with the shop's key.
         ConsoleShop = "console-shop",
+        /// The API with the shop's own key.
+        ShopKey = "shop-key",
     }
 }
 

@@ -138,6 +138,16 @@ impl Jobs {
         Ok(job)
     }
 
+    /// The kept replays of `shop`'s `step`, newest first.
+    pub fn of(&self, shop: &str, step: Step) -> Vec<Arc<Job>> {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.values()
+            .rev()
+            .filter(|j| j.shop == shop && j.step == step)
+            .cloned()
+            .collect()
+    }
+
     /// Replay `id` of `shop`'s `step`, if kept.
     pub fn get(&self, shop: &str, step: Step, id: u64) -> Option<Arc<Job>> {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());

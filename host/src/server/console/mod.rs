@@ -62,7 +62,44 @@ pub fn router() -> Router<Arc<App>> {
             post(pages::revisits::outcome),
         )
         .route("/console/shops/{shop}/kpis", get(pages::kpis::show))
+        .route(
+            "/console/shops/{shop}/steps/{step}/replays",
+            post(pages::replays::start),
+        )
+        .route(
+            "/console/shops/{shop}/steps/{step}/replays/{id}",
+            get(pages::replays::show),
+        )
+        .route(
+            "/console/shops/{shop}/steps/{step}/replays/{id}/examples/{decision}",
+            get(pages::replays::example),
+        )
+        .route(
+            "/console/shops/{shop}/steps/{step}/shadow/examples/{decision}",
+            get(pages::replays::shadow_example),
+        )
         .layer(Extension(sessions))
+}
+
+/// The `{step}` of a path, by its name or endpoint.
+fn step_of(lang: Lang, name: &str) -> Result<crate::steps::Step, ConsoleError> {
+    crate::steps::Step::from_name_or_endpoint(name).ok_or(ConsoleError::NotFound(lang))
+}
+
+/// Run a blocking application call (it may compile, or read much of the
+/// store) off the async threads; its error shown as the API's.
+async fn blocking<T, E>(
+    lang: Lang,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ConsoleError>
+where
+    T: Send + 'static,
+    E: Into<crate::server::ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ConsoleError::Api(lang, crate::server::ApiError::Internal))?
+        .map_err(|e| ConsoleError::api(lang, e))
 }
 
 /// The language of a request, for an error before the page knows it.

@@ -11,7 +11,9 @@ use super::limit;
 use crate::app::RevisitView;
 use crate::app::{App, OutcomeInput, PlansReport, Report};
 use crate::server::error::{ApiError, step_code};
-use crate::server::extract::{AppJson, AppPath, AppQuery, BulkPlan, ShopAccess, ShopKey};
+use crate::server::extract::{
+    AppJson, AppPath, AppQuery, BulkPlan, ShopAccess, ShopCaller, ShopKey,
+};
 use crate::storage::RevisitStatus;
 use axum::Json;
 use axum::extract::State;
@@ -60,11 +62,11 @@ pub async fn list(
 
 pub async fn outcome(
     State(app): State<Arc<App>>,
-    ShopAccess(shop): ShopAccess,
+    ShopCaller(shop, actor): ShopCaller,
     AppPath((_, id)): AppPath<(String, u64)>,
     AppJson(input, _): AppJson<OutcomeInput>,
 ) -> Result<Json<OneRevisit>, ApiError> {
-    let revisit = app.record_outcome(&shop.id, id, input).await?;
+    let revisit = app.record_outcome(&shop.id, id, input, actor).await?;
     Ok(Json(OneRevisit { revisit }))
 }
 

@@ -6,11 +6,11 @@
 //! version alone it looks at the newest entries only ([`SCAN_LIMIT`]).
 
 use crate::app::{App, DecisionView};
-use crate::server::console::PageQuery;
 use crate::server::console::error::ConsoleError;
 use crate::server::console::page;
 use crate::server::console::session::ShopView;
 use crate::server::console::text::Lang;
+use crate::server::console::{PageQuery, blocking};
 use crate::steps::Step;
 use crate::storage::DecisionQuery;
 use axum::extract::{Path, State};
@@ -122,10 +122,7 @@ pub async fn list(
     let query = search.query(lang, &shop.id, if csv { CSV_ROWS } else { PAGE })?;
     let found = {
         let app = app.clone();
-        tokio::task::spawn_blocking(move || app.decisions(&query))
-            .await
-            .map_err(|_| ConsoleError::Api(lang, crate::server::ApiError::Internal))?
-            .map_err(|e| ConsoleError::api(lang, e))?
+        blocking(lang, move || app.decisions(&query)).await?
     };
     if csv {
         let rows = found

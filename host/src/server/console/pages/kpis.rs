@@ -6,12 +6,12 @@
 
 use super::revisits::period;
 use crate::app::{App, MAX_REFUNDS, REFUND_OUTCOMES};
-use crate::server::console::PageQuery;
 use crate::server::console::charts::{self, Point};
 use crate::server::console::error::ConsoleError;
 use crate::server::console::page::{self, percent, yuan};
 use crate::server::console::session::ShopView;
 use crate::server::console::text::Lang;
+use crate::server::console::{PageQuery, blocking};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use maud::html;
@@ -47,10 +47,7 @@ pub async fn show(
     let kpis = {
         let app = app.clone();
         let id = shop.id.clone();
-        tokio::task::spawn_blocking(move || app.kpis(&id, from, to, true))
-            .await
-            .map_err(|_| ConsoleError::Api(lang, crate::server::ApiError::Internal))?
-            .map_err(|e| ConsoleError::api(lang, e))?
+        blocking(lang, move || app.kpis(&id, from, to, true)).await?
     };
     let day = |start: i64| page::time_s(start)[..10].to_string();
     if q.format.as_deref() == Some("csv") {

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod decisions;
 pub mod kpis;
 pub mod overview;
+pub mod replays;
 pub mod revisits;
 pub mod shop;
 pub mod sign_in;

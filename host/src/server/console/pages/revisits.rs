@@ -10,7 +10,7 @@ use crate::server::console::error::ConsoleError;
 use crate::server::console::page::{self, percent};
 use crate::server::console::session::{ShopView, check_csrf};
 use crate::server::console::text::Lang;
-use crate::server::console::{PageForm, PageQuery};
+use crate::server::console::{PageForm, PageQuery, blocking};
 use crate::storage::{OutcomeResult, RevisitStatus};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -94,7 +94,7 @@ pub async fn show(
     let (due, kpis) = {
         let app = app.clone();
         let id = shop.id.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(lang, move || {
             let mut due: Vec<RevisitView> = app.revisits(&id, Some(RevisitStatus::Due), DUE)?;
             due.extend(
                 app.revisits(&id, Some(RevisitStatus::Planned), DUE)?
@@ -105,9 +105,7 @@ pub async fn show(
             due.truncate(DUE);
             Ok::<_, crate::storage::StorageError>((due, app.kpis(&id, from, to, false)?))
         })
-        .await
-        .map_err(|_| ConsoleError::Api(lang, crate::server::ApiError::Internal))?
-        .map_err(|e| ConsoleError::api(lang, e))?
+        .await?
     };
     if q.format.as_deref() == Some("csv") {
         let rows = due
@@ -271,7 +269,8 @@ pub async fn outcome(
         note: form.note.trim().to_string(),
         agent,
     };
-    app.record_outcome(&view.shop.id, id, input)
+    let actor = view.signed.session.owner.actor();
+    app.record_outcome(&view.shop.id, id, input, actor)
         .await
         .map_err(|e| ConsoleError::api(lang, e))?;
     Ok((

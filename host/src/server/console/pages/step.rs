@@ -4,13 +4,11 @@
 //! each the application call the API makes, in the audit as the console.
 
 use crate::app::config::{ConfigFormat, plugin_config};
-use crate::app::{App, DeployError, DeployRequest, KeyOwner};
+use crate::app::{App, DeployRequest, KeyOwner};
 use crate::server::console::error::ConsoleError;
-use crate::server::console::page::{self, percent, yuan};
+use crate::server::console::page::{self, percent};
 use crate::server::console::session::{ShopView, check_csrf};
-use crate::server::console::text::Lang;
-use crate::server::console::{PageForm, PageQuery};
-use crate::steps::Step;
+use crate::server::console::{PageForm, PageQuery, blocking, step_of};
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,17 +16,13 @@ use maud::html;
 use serde::Deserialize;
 use std::sync::Arc;
 
-/// The `{step}` of the path, by its name or endpoint.
-fn step_of(lang: Lang, name: &str) -> Result<Step, ConsoleError> {
-    Step::from_name_or_endpoint(name).ok_or(ConsoleError::NotFound(lang))
-}
-
 #[derive(Deserialize)]
 pub struct Done {
     /// What the last action did: `deployed`, `compiling`, `rolled-back`,
     /// `promoted`, `aborted`.
     done: Option<String>,
     v: Option<u64>,
+    format: Option<String>,
 }
 
 pub async fn show(
@@ -44,8 +38,33 @@ pub async fn show(
     let versions = app
         .versions(&shop.id, step)
         .map_err(|e| ConsoleError::api(lang, e))?;
+    if done.format.as_deref() == Some("csv") {
+        let rows = versions
+            .versions
+            .iter()
+            .map(|v| {
+                vec![
+                    v.version.to_string(),
+                    v.status.to_string(),
+                    v.actor.to_string(),
+                    page::time_ms(v.at_ms),
+                    v.source.to_string(),
+                    v.digest.clone(),
+                    v.changes.join("; "),
+                ]
+            })
+            .collect();
+        return Ok(page::csv(
+            "versions.csv",
+            &[
+                "version", "status", "actor", "at", "source", "digest", "changes",
+            ],
+            rows,
+        ));
+    }
     let canary = app.canary(&shop.id, step).ok();
     let shadow = app.shadow(&shop.id, step).ok();
+    let replays = app.replays(&shop.id, step);
     let admin = signed.session.owner == KeyOwner::Admin;
     let base = format!("/console/shops/{}/steps/{}", shop.id, step.world());
     let csrf = &signed.session.csrf;
@@ -73,27 +92,24 @@ pub async fn show(
                     form.inline method="post" action={ (base) "/rollback" } {
                         input type="hidden" name="csrf" value=(csrf);
                         input type="hidden" name="canary" value="promote";
-                        button type="submit" { "promote" }
+                        button type="submit" { (t.promote) }
                     }
                     " "
                     form.inline method="post" action={ (base) "/rollback" } {
                         input type="hidden" name="csrf" value=(csrf);
                         input type="hidden" name="canary" value="abort";
-                        button.quiet type="submit" { "abort" }
+                        button.quiet type="submit" { (t.abort) }
                     }
                 }
             }
         }
         @if let Some(s) = &shadow {
             div.card {
-                strong { (t.shadow_running) } ": " code { (s.candidate.get(..12).unwrap_or(&s.candidate)) }
-                " · replayed " (s.report.replayed) " · changed " (s.report.changed)
-                @if s.report.refund_delta_fen != 0 {
-                    " · Δ " (if s.report.refund_delta_fen < 0 { "-" } else { "+" }) (yuan(s.report.refund_delta_fen.unsigned_abs()))
-                }
+                strong { (t.shadow_running) } ": " code { (s.candidate) }
+                (super::replays::report(lang, &s.report, &format!("{base}/shadow/examples")))
             }
         }
-        h2 { (t.versions) }
+        h2 { (t.versions) " " a href={ (base) "?format=csv" } { small { (t.export_csv) } } }
         @if versions.versions.is_empty() {
             p.muted { (t.no_versions) }
         } @else {
@@ -125,6 +141,44 @@ pub async fn show(
                                 button.quiet type="submit" { (t.rollback_button) }
                             }
                         } }
+                    }
+                } }
+            } }
+        }
+        h2 { (t.replays) }
+        p.muted { (t.replay_intro) }
+        @if admin && !versions.versions.is_empty() {
+            form.search method="post" action={ (base) "/replays" } {
+                input type="hidden" name="csrf" value=(csrf);
+                label { (t.version)
+                    select name="version" {
+                        @for ver in versions.versions.iter().rev() { option value=(ver.version) { "v" (ver.version) } }
+                    }
+                }
+                label { (t.days)
+                    select name="days" {
+                        option value="1" { "1" }
+                        option value="7" selected { "7" }
+                        option value="30" { "30" }
+                    }
+                }
+                button type="submit" { (t.start_replay) }
+            }
+        }
+        @if !replays.is_empty() {
+            div.scroll { table {
+                thead { tr {
+                    th { (t.replay) } th { (t.when) } th { (t.candidate) } th { (t.status) }
+                    th.num { (t.replayed) } th.num { (t.changed) }
+                } }
+                tbody { @for r in &replays {
+                    tr {
+                        td { a href={ (base) "/replays/" (r.id) } { "#" (r.id) } }
+                        td { (page::time_ms(r.started_at_ms)) }
+                        td { code { (r.candidate) } }
+                        td { span.tag { (r.status) } }
+                        td.num { (r.done) " / " (r.total) }
+                        td.num { (r.report.as_ref().map_or(0, |x| x.changed)) }
                     }
                 } }
             } }
@@ -162,17 +216,6 @@ fn admin_only(view: &ShopView) -> Result<(), ConsoleError> {
         KeyOwner::Admin => Ok(()),
         KeyOwner::Shop(_) => Err(ConsoleError::Forbidden(view.signed.lang)),
     }
-}
-
-/// Run a blocking application call (it compiles) off the async threads.
-async fn blocking<T: Send + 'static>(
-    lang: Lang,
-    f: impl FnOnce() -> Result<T, DeployError> + Send + 'static,
-) -> Result<T, ConsoleError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ConsoleError::Api(lang, crate::server::ApiError::Internal))?
-        .map_err(|e| ConsoleError::api(lang, e))
 }
 
 /// `POST .../deploy`: a multipart form with `csrf`, `component` (a file)

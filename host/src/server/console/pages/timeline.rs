@@ -24,13 +24,36 @@ pub struct Subject {
     customer: String,
     #[serde(default)]
     order: String,
+    format: Option<String>,
 }
 
-/// One line of the timeline: when, what kind, what.
+/// One line of the timeline: when, what kind, what (as shown, and as
+/// plain text for CSV).
 struct Line {
     at_ms: i64,
     kind: &'static str,
     text: Markup,
+}
+
+impl Line {
+    /// The line's text without its markup.
+    fn plain(&self) -> String {
+        let html = self.text.0.as_str();
+        let mut out = String::new();
+        let mut in_tag = false;
+        for c in html.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => out.push(c),
+                _ => {}
+            }
+        }
+        out.replace("&amp;", "&")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+    }
 }
 
 pub async fn show(
@@ -117,6 +140,13 @@ pub async fn show(
         }
         lines.sort_by_key(|l| l.at_ms);
     }
+    if q.format.as_deref() == Some("csv") {
+        let rows = lines
+            .iter()
+            .map(|l| vec![page::time_ms(l.at_ms), l.kind.to_string(), l.plain()])
+            .collect();
+        return Ok(page::csv("timeline.csv", &["at", "kind", "what"], rows));
+    }
     let here = format!(
         "{base}/timeline?customer={}&order={}",
         page::query_escape(&customer),
@@ -134,6 +164,7 @@ pub async fn show(
             @if lines.is_empty() {
                 p.muted { (t.nothing_yet) }
             } @else {
+                p { a href={ (here) "&format=csv" } { (t.export_csv) } }
                 div.scroll { table {
                     thead { tr { th { (t.when) } th { "" } th { "" } } }
                     tbody { @for l in &lines {
