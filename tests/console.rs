@@ -573,7 +573,20 @@ async fn decisions_are_found_by_customer_and_order_and_a_revisit_outcome_changes
         req["order"]["buyer_id"] = json!(customer);
         c.call("/v1/shops/tea/refund-decision", TEA_KEY, &req).await;
     }
+    // One order confirmed: three refund requests on one order, 300%.
+    c.call(
+        "/v1/shops/tea/order-confirmation",
+        TEA_KEY,
+        &example("order-confirmation/ok-with-remark"),
+    )
+    .await;
     c.sign_in(ADMIN).await;
+    let kpis = c.get("/console/shops/tea/kpis").await;
+    assert!(
+        kpis.text.contains("确认订单") && kpis.text.contains("300.0%"),
+        "{}",
+        kpis.text
+    );
     let page = c.get("/console/shops/tea/decisions?customer=buyer-a").await;
     assert_eq!(page.status, 200);
     assert!(

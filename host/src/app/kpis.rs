@@ -1,9 +1,11 @@
 //! The numbers a shop cares about that kefu knows (shared/domain.md's
-//! "numbers shops care about"): refunds — how many, how they were decided,
-//! the share escalated to a supervisor, the money, the time to decide —
-//! and revisits — success rate, satisfaction, complaint follow-ups — over
-//! a period, with a series by day. Read from the period's refund records
-//! and the shop's revisits, never by scanning the decision log.
+//! "numbers shops care about"): orders confirmed and the refund rate
+//! (退款率: refund requests per order confirmed); refunds — how many, how
+//! they were decided, the share escalated to a supervisor, the money, the
+//! time to decide; revisits — success rate, satisfaction, complaint
+//! follow-ups — over a period, with a series by day. Read from the
+//! period's refund records, the hourly tally of orders confirmed and the
+//! shop's revisits, never by scanning the decision log.
 
 use super::App;
 use super::revisits::{self, Report};
@@ -29,6 +31,8 @@ pub const OUTCOMES: [&str; 5] = [
 pub struct Day {
     /// Its start, unix seconds (midnight in China, UTC+8).
     pub start: i64,
+    /// Orders confirmed (order-confirmation decisions that answered).
+    pub orders: u64,
     pub refunds: usize,
     pub escalated: usize,
     /// Revisits closed that day (done or unreachable), and of them those
@@ -44,6 +48,10 @@ pub struct Kpis {
     pub from: i64,
     pub to: i64,
     pub refunds: usize,
+    /// Orders confirmed in the period (退款率's denominator).
+    pub orders: u64,
+    /// Refund requests over orders confirmed; none without orders.
+    pub refund_rate: Option<f64>,
     /// More refunds than [`MAX_REFUNDS`] fell in the period: the figures
     /// are of the newest.
     pub refunds_capped: bool,
@@ -89,10 +97,10 @@ impl App {
         shop: &str,
         from: i64,
         to: i64,
-        refunds: bool,
+        with_refunds: bool,
     ) -> Result<Kpis, StorageError> {
         let storage = self.storage.as_ref();
-        let refunds = match refunds {
+        let refunds = match with_refunds {
             true => storage.refunds_between(shop, from * 1000, to * 1000, MAX_REFUNDS + 1)?,
             false => Vec::new(),
         };
@@ -108,6 +116,15 @@ impl App {
             })
             .collect();
         let day_of = |t: i64| usize::try_from((day_start(t) - first) / 86_400).ok();
+        let mut orders = 0;
+        if with_refunds {
+            for (hour_ms, n) in storage.orders_confirmed(shop, from * 1000, to * 1000)? {
+                orders += n;
+                if let Some(day) = day_of(hour_ms / 1000).and_then(|d| days.get_mut(d)) {
+                    day.orders += n;
+                }
+            }
+        }
         let mut outcomes = [0; 5];
         let (mut requested_fen, mut approved_fen) = (0u64, 0u64);
         for r in refunds {
@@ -152,6 +169,8 @@ impl App {
             from,
             to,
             refunds: refunds.len(),
+            orders,
+            refund_rate: (orders > 0).then(|| refunds.len() as f64 / orders as f64),
             refunds_capped,
             outcomes,
             escalated_share: (!refunds.is_empty())

@@ -96,6 +96,16 @@ pub trait DecisionLog: Send + Sync {
     fn prune_decisions(&self, before_ms: i64) -> Result<usize, StorageError>;
     /// A shop's refund records, newest first.
     fn refunds(&self, shop: &str, limit: usize) -> Result<Vec<RefundRecord>, StorageError>;
+    /// How many orders `shop` confirmed (order-confirmation decisions
+    /// that answered) in each hour of `[since_ms, until_ms)`: (hour start
+    /// in unix ms, count), hours without any left out. A tally kept beside
+    /// the log, so that a period's count reads one key per hour.
+    fn orders_confirmed(
+        &self,
+        shop: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<(i64, u64)>, StorageError>;
     /// A shop's refund records of `[since_ms, until_ms)`, newest first.
     fn refunds_between(
         &self,

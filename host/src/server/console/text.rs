@@ -244,6 +244,8 @@ catalogue! {
 
     kpis: "经营指标", "KPIs";
     refunds: "退款申请", "Refund requests";
+    orders_confirmed: "确认订单", "Orders confirmed";
+    refund_rate: "退款率（退款申请 / 确认订单）", "Refund rate (requests / orders confirmed)";
     outcome_approve: "同意", "approve";
     outcome_reject: "拒绝", "reject";
     outcome_escalate: "转主管", "escalate";

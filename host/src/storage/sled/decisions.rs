@@ -174,10 +174,28 @@ impl DecisionLog for SledStorage {
         match effects {
             Effects::None => {
                 self.decisions.insert(key, value).map_err(backend)?;
-                Ok(())
             }
-            _ => self.record_with_effects(key, value, d.id, effects),
+            _ => self.record_with_effects(key, value, d.id, effects)?,
         }
+        self.tally(d)
+    }
+
+    fn orders_confirmed(
+        &self,
+        shop: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<(i64, u64)>, StorageError> {
+        let hour = |ms: i64| tally_key(shop, ms.div_euclid(HOUR_MS));
+        let first = since_ms.div_euclid(HOUR_MS) + i64::from(since_ms.rem_euclid(HOUR_MS) != 0);
+        let mut out = Vec::new();
+        for item in self.tallies.range(hour(first * HOUR_MS)..hour(until_ms)) {
+            let (key, value) = item.map_err(backend)?;
+            let at = &key[key.len() - 8..];
+            let h = i64::from_be_bytes(at.try_into().expect("8 bytes")) ^ i64::MIN;
+            out.push((h * HOUR_MS, count_of(&value)));
+        }
+        Ok(out)
     }
 
     fn decisions(&self, q: &DecisionQuery) -> Result<Vec<Decision>, StorageError> {
@@ -295,6 +313,43 @@ fn matches(q: &DecisionQuery, d: &Decision) -> bool {
             .as_ref()
             .is_none_or(|c| d.customer_id().as_ref() == Some(c))
         && q.order.as_ref().is_none_or(|o| d.order.as_ref() == Some(o))
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// `shop \0 hour`: an hour's tally of a shop.
+fn tally_key(shop: &str, hour: i64) -> Vec<u8> {
+    let mut key = shop_prefix(shop);
+    key.extend_from_slice(&ordered(hour));
+    key
+}
+
+fn count_of(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// The tallies' merge: add the counts.
+pub(super) fn add_counts(_key: &[u8], old: Option<&[u8]>, more: &[u8]) -> Option<Vec<u8>> {
+    let sum = old.map_or(0, count_of) + count_of(more);
+    Some(sum.to_be_bytes().to_vec())
+}
+
+impl SledStorage {
+    /// Count a decision in the hourly tallies: an order confirmation that
+    /// answered is an order confirmed. After the decision is written, not
+    /// with it: a crash between them may lose one count (a figure for
+    /// people, not an account).
+    pub(super) fn tally(&self, d: &Decision) -> Result<(), StorageError> {
+        if d.step == crate::steps::Step::OrderConfirmation && d.error.is_none() {
+            self.tallies
+                .merge(
+                    tally_key(&d.shop, d.at_ms.div_euclid(HOUR_MS)),
+                    1u64.to_be_bytes(),
+                )
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
 }
 
 /// What a filtered search reads of an entry before deciding to decode it.

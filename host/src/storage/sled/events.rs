@@ -413,6 +413,9 @@ impl EventStore for SledStorage {
         match written {
             Ok(()) => {
                 self.event_intents.remove(intent_key).map_err(backend)?;
+                for (d, _) in &c.decisions {
+                    self.tally(d)?;
+                }
                 Ok(())
             }
             Err((e, Failure::Crash)) => Err(e),

@@ -34,6 +34,9 @@ pub struct SledStorage {
     /// `shop \0 kind len subject time id` → nothing: the decision log by
     /// customer (`c`) and by order (`o`).
     decision_subjects: sled::Tree,
+    /// `shop \0 hour` → orders confirmed that hour (u64, big-endian),
+    /// added to with a merge.
+    tallies: sled::Tree,
     refunds: sled::Tree,
     revisits: sled::Tree,
     /// id -> primary key of the revisit
@@ -114,6 +117,11 @@ impl SledStorage {
             state: tree("state")?,
             decisions: tree("decisions")?,
             decision_subjects: tree("decision_subjects")?,
+            tallies: {
+                let t = tree("tallies")?;
+                t.set_merge_operator(decisions::add_counts);
+                t
+            },
             refunds: tree("refunds")?,
             revisits: tree("revisits")?,
             revisit_ids: tree("revisit_ids")?,

@@ -561,3 +561,31 @@ fn a_store_without_the_index_gets_one_at_open() {
         .unwrap();
     assert_eq!(found.len(), 10);
 }
+
+#[test]
+fn orders_confirmed_are_tallied_by_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStorage::open(dir.path()).unwrap();
+    let hour = 3_600_000;
+    let t0 = 1_800_000_000_000 / hour * hour;
+    for at in [t0, t0 + 10, t0 + hour - 1, t0 + 2 * hour, t0 + 5 * hour] {
+        decision(&store, "a", Step::OrderConfirmation, at);
+    }
+    // Other steps, failed calls and other shops are not orders confirmed.
+    decision(&store, "a", Step::Greeting, t0);
+    let mut failed = decision(&store, "a", Step::OrderConfirmation, t0);
+    failed.id = store.next_id().unwrap();
+    failed.error = Some(crate::storage::DecisionError {
+        code: "plugin_trap".into(),
+        message: "x".into(),
+    });
+    store.record_decision(&failed, &Effects::None).unwrap();
+    decision(&store, "ab", Step::OrderConfirmation, t0);
+    let all = store.orders_confirmed("a", t0, t0 + 24 * hour).unwrap();
+    assert_eq!(all, vec![(t0, 4), (t0 + 2 * hour, 1), (t0 + 5 * hour, 1)]);
+    // An hour counts when the window holds its start.
+    assert_eq!(
+        store.orders_confirmed("a", t0 + 1, t0 + 5 * hour).unwrap(),
+        vec![(t0 + 2 * hour, 1)]
+    );
+}

@@ -57,6 +57,7 @@ pub async fn show(
             .map(|d| {
                 vec![
                     day(d.start),
+                    d.orders.to_string(),
                     d.refunds.to_string(),
                     d.escalated.to_string(),
                     d.closed.to_string(),
@@ -68,6 +69,7 @@ pub async fn show(
             "kpis.csv",
             &[
                 "day",
+                "orders_confirmed",
                 "refund_requests",
                 "escalated",
                 "revisits_closed",
@@ -109,7 +111,9 @@ pub async fn show(
             div.card.error { (t.capped_note) " " (MAX_REFUNDS) }
         }
         div.grid {
+            div.stat { div.k { (t.orders_confirmed) } div.v { (kpis.orders) } }
             div.stat { div.k { (t.refunds) } div.v { (kpis.refunds) } }
+            div.stat { div.k { (t.refund_rate) } div.v { (kpis.refund_rate.map_or("—".into(), percent)) } }
             div.stat { div.k { (t.escalated_share) } div.v { (kpis.escalated_share.map_or("—".into(), percent)) } }
             div.stat { div.k { (t.requested_money) } div.v { (yuan(kpis.requested_fen)) } }
             div.stat { div.k { (t.approved_money) } div.v { (yuan(kpis.approved_fen)) } }
