@@ -253,6 +253,12 @@ async fn sign_in_opens_a_session_and_every_page_answers_in_both_languages() {
         );
         assert!(page.text.contains("<html lang=\"zh-CN\">"), "{path}");
     }
+    let shop_csv = c.get("/console/shops/tea?format=csv").await;
+    assert!(
+        shop_csv.text.contains("tea,山野茶油旗舰店,refund-policy,"),
+        "{}",
+        shop_csv.text
+    );
     // The language switch: English, and back where it was.
     let switch = c.get("/console/lang/en?back=/console/shops/tea/kpis").await;
     assert_eq!(switch.status, 303);
@@ -543,6 +549,12 @@ async fn deploy_and_rollback_from_forms_land_in_the_audit_as_the_console() {
             && side.text.contains("Escalate"),
         "{}",
         side.text
+    );
+    let groups = c.get(&format!("{replay}?format=csv")).await;
+    assert!(
+        groups.text.contains("flip,approve → escalate,1,"),
+        "{}",
+        groups.text
     );
     let step_page = c.get(base).await;
     assert!(

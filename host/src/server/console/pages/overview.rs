@@ -43,6 +43,45 @@ pub fn serving(lang: Lang, s: &StepSummary) -> Markup {
     }
 }
 
+/// Shops' steps as CSV, a row per step.
+pub fn csv(shops: &[ShopSummary]) -> Response {
+    let rows = shops
+        .iter()
+        .flat_map(|shop| {
+            shop.steps.iter().map(|s| {
+                vec![
+                    shop.id.clone(),
+                    shop.name.clone(),
+                    s.step.world().to_string(),
+                    s.version.map(|v| v.to_string()).unwrap_or_default(),
+                    s.canary
+                        .map(|(v, p)| format!("v{v} {p}%"))
+                        .unwrap_or_default(),
+                    s.shadow.to_string(),
+                    s.calls_hour.to_string(),
+                    s.errors_hour.to_string(),
+                    s.unavailable.clone().unwrap_or_default(),
+                ]
+            })
+        })
+        .collect();
+    page::csv(
+        "shops.csv",
+        &[
+            "shop",
+            "name",
+            "step",
+            "version",
+            "canary",
+            "shadow",
+            "calls_last_hour",
+            "errors_last_hour",
+            "unavailable",
+        ],
+        rows,
+    )
+}
+
 fn shop_rows(lang: Lang, shop: &ShopSummary) -> Markup {
     let t = lang.texts();
     let span = shop.steps.len().max(1);
@@ -87,42 +126,7 @@ pub async fn show(
     };
     let overview = app.overview(&owner, &filter.q, limit);
     if filter.format.as_deref() == Some("csv") {
-        let rows = overview
-            .shops
-            .iter()
-            .flat_map(|shop| {
-                shop.steps.iter().map(|s| {
-                    vec![
-                        shop.id.clone(),
-                        shop.name.clone(),
-                        s.step.world().to_string(),
-                        s.version.map(|v| v.to_string()).unwrap_or_default(),
-                        s.canary
-                            .map(|(v, p)| format!("v{v} {p}%"))
-                            .unwrap_or_default(),
-                        s.shadow.to_string(),
-                        s.calls_hour.to_string(),
-                        s.errors_hour.to_string(),
-                        s.unavailable.clone().unwrap_or_default(),
-                    ]
-                })
-            })
-            .collect();
-        return Ok(page::csv(
-            "shops.csv",
-            &[
-                "shop",
-                "name",
-                "step",
-                "version",
-                "canary",
-                "shadow",
-                "calls_last_hour",
-                "errors_last_hour",
-                "unavailable",
-            ],
-            rows,
-        ));
+        return Ok(csv(&overview.shops));
     }
     let here = format!("/console?q={}", page::query_escape(&filter.q));
     let body = html! {

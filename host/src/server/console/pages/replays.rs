@@ -9,7 +9,7 @@ use crate::server::console::error::ConsoleError;
 use crate::server::console::page::{self, yuan};
 use crate::server::console::session::{ShopView, check_csrf};
 use crate::server::console::text::Lang;
-use crate::server::console::{PageForm, blocking, step_of};
+use crate::server::console::{PageForm, PageQuery, blocking, step_of};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -113,10 +113,36 @@ pub async fn start(
 }
 
 /// `GET .../replays/{id}`: progress, then the report.
+#[derive(Deserialize)]
+pub struct Format {
+    format: Option<String>,
+}
+
+/// A report's groups as CSV: each flip and each changed field, with its
+/// count and example decisions.
+fn groups_csv(r: &ReplayReport) -> Response {
+    let rows = [("flip", &r.flips), ("field", &r.fields)]
+        .into_iter()
+        .flat_map(|(kind, groups)| {
+            groups.iter().map(move |g| {
+                let examples: Vec<String> = g.examples.iter().map(u64::to_string).collect();
+                vec![
+                    kind.to_string(),
+                    g.change.clone(),
+                    g.count.to_string(),
+                    examples.join(" "),
+                ]
+            })
+        })
+        .collect();
+    page::csv("replay.csv", &["kind", "change", "count", "examples"], rows)
+}
+
 pub async fn show(
     State(app): State<Arc<App>>,
     view: ShopView,
     Path((_, step, id)): Path<(String, String, u64)>,
+    PageQuery(q): PageQuery<Format>,
 ) -> Result<Response, ConsoleError> {
     let ShopView { signed, shop } = view;
     let lang = signed.lang;
@@ -125,6 +151,10 @@ pub async fn show(
     let job = app
         .replay(&shop.id, step, id)
         .ok_or(ConsoleError::NotFound(lang))?;
+    if q.format.as_deref() == Some("csv") {
+        let report = job.report.as_ref().ok_or(ConsoleError::NotFound(lang))?;
+        return Ok(groups_csv(report));
+    }
     let base = format!("/console/shops/{}/steps/{}", shop.id, step.world());
     let here = format!("{base}/replays/{id}");
     let body = html! {
@@ -140,7 +170,10 @@ pub async fn show(
             " · " a href=(base) { (t.back) }
         }
         @if let Some(error) = &job.error { div.card.error { code { (error) } } }
-        @if let Some(r) = &job.report { (report(lang, r, &format!("{here}/examples"))) }
+        @if let Some(r) = &job.report {
+            p { a href={ (here) "?format=csv" } { (t.export_csv) } }
+            (report(lang, r, &format!("{here}/examples")))
+        }
     };
     Ok(page::page(&signed, &here, t.replay, body).into_response())
 }

@@ -3,17 +3,33 @@
 
 use super::overview::serving;
 use crate::app::{App, KeyOwner};
+use crate::server::console::PageQuery;
+use crate::server::console::error::ConsoleError;
 use crate::server::console::page;
 use crate::server::console::session::ShopView;
 use axum::extract::State;
-use maud::{Markup, html};
+use axum::response::{IntoResponse, Response};
+use maud::html;
+use serde::Deserialize;
 use std::sync::Arc;
 
-pub async fn show(State(app): State<Arc<App>>, view: ShopView) -> Markup {
+#[derive(Deserialize)]
+pub struct Format {
+    format: Option<String>,
+}
+
+pub async fn show(
+    State(app): State<Arc<App>>,
+    view: ShopView,
+    PageQuery(q): PageQuery<Format>,
+) -> Result<Response, ConsoleError> {
     let ShopView { signed, shop } = view;
     let lang = signed.lang;
     let t = lang.texts();
     let overview = app.overview(&KeyOwner::Shop(shop.id.clone()), "", 1);
+    if q.format.as_deref() == Some("csv") {
+        return Ok(super::overview::csv(&overview.shops));
+    }
     let summary = overview.shops.into_iter().next();
     let here = format!("/console/shops/{}", shop.id);
     let body = html! {
@@ -28,6 +44,7 @@ pub async fn show(State(app): State<Arc<App>>, view: ShopView) -> Markup {
                     code { (reason) }
                 }
             }
+            p { a href={ (here) "?format=csv" } { (t.export_csv) } }
             div.scroll { table {
                 thead { tr {
                     th { (t.step) } th { (t.serving) } th.num { (t.calls_hour) } th.num { (t.errors_hour) } th { (t.versions) }
@@ -44,5 +61,5 @@ pub async fn show(State(app): State<Arc<App>>, view: ShopView) -> Markup {
             } }
         }
     };
-    page::page(&signed, &here, &shop.name, body)
+    Ok(page::page(&signed, &here, &shop.name, body).into_response())
 }
