@@ -14,7 +14,7 @@ use crate::storage::{OutcomeResult, RevisitStatus, StorageError};
 
 /// Most refund records one period reads (newest first); more are said to
 /// be left out.
-pub const MAX_REFUNDS: usize = 20_000;
+pub const MAX_REFUNDS: usize = 10_000;
 /// Most refunds whose decision time is looked up (the newest).
 const TIMED_REFUNDS: usize = 1_000;
 /// How a refund was decided, in display order.
