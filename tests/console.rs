@@ -155,6 +155,22 @@ impl Console {
         .await
     }
 
+    /// Deploy `config` to the step at `base` through its form.
+    async fn deploy(&mut self, base: &str, csrf: &str, config: &str) -> Page {
+        let (content_type, body) = kefu_tests::multipart(&[
+            ("csrf", "", "text/plain", csrf.as_bytes()),
+            ("config", "", "text/plain", config.as_bytes()),
+        ]);
+        self.send(
+            Request::builder()
+                .method(Method::POST)
+                .uri(format!("{base}/deploy"))
+                .header(header::CONTENT_TYPE, content_type),
+            body.into(),
+        )
+        .await
+    }
+
     /// The session's CSRF token, from a page's sign-out form.
     async fn csrf(&mut self) -> String {
         self.get("/console").await.hidden("csrf")
@@ -372,17 +388,6 @@ async fn deploy_and_rollback_from_forms_land_in_the_audit_as_the_console() {
     );
     c.sign_in(ADMIN).await;
     let csrf = c.csrf().await;
-    let deploy = |config: &'static str, csrf: String| {
-        kefu_tests::multipart(&[
-            (
-                "csrf",
-                "",
-                "text/plain",
-                Box::leak(csrf.into_boxed_str()).as_bytes(),
-            ),
-            ("config", "", "text/plain", config.as_bytes()),
-        ])
-    };
     let base = "/console/shops/tea/steps/refund-policy";
     let before = c
         .app
@@ -391,15 +396,8 @@ async fn deploy_and_rollback_from_forms_land_in_the_audit_as_the_console() {
         .versions
         .len() as u64;
     // A form without the session's token is refused, and changes nothing.
-    let (ct, body) = deploy("{\"supervisor_threshold_fen\": 100}", "forged".into());
     let forged = c
-        .send(
-            Request::builder()
-                .method(Method::POST)
-                .uri(format!("{base}/deploy"))
-                .header(header::CONTENT_TYPE, ct),
-            body.into(),
-        )
+        .deploy(base, "forged", "{\"supervisor_threshold_fen\": 100}")
         .await;
     assert_eq!(forged.status, 403);
     assert_eq!(
@@ -418,16 +416,7 @@ async fn deploy_and_rollback_from_forms_land_in_the_audit_as_the_console() {
     .iter()
     .enumerate()
     {
-        let (ct, body) = deploy(config, csrf.clone());
-        let done = c
-            .send(
-                Request::builder()
-                    .method(Method::POST)
-                    .uri(format!("{base}/deploy"))
-                    .header(header::CONTENT_TYPE, ct),
-                body.into(),
-            )
-            .await;
+        let done = c.deploy(base, &csrf, config).await;
         assert_eq!(done.status, 303, "{}", done.text);
         assert_eq!(
             done.location(),
@@ -447,16 +436,7 @@ async fn deploy_and_rollback_from_forms_land_in_the_audit_as_the_console() {
         page.text
     );
     // A config that is not JSON names the problem.
-    let (ct, body) = deploy("{not json", csrf.clone());
-    let bad = c
-        .send(
-            Request::builder()
-                .method(Method::POST)
-                .uri(format!("{base}/deploy"))
-                .header(header::CONTENT_TYPE, ct),
-            body.into(),
-        )
-        .await;
+    let bad = c.deploy(base, &csrf, "{not json").await;
     assert_eq!(bad.status, 422, "{}", bad.text);
 
     let back = c

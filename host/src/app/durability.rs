@@ -13,6 +13,13 @@
 //! [`PROBE_EVERY`] writes and flushes one small key: when it succeeds,
 //! writes resume (logged once). No wait for durability lasts longer than
 //! [`DURABLE_DEADLINE`].
+//!
+//! It also keeps the data dir's filesystem from filling: below a reserve
+//! of free space ([`reserve`]) storage counts as failing before the store
+//! ever meets "no space left" — sled 0.34 cannot read some of its pages
+//! again after a write failed for space (a read may need to finish a
+//! split), so the reserve keeps reads answering and lets writes resume
+//! by themselves once space is freed.
 
 use crate::storage::{Durable, StorageError};
 use std::sync::Arc;
@@ -30,6 +37,56 @@ pub const DURABLE_DEADLINE: Duration = Duration::from_secs(5);
 pub const STUCK_AFTER: Duration = Duration::from_secs(3);
 /// How often a failing storage is probed.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often the free space of the data dir's filesystem is looked at
+/// (at every step request once less than twice the reserve is free).
+const DISK_EVERY_MS: i64 = 200;
+
+/// The free space kept on a filesystem of `total` bytes: a tenth of it,
+/// at most 64 MiB.
+pub fn reserve(total: u64) -> u64 {
+    (total / 10).min(64 << 20)
+}
+
+/// Free and total bytes of the filesystem holding `path`.
+fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let block = st.f_frsize as u64;
+    Some((st.f_bavail as u64 * block, st.f_blocks as u64 * block))
+}
+
+/// The data dir, whose filesystem's free space is watched.
+struct Disk {
+    path: std::path::PathBuf,
+    /// When it was last looked at, unix ms.
+    checked_ms: std::sync::atomic::AtomicI64,
+    /// Less than twice the reserve was free when last looked at: look at
+    /// every write then (a burst could use up the reserve between two
+    /// looks).
+    near: std::sync::atomic::AtomicBool,
+}
+
+impl Disk {
+    /// Why writes must stop for space, if they must.
+    fn low(&self) -> Option<String> {
+        let (free, total) = disk_space(&self.path)?;
+        let keep = reserve(total);
+        self.near.store(free < 2 * keep, Ordering::Relaxed);
+        (free < keep).then(|| {
+            format!(
+                "the data dir's filesystem is almost full: {} MiB free of {} MiB, and kefu keeps {} MiB free so that what it wrote stays readable",
+                free >> 20,
+                total >> 20,
+                keep >> 20
+            )
+        })
+    }
+}
 
 /// Whether storage can write now.
 #[derive(Default)]
@@ -42,6 +99,8 @@ pub struct Health {
     flush_started_ms: std::sync::atomic::AtomicI64,
     /// A probe thread is running.
     probing: std::sync::atomic::AtomicBool,
+    /// The data dir, when its free space is watched.
+    disk: Option<Disk>,
 }
 
 impl Health {
@@ -49,8 +108,29 @@ impl Health {
         chrono::Utc::now().timestamp_millis()
     }
 
+    /// Look at the free space every [`DISK_EVERY_MS`] (one caller does,
+    /// the others go on): too little is a failure like a failed write.
+    fn watch_disk(&self) {
+        let Some(disk) = &self.disk else { return };
+        let now = Self::now_ms();
+        let last = disk.checked_ms.load(Ordering::Relaxed);
+        if !disk.near.load(Ordering::Relaxed)
+            && (now - last < DISK_EVERY_MS
+                || disk
+                    .checked_ms
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err())
+        {
+            return;
+        }
+        if let Some(reason) = disk.low() {
+            self.fail("disk-full", &reason);
+        }
+    }
+
     /// Why storage cannot write now, if it cannot.
     pub fn failing(&self) -> Option<String> {
+        self.watch_disk();
         if self.is_failing.load(Ordering::Acquire)
             && let Some(reason) = self
                 .failing
@@ -89,6 +169,10 @@ impl Health {
         if !self.is_failing.load(Ordering::Acquire) {
             return;
         }
+        // A write that fit in the reserve is no way back.
+        if self.disk.as_ref().and_then(Disk::low).is_some() {
+            return;
+        }
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(reason) = failing.take() {
             self.is_failing.store(false, Ordering::Release);
@@ -111,6 +195,11 @@ impl Health {
                     std::thread::sleep(PROBE_EVERY);
                     // A flush still stuck in the store: no way back yet.
                     if health.flush_started_ms.load(Ordering::Relaxed) != 0 {
+                        continue;
+                    }
+                    // Still too little space: no write is tried.
+                    if let Some(reason) = health.disk.as_ref().and_then(Disk::low) {
+                        health.fail("disk-full", &reason);
                         continue;
                     }
                     match storage.probe() {
@@ -139,14 +228,37 @@ pub struct Committer {
 
 impl Committer {
     /// Start the flusher thread. It stops when every `Committer` is gone.
+    #[cfg(test)]
     pub fn start(storage: Arc<dyn Durable>) -> Self {
         Self::with_interval(storage, MIN_FLUSH_INTERVAL)
     }
 
+    /// Start the flusher thread, watching the free space of the
+    /// filesystem holding `data_dir`.
+    pub fn watching(storage: Arc<dyn Durable>, data_dir: &std::path::Path) -> Self {
+        Self::new(storage, MIN_FLUSH_INTERVAL, Some(data_dir))
+    }
+
+    #[cfg(test)]
     pub fn with_interval(storage: Arc<dyn Durable>, interval: Duration) -> Self {
+        Self::new(storage, interval, None)
+    }
+
+    fn new(
+        storage: Arc<dyn Durable>,
+        interval: Duration,
+        data_dir: Option<&std::path::Path>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel::<Waiter>();
         let flushes = Arc::new(AtomicU64::new(0));
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Health {
+            disk: data_dir.map(|path| Disk {
+                path: path.to_path_buf(),
+                checked_ms: Default::default(),
+                near: Default::default(),
+            }),
+            ..Health::default()
+        });
         let (count, h, s) = (flushes.clone(), health.clone(), storage.clone());
         std::thread::Builder::new()
             .name("kefu-commit".into())
@@ -253,6 +365,16 @@ mod tests {
     use super::*;
     use crate::storage::SledStorage;
     use std::sync::Mutex;
+
+    #[test]
+    fn the_reserve_is_a_tenth_of_the_disk_at_most_64_mib() {
+        assert_eq!(reserve(16 << 20), (16 << 20) / 10);
+        assert_eq!(reserve(10 << 30), 64 << 20);
+        // The filesystem under this test's temporary dir: it answers.
+        let dir = tempfile::tempdir().unwrap();
+        let (free, total) = disk_space(dir.path()).unwrap();
+        assert!(free <= total && total > 0);
+    }
 
     /// A store whose first flush waits until the test opens the gate, so
     /// that every wait is queued behind it whatever the scheduler does.

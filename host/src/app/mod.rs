@@ -204,7 +204,7 @@ impl App {
             tracing::warn!(var = %config.admin_token_env, "no admin token set: admin endpoints are closed");
         }
         Ok(Arc::new(App {
-            committer: durability::Committer::start(storage.clone()),
+            committer: durability::Committer::watching(storage.clone(), &config.data_dir),
             config,
             runtime,
             registry,
