@@ -3,7 +3,7 @@
 //! refund, planned revisits) are written under an intent, all or nothing
 //! across a crash (see [`Intent`]).
 
-use super::keys::{SEP, backend, decode, encode, ordered, shop_prefix, timed_key};
+use super::keys::{SEP, backend, decode, encode, ordered, shop_prefix, timed_key, unordered};
 use super::revisits::due_key;
 use super::{Failure, SledStorage};
 use crate::storage::{
@@ -168,9 +168,7 @@ impl DecisionLog for SledStorage {
         let value = encode(d)?;
         // The index first: an entry whose decision never came is skipped
         // when read, and pruned with the decisions of its time.
-        for index in subject_keys(d) {
-            self.decision_subjects.insert(index, &[]).map_err(backend)?;
-        }
+        self.index(d)?;
         match effects {
             Effects::None => {
                 self.decisions.insert(key, value).map_err(backend)?;
@@ -192,7 +190,7 @@ impl DecisionLog for SledStorage {
         for item in self.tallies.range(hour(first * HOUR_MS)..hour(until_ms)) {
             let (key, value) = item.map_err(backend)?;
             let at = &key[key.len() - 8..];
-            let h = i64::from_be_bytes(at.try_into().expect("8 bytes")) ^ i64::MIN;
+            let h = unordered(at.try_into().expect("8 bytes"));
             out.push((h * HOUR_MS, count_of(&value)));
         }
         Ok(out)
@@ -376,11 +374,8 @@ fn subject_prefix(shop: &str, kind: u8, subject: &str) -> Vec<u8> {
 
 /// The index keys of `d`: its customer, and its order if it has one.
 pub(super) fn subject_keys(d: &Decision) -> Vec<Vec<u8>> {
-    let customer = match d.customer.is_empty() {
-        true => d.customer_id(),
-        false => Some(d.customer.clone()),
-    };
-    let subjects = customer
+    let subjects = d
+        .customer_id()
         .map(|c| (CUSTOMER, c))
         .into_iter()
         .chain(d.order.clone().map(|o| (ORDER, o)));
@@ -433,7 +428,7 @@ impl SledStorage {
             if tail.len() != 16 {
                 continue;
             }
-            let at = i64::from_be_bytes(tail[..8].try_into().expect("8 bytes")) ^ i64::MIN;
+            let at = unordered(tail[..8].try_into().expect("8 bytes"));
             let id = u64::from_be_bytes(tail[8..].try_into().expect("8 bytes"));
             let Some(value) = self
                 .decisions
@@ -451,6 +446,14 @@ impl SledStorage {
             }
         }
         Ok(out)
+    }
+
+    /// Index `d` by its buyer and its order.
+    fn index(&self, d: &Decision) -> Result<(), StorageError> {
+        for key in subject_keys(d) {
+            self.decision_subjects.insert(key, &[]).map_err(backend)?;
+        }
+        Ok(())
     }
 
     /// Remove index entries of decisions older than `before_ms` (the time
@@ -481,10 +484,7 @@ impl SledStorage {
         let mut indexed = 0u64;
         for item in self.decisions.iter() {
             let (_, value) = item.map_err(backend)?;
-            let d: Decision = decode(&value)?;
-            for key in subject_keys(&d) {
-                self.decision_subjects.insert(key, &[]).map_err(backend)?;
-            }
+            self.index(&decode(&value)?)?;
             indexed += 1;
         }
         self.decision_subjects

@@ -36,6 +36,11 @@ pub(super) fn ordered(n: i64) -> [u8; 8] {
     ((n as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+/// The number [`ordered`] encoded.
+pub(super) fn unordered(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
 /// `shop \0 time id`: a shop's records in time order.
 pub(super) fn timed_key(shop: &str, time: i64, id: u64) -> Vec<u8> {
     let mut key = shop_prefix(shop);
