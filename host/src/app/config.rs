@@ -48,6 +48,10 @@ pub struct ServerConfig {
     pub decision_retention_days: u64,
     /// sled's page cache, in MiB.
     pub storage_cache_mib: u64,
+    /// Free space kept on the data dir's filesystem, in MiB: below it
+    /// writes stop (503) before the disk is full. Default: a tenth of the
+    /// filesystem, at most 64 MiB; 0 keeps none.
+    pub disk_reserve_mib: Option<u64>,
     /// Per-call plugin limits.
     pub limits: Limits,
     /// Per-shop quotas.
@@ -138,6 +142,7 @@ impl Default for ServerConfig {
             max_body_kib: 256,
             decision_retention_days: 30,
             storage_cache_mib: 64,
+            disk_reserve_mib: None,
             limits: Limits::default(),
             quotas: super::quota::Quotas::default(),
             webhooks: WebhookConfig::default(),
@@ -163,6 +168,7 @@ const SETTINGS: &[&str] = &[
     "max_body_kib",
     "decision_retention_days",
     "storage_cache_mib",
+    "disk_reserve_mib",
     "deploy_wait_secs",
     "strict",
     "keep_versions",

@@ -37,12 +37,15 @@ pub const DURABLE_DEADLINE: Duration = Duration::from_secs(5);
 pub const STUCK_AFTER: Duration = Duration::from_secs(3);
 /// How often a failing storage is probed.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// Free space the data dir's filesystem needs before the server restarts
+/// itself to open a store that failed (see [`Health::restart_if_room`]).
+const RESTART_ROOM: u64 = 8 << 20;
 /// How often the free space of the data dir's filesystem is looked at
 /// (at every step request once less than twice the reserve is free).
 const DISK_EVERY_MS: i64 = 200;
 
-/// The free space kept on a filesystem of `total` bytes: a tenth of it,
-/// at most 64 MiB.
+/// The free space kept on a filesystem of `total` bytes unless configured
+/// (`disk_reserve_mib`): a tenth of it, at most 64 MiB.
 pub fn reserve(total: u64) -> u64 {
     (total / 10).min(64 << 20)
 }
@@ -69,13 +72,18 @@ struct Disk {
     /// every write then (a burst could use up the reserve between two
     /// looks).
     near: std::sync::atomic::AtomicBool,
+    /// The configured reserve, bytes (`None`: [`reserve`]).
+    keep: Option<u64>,
 }
 
 impl Disk {
     /// Why writes must stop for space, if they must.
     fn low(&self) -> Option<String> {
         let (free, total) = disk_space(&self.path)?;
-        let keep = reserve(total);
+        let keep = self.keep.unwrap_or_else(|| reserve(total));
+        if keep == 0 {
+            return None;
+        }
         self.near.store(free < 2 * keep, Ordering::Relaxed);
         (free < keep).then(|| {
             format!(
@@ -99,8 +107,13 @@ pub struct Health {
     flush_started_ms: std::sync::atomic::AtomicI64,
     /// A probe thread is running.
     probing: std::sync::atomic::AtomicBool,
+    /// The store itself failed in this episode (not only the reserve of
+    /// free space): it is opened again before it is probed.
+    engine_failed: std::sync::atomic::AtomicBool,
     /// The data dir, when its free space is watched.
     disk: Option<Disk>,
+    /// What restarts the server when the store cannot be opened again.
+    restart: std::sync::OnceLock<Box<dyn Fn(&str) + Send + Sync>>,
 }
 
 impl Health {
@@ -156,6 +169,9 @@ impl Health {
     /// Mark storage failing (logged once per episode, always counted).
     fn fail(&self, kind: &'static str, reason: &str) {
         metrics::counter!("kefu_storage_errors_total", "kind" => kind).increment(1);
+        if kind != "disk-full" {
+            self.engine_failed.store(true, Ordering::Release);
+        }
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         if failing.is_none() {
             tracing::error!(%reason, "storage cannot write: step requests answer 503 until it can");
@@ -176,7 +192,29 @@ impl Health {
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(reason) = failing.take() {
             self.is_failing.store(false, Ordering::Release);
+            self.engine_failed.store(false, Ordering::Release);
             tracing::info!(was = %reason, "storage writes again");
+        }
+    }
+
+    /// Restart the server in place, when it can and the data dir's
+    /// filesystem has room for the store to open ([`RESTART_ROOM`] free,
+    /// and the reserve).
+    fn restart_if_room(&self, cause: &StorageError) {
+        let Some(restart) = self.restart.get() else {
+            tracing::error!(%cause, "the store cannot be opened again in process: restart kefu");
+            return;
+        };
+        let room = match &self.disk {
+            Some(disk) => disk_space(&disk.path).is_some_and(|(free, total)| {
+                free >= RESTART_ROOM.max(disk.keep.unwrap_or_else(|| reserve(total)))
+            }),
+            None => true,
+        };
+        if room {
+            restart(&format!(
+                "the store cannot be opened again in process: {cause}"
+            ));
         }
     }
 
@@ -201,6 +239,25 @@ impl Health {
                     if let Some(reason) = health.disk.as_ref().and_then(Disk::low) {
                         health.fail("disk-full", &reason);
                         continue;
+                    }
+                    // The store itself failed (not only the reserve): open
+                    // it again, as a restart would, before writing to it —
+                    // sled 0.34 cannot go on after its log failed to write,
+                    // and a flush there may wait forever.
+                    if health.engine_failed.load(Ordering::Acquire) {
+                        match storage.reopen() {
+                            Ok(_) => {}
+                            Err(e) => {
+                                health.fail("reopen", &e.to_string());
+                                // The old store's threads still hold it
+                                // (sled 0.34 may wait forever on its
+                                // failed log): only a new process opens it.
+                                if let StorageError::Locked(_) = e {
+                                    health.restart_if_room(&e);
+                                }
+                                continue;
+                            }
+                        }
                     }
                     match storage.probe() {
                         Ok(()) => {
@@ -234,9 +291,14 @@ impl Committer {
     }
 
     /// Start the flusher thread, watching the free space of the
-    /// filesystem holding `data_dir`.
-    pub fn watching(storage: Arc<dyn Durable>, data_dir: &std::path::Path) -> Self {
-        Self::new(storage, MIN_FLUSH_INTERVAL, Some(data_dir))
+    /// filesystem holding `data_dir` and keeping `reserve` bytes free
+    /// (`None`: [`reserve`]).
+    pub fn watching(
+        storage: Arc<dyn Durable>,
+        data_dir: &std::path::Path,
+        reserve: Option<u64>,
+    ) -> Self {
+        Self::new(storage, MIN_FLUSH_INTERVAL, Some((data_dir, reserve)))
     }
 
     #[cfg(test)]
@@ -247,13 +309,14 @@ impl Committer {
     fn new(
         storage: Arc<dyn Durable>,
         interval: Duration,
-        data_dir: Option<&std::path::Path>,
+        data_dir: Option<(&std::path::Path, Option<u64>)>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel::<Waiter>();
         let flushes = Arc::new(AtomicU64::new(0));
         let health = Arc::new(Health {
-            disk: data_dir.map(|path| Disk {
+            disk: data_dir.map(|(path, keep)| Disk {
                 path: path.to_path_buf(),
+                keep,
                 checked_ms: Default::default(),
                 near: Default::default(),
             }),
@@ -289,6 +352,11 @@ impl Committer {
         Some(reason)
     }
 
+    /// See [`crate::app::App::on_store_stuck`].
+    pub fn on_store_stuck(&self, restart: Box<dyn Fn(&str) + Send + Sync>) {
+        let _ = self.health.restart.set(restart);
+    }
+
     /// Flushes done so far.
     pub fn flushes(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
@@ -306,7 +374,7 @@ impl Committer {
             queued.map_err(|_| stopped())?;
             match tokio::time::timeout(DURABLE_DEADLINE, rx).await {
                 Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(e))) => Err(StorageError::Backend(e)),
+                Ok(Ok(Err(e))) => Err(StorageError::NotDurable(e)),
                 Ok(Err(_)) => Err(stopped()),
                 Err(_) => {
                     health.fail("deadline", "a flush did not finish in time");
@@ -485,5 +553,60 @@ mod tests {
         // Unstuck: back by itself.
         store.stuck.store(false, Ordering::Relaxed);
         recovers(&committer).await;
+    }
+
+    /// Like sled 0.34 after its log failed to write: flushes fail, and a
+    /// probe waits forever unless the store was opened again first.
+    #[derive(Default)]
+    struct Wedged {
+        reopened: std::sync::atomic::AtomicBool,
+    }
+
+    impl Durable for Wedged {
+        fn flush(&self) -> Result<(), StorageError> {
+            if self.reopened.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            Err(StorageError::Backend(
+                "IO error: No space left on device".into(),
+            ))
+        }
+        fn probe(&self) -> Result<(), StorageError> {
+            while !self.reopened.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        }
+        fn reopen(&self) -> Result<bool, StorageError> {
+            self.reopened.store(true, Ordering::Relaxed);
+            Ok(true)
+        }
+    }
+
+    /// #30: after the store itself failed, the way back opens it again
+    /// before writing to it (a probe of the failed store would wait
+    /// forever), and writes resume.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_that_failed_is_opened_again_before_it_is_probed() {
+        let store = Arc::new(Wedged::default());
+        let committer = Committer::start(store.clone());
+        assert!(committer.durable().await.is_err());
+        assert!(committer.failing().is_some());
+        recovers(&committer).await;
+        assert!(store.reopened.load(Ordering::Relaxed));
+        committer.durable().await.unwrap();
+    }
+
+    /// #30: what failed only for the reserve of free space is not opened
+    /// again (sled never saw an error).
+    #[test]
+    fn only_a_failure_of_the_store_itself_asks_for_a_reopen() {
+        let health = Health::default();
+        health.fail("disk-full", "almost full");
+        assert!(!health.engine_failed.load(Ordering::Acquire));
+        health.fail("flush", "No space left on device");
+        assert!(health.engine_failed.load(Ordering::Acquire));
+        health.recovered();
+        assert!(!health.engine_failed.load(Ordering::Acquire));
     }
 }

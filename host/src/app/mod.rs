@@ -61,7 +61,7 @@ pub use views::{ActivePluginView, PluginsView, VersionView, VersionsView};
 use crate::error::LoadError;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::steps::Step;
-use crate::storage::{Actor, SledStorage, Storage, StorageError};
+use crate::storage::{Actor, Reopening, SledStorage, Storage, StorageError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -175,14 +175,38 @@ impl App {
     /// transport that listens before the shops are loaded opens first
     /// (then [`App::load_shops`]).
     pub fn open_unloaded(config: ServerConfig, env: Env) -> Result<Arc<App>, OpenError> {
-        let storage: Arc<dyn Storage> = Arc::new(
-            SledStorage::open_with_cache(&config.data_dir, config.storage_cache_mib << 20)
-                .map(|s| s.with_state_quota(config.quotas.state_kib * 1024))
-                .map_err(|cause| OpenError::Storage {
-                    path: config.data_dir.display().to_string(),
-                    cause,
-                })?,
-        );
+        let (dir, cache) = (config.data_dir.clone(), config.storage_cache_mib << 20);
+        let quota = config.quotas.state_kib * 1024;
+        let storage = Reopening::open(move || {
+            let store = SledStorage::open_with_cache(&dir, cache)?.with_state_quota(quota);
+            Ok(Arc::new(store) as Arc<dyn Storage>)
+        })
+        .map_err(|cause| OpenError::Storage {
+            path: config.data_dir.display().to_string(),
+            cause,
+        })?;
+        Self::open_unloaded_on(config, env, Arc::new(storage))
+    }
+
+    /// Open the app on a store opened by the caller (a store in front of
+    /// another, e.g. [`crate::storage::Faults`] in tests), then load every
+    /// shop folder.
+    pub async fn open_on(
+        config: ServerConfig,
+        env: Env,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Arc<App>, OpenError> {
+        let app = App::open_unloaded_on(config, env, storage)?;
+        app.load_shops().await?;
+        Ok(app)
+    }
+
+    /// [`App::open_unloaded`] on a store opened by the caller.
+    pub fn open_unloaded_on(
+        config: ServerConfig,
+        env: Env,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Arc<App>, OpenError> {
         let runtime = Arc::new(Runtime::new(RuntimeConfig {
             cache_dir: Some(config.cache_dir()),
             limits: config.limits.clone(),
@@ -204,7 +228,11 @@ impl App {
             tracing::warn!(var = %config.admin_token_env, "no admin token set: admin endpoints are closed");
         }
         Ok(Arc::new(App {
-            committer: durability::Committer::watching(storage.clone(), &config.data_dir),
+            committer: durability::Committer::watching(
+                storage.clone(),
+                &config.data_dir,
+                config.disk_reserve_mib.map(|mib| mib << 20),
+            ),
             config,
             runtime,
             registry,
@@ -248,6 +276,14 @@ impl App {
             _watcher: watcher,
             retention,
         })
+    }
+
+    /// What to do when the store failed and cannot be opened again in
+    /// process (sled's own threads still hold it): `kefu serve` restarts
+    /// itself in place. Without it, storage stays failing and the log
+    /// says a restart is needed.
+    pub fn on_store_stuck(&self, restart: Box<dyn Fn(&str) + Send + Sync>) {
+        self.committer.on_store_stuck(restart);
     }
 
     /// The config the app was opened with.

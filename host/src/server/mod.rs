@@ -10,6 +10,7 @@ mod handlers;
 mod language;
 mod openapi;
 mod request_id;
+mod restart;
 pub mod transport;
 
 pub use error::ApiError;
@@ -179,17 +180,28 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let listen = config.listen;
     let strict = config.strict;
     let http = config.http.clone();
-    // Bind before anything slow: a port in use is said at once, once.
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: listen.to_string(),
-            source,
-        })?;
+    let listen_error = |source| ServeError::Listen {
+        addr: listen.to_string(),
+        source,
+    };
+    // Bind before anything slow: a port in use is said at once, once. A
+    // restart in place adopts the socket it was handed instead.
+    let listener = match restart::inherited_listener() {
+        Some(inherited) => inherited.map_err(listen_error)?,
+        None => tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(listen_error)?,
+    };
     let addr = listener.local_addr()?;
     let app = App::open_unloaded(config, process_env())?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    app.on_store_stuck(Box::new(move |reason| {
+        restart::in_place(fd, reason);
+    }));
     tracing::info!(%addr, "kefu listening; loading shops");
-    println!("kefu listening on http://{addr} (loading shops: /readyz says how far)");
+    say(format_args!(
+        "kefu listening on http://{addr} (loading shops: /readyz says how far)"
+    ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let stop = async move {
         tokio::select! { _ = shutdown_signal() => {}, _ = stop_rx => {} }
@@ -211,13 +223,27 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     app.set_ready();
     let ready_ms = started.elapsed().as_millis() as u64;
     tracing::info!(%addr, shops, failures, ready_ms, "kefu ready");
-    println!("kefu ready: {shops} shops, {failures} load failures, in {ready_ms} ms");
+    say(format_args!(
+        "kefu ready: {shops} shops, {failures} load failures, in {ready_ms} ms"
+    ));
     let _ = transport.await;
     drop(background);
     app.durable()
         .await
         .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
     Ok(())
+}
+
+/// A line on standard output, for whoever started the server; nobody
+/// reading it any more (a closed pipe, after a restart in place) is no
+/// reason to stop.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out
+        .write_fmt(line)
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush());
 }
 
 /// Load the shops (refusing to go on under `strict` if any failed) and

@@ -10,18 +10,24 @@
 //! atomic: after a crash, all of it is there or none.
 
 mod events;
+mod faults;
+mod layer;
 mod records;
+mod reopen;
 mod sled;
 
 pub use events::{
     ActionRecord, ActionStatus, DecisionRef, EventCommit, EventRecord, EventStatus, EventStore,
     PendingRef, TimerRecord,
 };
+pub use faults::{Fault, Faults};
+pub use layer::{Layer, Layered, Op, Record};
 pub use records::{
     Actor, AuditAction, AuditEvent, CallError as DecisionError, CanaryRecord, Decision,
     DecisionQuery, Delivery, Fallback, OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord,
     RevisitStatus, ShopRecord, StateRead, VersionRecord, VersionSource,
 };
+pub use reopen::Reopening;
 pub use sled::SledStorage;
 
 use crate::state::StateStore;
@@ -43,6 +49,10 @@ pub enum StorageError {
         "not confirmed durable within {0:?}: storage is failing; what was written may appear once it recovers"
     )]
     NotConfirmed(std::time::Duration),
+    /// Writes were made but the flush that was to make them durable
+    /// failed: they may still appear once storage recovers.
+    #[error("not made durable: {0}; what was written may appear once storage recovers")]
+    NotDurable(String),
     /// Storage is known to be failing: nothing was written.
     #[error("storage cannot write now, nothing was recorded: {0}")]
     Failing(String),
@@ -61,6 +71,12 @@ pub trait Durable: Send + Sync {
     /// after a failure). By default, a flush.
     fn probe(&self) -> Result<(), StorageError> {
         self.flush()
+    }
+    /// Open the store again, as after a restart, when it cannot go on
+    /// after an I/O error (sled 0.34 keeps failing once its log failed to
+    /// write). True when it was reopened; by default it cannot be.
+    fn reopen(&self) -> Result<bool, StorageError> {
+        Ok(false)
     }
 }
 

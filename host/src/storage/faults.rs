@@ -1,0 +1,86 @@
+//! A store that fails on purpose: tests and drills arm faults (a write,
+//! a flush or a read of one kind of record fails) to see what the server
+//! does when its storage fails there, and disarm them to see it recover.
+
+use super::layer::{Layer, Layered, Op, Record};
+use super::{Storage, StorageError};
+use std::sync::{Arc, Mutex};
+
+/// One armed fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The record whose calls fail; [`Record::Store`] with [`Op::Flush`]
+    /// for flushes.
+    pub record: Record,
+    pub op: Op,
+    /// How many calls fail before it disarms itself; `None` until
+    /// [`Faults::clear`].
+    pub times: Option<u32>,
+}
+
+/// A store in front of `store` whose armed faults fail the calls they
+/// match with a storage error naming the fault, before the store sees
+/// them (so a failed write wrote nothing).
+pub struct Faults {
+    store: Arc<dyn Storage>,
+    armed: Mutex<Vec<Fault>>,
+    /// Calls failed so far.
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl Faults {
+    pub fn new(store: Arc<dyn Storage>) -> Layered<Faults> {
+        Layered(Faults {
+            store,
+            armed: Default::default(),
+            failed: Default::default(),
+        })
+    }
+
+    /// Fail every `op` of `record` until cleared.
+    pub fn arm(&self, record: Record, op: Op) {
+        self.arm_fault(Fault {
+            record,
+            op,
+            times: None,
+        });
+    }
+
+    pub fn arm_fault(&self, fault: Fault) {
+        self.armed.lock().unwrap().push(fault);
+    }
+
+    /// Disarm every fault.
+    pub fn clear(&self) {
+        self.armed.lock().unwrap().clear();
+    }
+
+    /// Calls failed so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Layer for Faults {
+    fn store(&self) -> Result<Arc<dyn Storage>, StorageError> {
+        Ok(self.store.clone())
+    }
+
+    fn check(&self, record: Record, op: Op) -> Result<(), StorageError> {
+        let mut armed = self.armed.lock().unwrap();
+        let Some(at) = armed.iter().position(|f| f.record == record && f.op == op) else {
+            return Ok(());
+        };
+        if let Some(times) = &mut armed[at].times {
+            *times = times.saturating_sub(1);
+            if *times == 0 {
+                armed.remove(at);
+            }
+        }
+        self.failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(StorageError::Backend(format!(
+            "injected fault: {op} of {record} failed"
+        )))
+    }
+}
