@@ -10,6 +10,14 @@ wasmtime::component::bindgen!({
     world: "workflow",
     path: "../wit",
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema],
+    // A state read the store cannot answer stops the call: read as
+    // absent, it would decide on what is not so (remind twice...).
+    imports: {
+        "kefu:workflow/state.get": trappable,
+        "kefu:workflow/state.delete": trappable,
+        "kefu:workflow/state.list-keys": trappable,
+        "kefu:workflow/state.list-keys-after": trappable,
+    },
 });
 
 pub use self::kefu::workflow::flow;

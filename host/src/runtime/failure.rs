@@ -75,6 +75,9 @@ pub(super) fn classify(err: wasmtime::Error, timeout: Duration) -> CallError {
             other => CallError::Trap(other.to_string()),
         };
     }
+    if let Some(e) = err.downcast_ref::<super::host::StateUnavailable>() {
+        return CallError::Host(format!("the plugin's state could not be read: {e}"));
+    }
     if err
         .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
         .is_some()

@@ -9,6 +9,7 @@ mod log;
 mod state;
 
 pub use log::{LogCtx, LogLevel, LogLine};
+pub use state::StateUnavailable;
 
 use super::limits::MemoryLimiter;
 use crate::bindings::{

@@ -1,6 +1,7 @@
 //! The `state` interface: the plugin's key-value state, scoped to the
-//! shop and plugin of the call. A failed read is logged to the plugin's
-//! log and read as absent.
+//! shop and plugin of the call. A read (or delete) the store cannot answer
+//! stops the call with [`StateUnavailable`]: read as absent, it would let
+//! the plugin decide on what is not so.
 
 use super::log::{LogCtx, LogLevel};
 use crate::bindings::state;
@@ -36,15 +37,11 @@ impl HasData for StateData {
 }
 
 impl state::Host for StateView<'_> {
-    fn get(&mut self, key: String) -> Option<String> {
-        match self.ctx.store.get(&self.ctx.scope, &key) {
-            Ok(value) => value,
-            Err(e) => {
-                self.log
-                    .push(LogLevel::Error, format!("state get `{key}` failed: {e}"));
-                None
-            }
-        }
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        self.ctx
+            .store
+            .get(&self.ctx.scope, &key)
+            .map_err(|e| self.unavailable(format!("state get `{key}` failed: {e}")))
     }
 
     fn set(&mut self, key: String, value: String) -> Result<(), state::StateError> {
@@ -70,38 +67,50 @@ impl state::Host for StateView<'_> {
             })
     }
 
-    fn delete(&mut self, key: String) -> bool {
+    fn delete(&mut self, key: String) -> wasmtime::Result<bool> {
         self.ctx
             .store
             .delete(&self.ctx.scope, &key)
-            .unwrap_or_else(|e| {
-                self.log
-                    .push(LogLevel::Error, format!("state delete `{key}` failed: {e}"));
-                false
-            })
+            .map_err(|e| self.unavailable(format!("state delete `{key}` failed: {e}")))
     }
 
-    fn list_keys(&mut self, prefix: String, limit: u32) -> Vec<String> {
+    fn list_keys(&mut self, prefix: String, limit: u32) -> wasmtime::Result<Vec<String>> {
         self.page(&prefix, None, limit)
     }
 
-    fn list_keys_after(&mut self, prefix: String, after: String, limit: u32) -> Vec<String> {
+    fn list_keys_after(
+        &mut self,
+        prefix: String,
+        after: String,
+        limit: u32,
+    ) -> wasmtime::Result<Vec<String>> {
         self.page(&prefix, Some(&after), limit)
     }
 }
 
+/// The error a call stops with when its state cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StateUnavailable(pub String);
+
 impl StateView<'_> {
-    /// One page of keys, at most [`MAX_LIST_KEYS`]; a failed read is
-    /// logged and read as no keys.
-    fn page(&mut self, prefix: &str, after: Option<&str>, limit: u32) -> Vec<String> {
+    /// One page of keys, at most [`MAX_LIST_KEYS`].
+    fn page(
+        &mut self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> wasmtime::Result<Vec<String>> {
         let limit = limit.min(MAX_LIST_KEYS) as usize;
         self.ctx
             .store
             .list_keys(&self.ctx.scope, prefix, after, limit)
-            .unwrap_or_else(|e| {
-                self.log
-                    .push(LogLevel::Error, format!("state list-keys failed: {e}"));
-                Vec::new()
-            })
+            .map_err(|e| self.unavailable(format!("state list-keys failed: {e}")))
+    }
+
+    /// Log why the store could not answer, and stop the call.
+    fn unavailable(&mut self, why: String) -> wasmtime::Error {
+        self.log.push(LogLevel::Error, why.clone());
+        wasmtime::Error::new(StateUnavailable(why))
     }
 }
