@@ -26,6 +26,12 @@ impl InProc {
     /// `KEY_TEA` ([`KEY`]), `ADMIN` ([`ADMIN`]) and `HOOK` (a webhook
     /// secret) are set.
     pub async fn open(root: &Path) -> InProc {
+        Self::open_on(root, None).await
+    }
+
+    /// Like [`InProc::open`], on `storage` when given (e.g. a store with
+    /// faults armed by the test) instead of the one the app opens.
+    pub async fn open_on(root: &Path, storage: Option<Arc<dyn kefu::Storage>>) -> InProc {
         let config = ServerConfig {
             data_dir: root.join("data"),
             shops_dir: root.join("shops"),
@@ -36,7 +42,11 @@ impl InProc {
         let vars: HashMap<&str, &str> =
             HashMap::from([("KEY_TEA", KEY), ("ADMIN", ADMIN), ("HOOK", "hook-secret")]);
         let env: Env = Arc::new(move |name: &str| vars.get(name).map(|v| v.to_string()));
-        let app = App::open(config, env).await.expect("the app opens");
+        let app = match storage {
+            Some(storage) => App::open_on(config, env, storage).await,
+            None => App::open(config, env).await,
+        }
+        .expect("the app opens");
         InProc {
             router: kefu::server::router(app.clone()),
             app,

@@ -371,6 +371,13 @@ impl<L: Layer> EventStore for Layered<L> {
         pass!(self, Event, Read, subject_state(shop, subject))
     }
     fn commit_event(&self, commit: &EventCommit) -> Result<(), StorageError> {
+        // What the commit writes besides the event's own records.
+        if !commit.decisions.is_empty() {
+            self.0.check(Record::Decision, Op::Write)?;
+        }
+        if !commit.deliveries.is_empty() {
+            self.0.check(Record::Delivery, Op::Write)?;
+        }
         pass!(self, Event, Write, commit_event(commit))
     }
     fn retry_event(
