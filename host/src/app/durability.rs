@@ -96,6 +96,9 @@ impl Disk {
     }
 }
 
+/// What restarts the server (see [`Committer::on_store_stuck`]).
+pub type Restart = Box<dyn Fn(&str) + Send + Sync>;
+
 /// Whether storage can write now.
 #[derive(Default)]
 pub struct Health {
@@ -113,7 +116,7 @@ pub struct Health {
     /// The data dir, when its free space is watched.
     disk: Option<Disk>,
     /// What restarts the server when the store cannot be opened again.
-    restart: std::sync::OnceLock<Box<dyn Fn(&str) + Send + Sync>>,
+    restart: std::sync::OnceLock<Restart>,
 }
 
 impl Health {
@@ -353,7 +356,7 @@ impl Committer {
     }
 
     /// See [`crate::app::App::on_store_stuck`].
-    pub fn on_store_stuck(&self, restart: Box<dyn Fn(&str) + Send + Sync>) {
+    pub fn on_store_stuck(&self, restart: Restart) {
         let _ = self.health.restart.set(restart);
     }
 

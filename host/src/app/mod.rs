@@ -282,7 +282,7 @@ impl App {
     /// process (sled's own threads still hold it): `kefu serve` restarts
     /// itself in place. Without it, storage stays failing and the log
     /// says a restart is needed.
-    pub fn on_store_stuck(&self, restart: Box<dyn Fn(&str) + Send + Sync>) {
+    pub fn on_store_stuck(&self, restart: durability::Restart) {
         self.committer.on_store_stuck(restart);
     }
 
