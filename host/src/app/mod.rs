@@ -23,6 +23,7 @@ mod replays;
 mod revisits;
 mod rollout;
 mod run;
+mod said;
 mod startup;
 mod views;
 mod watch;

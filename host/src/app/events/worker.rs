@@ -59,14 +59,18 @@ pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) {
     let inbox = app.inbox.clone();
     tokio::spawn(async move {
         let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+        let said = crate::app::said::Said::default();
         while !stop.load(Ordering::Relaxed) {
             let storage = app.storage.clone();
             let pending =
                 match tokio::task::spawn_blocking(move || storage.pending_events(LOOK_AHEAD)).await
                 {
-                    Ok(Ok(p)) => p,
+                    Ok(Ok(p)) => {
+                        said.worked("reading the event inbox");
+                        p
+                    }
                     Ok(Err(e)) => {
-                        tracing::error!(error = %e, "cannot read the event inbox");
+                        said.failed("cannot read the event inbox", &e);
                         tokio::time::sleep(LATER).await;
                         continue;
                     }
@@ -217,6 +221,7 @@ pub fn spawn_timers(app: Arc<App>, stop: Arc<AtomicBool>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TIMER_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let said = crate::app::said::Said::default();
         while !stop.load(Ordering::Relaxed) {
             tick.tick().await;
             let storage = app.storage.clone();
@@ -231,13 +236,16 @@ pub fn spawn_timers(app: Arc<App>, stop: Arc<AtomicBool>) {
                 Ok(due.len())
             })
             .await;
+            if let Ok(Ok(_)) = fired {
+                said.worked("firing due timers");
+            }
             match fired {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => {
                     metrics::counter!("kefu_timers_fired_total").increment(n as u64);
                     app.inbox.wake();
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot fire due timers"),
+                Ok(Err(e)) => said.failed("cannot fire due timers", &e),
                 Err(_) => {}
             }
         }

@@ -96,10 +96,12 @@ impl Scheduler {
         std::thread::Builder::new()
             .name("kefu-scheduler".into())
             .spawn(move || {
+                let said = crate::app::said::Said::default();
                 while !stop.load(Ordering::Relaxed) {
                     let now = chrono::Utc::now();
-                    if let Err(e) = self.tick(now.timestamp(), now.timestamp_millis()) {
-                        tracing::error!(error = %e, "revisit scheduler failed; retrying");
+                    match self.tick(now.timestamp(), now.timestamp_millis()) {
+                        Ok(_) => said.worked("the revisit scheduler"),
+                        Err(e) => said.failed("revisit scheduler failed; retrying", &e),
                     }
                     std::thread::sleep(TICK);
                 }

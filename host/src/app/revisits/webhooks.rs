@@ -193,13 +193,18 @@ impl Deliverer {
         std::thread::Builder::new()
             .name("kefu-webhooks".into())
             .spawn(move || {
+                let said = crate::app::said::Said::default();
                 while !stop.load(Ordering::Relaxed) {
                     let now_ms = chrono::Utc::now().timestamp_millis();
-                    match self.dispatch(now_ms) {
+                    let sent = self.dispatch(now_ms);
+                    if sent.is_ok() {
+                        said.worked("reading the webhook outbox");
+                    }
+                    match sent {
                         Ok(0) => std::thread::sleep(Duration::from_millis(50)),
                         Ok(_) => std::thread::sleep(Duration::from_millis(5)),
                         Err(e) => {
-                            tracing::error!(error = %e, "cannot read the webhook outbox");
+                            said.failed("cannot read the webhook outbox", &e);
                             std::thread::sleep(Duration::from_millis(500));
                         }
                     }
