@@ -543,3 +543,76 @@ async fn a_shadow_decides_live_traffic_again_without_touching_it() {
         2
     );
 }
+
+/// `kefu replay --data` on the data directory of a running `kefu serve`:
+/// sled holds it locked, so the replay runs through that server's API
+/// (the directory says where it answers) with the same report; `--server`
+/// asks a server directly; a bad token is refused, named.
+#[test]
+fn kefu_replay_on_a_running_servers_data_dir_replays_through_its_api() {
+    use support::server::{ADMIN, Server, TEA_KEY, post, write_config};
+    let root = tempfile::tempdir().unwrap();
+    let shops = root.path().join("shops");
+    std::fs::create_dir_all(shops.join("tea-oil")).unwrap();
+    std::fs::write(
+        shops.join("tea-oil/shop.toml"),
+        "name = \"tea-oil\"\napi_key_env = \"KEFU_KEY_TEA_OIL\"\n",
+    )
+    .unwrap();
+    let server = Server::start(&write_config(root.path(), &shops, ""));
+    let body = std::fs::read(support::example("requests/refund-policy/unshipped.json")).unwrap();
+    for _ in 0..5 {
+        let (status, out) = post(
+            &server,
+            "/v1/shops/tea-oil/refund-decision",
+            Some(TEA_KEY),
+            &body,
+        );
+        assert_eq!(status, 200, "{out}");
+    }
+    let replay = |place: &[&str], token: &str| {
+        support::kefu()
+            .arg("replay")
+            .args(place)
+            .args([
+                "--shop",
+                "tea-oil",
+                "--step",
+                "refund-policy",
+                "--candidate",
+            ])
+            .arg(support::default_plugin("refund-policy"))
+            .arg("--json")
+            .env("KEFU_ADMIN_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let data = root.path().join("data");
+    let out = replay(&["--data", data.to_str().unwrap()], ADMIN);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{err}; server log: {}",
+        std::fs::read_to_string(&server.log).unwrap_or_default()
+    );
+    assert!(err.contains("replaying through its API"), "{err}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["replayed"].as_u64(), report["changed"].as_u64()),
+        (Some(5), Some(0)),
+        "{report:#}"
+    );
+    let base = server.url("");
+    let out = replay(&["--server", &base], ADMIN);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["unchanged"], 5, "{report:#}");
+    let out = replay(&["--server", &base], "wrong-token");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused (403 forbidden)"), "{err}");
+}

@@ -306,6 +306,9 @@ pub enum ReplayDirError {
     },
     #[error("candidate rejected: {0}")]
     Candidate(#[from] crate::error::LoadError),
+    /// The candidate's config or the runtime could not be set up.
+    #[error("{0}")]
+    Config(String),
     #[error(transparent)]
     Replay(#[from] replay::ReplayError),
 }

@@ -46,6 +46,19 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Why, in words.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Usage(m) => m.clone(),
+            Failure::Refused {
+                status,
+                code,
+                message,
+            } => format!("refused ({status} {code}): {message}"),
+            Failure::Unreachable(m) => format!("cannot reach the server: {m}"),
+        }
+    }
+
     /// Say why on stderr and give the exit code.
     pub fn report(self) -> ExitCode {
         match self {
@@ -75,7 +88,41 @@ pub struct Body {
     pub bytes: Vec<u8>,
 }
 
+impl Body {
+    /// A `multipart/form-data` body of (field name, file name, content
+    /// type, bytes) parts.
+    pub fn multipart(parts: &[(&str, &str, &str, Vec<u8>)]) -> Body {
+        let boundary = "kefu-cli-7f3c9a1d5b";
+        let mut bytes = Vec::new();
+        for (name, file, kind, content) in parts {
+            bytes.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: {kind}\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            bytes.extend_from_slice(content);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        Body {
+            content_type: format!("multipart/form-data; boundary={boundary}"),
+            bytes,
+        }
+    }
+}
+
 impl Connection {
+    /// The server at `server`, asked with the admin token.
+    pub fn admin(server: &str, admin_token: Option<String>) -> Connection {
+        Connection {
+            server: server.to_string(),
+            key: None,
+            admin_token,
+            json: false,
+        }
+    }
+
     fn credential(&self, needs: Needs) -> Result<&str, Failure> {
         let found = match needs {
             Needs::Admin => self.admin_token.as_deref(),

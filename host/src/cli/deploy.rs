@@ -60,23 +60,7 @@ pub fn run(args: DeployArgs) -> ExitCode {
         let text = percent.to_string().into_bytes();
         parts.push(("canary", "canary", "text/plain", text));
     }
-    let boundary = "kefu-cli-7f3c9a1d5b";
-    let mut bytes = Vec::new();
-    for (name, file, kind, content) in &parts {
-        bytes.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: {kind}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        bytes.extend_from_slice(content);
-        bytes.extend_from_slice(b"\r\n");
-    }
-    bytes.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let body = Body {
-        content_type: format!("multipart/form-data; boundary={boundary}"),
-        bytes,
-    };
+    let body = Body::multipart(&parts);
     let path = format!("/v1/shops/{}/steps/{}/versions", args.shop, args.step);
     match args.conn.call("POST", &path, Needs::Admin, Some(body)) {
         Ok(answer) => {

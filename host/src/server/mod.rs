@@ -193,7 +193,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             .map_err(listen_error)?,
     };
     let addr = listener.local_addr()?;
+    let serving = config.data_dir.join(SERVING_FILE);
     let app = App::open_unloaded(config, process_env())?;
+    // Where this server answers, for tools that find its data dir held
+    // (`kefu replay --data`).
+    let _ = std::fs::write(&serving, format!("{}\n", reachable_url(addr)));
     let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
     app.on_store_stuck(Box::new(move |reason| {
         restart::in_place(fd, reason);
@@ -227,11 +231,33 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         "kefu ready: {shops} shops, {failures} load failures, in {ready_ms} ms"
     ));
     let _ = transport.await;
+    let _ = std::fs::remove_file(&serving);
     drop(background);
     app.durable()
         .await
         .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
     Ok(())
+}
+
+/// The file in a data dir that says where the server holding it answers.
+pub const SERVING_FILE: &str = "kefu-serving";
+
+/// The URL of the server holding `data_dir`, if one said so.
+pub fn serving_url(data_dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(SERVING_FILE)).ok()?;
+    let url = text.trim();
+    url.starts_with("http://").then(|| url.to_string())
+}
+
+/// A URL a client on this machine reaches `addr` at (a server listening
+/// on every address answers on loopback).
+fn reachable_url(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
 /// A line on standard output, for whoever started the server; nobody

@@ -15,7 +15,7 @@ use crate::steps::Step;
 use crate::storage::{Decision, DecisionLog, DecisionQuery, Storage, StorageError};
 pub use diff::changed_paths;
 use diff::outcome_label;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -76,7 +76,7 @@ pub enum ReplayError {
 }
 
 /// One group of changed decisions.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeGroup {
     /// `reject → approve`, or an output field's path.
     pub change: String,
@@ -86,7 +86,7 @@ pub struct ChangeGroup {
 }
 
 /// Call-time quantiles, microseconds.
-#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallTiming {
     pub p50_us: u64,
     pub p99_us: u64,
@@ -109,7 +109,7 @@ impl CallTiming {
 }
 
 /// What a replay found.
-#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplayReport {
     pub shop: String,
     #[schema(value_type = String)]
