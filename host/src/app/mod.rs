@@ -31,6 +31,7 @@ mod watch;
 pub use access::{AccessError, Caller, KeyOwner};
 pub use config::{ConfigError, InstanceMode, ServerConfig, ShopSpec, StepSpec};
 pub use deploy::{CanaryPlan, CanaryView, DeployError, DeployRequest};
+pub use durability::Committer;
 pub use events::input::{
     HOST_TYPES as EVENT_HOST_TYPES, MAX_BATCH as MAX_EVENTS, TYPES as EVENT_TYPES,
 };

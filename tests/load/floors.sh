@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# kefu beside its floors, in one run (#29): the greeting route over SHOPS
+# shops at 1, 16 and 64 connections, answered by
+#   kefu        `kefu serve`, the default greeting plugin in its sandbox;
+#   floor+sled  tests/load/floor.rs: the same route, key check and answer
+#               shape with the greeting rule compiled natively, each
+#               decision logged in kefu's sled store through kefu's group
+#               commit before the answer;
+#   floor       the same without the log.
+# ROUNDS rounds, the three servers in a rotating order within each (the
+# machine is noisy: compare within a round). Prints req/s, p50, p99 and
+# the server's CPU per answer (user + system time of its process over the
+# answers), then kefu's ratios to floor+sled and to floor, round by round.
+#   bash tests/load/floors.sh [SHOPS] [SECONDS] [ROUNDS]   (defaults 1000 10 2)
+# KEFU_LOAD_CONNS narrows the connection counts (e.g. KEFU_LOAD_CONNS=64).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root="$(pwd)"
+shops="${1:-1000}"
+secs="${2:-10}"
+rounds="${3:-2}"
+source plugins/setup.sh
+source tests/load/common.sh
+need_wrk
+cargo build --release -p kefu --bin kefu --example floor >/dev/null 2>&1
+kefu="${KEFU_BIN:-$CARGO_TARGET_DIR/release/kefu}"
+floor_bin="$CARGO_TARGET_DIR/release/examples/floor"
+
+work="$(mktemp -d)"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+export KEFU_LOAD_KEY="load-test-key"
+hash="$(printf %s "$KEFU_LOAD_KEY" | sha256sum | cut -d' ' -f1)"
+mkdir -p "$work/shops"
+for i in $(seq 1 "$shops"); do
+    mkdir -p "$work/shops/shop-$i"
+    printf 'name = "shop %s"\napi_key_sha256 = "%s"\n' "$i" "$hash" > "$work/shops/shop-$i/shop.toml"
+done
+cat > "$work/kefu.toml" <<TOML
+listen = "127.0.0.1:0"
+data_dir = "$work/data"
+shops_dir = "$work/shops"
+cache_dir = "$work/cache"
+TOML
+
+# Start the three servers; each one's pid and address by name.
+declare -A pid_of addr_of
+start_server
+pid_of[kefu]=$pid; addr_of[kefu]=$addr; pids+=("$pid")
+start_floor() { # name, extra args
+    local name="$1"; shift
+    "$floor_bin" "$shops" "$KEFU_LOAD_KEY" "$@" > "$work/$name.out" 2> "$work/$name.log" &
+    pid_of[$name]=$!; pids+=("$!")
+    for _ in $(seq 1 100); do
+        grep -q listening "$work/$name.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    addr_of[$name]="$(grep -o 'http://[0-9.:]*' "$work/$name.out")"
+}
+start_floor floor+sled --durable "$work/floor-data"
+start_floor floor
+
+# CPU time of a process so far, in clock ticks (utime + stime).
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz="$(getconf CLK_TCK)"
+
+# One wrk run of a server: prints "req/s p50 p99 cpu_us_per_answer".
+measure() { # name conns
+    local name="$1" conns="$2" threads before after out requests
+    threads=$(( conns < 2 ? 1 : 2 ))
+    before="$(ticks "${pid_of[$name]}")"
+    out="$(KEFU_SHOPS="$shops" KEFU_STEP=greeting KEFU_BODY="$root/examples/requests/greeting/discount.json" \
+        wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s tests/load/post.lua "${addr_of[$name]}" 2>"$work/wrk.err")"
+    after="$(ticks "${pid_of[$name]}")"
+    if [ -s "$work/wrk.err" ]; then
+        echo "$name answered other than 200:" >&2
+        head -3 "$work/wrk.err" >&2
+        exit 1
+    fi
+    requests="$(echo "$out" | awk '/requests in/ {print $1}')"
+    echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') \
+$(echo "$out" | awk '$1=="50%" {print $2}') \
+$(echo "$out" | awk '$1=="99%" {print $2}') \
+$(( (after - before) * 1000000 / hz / requests ))"
+}
+
+# wrk's latency ("812.00us", "1.20ms", "2.01s") in microseconds.
+us() { awk -v t="$1" 'BEGIN { n = t + 0; if (t ~ /us$/) print n; else if (t ~ /ms$/) print n * 1000; else print n * 1000000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+servers=(kefu floor+sled floor)
+printf '%-6s %5s  %-11s %10s %10s %10s %9s\n' round conns server "req/s" p50 p99 "cpu/answer"
+summary=""
+for round in $(seq 1 "$rounds"); do
+    for conns in ${KEFU_LOAD_CONNS:-1 16 64}; do
+        declare -A got=()
+        # Rotate who goes first, round by round.
+        shift_by=$(( (round - 1) % 3 ))
+        order=("${servers[@]:$shift_by}" "${servers[@]:0:$shift_by}")
+        for name in "${order[@]}"; do
+            got[$name]="$(measure "$name" "$conns")"
+            read -r rps p50 p99 cpu <<<"${got[$name]}"
+            printf '%-6s %5s  %-11s %10s %10s %10s %7s µs\n' "$round" "$conns" "$name" "$rps" "$p50" "$p99" "$cpu"
+        done
+        read -r k_rps k_p50 k_p99 k_cpu <<<"${got[kefu]}"
+        read -r s_rps s_p50 s_p99 s_cpu <<<"${got[floor+sled]}"
+        read -r f_rps f_p50 f_p99 f_cpu <<<"${got[floor]}"
+        summary+="$(printf '%-6s %5s  %8s %8s %8s %8s   %8s %8s\\n' "$round" "$conns" \
+            "$(ratio "$k_rps" "$s_rps")" "$(ratio "$(us "$k_p50")" "$(us "$s_p50")")" \
+            "$(ratio "$(us "$k_p99")" "$(us "$s_p99")")" "$(ratio "$k_cpu" "$s_cpu")" \
+            "$(ratio "$k_rps" "$f_rps")" "$(ratio "$(us "$k_p99")" "$(us "$f_p99")")")"
+        unset got
+    done
+done
+echo
+echo "kefu / floor+sled: req/s, p50, p99, CPU per answer;   kefu / floor: req/s, p99"
+printf '%-6s %5s  %8s %8s %8s %8s   %8s %8s\n' round conns "req/s" p50 p99 cpu "req/s" p99
+printf '%b' "$summary"
