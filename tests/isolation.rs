@@ -269,3 +269,93 @@ fn noisy_neighbour_control_with_shop_a_on_its_own_server() {
     let (_, _, statuses) = noisy_neighbour(300, ShopA::OnItsOwnServer);
     assert_held_to_timeouts_and_quota(&statuses);
 }
+
+/// #29: 1,000 shops that all reuse their greeting's instances, every one
+/// called twice by 8 clients at once, then another step (a fresh instance
+/// per call) of 50 of them: each answers 200. Each shop keeps an idle
+/// instance; without a cap across shops they took every instance slot of
+/// the engine (1,000) and the other calls failed with 503 ("maximum
+/// concurrent limit of 1000 for component instances reached").
+#[test]
+fn a_thousand_shops_that_all_reuse_instances_answer_every_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let shops = dir.path().join("shops");
+    for i in 1..=1000 {
+        let shop = shops.join(format!("shop-{i}"));
+        std::fs::create_dir_all(&shop).unwrap();
+        std::fs::write(
+            shop.join("shop.toml"),
+            format!(
+                "name = \"shop {i}\"\napi_key_env = \"KEFU_KEY_TEA_OIL\"\n[steps.greeting]\ninstances = \"reuse\"\n"
+            ),
+        )
+        .unwrap();
+    }
+    let config = write_config(
+        dir.path(),
+        &shops,
+        "[quotas]\nlog_kib_per_window = 100000000\n",
+    );
+    let server = Server::start(&config);
+    let body = std::fs::read(example("requests/greeting/first-visit.json")).unwrap();
+    let statuses = std::sync::Mutex::new(HashMap::<u16, usize>::new());
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for client in 0..8 {
+            let (server, body, statuses, failures) = (&server, &body, &statuses, &failures);
+            s.spawn(move || {
+                // Two passes over every shop, each client its share.
+                for n in (client..2000).step_by(8) {
+                    let shop = n % 1000 + 1;
+                    let (status, out) = post(
+                        server,
+                        &format!("/v1/shops/shop-{shop}/greeting"),
+                        Some(support::server::TEA_KEY),
+                        body,
+                    );
+                    *statuses.lock().unwrap().entry(status).or_default() += 1;
+                    if status != 200 {
+                        failures.lock().unwrap().push(out);
+                    }
+                }
+            });
+        }
+    });
+    // Then calls of a step that takes a fresh instance each: they need a
+    // slot the idle instances must have left.
+    let order = std::fs::read(example("requests/order-confirmation/ok-with-remark.json")).unwrap();
+    for shop in (1..=1000).step_by(20) {
+        let (status, out) = post(
+            &server,
+            &format!("/v1/shops/shop-{shop}/order-confirmation"),
+            Some(support::server::TEA_KEY),
+            &order,
+        );
+        *statuses.lock().unwrap().entry(status).or_default() += 1;
+        if status != 200 {
+            failures.lock().unwrap().push(out);
+        }
+    }
+    let statuses = statuses.into_inner().unwrap();
+    let failures = failures.into_inner().unwrap();
+    assert_eq!(
+        statuses.get(&200),
+        Some(&2050),
+        "{statuses:?}; first failures: {:?}",
+        &failures[..failures.len().min(3)]
+    );
+    let metrics = agent()
+        .get(server.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let idle = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kefu_reused_instances_idle "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("the idle gauge");
+    eprintln!("{idle} reused instances idle after the calls");
+    assert!((1.0..=500.0).contains(&idle), "{idle} idle");
+}

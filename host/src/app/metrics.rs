@@ -96,6 +96,11 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "Shops serving while their shop.toml does not load",
     ),
     (
+        "kefu_reused_instances_idle",
+        Kind::Gauge,
+        "Reused plugin instances kept idle, in all shops (at most 500: past it the least recently used goes)",
+    ),
+    (
         "kefu_load_failures",
         Kind::Gauge,
         "Load failures kept (details in GET /v1/plugins)",

@@ -384,6 +384,8 @@ impl App {
     /// backlog gauges counted now (blocking: it reads storage).
     pub fn render_metrics(&self) -> String {
         metrics::record_shop_gauges(&self.registry);
+        ::metrics::gauge!("kefu_reused_instances_idle")
+            .set(self.runtime.idle_reused_instances() as f64);
         metrics::record_process_gauges();
         metrics::record_backlog_gauges(self.storage.as_ref(), now_ms());
         self.metrics.render()

@@ -50,6 +50,8 @@ pub struct Runtime {
     /// Plugins checked for a step, by (digest, step): shops that use the
     /// same component share its compiled code and its checks.
     prepared: std::sync::Mutex<std::collections::HashMap<(String, Step), Plugin>>,
+    /// Reused instances kept idle, in all pools.
+    idle: std::sync::Arc<pool::IdleInstances>,
     _ticker: engine::EpochTicker,
 }
 
@@ -73,8 +75,19 @@ impl Runtime {
             cache,
             limits: config.limits,
             prepared: Default::default(),
+            idle: std::sync::Arc::new(pool::IdleInstances::new(pool::MAX_IDLE_TOTAL)),
             _ticker: ticker,
         })
+    }
+
+    /// Reused instances kept idle across every pool, and their cap.
+    pub(crate) fn idle_instances(&self) -> &std::sync::Arc<pool::IdleInstances> {
+        &self.idle
+    }
+
+    /// How many reused instances are idle now, in all pools.
+    pub fn idle_reused_instances(&self) -> usize {
+        self.idle.count()
     }
 
     /// The limits calls run under.

@@ -14,7 +14,9 @@ use super::host::CallState;
 use super::load::Plugin;
 use crate::state::StateScope;
 use crate::steps::StepInput;
-use std::sync::Mutex;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 use wasmtime::Store;
 use wasmtime::component::Instance;
@@ -23,16 +25,98 @@ use wasmtime::component::Instance;
 /// are dropped after use).
 pub const MAX_IDLE: usize = 4;
 
+/// Idle instances kept across every pool of a runtime: half the engine's
+/// instance slots (`engine::POOL_INSTANCES`), so that 1,000 shops that
+/// all reuse instances leave room for the calls running; past it the
+/// least recently used idle instance anywhere is dropped.
+pub const MAX_IDLE_TOTAL: usize = 500;
+
+/// One idle instance, and when it was last put back.
+struct Idle {
+    store: Store<CallState>,
+    instance: Instance,
+    stamp: u64,
+}
+
+type IdleList = Mutex<Vec<Idle>>;
+
+fn lock(list: &IdleList) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    list.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every pool's idle instances in the order they were put back: a
+/// runtime's cap on how many stay idle in all.
+pub(crate) struct IdleInstances {
+    cap: usize,
+    /// Idle instances now, in all pools.
+    count: AtomicUsize,
+    stamps: AtomicU64,
+    /// (pool, stamp) of each instance put back, oldest first; an entry
+    /// whose instance was taken since, or whose pool is gone, is stale
+    /// and skipped.
+    queue: Mutex<VecDeque<(Weak<IdleList>, u64)>>,
+}
+
+impl IdleInstances {
+    pub(crate) fn new(cap: usize) -> Self {
+        IdleInstances {
+            cap,
+            count: AtomicUsize::new(0),
+            stamps: AtomicU64::new(0),
+            queue: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Idle instances in all pools.
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// An instance was put back in `list` with `stamp`: past the cap, drop
+    /// the least recently used idle ones.
+    fn kept(&self, list: &Arc<IdleList>, stamp: u64) {
+        let mut victims = Vec::new();
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.push_back((Arc::downgrade(list), stamp));
+            let mut count = self.count.fetch_add(1, Ordering::AcqRel) + 1;
+            while count > self.cap {
+                let Some((pool, stamp)) = queue.pop_front() else {
+                    break;
+                };
+                let Some(pool) = pool.upgrade() else { continue };
+                let mut idle = lock(&pool);
+                if let Some(at) = idle.iter().position(|i| i.stamp == stamp) {
+                    victims.push(idle.remove(at));
+                    count = self.count.fetch_sub(1, Ordering::AcqRel) - 1;
+                }
+            }
+            // Stale entries (instances taken since) pile up under steady
+            // reuse: drop them once they outnumber the live ones.
+            if queue.len() > 2 * self.cap.max(count) + 1024 {
+                queue.retain(|(pool, stamp)| {
+                    pool.upgrade()
+                        .is_some_and(|p| lock(&p).iter().any(|i| i.stamp == *stamp))
+                });
+            }
+        }
+        drop(victims);
+    }
+}
+
 pub struct ReusePool {
     plugin: Plugin,
-    idle: Mutex<Vec<(Store<CallState>, Instance)>>,
+    idle: Arc<IdleList>,
+    /// The runtime's cap, once the pool kept an instance.
+    all: OnceLock<Arc<IdleInstances>>,
 }
 
 impl ReusePool {
     pub fn new(plugin: Plugin) -> Self {
         ReusePool {
             plugin,
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::new(Mutex::new(Vec::new())),
+            all: OnceLock::new(),
         }
     }
 
@@ -42,7 +126,7 @@ impl ReusePool {
 
     /// Idle instances right now.
     pub fn idle(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        lock(&self.idle).len()
     }
 
     /// Run one call on an idle instance, or a new one that is kept after.
@@ -52,9 +136,14 @@ impl ReusePool {
             return refused;
         }
         let now = ctx.now;
-        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let taken = lock(&self.idle).pop();
         let (mut store, instance) = match taken {
-            Some((mut store, instance)) => {
+            Some(Idle {
+                mut store,
+                instance,
+                ..
+            }) => {
+                rt.idle_instances().count.fetch_sub(1, Ordering::AcqRel);
                 let scope = StateScope::new(ctx.shop, ctx.plugin);
                 store
                     .data_mut()
@@ -66,11 +155,34 @@ impl ReusePool {
         };
         let (outcome, instance) = self.plugin.run(rt, &mut store, instance, input, now, start);
         if let Some(instance) = instance {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_IDLE {
-                idle.push((store, instance));
+            let all = self.all.get_or_init(|| rt.idle_instances().clone());
+            let stamp = all.stamps.fetch_add(1, Ordering::Relaxed);
+            let kept = {
+                let mut idle = lock(&self.idle);
+                let room = idle.len() < MAX_IDLE;
+                if room {
+                    idle.push(Idle {
+                        store,
+                        instance,
+                        stamp,
+                    });
+                }
+                room
+            };
+            if kept {
+                all.kept(&self.idle, stamp);
             }
         }
         outcome
+    }
+}
+
+impl Drop for ReusePool {
+    /// Its idle instances go with it: no longer counted.
+    fn drop(&mut self) {
+        if let Some(all) = self.all.get() {
+            all.count
+                .fetch_sub(lock(&self.idle).len(), Ordering::AcqRel);
+        }
     }
 }
