@@ -123,6 +123,9 @@ pub struct App {
     background: std::sync::OnceLock<Arc<Runtime>>,
     /// The workflow inbox's wake-up and its busy subjects.
     inbox: Arc<events::worker::Inbox>,
+    /// The shops folder's watch, once started and until the background
+    /// workers hold it.
+    watcher: std::sync::Mutex<Option<watch::ShopWatcher>>,
 }
 
 /// The background workers of an open app: the shops-folder watcher, the
@@ -148,6 +151,7 @@ impl App {
     pub async fn open(config: ServerConfig, env: Env) -> Result<Arc<App>, OpenError> {
         let app = App::open_unloaded(config, env)?;
         app.load_shops().await?;
+        app.tidy().await;
         Ok(app)
     }
 
@@ -161,15 +165,38 @@ impl App {
             path: self.config.shops_dir.display().to_string(),
             source,
         };
-        tokio::task::spawn_blocking(move || {
-            deployer.load_all(&dir, &progress)?;
-            deployer.sweep_cache(CACHE_UNUSED_FOR);
-            Ok(())
-        })
-        .await
-        .map_err(|e| shops_error(std::io::Error::other(e)))?
-        .map_err(shops_error)?;
+        tokio::task::spawn_blocking(move || deployer.load_all(&dir, &progress))
+            .await
+            .map_err(|e| shops_error(std::io::Error::other(e)))?
+            .map_err(shops_error)?;
         self.startup.finish();
+        Ok(())
+    }
+
+    /// Housekeeping after the shops are loaded (blocking work, on the
+    /// blocking pool): versions beyond `keep_versions` and compiled
+    /// artifacts nothing runs are let go. `kefu serve` runs it once it is
+    /// ready; [`App::open`] before it returns.
+    pub async fn tidy(self: &Arc<Self>) {
+        let deployer = self.deployer.clone();
+        let _ = tokio::task::spawn_blocking(move || deployer.tidy(CACHE_UNUSED_FOR)).await;
+    }
+
+    /// Watch the shops folder (a change reloads its shop) from now on: a
+    /// transport may start it while the shops load, since it walks every
+    /// folder. [`App::start_background`] starts it if nobody did.
+    pub fn watch_shops(&self) -> Result<(), OpenError> {
+        let mut watcher = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        if watcher.is_none() {
+            *watcher = Some(
+                watch::watch(&self.config.shops_dir, self.deployer.clone()).map_err(|e| {
+                    OpenError::Shops {
+                        path: self.config.shops_dir.display().to_string(),
+                        source: std::io::Error::other(e),
+                    }
+                })?,
+            );
+        }
         Ok(())
     }
 
@@ -200,6 +227,7 @@ impl App {
     ) -> Result<Arc<App>, OpenError> {
         let app = App::open_unloaded_on(config, env, storage)?;
         app.load_shops().await?;
+        app.tidy().await;
         Ok(app)
     }
 
@@ -247,6 +275,7 @@ impl App {
             replays: Default::default(),
             background: Default::default(),
             inbox: Default::default(),
+            watcher: Default::default(),
             answer_durations: Step::ALL.map(
                 |step| ::metrics::histogram!("kefu_answer_duration_seconds", "step" => step.world()),
             ),
@@ -257,12 +286,13 @@ impl App {
     /// Must be called within a tokio runtime.
     pub fn start_background(self: &Arc<Self>) -> Result<Background, OpenError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let watcher = watch::watch(&self.config.shops_dir, self.deployer.clone()).map_err(|e| {
-            OpenError::Shops {
-                path: self.config.shops_dir.display().to_string(),
-                source: std::io::Error::other(e),
-            }
-        })?;
+        self.watch_shops()?;
+        let watcher = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("watching since the line above");
         Scheduler::new(self.storage.clone(), self.registry.clone()).spawn(stop.clone());
         Arc::new(revisits::Deliverer::new(
             self.storage.clone(),

@@ -225,6 +225,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     };
     let (shops, failures) = app.counts();
     app.set_ready();
+    // Housekeeping once serving: it reads every shop's versions.
+    tokio::spawn({
+        let app = app.clone();
+        async move { app.tidy().await }
+    });
     let ready_ms = started.elapsed().as_millis() as u64;
     tracing::info!(%addr, shops, failures, ready_ms, "kefu ready");
     say(format_args!(
@@ -275,7 +280,15 @@ fn say(line: std::fmt::Arguments<'_>) {
 /// Load the shops (refusing to go on under `strict` if any failed) and
 /// start the background work.
 async fn start(app: &Arc<App>, strict: bool) -> Result<crate::app::Background, ServeError> {
+    // The watch walks every shop folder: beside the load, not after it.
+    let watching = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || app.watch_shops())
+    };
     app.load_shops().await?;
+    watching
+        .await
+        .map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
     if strict {
         let failures = app.load_failures();
         if !failures.is_empty() {

@@ -663,6 +663,15 @@ impl Deployer {
         actor: Actor,
     ) -> Option<Arc<Canary>> {
         let key = (shop.to_string(), step);
+        // No canary in the folder and none running: nothing to end or
+        // start, and the versions need not be read (most steps, at start).
+        if spec.is_none() && canary.is_none() {
+            self.seen_canary
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            return None;
+        }
         let history = match self.storage.versions(shop, step) {
             Ok(history) => history,
             Err(e) => {

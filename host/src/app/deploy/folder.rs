@@ -28,7 +28,6 @@ impl Deployer {
         // Shops are published together and storage flushed once at the
         // end: one copy of the shop map, not one per shop.
         *self.pending() = Some(Vec::with_capacity(entries.len()));
-        let mut ids = Vec::with_capacity(entries.len());
         for path in entries {
             let id = shop_id(&path);
             let since = std::time::Instant::now();
@@ -38,18 +37,24 @@ impl Deployer {
                 self.load_shop(&path, &id, Actor::Startup);
             }
             progress.loaded(&id, since);
-            ids.push(id);
         }
         let shops = self.pending().take().unwrap_or_default();
         if let Err(e) = self.storage.flush() {
             tracing::error!(error = %e, "cannot flush deploy records");
         }
         self.registry.put_all(shops);
+        Ok(())
+    }
+
+    /// Housekeeping after a start, once the shops serve: every shop's
+    /// versions beyond `keep_versions` forgotten, then compiled artifacts
+    /// nothing runs and unused for `unused_for` deleted.
+    pub fn tidy(&self, unused_for: std::time::Duration) {
         // Pruning reads what each shop serves: after they are published.
-        for id in &ids {
+        for id in self.registry.all().keys() {
             self.prune_versions(id);
         }
-        Ok(())
+        self.sweep_cache(unused_for);
     }
 
     /// Shops loaded but not published yet, while `load_all` runs.
@@ -120,10 +125,12 @@ impl Deployer {
                 .get(&step)
                 .map(|s| s.policy.clone())
                 .unwrap_or_default();
-            let stored = self.storage.active(&spec.id, step).ok().flatten();
             match self.settle_step(&spec.id, step, spec.steps.get(&step), active, actor) {
-                Ok(active) => {
-                    let changed = self.storage.active(&spec.id, step).ok().flatten() != stored;
+                Ok(Settled {
+                    active,
+                    history,
+                    activated: changed,
+                }) => {
                     let running = current
                         .as_ref()
                         .and_then(|s| s.canaries.get(&step).cloned());
@@ -134,7 +141,16 @@ impl Deployer {
                     });
                     let canary = spec.steps.get(&step).and_then(|s| s.canary.as_ref());
                     rollout.settle(
-                        self, &spec.id, step, &active, policy, kept, running, changed, actor,
+                        self,
+                        &spec.id,
+                        step,
+                        &active,
+                        policy,
+                        kept,
+                        running,
+                        changed,
+                        history.as_deref(),
+                        actor,
                     );
                     let settled = rollout.canaries.remove(&step);
                     if let Some(c) =
@@ -230,15 +246,18 @@ impl Deployer {
         let mut unavailable = BTreeMap::new();
         let mut rollout = Rollout::default();
         for step in Step::ALL {
-            let restored = self
-                .storage
-                .versions(id, step)
-                .map_err(|e| e.to_string())
-                .and_then(|history| self.restore_active(id, step, &history));
+            let history = self.storage.versions(id, step).map_err(|e| e.to_string());
+            let restored = history
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|history| self.restore_active(id, step, history));
             match restored {
                 Ok(Some(active)) => {
                     let policy = Default::default();
-                    rollout.settle(self, id, step, &active, policy, None, None, false, actor);
+                    let history = history.as_deref().ok();
+                    rollout.settle(
+                        self, id, step, &active, policy, None, None, false, history, actor,
+                    );
                     steps.insert(step, active);
                 }
                 Ok(None) => {
@@ -276,7 +295,7 @@ impl Deployer {
         spec: Option<&StepSpec>,
         active: Option<Arc<ActivePlugin>>,
         actor: Actor,
-    ) -> Result<Arc<ActivePlugin>, String> {
+    ) -> Result<Settled, String> {
         let candidate = self.candidate(step, spec);
         let history = self
             .storage
@@ -294,7 +313,9 @@ impl Deployer {
             Ok(c) => c,
             Err(reason) => {
                 self.reject(shop, Some(step), reason.clone(), actor);
-                return restore(self).map_err(|_| reason);
+                return restore(self)
+                    .map(|active| Settled::kept(active, history.clone()))
+                    .map_err(|_| reason);
             }
         };
         let signature = (
@@ -326,13 +347,23 @@ impl Deployer {
             },
         };
         if unchanged && (active.is_some() || !history.is_empty()) {
-            return restore(self);
+            return restore(self).map(|active| Settled::kept(active, history.clone()));
         }
+        let stored = self.storage.active(shop, step).ok().flatten();
         match self.activate_new(shop, step, candidate, &history, actor) {
-            Ok(active) => Ok(active),
+            Ok(active) => Ok(Settled {
+                activated: stored != Some(active.version),
+                active,
+                history: None,
+            }),
             Err(e) => {
                 self.reject(shop, Some(step), e.to_string(), actor);
-                restore(self).map_err(|_| e.to_string())
+                let active = restore(self).map_err(|_| e.to_string())?;
+                Ok(Settled {
+                    active,
+                    history: None,
+                    activated: false,
+                })
             }
         }
     }
@@ -385,6 +416,27 @@ impl Deployer {
     }
 }
 
+/// What a step runs after a (re)load.
+struct Settled {
+    active: Arc<ActivePlugin>,
+    /// The step's versions as read while settling, when settling wrote
+    /// none (else they are read again).
+    history: Option<Vec<VersionRecord>>,
+    /// Another version was activated: the stable version changed.
+    activated: bool,
+}
+
+impl Settled {
+    /// The version that was active stands.
+    fn kept(active: Arc<ActivePlugin>, history: Vec<VersionRecord>) -> Settled {
+        Settled {
+            active,
+            history: Some(history),
+            activated: false,
+        }
+    }
+}
+
 /// What a (re)loaded shop's steps fall back to, their canaries and
 /// policies.
 #[derive(Default)]
@@ -396,7 +448,8 @@ struct Rollout {
 
 impl Rollout {
     /// Settle one step serving `active`: its fallback (`kept` when
-    /// unchanged) and canary (`running`, or the stored one at start).
+    /// unchanged) and canary (`running`, or the stored one at start);
+    /// `history`, the step's versions when already read.
     #[allow(clippy::too_many_arguments)]
     fn settle(
         &mut self,
@@ -408,11 +461,13 @@ impl Rollout {
         kept: Option<Option<Arc<ActivePlugin>>>,
         running: Option<Arc<Canary>>,
         stable_changed: bool,
+        history: Option<&[VersionRecord]>,
         actor: Actor,
     ) {
-        let previous = match kept {
-            Some(kept) => kept,
-            None => deployer
+        let previous = match (kept, history) {
+            (Some(kept), _) => kept,
+            (None, Some(history)) => deployer.previous_of(shop, step, active, history, &policy),
+            (None, None) => deployer
                 .storage
                 .versions(shop, step)
                 .ok()
