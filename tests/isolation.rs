@@ -344,13 +344,7 @@ fn a_thousand_shops_that_all_reuse_instances_answer_every_call() {
         "{statuses:?}; first failures: {:?}",
         &failures[..failures.len().min(3)]
     );
-    let metrics = agent()
-        .get(server.url("/metrics"))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let metrics = support::server::metrics(&server);
     let idle = metrics
         .lines()
         .find_map(|l| l.strip_prefix("kefu_reused_instances_idle "))

@@ -41,3 +41,21 @@ cache_dir = "$work/cache"
 log_kib_per_window = 10000000
 TOML
 }
+
+# SHOPS shops of the bundled plugins in "$work/shops" (shop-1 .. shop-N),
+# each answering to "$KEFU_LOAD_KEY", and "$work/kefu.toml" serving them.
+many_shops() {
+    local shops="$1" hash i
+    hash="$(printf %s "$KEFU_LOAD_KEY" | sha256sum | cut -d' ' -f1)"
+    mkdir -p "$work/shops"
+    for i in $(seq 1 "$shops"); do
+        mkdir -p "$work/shops/shop-$i"
+        printf 'name = "shop %s"\napi_key_sha256 = "%s"\n' "$i" "$hash" > "$work/shops/shop-$i/shop.toml"
+    done
+    cat > "$work/kefu.toml" <<TOML
+listen = "127.0.0.1:0"
+data_dir = "$work/data"
+shops_dir = "$work/shops"
+cache_dir = "$work/cache"
+TOML
+}

@@ -30,18 +30,7 @@ work="$(mktemp -d)"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 export KEFU_LOAD_KEY="load-test-key"
-hash="$(printf %s "$KEFU_LOAD_KEY" | sha256sum | cut -d' ' -f1)"
-mkdir -p "$work/shops"
-for i in $(seq 1 "$shops"); do
-    mkdir -p "$work/shops/shop-$i"
-    printf 'name = "shop %s"\napi_key_sha256 = "%s"\n' "$i" "$hash" > "$work/shops/shop-$i/shop.toml"
-done
-cat > "$work/kefu.toml" <<TOML
-listen = "127.0.0.1:0"
-data_dir = "$work/data"
-shops_dir = "$work/shops"
-cache_dir = "$work/cache"
-TOML
+many_shops "$shops"
 
 # Start the three servers; each one's pid and address by name.
 declare -A pid_of addr_of

@@ -125,6 +125,17 @@ impl Drop for Server {
     }
 }
 
+/// The server's `/metrics` text.
+pub fn metrics(server: &Server) -> String {
+    agent()
+        .get(server.url("/metrics"))
+        .call()
+        .expect("metrics answer")
+        .into_body()
+        .read_to_string()
+        .expect("metrics text")
+}
+
 /// An HTTP client for the test servers: statuses are answers, not errors.
 ///
 /// Each phase of a call is bounded, not the call as a whole: a whole-call
