@@ -16,24 +16,22 @@ struct Bucket {
     errors: AtomicU64,
 }
 
-/// The last hour of one plugin's calls.
+/// The last hour of one plugin's calls. The buckets (1.4 KB) are made at
+/// the first call: most plugins of 10,000 shops are not called soon, and
+/// 50,000 sets of them took 72 MB at start.
+#[derive(Default)]
 pub struct Recent {
-    buckets: [Bucket; MINUTES],
-}
-
-impl Default for Recent {
-    fn default() -> Self {
-        Recent {
-            buckets: std::array::from_fn(|_| Bucket::default()),
-        }
-    }
+    buckets: std::sync::OnceLock<Box<[Bucket; MINUTES]>>,
 }
 
 impl Recent {
     /// Count a call at `now_secs`.
     pub fn count(&self, now_secs: i64, ok: bool) {
         let minute = now_secs.div_euclid(60);
-        let bucket = &self.buckets[minute.rem_euclid(MINUTES as i64) as usize];
+        let buckets = self
+            .buckets
+            .get_or_init(|| Box::new(std::array::from_fn(|_| Bucket::default())));
+        let bucket = &buckets[minute.rem_euclid(MINUTES as i64) as usize];
         let seen = bucket.minute.load(Ordering::Relaxed);
         if seen != minute
             && bucket
@@ -55,7 +53,10 @@ impl Recent {
     /// Calls and errors in the hour up to `now_secs`.
     pub fn last_hour(&self, now_secs: i64) -> (u64, u64) {
         let now = now_secs.div_euclid(60);
-        self.buckets
+        let Some(buckets) = self.buckets.get() else {
+            return (0, 0);
+        };
+        buckets
             .iter()
             .filter(|b| {
                 let m = b.minute.load(Ordering::Relaxed);
@@ -73,6 +74,14 @@ impl Recent {
 #[cfg(test)]
 mod tests {
     use super::Recent;
+
+    #[test]
+    fn a_plugin_never_called_keeps_no_buckets() {
+        let recent = Recent::default();
+        assert!(std::mem::size_of::<Recent>() <= 16);
+        assert_eq!(recent.last_hour(1_800_000_000), (0, 0));
+        assert!(recent.buckets.get().is_none());
+    }
 
     #[test]
     fn counts_the_last_hour_only() {
