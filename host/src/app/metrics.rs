@@ -183,7 +183,12 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     (
         "kefu_storage_errors_total",
         Kind::Counter,
-        "Storage failures, by kind",
+        "Storage failures, by kind (disk-full, write, flush, stuck, deadline, probe, reopen)",
+    ),
+    (
+        "kefu_storage_reopens_total",
+        Kind::Counter,
+        "Times the store was opened again after it failed",
     ),
     (
         "kefu_http_requests_total",
