@@ -76,9 +76,8 @@ pub mod storage_types {
     pub use crate::storage::{
         ActionRecord, ActionStatus, Actor, AuditAction, AuditEvent, AuditLog, Decision,
         DecisionLog, DecisionQuery, Delivery, Durable, Effects, EventCommit, EventRecord,
-        EventStatus, EventStore, Fault, Faults, Ids, Layer, Layered, Op, Outbox, OutcomeResult,
-        Record, RefundRecord, Reopening, RevisitOutcome, RevisitRecord, RevisitStatus,
-        RevisitStore, ShopRecord, StateRead, TimerRecord, VersionRecord, VersionSource,
-        VersionStore,
+        EventStatus, EventStore, Faults, Ids, Layer, Layered, Op, Outbox, OutcomeResult, Record,
+        RefundRecord, Reopening, RevisitOutcome, RevisitRecord, RevisitStatus, RevisitStore,
+        ShopRecord, StateRead, TimerRecord, VersionRecord, VersionSource, VersionStore,
     };
 }

@@ -77,10 +77,15 @@ struct Disk {
 }
 
 impl Disk {
+    /// The free space kept on its filesystem of `total` bytes.
+    fn kept(&self, total: u64) -> u64 {
+        self.keep.unwrap_or_else(|| reserve(total))
+    }
+
     /// Why writes must stop for space, if they must.
     fn low(&self) -> Option<String> {
         let (free, total) = disk_space(&self.path)?;
-        let keep = self.keep.unwrap_or_else(|| reserve(total));
+        let keep = self.kept(total);
         if keep == 0 {
             return None;
         }
@@ -209,9 +214,8 @@ impl Health {
             return;
         };
         let room = match &self.disk {
-            Some(disk) => disk_space(&disk.path).is_some_and(|(free, total)| {
-                free >= RESTART_ROOM.max(disk.keep.unwrap_or_else(|| reserve(total)))
-            }),
+            Some(disk) => disk_space(&disk.path)
+                .is_some_and(|(free, total)| free >= RESTART_ROOM.max(disk.kept(total))),
             None => true,
         };
         if room {

@@ -57,11 +57,15 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let report = match (&args.server, &args.data) {
         (Some(server), _) => through_server(server, &args, &component)?,
         (None, Some(data)) => match locally(data, step, &args, &component) {
-            Err(ReplayDirError::Open {
-                cause: StorageError::Locked(_),
-                ..
-            }) if kefu::server::serving_url(data).is_some() => {
-                let url = kefu::server::serving_url(data).unwrap_or_default();
+            Err(
+                held @ ReplayDirError::Open {
+                    cause: StorageError::Locked(_),
+                    ..
+                },
+            ) => {
+                let Some(url) = kefu::server::serving_url(data) else {
+                    return Err(held.into());
+                };
                 eprintln!(
                     "{} is held by the kefu serving {url}: replaying through its API",
                     data.display()

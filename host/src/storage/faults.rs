@@ -6,24 +6,13 @@ use super::layer::{Layer, Layered, Op, Record};
 use super::{Storage, StorageError};
 use std::sync::{Arc, Mutex};
 
-/// One armed fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fault {
-    /// The record whose calls fail; [`Record::Store`] with [`Op::Flush`]
-    /// for flushes.
-    pub record: Record,
-    pub op: Op,
-    /// How many calls fail before it disarms itself; `None` until
-    /// [`Faults::clear`].
-    pub times: Option<u32>,
-}
-
 /// A store in front of `store` whose armed faults fail the calls they
 /// match with a storage error naming the fault, before the store sees
 /// them (so a failed write wrote nothing).
 pub struct Faults {
     store: Arc<dyn Storage>,
-    armed: Mutex<Vec<Fault>>,
+    /// (record, op) pairs whose calls fail.
+    armed: Mutex<Vec<(Record, Op)>>,
     /// Calls failed so far.
     failed: std::sync::atomic::AtomicU64,
 }
@@ -37,17 +26,10 @@ impl Faults {
         })
     }
 
-    /// Fail every `op` of `record` until cleared.
+    /// Fail every `op` of `record` (a flush: [`Record::Store`] with
+    /// [`Op::Flush`]) until cleared.
     pub fn arm(&self, record: Record, op: Op) {
-        self.arm_fault(Fault {
-            record,
-            op,
-            times: None,
-        });
-    }
-
-    pub fn arm_fault(&self, fault: Fault) {
-        self.armed.lock().unwrap().push(fault);
+        self.armed.lock().unwrap().push((record, op));
     }
 
     /// Disarm every fault.
@@ -67,15 +49,8 @@ impl Layer for Faults {
     }
 
     fn check(&self, record: Record, op: Op) -> Result<(), StorageError> {
-        let mut armed = self.armed.lock().unwrap();
-        let Some(at) = armed.iter().position(|f| f.record == record && f.op == op) else {
+        if !self.armed.lock().unwrap().contains(&(record, op)) {
             return Ok(());
-        };
-        if let Some(times) = &mut armed[at].times {
-            *times = times.saturating_sub(1);
-            if *times == 0 {
-                armed.remove(at);
-            }
         }
         self.failed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

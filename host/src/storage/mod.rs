@@ -20,7 +20,7 @@ pub use events::{
     ActionRecord, ActionStatus, DecisionRef, EventCommit, EventRecord, EventStatus, EventStore,
     PendingRef, TimerRecord,
 };
-pub use faults::{Fault, Faults};
+pub use faults::Faults;
 pub use layer::{Layer, Layered, Op, Record};
 pub use records::{
     Actor, AuditAction, AuditEvent, CallError as DecisionError, CanaryRecord, Decision,
