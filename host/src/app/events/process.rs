@@ -170,7 +170,8 @@ pub async fn process(
         Err(e) => return fail(commit, failure("corrupt_event", e.to_string())),
     };
     let subject = first.subject.clone();
-    let mut state = storage.subject_state(&record.shop, &record.subject)?;
+    let kept = storage.subject_state(&record.shop, &record.subject)?;
+    let mut state = kept.clone();
     let mut timers: BTreeMap<String, Option<TimerRecord>> = BTreeMap::new();
     let mut queue = VecDeque::from([first]);
     let (mut flow_calls, mut step_runs) = (0, 0);
@@ -368,7 +369,9 @@ pub async fn process(
             }
         }
     }
-    if state != storage.subject_state(&record.shop, &record.subject)? {
+    // The subject is this event's alone while it is processed: what was
+    // kept is what was read at the start.
+    if state != kept {
         commit.state = state;
     }
     commit.event.commit = storage.next_id()?;

@@ -20,8 +20,12 @@ use std::time::{Duration, Instant};
 pub const PARALLEL: usize = 32;
 /// How long a subject waits after its event could not be processed now.
 const LATER: Duration = Duration::from_secs(1);
-/// How far down the inbox one look reaches for subjects that may go.
+/// How far down the inbox one look reaches for subjects that may go, at
+/// most.
 const LOOK_AHEAD: usize = 8 * PARALLEL;
+/// Entries looked at per free slot, past those of subjects busy or left
+/// for later (the head of the line).
+const LOOK_PER_SLOT: usize = 8;
 /// How often due timers are looked for.
 pub const TIMER_TICK: Duration = Duration::from_millis(500);
 
@@ -61,10 +65,24 @@ pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) {
         let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
         let said = crate::app::said::Said::default();
         while !stop.load(Ordering::Relaxed) {
+            // A look when every slot is taken would start nothing: wait
+            // for one to be free (a finished event wakes us). Otherwise
+            // look past the subjects that cannot go now (mostly at the
+            // head of the line) and a few entries per free slot, not the
+            // whole reach each time an event finishes.
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = inbox.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+                continue;
+            }
+            let look =
+                (inbox.busy().len() + inbox.later().len() + LOOK_PER_SLOT * free).min(LOOK_AHEAD);
             let storage = app.storage.clone();
             let pending =
-                match tokio::task::spawn_blocking(move || storage.pending_events(LOOK_AHEAD)).await
-                {
+                match tokio::task::spawn_blocking(move || storage.pending_events(look)).await {
                     Ok(Ok(p)) => {
                         said.worked("reading the event inbox");
                         p
