@@ -121,6 +121,7 @@ impl SledStorage {
 
     /// The writes of one decision and its effects.
     fn decision_writes(
+        &self,
         d: &Decision,
         effects: &Effects,
         out: &mut Vec<Write>,
@@ -152,7 +153,7 @@ impl SledStorage {
         out.push((
             T::Decisions,
             timed_key(&d.shop, d.at_ms, d.id),
-            Some(encode(d)?),
+            Some(self.decision_value(d)?),
         ));
         Ok(())
     }
@@ -329,7 +330,7 @@ impl EventStore for SledStorage {
         let e = &c.event;
         let mut writes: Vec<Write> = Vec::new();
         for (d, effects) in &c.decisions {
-            Self::decision_writes(d, effects, &mut writes)?;
+            self.decision_writes(d, effects, &mut writes)?;
         }
         if let Some(state) = &c.state {
             writes.push((
@@ -560,8 +561,9 @@ impl EventStore for SledStorage {
         self.decisions
             .get(timed_key(shop, at_ms, id))
             .map_err(backend)?
-            .map(|v| decode(&v))
+            .map(|v| self.load_decision(&v))
             .transpose()
+            .map(Option::flatten)
     }
 
     fn prune_events(&self, before_ms: i64) -> Result<usize, StorageError> {

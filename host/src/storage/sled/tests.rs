@@ -4,8 +4,8 @@
 use super::*;
 use crate::steps::Step;
 use crate::storage::{
-    Decision, DecisionLog, DecisionQuery, Delivery, Durable, Effects, Ids, Outbox, RevisitStatus,
-    RevisitStore,
+    Decision, DecisionLog, DecisionQuery, Delivery, Durable, Effects, EventStore, Ids, Outbox,
+    RevisitStatus, RevisitStore,
 };
 
 fn decision(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision {
@@ -588,4 +588,136 @@ fn orders_confirmed_are_tallied_by_hour() {
         store.orders_confirmed("a", t0 + 1, t0 + 5 * hour).unwrap(),
         vec![(t0 + 2 * hour, 1)]
     );
+}
+
+#[test]
+fn decisions_kept_whole_by_an_earlier_build_are_read_beside_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStorage::open(dir.path()).unwrap();
+    // An entry as builds before the segments wrote it: the JSON in sled.
+    let mut old = decision(&store, "s", Step::RefundPolicy, 1000);
+    old.id = store.next_id().unwrap();
+    store
+        .decisions
+        .insert(
+            super::keys::timed_key("s", 1000, old.id),
+            serde_json::to_vec(&old).unwrap(),
+        )
+        .unwrap();
+    decision(&store, "s", Step::Greeting, 2000);
+    store.flush().unwrap();
+    drop(store);
+    let store = SledStorage::open(dir.path()).unwrap();
+    let q = |step| DecisionQuery {
+        shop: "s".into(),
+        step,
+        since_ms: None,
+        until_ms: None,
+        customer: None,
+        order: None,
+        version: None,
+        limit: 100,
+        scan_limit: None,
+    };
+    assert_eq!(store.decisions(&q(None)).unwrap().len(), 3);
+    let refunds = store.decisions(&q(Some(Step::RefundPolicy))).unwrap();
+    assert_eq!(
+        refunds.len(),
+        2,
+        "the old entry and the new one of its step"
+    );
+    assert!(refunds.iter().any(|d| d.id == old.id));
+    assert_eq!(
+        store.decision_at("s", 1000, old.id).unwrap().map(|d| d.id),
+        Some(old.id)
+    );
+}
+
+#[test]
+fn pruning_the_decision_log_gives_its_disk_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SledStorage::open(dir.path()).unwrap();
+    store.log = segments::Segments::open_with(dir.path(), 64 << 10).unwrap();
+    let input = format!("{{\"message\":\"{}\"}}", "x".repeat(900));
+    for t in 0..2000 {
+        let mut d = decision(&store, "s", Step::Greeting, t);
+        // Entries are written as the server writes them: id, then body.
+        store
+            .decisions
+            .remove(super::keys::timed_key("s", t, d.id))
+            .unwrap();
+        d.input = serde_json::value::RawValue::from_string(input.clone()).unwrap();
+        store.record_decision(&d, &Effects::None).unwrap();
+    }
+    store.flush().unwrap();
+    let before = store.log.bytes();
+    assert!(before > 2000 * 900, "{before} bytes for 2,000 entries");
+    assert_eq!(store.prune_decisions(1500).unwrap(), 1500);
+    let after = store.log.bytes();
+    assert!(
+        after * 3 < before,
+        "retention kept {after} of {before} bytes for a quarter of the entries"
+    );
+    let left = store
+        .decisions(&DecisionQuery {
+            shop: "s".into(),
+            step: None,
+            since_ms: None,
+            until_ms: None,
+            customer: None,
+            order: None,
+            version: None,
+            limit: 10_000,
+            scan_limit: None,
+        })
+        .unwrap();
+    assert_eq!(left.len(), 500);
+    assert!(
+        left.iter()
+            .all(|d| d.at_ms >= 1500 && d.input.get() == input)
+    );
+}
+
+#[test]
+fn an_entry_whose_body_never_reached_the_disk_is_read_as_never_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStorage::open(dir.path()).unwrap();
+    let kept = decision(&store, "s", Step::Greeting, 1000);
+    store.flush().unwrap();
+    drop(store);
+    // A power cut: sled kept a pointer the log's file did not (a second
+    // open's segment lost past its first entry's start).
+    let store = SledStorage::open(dir.path()).unwrap();
+    let lost = decision(&store, "s", Step::Greeting, 2000);
+    store.flush().unwrap();
+    drop(store);
+    let log = dir.path().join("decision-log");
+    let mut segments: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(segments.last().unwrap())
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let store = SledStorage::open(dir.path()).unwrap();
+    let all = store
+        .decisions(&DecisionQuery {
+            shop: "s".into(),
+            step: Some(Step::Greeting),
+            since_ms: None,
+            until_ms: None,
+            customer: None,
+            order: None,
+            version: None,
+            limit: 100,
+            scan_limit: None,
+        })
+        .unwrap();
+    assert_eq!(all.iter().map(|d| d.id).collect::<Vec<_>>(), vec![kept.id]);
+    assert!(store.decision_at("s", 2000, lost.id).unwrap().is_none());
 }
