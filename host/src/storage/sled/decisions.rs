@@ -5,7 +5,6 @@
 
 use super::keys::{SEP, backend, decode, encode, ordered, shop_prefix, timed_key, unordered};
 use super::revisits::due_key;
-use super::segments::Pointer;
 use super::{Failure, SledStorage};
 use crate::storage::{
     Decision, DecisionLog, DecisionQuery, Effects, RefundRecord, RevisitRecord, RevisitStatus,
@@ -166,7 +165,7 @@ impl SledStorage {
 impl DecisionLog for SledStorage {
     fn record_decision(&self, d: &Decision, effects: &Effects) -> Result<(), StorageError> {
         let key = timed_key(&d.shop, d.at_ms, d.id);
-        let value = self.decision_value(d)?;
+        let value = encode(d)?;
         // The index first: an entry whose decision never came is skipped
         // when read, and pruned with the decisions of its time.
         self.index(d)?;
@@ -208,16 +207,14 @@ impl DecisionLog for SledStorage {
             // The step and version first: most entries a filtered search
             // passes over are not decoded whole.
             if q.step.is_some() || q.version.is_some() {
-                let head = head(&value)?;
+                let head: Head = decode(&value)?;
                 if q.step.is_some_and(|s| s != head.step)
                     || q.version.is_some_and(|v| v != head.version)
                 {
                     continue;
                 }
             }
-            let Some(d) = self.load_decision(&value)? else {
-                continue;
-            };
+            let d: Decision = decode(&value)?;
             if matches(q, &d) {
                 out.push(d);
                 if out.len() >= q.limit {
@@ -234,9 +231,7 @@ impl DecisionLog for SledStorage {
         visit: &mut dyn FnMut(Decision) -> bool,
     ) -> Result<(), StorageError> {
         for item in self.decisions.range(time_range(q)) {
-            let Some(d) = self.load_decision(&item.map_err(backend)?.1)? else {
-                continue;
-            };
+            let d: Decision = decode(&item.map_err(backend)?.1)?;
             if matches(q, &d) && !visit(d) {
                 break;
             }
@@ -270,11 +265,6 @@ impl DecisionLog for SledStorage {
             cursor.push(SEP + 1);
         }
         self.prune_subjects(before_ms)?;
-        // The bodies: whole segments, now that nothing points into them.
-        let segments = self.log.prune(before_ms)?;
-        if segments > 0 {
-            tracing::info!(segments, "decision-log segments deleted by retention");
-        }
         Ok(pruned)
     }
 
@@ -360,63 +350,11 @@ impl SledStorage {
     }
 }
 
-/// What a filtered search reads of an entry before deciding to decode it:
-/// kept in the entry's value beside the pointer to its body.
-#[derive(Serialize, Deserialize)]
+/// What a filtered search reads of an entry before deciding to decode it.
+#[derive(Deserialize)]
 struct Head {
     step: crate::steps::Step,
     version: u64,
-}
-
-/// The first byte of a value that points into the segments (a decision
-/// kept whole in sled, by an earlier build, is JSON: `{`).
-const POINTER: u8 = 1;
-
-/// An entry's step and version, without reading its body.
-fn head(value: &[u8]) -> Result<Head, StorageError> {
-    match value.first() {
-        Some(&POINTER) => decode(value.get(1 + Pointer::BYTES..).unwrap_or_default()),
-        _ => decode(value),
-    }
-}
-
-impl SledStorage {
-    /// Append `d`'s body to the segments; the value its key keeps.
-    pub(super) fn decision_value(&self, d: &Decision) -> Result<Vec<u8>, StorageError> {
-        let pointer = self.log.append(d.at_ms, &encode(d)?)?;
-        let mut value = vec![POINTER];
-        value.extend_from_slice(&pointer.to_bytes());
-        value.extend_from_slice(&encode(&Head {
-            step: d.step,
-            version: d.version,
-        })?);
-        Ok(value)
-    }
-
-    /// The decision an entry's value names (or, from an earlier build,
-    /// holds); none when its body is not there (a write a crash cut
-    /// short before it was acknowledged: read as never made).
-    pub(super) fn load_decision(&self, value: &[u8]) -> Result<Option<Decision>, StorageError> {
-        match value.first() {
-            Some(&POINTER) => {
-                let pointer = value
-                    .get(1..)
-                    .and_then(Pointer::from_bytes)
-                    .ok_or_else(|| StorageError::Corrupt("decision pointer too short".into()))?;
-                match self.log.read(pointer)? {
-                    Some(body) => decode(&body).map(Some),
-                    None => {
-                        tracing::warn!(
-                            ?pointer,
-                            "a decision whose body was never written whole is skipped"
-                        );
-                        Ok(None)
-                    }
-                }
-            }
-            _ => decode(value).map(Some),
-        }
-    }
 }
 
 /// Which index kind: by customer or by order.
@@ -499,9 +437,7 @@ impl SledStorage {
             else {
                 continue; // pruned, or never written
             };
-            let Some(d) = self.load_decision(&value)? else {
-                continue;
-            };
+            let d: Decision = decode(&value)?;
             if matches(q, &d) {
                 out.push(d);
                 if out.len() >= q.limit {
@@ -548,9 +484,7 @@ impl SledStorage {
         let mut indexed = 0u64;
         for item in self.decisions.iter() {
             let (_, value) = item.map_err(backend)?;
-            if let Some(d) = self.load_decision(&value)? {
-                self.index(&d)?;
-            }
+            self.index(&decode(&value)?)?;
             indexed += 1;
         }
         self.decision_subjects

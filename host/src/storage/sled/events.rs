@@ -121,7 +121,6 @@ impl SledStorage {
 
     /// The writes of one decision and its effects.
     fn decision_writes(
-        &self,
         d: &Decision,
         effects: &Effects,
         out: &mut Vec<Write>,
@@ -153,7 +152,7 @@ impl SledStorage {
         out.push((
             T::Decisions,
             timed_key(&d.shop, d.at_ms, d.id),
-            Some(self.decision_value(d)?),
+            Some(encode(d)?),
         ));
         Ok(())
     }
@@ -330,7 +329,7 @@ impl EventStore for SledStorage {
         let e = &c.event;
         let mut writes: Vec<Write> = Vec::new();
         for (d, effects) in &c.decisions {
-            self.decision_writes(d, effects, &mut writes)?;
+            Self::decision_writes(d, effects, &mut writes)?;
         }
         if let Some(state) = &c.state {
             writes.push((
@@ -561,9 +560,8 @@ impl EventStore for SledStorage {
         self.decisions
             .get(timed_key(shop, at_ms, id))
             .map_err(backend)?
-            .map(|v| self.load_decision(&v))
+            .map(|v| decode(&v))
             .transpose()
-            .map(Option::flatten)
     }
 
     fn prune_events(&self, before_ms: i64) -> Result<usize, StorageError> {

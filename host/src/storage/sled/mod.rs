@@ -1,7 +1,6 @@
 //! The embedded backend: sled 0.34. One tree per kind of record, one
 //! file per capability (`decisions`, `revisits`, `versions`, `state`);
-//! keys and values are made in `keys`; the decision log's bodies are in
-//! segment files beside sled (`segments`). Writes that belong together are
+//! keys and values are made in `keys`. Writes that belong together are
 //! all or nothing across a crash: a decision and its effects under an
 //! intent settled at open (`decisions`), a revisit's move between
 //! indexes and revisits fired with their webhooks in one sled transaction
@@ -12,7 +11,6 @@ mod decisions;
 mod events;
 mod keys;
 mod revisits;
-mod segments;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -30,12 +28,9 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 pub struct SledStorage {
     db: sled::Db,
     state: sled::Tree,
-    /// `shop \0 time id` -> where the decision's body is in `log`, with
-    /// its step and version (stores of earlier builds: the decision
-    /// itself): one insert per answer; retention walks it shop by shop.
+    /// `shop \0 time id` -> decision: one insert per answer; retention
+    /// walks it shop by shop.
     decisions: sled::Tree,
-    /// The decision log's bodies, in segment files beside sled.
-    log: segments::Segments,
     /// `shop \0 kind len subject time id` → nothing: the decision log by
     /// customer (`c`) and by order (`o`).
     decision_subjects: sled::Tree,
@@ -121,7 +116,6 @@ impl SledStorage {
         Ok(SledStorage {
             state: tree("state")?,
             decisions: tree("decisions")?,
-            log: segments::Segments::open(dir)?,
             decision_subjects: tree("decision_subjects")?,
             tallies: {
                 let t = tree("tallies")?;
@@ -224,19 +218,7 @@ impl Ids for SledStorage {
 impl Durable for SledStorage {
     fn flush(&self) -> Result<(), StorageError> {
         // Components are flushed as they are put (see `components`).
-        // The log's bodies and sled at once (each waits on the disk): a
-        // body is in its file before its pointer is in sled, so a killed
-        // process never leaves one without the other; after a power cut
-        // in the middle of a flush, an entry not yet acknowledged may
-        // point to a body that did not reach the disk: it is skipped when
-        // read (see `decisions`).
-        std::thread::scope(|s| {
-            let log = s.spawn(|| self.log.sync());
-            let db = self.db.flush().map(|_| ()).map_err(backend);
-            log.join()
-                .unwrap_or_else(|_| Err(StorageError::Backend("decision log sync panicked".into())))
-                .and(db)
-        })
+        self.db.flush().map(|_| ()).map_err(backend)
     }
 
     fn probe(&self) -> Result<(), StorageError> {
