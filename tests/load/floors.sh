@@ -12,7 +12,8 @@
 # the server's CPU per answer (user + system time of its process over the
 # answers), then kefu's ratios to floor+sled and to floor, round by round.
 #   bash tests/load/floors.sh [SHOPS] [SECONDS] [ROUNDS]   (defaults 1000 10 2)
-# KEFU_LOAD_CONNS narrows the connection counts (e.g. KEFU_LOAD_CONNS=64).
+# KEFU_LOAD_CONNS narrows the connection counts (e.g. KEFU_LOAD_CONNS=64);
+# KEFU_BIN and KEFU_FLOOR_BIN run another build's kefu and floor.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$(pwd)"
@@ -24,7 +25,7 @@ source tests/load/common.sh
 need_wrk
 cargo build --release -p kefu --bin kefu --example floor >/dev/null 2>&1
 kefu="${KEFU_BIN:-$CARGO_TARGET_DIR/release/kefu}"
-floor_bin="$CARGO_TARGET_DIR/release/examples/floor"
+floor_bin="${KEFU_FLOOR_BIN:-$CARGO_TARGET_DIR/release/examples/floor}"
 
 work="$(mktemp -d)"
 pids=()
