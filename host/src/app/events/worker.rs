@@ -112,12 +112,14 @@ pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) {
                 inbox.busy().insert(key.clone());
                 let (app, inbox) = (app.clone(), inbox.clone());
                 tokio::spawn(async move {
-                    let _slot = slot;
                     handle(&app, event).await.unwrap_or_else(|why| {
                         tracing::warn!(subject = %key.replace('\0', "/"), reason = %why, "event left in the inbox for later");
                         inbox.later().insert(key.clone(), Instant::now() + LATER);
                     });
                     inbox.busy().remove(&key);
+                    // The slot is free before the worker is woken: it
+                    // looks only when one is.
+                    drop(slot);
                     inbox.wake();
                 });
             }
