@@ -1,6 +1,8 @@
 //! Paths of the guest plugins built for the tests, and helpers shared by
 //! the integration tests in this folder.
 
+pub mod nats;
+
 /// Guest component files, built once by `build.rs`.
 pub mod wasm {
     include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));

@@ -167,7 +167,7 @@ pub struct ActionRecord {
 }
 
 /// Everything processing one event records, at once.
-#[derive(Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EventCommit {
     /// The event as it ends (status, decisions, actions, `commit`).
     pub event: EventRecord,
@@ -187,6 +187,14 @@ pub trait EventStore: Send + Sync {
     /// Keep a new event as pending; when its id is already known, keep
     /// nothing and answer the record there is.
     fn accept_event(&self, record: &EventRecord) -> Result<Option<EventRecord>, StorageError>;
+    /// [`EventStore::accept_event`] of each, in order (a backend may
+    /// write them together).
+    fn accept_events(
+        &self,
+        records: &[EventRecord],
+    ) -> Result<Vec<Option<EventRecord>>, StorageError> {
+        records.iter().map(|r| self.accept_event(r)).collect()
+    }
     /// One event by its id.
     fn event(&self, shop: &str, id: &str) -> Result<Option<EventRecord>, StorageError>;
     /// The inbox: pending events in arrival order, at most `limit`. An

@@ -353,6 +353,12 @@ impl<L: Layer> EventStore for Layered<L> {
     fn accept_event(&self, record: &EventRecord) -> Result<Option<EventRecord>, StorageError> {
         pass!(self, Event, Write, accept_event(record))
     }
+    fn accept_events(
+        &self,
+        records: &[EventRecord],
+    ) -> Result<Vec<Option<EventRecord>>, StorageError> {
+        pass!(self, Event, Write, accept_events(records))
+    }
     fn event(&self, shop: &str, id: &str) -> Result<Option<EventRecord>, StorageError> {
         pass!(self, Event, Read, event(shop, id))
     }

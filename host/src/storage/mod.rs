@@ -1,7 +1,9 @@
 //! Durable state of the server, behind narrow traits, one per capability
 //! (plugin state, the decision log, revisits, the webhook outbox, versions
 //! and components, the deploy audit, the workflow's events), so that a
-//! networked backend can implement them one by one. Only this module touches sled.
+//! networked backend can implement them one by one. Only this module
+//! touches sled; `nats` is that networked backend (several nodes on NATS
+//! JetStream), each node reading from a sled view of its own.
 //!
 //! Writes are buffered; [`Durable::flush`] makes everything before it
 //! durable, and the server acknowledges nothing before that. A write of
@@ -9,9 +11,12 @@
 //! revisit's move between indexes, revisits fired with their webhooks) is
 //! atomic: after a crash, all of it is there or none.
 
+#[cfg(test)]
+mod conformance;
 mod events;
 mod faults;
 mod layer;
+mod nats;
 mod records;
 mod reopen;
 mod sled;
@@ -22,6 +27,7 @@ pub use events::{
 };
 pub use faults::Faults;
 pub use layer::{Layer, Layered, Op, Record};
+pub use nats::{Change, NatsOptions, NatsStorage};
 pub use records::{
     Actor, AuditAction, AuditEvent, CallError as DecisionError, CanaryRecord, Decision,
     DecisionQuery, Delivery, Fallback, OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord,
@@ -82,7 +88,7 @@ pub trait Durable: Send + Sync {
 
 /// What a decision records besides its log entry; written with it in one
 /// atomic write.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub enum Effects {
     /// Nothing else (greetings, confirmations, failed calls).
     #[default]

@@ -186,6 +186,23 @@ impl SledStorage {
         Ok(())
     }
 
+    /// A number the store keeps for its owner (the NATS backend's last op
+    /// applied to this store as its view), in the default tree.
+    pub fn meta(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .db
+            .get(format!("meta/{key}"))
+            .map_err(backend)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    pub fn set_meta(&self, key: &str, value: u64) -> Result<(), StorageError> {
+        self.db
+            .insert(format!("meta/{key}"), &value.to_be_bytes())
+            .map_err(backend)?;
+        Ok(())
+    }
+
     fn newest<T: DeserializeOwned>(
         tree: &sled::Tree,
         shop: &str,
