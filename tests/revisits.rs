@@ -6,64 +6,14 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::hook::Receiver;
 use support::server::{ADMIN, Server, WEBHOOK_SECRET, get, post, write_config};
 
 const KEY: &str = "test-key-lab";
-
-/// A webhook receiver on 127.0.0.1: counts deliveries per idempotency key
-/// and remembers when each key first arrived and the revisit's due time.
-/// Per idempotency key: (deliveries, first arrival in unix seconds, due_at).
-type Seen = HashMap<String, (u32, f64, i64)>;
-
-#[derive(Clone, Default)]
-struct Receiver {
-    seen: Arc<Mutex<Seen>>,
-}
-
-impl Receiver {
-    fn start() -> (Receiver, String) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let receiver = Receiver::default();
-        let seen = receiver.seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                // A sender killed mid-request leaves a cut request: not a
-                // delivery (it got no answer and will send it again).
-                let Some(request) = support::hook::read(&stream) else {
-                    continue;
-                };
-                let Some(key) = request.header("idempotency-key").map(str::to_string) else {
-                    continue;
-                };
-                let body = request.body;
-                let due = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|b| b["revisit"]["due_at"].as_i64())
-                    .unwrap_or(0);
-                let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-                let mut seen = seen.lock().unwrap();
-                let entry = seen.entry(key).or_insert((0, now, due));
-                entry.0 += 1;
-                drop(seen);
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-            }
-        });
-        (receiver, url)
-    }
-
-    fn distinct(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-}
 
 /// A shop `crm` whose revisit planner reminds unpaid orders at once, with
 /// a webhook.

@@ -58,6 +58,9 @@ pub struct ServerConfig {
     pub quotas: super::quota::Quotas,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
+    /// Where state is kept (`[storage]`): sled in `data_dir` unless it
+    /// says NATS.
+    pub storage: StorageConfig,
     /// The `kefu` executable compiles run in (a worker process of the
     /// idle class); set by `kefu serve`, `None` compiles in process.
     #[serde(skip)]
@@ -131,6 +134,72 @@ impl Default for WebhookConfig {
     }
 }
 
+/// Which backend keeps the server's state (`[storage]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// sled, embedded, in `data_dir`: one machine, nothing else to run.
+    #[default]
+    Sled,
+    /// NATS JetStream, shared by every node (docs/scale-out.md); each
+    /// node keeps a view of it in `data_dir`.
+    Nats,
+}
+
+/// Where the server keeps its state (`[storage]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub backend: Backend,
+    /// The NATS server(s), comma-separated.
+    pub url: String,
+    /// Prefix of the streams, buckets and subjects kefu makes in NATS
+    /// (letters, digits, `-` and `_`): clusters with different prefixes
+    /// share a NATS without meeting.
+    pub prefix: String,
+    /// A NATS credentials file (`.creds`), if the server wants one.
+    pub credentials: Option<PathBuf>,
+    /// Environment variable holding a NATS token, if the server wants one.
+    pub token_env: Option<String>,
+    /// This node's name in NATS, unique among the nodes (default: the
+    /// host name and the process id).
+    pub node: Option<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: Backend::Sled,
+            url: "nats://127.0.0.1:4222".into(),
+            prefix: "kefu".into(),
+            credentials: None,
+            token_env: None,
+            node: None,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// Why the settings cannot work, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if self.prefix.is_empty() || !self.prefix.chars().all(valid) {
+            return Err(format!(
+                "[storage] prefix `{}`: use letters, digits, `-` and `_` only",
+                self.prefix
+            ));
+        }
+        if let Some(node) = &self.node
+            && (node.is_empty() || node.chars().any(|c| c.is_whitespace() || c == '.'))
+        {
+            return Err(format!(
+                "[storage] node `{node}`: no spaces or dots, not empty"
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -146,6 +215,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             quotas: super::quota::Quotas::default(),
             webhooks: WebhookConfig::default(),
+            storage: StorageConfig::default(),
             strict: false,
             http: Default::default(),
             deploy_wait_secs: 60,
@@ -174,7 +244,7 @@ const SETTINGS: &[&str] = &[
     "keep_versions",
 ];
 /// Tables whose keys the environment may set.
-const TABLES: &[&str] = &["limits", "quotas", "webhooks", "http"];
+const TABLES: &[&str] = &["limits", "quotas", "webhooks", "http", "storage"];
 
 impl ServerConfig {
     /// Read a config file; relative paths in it become relative to it.
@@ -208,6 +278,12 @@ impl ServerConfig {
                     let joined = base.join(dir).display().to_string();
                     table.insert(key.into(), toml::Value::String(joined));
                 }
+            }
+            if let Some(toml::Value::Table(storage)) = table.get_mut("storage")
+                && let Some(toml::Value::String(file)) = storage.get("credentials")
+            {
+                let joined = base.join(file).display().to_string();
+                storage.insert("credentials".into(), toml::Value::String(joined));
             }
         }
         let mut from_env = Vec::new();

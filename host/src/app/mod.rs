@@ -6,6 +6,7 @@
 
 mod access;
 mod canaries;
+mod cluster;
 pub mod config;
 mod deploy;
 mod durability;
@@ -29,7 +30,9 @@ mod views;
 mod watch;
 
 pub use access::{AccessError, Caller, KeyOwner};
-pub use config::{ConfigError, InstanceMode, ServerConfig, ShopSpec, StepSpec};
+pub use config::{
+    Backend, ConfigError, InstanceMode, ServerConfig, ShopSpec, StepSpec, StorageConfig,
+};
 pub use deploy::{CanaryPlan, CanaryView, DeployError, DeployRequest};
 pub use durability::Committer;
 pub use events::input::{
@@ -107,6 +110,8 @@ pub struct App {
     registry: Arc<registry::Registry>,
     deployer: Arc<deploy::Deployer>,
     storage: Arc<dyn Storage>,
+    /// The NATS store, when the server shares one with other nodes.
+    cluster: Option<Arc<crate::storage::NatsStorage>>,
     committer: durability::Committer,
     /// SHA-256 of the admin token, if one is set.
     admin: Option<[u8; 32]>,
@@ -134,13 +139,17 @@ pub struct App {
 pub struct Background {
     stop: Arc<AtomicBool>,
     _watcher: watch::ShopWatcher,
-    retention: tokio::task::JoinHandle<()>,
+    /// Decision-log retention, when this node runs it unconditionally
+    /// (one node on sled; on NATS it runs with the lease).
+    retention: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        self.retention.abort();
+        if let Some(retention) = &self.retention {
+            retention.abort();
+        }
     }
 }
 
@@ -204,6 +213,16 @@ impl App {
     /// transport that listens before the shops are loaded opens first
     /// (then [`App::load_shops`]).
     pub fn open_unloaded(config: ServerConfig, env: Env) -> Result<Arc<App>, OpenError> {
+        if config.storage.backend == config::Backend::Nats {
+            let nats =
+                Arc::new(
+                    cluster::open(&config, &env).map_err(|cause| OpenError::Storage {
+                        path: format!("NATS at {}", config.storage.url),
+                        cause,
+                    })?,
+                );
+            return Self::open_with(config, env, nats.clone(), Some(nats));
+        }
         let (dir, cache) = (config.data_dir.clone(), config.storage_cache_mib << 20);
         let quota = config.quotas.state_kib * 1024;
         let storage = Reopening::open(move || {
@@ -237,6 +256,15 @@ impl App {
         env: Env,
         storage: Arc<dyn Storage>,
     ) -> Result<Arc<App>, OpenError> {
+        Self::open_with(config, env, storage, None)
+    }
+
+    fn open_with(
+        config: ServerConfig,
+        env: Env,
+        storage: Arc<dyn Storage>,
+        cluster: Option<Arc<crate::storage::NatsStorage>>,
+    ) -> Result<Arc<App>, OpenError> {
         let runtime = Arc::new(Runtime::new(RuntimeConfig {
             cache_dir: Some(config.cache_dir()),
             limits: config.limits.clone(),
@@ -268,6 +296,7 @@ impl App {
             registry,
             deployer,
             storage,
+            cluster,
             admin,
             metrics,
             startup: Default::default(),
@@ -293,6 +322,26 @@ impl App {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .expect("watching since the line above");
+        let retention = match &self.cluster {
+            None => Some(self.start_shared_work(stop.clone())),
+            Some(nats) => {
+                cluster::follow(self, nats);
+                cluster::lead_while_leased(self.clone(), nats.clone(), stop.clone());
+                None
+            }
+        };
+        Ok(Background {
+            stop,
+            _watcher: watcher,
+            retention,
+        })
+    }
+
+    /// The work one node does for all (the only node on sled, the
+    /// lease's holder on NATS), until `stop`: revisits, webhooks, canary
+    /// analysis, the workflow inbox and timers; and retention (the
+    /// handle: abort it to stop).
+    fn start_shared_work(self: &Arc<Self>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
         Scheduler::new(self.storage.clone(), self.registry.clone()).spawn(stop.clone());
         Arc::new(revisits::Deliverer::new(
             self.storage.clone(),
@@ -300,14 +349,9 @@ impl App {
             self.config.webhooks.clone(),
         ))
         .spawn(stop.clone());
-        let retention = spawn_retention(self.storage.clone(), self.config.decision_retention_days);
         spawn_canary_ticker(self.clone(), stop.clone());
-        self.start_events(stop.clone());
-        Ok(Background {
-            stop,
-            _watcher: watcher,
-            retention,
-        })
+        self.start_events(stop);
+        spawn_retention(self.storage.clone(), self.config.decision_retention_days)
     }
 
     /// What to do when the store failed and cannot be opened again in
@@ -407,7 +451,16 @@ impl App {
     /// Why storage cannot write now, if it cannot (step requests are
     /// refused at once meanwhile, and `/readyz` says so).
     pub fn storage_failing(&self) -> Option<String> {
+        if let Some(why) = self.cluster.as_ref().and_then(|n| n.unavailable()) {
+            return Some(why);
+        }
         self.committer.failing()
+    }
+
+    /// Whether this node runs the shared background work: always on sled,
+    /// while it holds the lease on NATS.
+    pub fn leads(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|n| n.leads())
     }
 
     /// The Prometheus text of every metric, with the shop, process and

@@ -398,7 +398,7 @@ impl Deployer {
     }
 
     /// Build the active plugin of a stored version.
-    fn restore_active(
+    pub(super) fn restore_active(
         &self,
         shop: &str,
         step: Step,

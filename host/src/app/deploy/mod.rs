@@ -6,6 +6,7 @@
 mod api;
 mod canary;
 mod folder;
+mod follow;
 mod retention;
 mod shadow;
 

@@ -215,11 +215,17 @@ impl App {
         let storage = self.storage.clone();
         let shop_id = shop.id.clone();
         let answers = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
-            let mut answers = Vec::with_capacity(parsed.len());
-            for p in parsed {
+            let mut records = Vec::with_capacity(parsed.len());
+            for p in &parsed {
                 let mut record = input::record(&shop_id, &p.event, now_ms())?;
                 record.seq = storage.next_id()?;
-                answers.push(match storage.accept_event(&record)? {
+                records.push(record);
+            }
+            // Together: a backend may write them as one.
+            let seen = storage.accept_events(&records)?;
+            let mut answers = Vec::with_capacity(parsed.len());
+            for ((p, record), seen) in parsed.into_iter().zip(records).zip(seen) {
+                answers.push(match seen {
                     None => {
                         // Counted as kept, whether or not the sender
                         // waits for the answer.

@@ -72,13 +72,15 @@ impl Scheduler {
             // Each also goes to its shop's flow as `revisit.due`, first:
             // after a crash before the revisit leaves the due index, it
             // fires again and its event is a duplicate.
+            let mut events = Vec::new();
             for r in &updated {
                 if self.registry.get(&r.shop).is_some() {
                     let mut event = crate::app::events::worker::revisit_due(r)?;
                     event.seq = self.storage.next_id()?;
-                    self.storage.accept_event(&event)?;
+                    events.push(event);
                 }
             }
+            self.storage.accept_events(&events)?;
             // Leaving the due index and queueing the webhooks are one
             // write: a crash never loses a webhook nor fires one twice.
             self.storage.fire_revisits(&updated, &deliveries)?;
