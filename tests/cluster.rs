@@ -371,3 +371,66 @@ fn nats_restarted_under_load_loses_no_acknowledged_decision() {
         );
     }
 }
+
+#[test]
+fn a_single_node_migrates_into_nats_and_a_cluster_serves_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    // One node on sled, with a deploy and decisions.
+    let home = dir.path().join("single");
+    let shops = home.join("shops");
+    swap_shop(&shops);
+    let single = Server::start(&write_config(&home, &shops, ""));
+    let bytes = std::fs::read(wasm::HOSTILE).unwrap();
+    let resp = agent()
+        .post(single.url("/v1/shops/swap/steps/refund-policy/versions"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("content-type", "application/wasm")
+        .send(&bytes[..])
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let body = std::fs::read(example("requests/refund-policy/unshipped.json")).unwrap();
+    let (_, answer) = post(&single, "/v1/shops/swap/refund-decision", Some(KEY), body);
+    let decided = answer["decision_id"].as_u64().unwrap();
+    single.kill();
+
+    let nats = Nats::start(&dir.path().join("nats"));
+    let migrate = |from: &str| {
+        support::kefu()
+            .args(["migrate", "--from", from, "--to", &nats.url()])
+            .output()
+            .unwrap()
+    };
+    let bad = migrate("data");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected sled:DIR"));
+    let out = migrate(&format!("sled:{}", home.join("data").display()));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.starts_with("copied ") && said.contains("decisions"),
+        "{said}"
+    );
+    // Into a prefix that holds data already: refused, saying why.
+    let again = migrate(&format!("sled:{}", home.join("data").display()));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
+
+    // Nodes on NATS serve the migrated version and read the history.
+    let nodes = three_nodes(dir.path(), &nats, &swap_shop);
+    for s in &nodes {
+        assert_eq!(version(s), 2, "the version deployed before the move");
+    }
+    let (_, listed) = get(&nodes[2], "/v1/shops/swap/decisions?limit=1000", Some(KEY));
+    assert!(
+        listed["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"].as_u64() == Some(decided)),
+        "the decision made before the move"
+    );
+}

@@ -69,7 +69,7 @@ pub use steps::{
 pub fn default_plugin(step: Step) -> &'static [u8] {
     step.default_plugin()
 }
-pub use storage::{SledStorage, Storage, StorageError};
+pub use storage::{Migrated, NatsOptions, NatsStorage, SledStorage, Storage, StorageError};
 
 /// What [`Storage`] keeps, and its capabilities one by one.
 pub mod storage_types {

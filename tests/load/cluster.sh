@@ -109,10 +109,15 @@ for i in $(seq 1 "$deploys"); do
     printf 'agent_name = "agent %s"\n' "$i" > "$work/greeting.toml"
     out="$(curl -s -X POST "${addr_of[nats-1]}/v1/shops/shop-1/steps/greeting/versions" \
         -H "Authorization: Bearer $KEFU_ADMIN_TOKEN" -F "config=@$work/greeting.toml")"
-    v="$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')"
+    v="$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"]["version"])')"
     start="$(date +%s%N)"
     for n in 2 3; do
-        until [ "$(version_of "${addr_of[nats-$n]}")" = "$v" ]; do sleep 0.002; done
+        until [ "$(version_of "${addr_of[nats-$n]}")" = "$v" ]; do
+            if [ $(( $(date +%s%N) - start )) -gt 30000000000 ]; then
+                echo "node $n did not serve version $v within 30 s" >&2; exit 1
+            fi
+            sleep 0.002
+        done
     done
     times+=("$(( ($(date +%s%N) - start) / 1000000 ))")
 done

@@ -6,6 +6,7 @@ mod check;
 mod client;
 mod decisions;
 mod deploy;
+mod migrate;
 mod new;
 mod replay;
 mod revisits;
@@ -76,6 +77,9 @@ enum Command {
     /// What a candidate would have decided on a shop step's logged
     /// decisions (a data directory no server is using).
     Replay(replay::ReplayArgs),
+    /// Copy a stopped server's sled data into an empty NATS store (to
+    /// serve it from several nodes: docs/scale-out.md).
+    Migrate(migrate::MigrateArgs),
     /// Run an event stream through a shop folder on a virtual clock and
     /// print what happened to each order and customer.
     Simulate(simulate::SimulateArgs),
@@ -113,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Audit(args) => Ok(audit::run(args)),
         Command::Replay(args) => replay::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Migrate(args) => migrate::run(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "kefu", &mut std::io::stdout());

@@ -647,3 +647,67 @@ fn writes_wait_out_a_nats_restart_and_nothing_acknowledged_is_lost() {
         .collect();
     assert!(written.iter().all(|id| kept.contains(id)));
 }
+
+#[test]
+fn a_sled_store_migrates_into_nats_with_its_history() {
+    let b = Backend::nats();
+    let sled_dir = b.dir.path().join("old-sled");
+    let bytes = b"a component".to_vec();
+    let digest = crate::runtime::digest(&bytes);
+    let (d, r) = {
+        let old = SledStorage::open(&sled_dir).unwrap();
+        let d = decision(&old, "s", Step::RefundPolicy, 5000, "c2");
+        old.record_decision(&d, &Effects::Refund(refund_of(&old, &d)))
+            .unwrap();
+        let o = decision(&old, "s", Step::OrderConfirmation, 3_600_000, "c3");
+        old.record_decision(&o, &Effects::None).unwrap();
+        old.set(&StateScope::new("s", "p"), "k", "v").unwrap();
+        old.put_component(&digest, &bytes).unwrap();
+        let record: VersionRecord = serde_json::from_value(json!({
+            "version": 3, "digest": digest, "config_json": "{}", "source": "api",
+            "path": null, "actor": "admin", "at_ms": 1,
+        }))
+        .unwrap();
+        old.put_version("s", Step::Greeting, &record).unwrap();
+        old.set_active("s", Step::Greeting, 3).unwrap();
+        let r = revisit(&old, "s", 100);
+        old.put_revisits(std::slice::from_ref(&r)).unwrap();
+        old.accept_event(&event(&old, "e1", "order:o1")).unwrap();
+        old.flush().unwrap();
+        (d, r)
+    };
+    let old = SledStorage::open(&sled_dir).unwrap();
+    let nats = b.nats.as_ref().unwrap();
+    let copier = node(nats, &b.dir.path().join("view-copier"), "copier");
+    let migrated = copier.migrate_from(&old, &mut |_| {}).unwrap();
+    assert_eq!(migrated.components, 1);
+    assert_eq!(migrated.records["decisions"], 2);
+    // A node that never saw the sled store reads all of it.
+    let fresh = node(nats, &b.dir.path().join("view-fresh"), "fresh");
+    assert_eq!(fresh.decisions(&query("s")).unwrap().len(), 2);
+    assert!(fresh.decision_at("s", d.at_ms, d.id).unwrap().is_some());
+    assert_eq!(fresh.refunds("s", 10).unwrap().len(), 1);
+    assert_eq!(
+        fresh.orders_confirmed("s", 0, 7_200_000).unwrap(),
+        [(3_600_000, 1)]
+    );
+    assert_eq!(
+        fresh
+            .get(&StateScope::new("s", "p"), "k")
+            .unwrap()
+            .as_deref(),
+        Some("v")
+    );
+    assert_eq!(fresh.active("s", Step::Greeting).unwrap(), Some(3));
+    assert_eq!(fresh.component(&digest).unwrap(), Some(bytes));
+    assert_eq!(fresh.due_revisits(100, 10).unwrap(), [r]);
+    assert_eq!(fresh.pending_events(10).unwrap().len(), 1);
+    // New ids come after the old ones.
+    assert!(fresh.next_id().unwrap() > d.id);
+    // Twice into one prefix is refused.
+    let again = copier.migrate_from(&old, &mut |_| {});
+    assert!(
+        matches!(&again, Err(StorageError::Backend(e)) if e.contains("already holds")),
+        "{again:?}"
+    );
+}

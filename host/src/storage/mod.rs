@@ -27,7 +27,7 @@ pub use events::{
 };
 pub use faults::Faults;
 pub use layer::{Layer, Layered, Op, Record};
-pub use nats::{Change, NatsOptions, NatsStorage};
+pub use nats::{Change, Migrated, NatsOptions, NatsStorage};
 pub use records::{
     Actor, AuditAction, AuditEvent, CallError as DecisionError, CanaryRecord, Decision,
     DecisionQuery, Delivery, Fallback, OutcomeResult, RefundRecord, RevisitOutcome, RevisitRecord,

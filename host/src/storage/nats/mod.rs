@@ -361,6 +361,57 @@ impl NatsStorage {
     }
 }
 
+/// What `kefu migrate` copied.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Migrated {
+    /// Records, by kind (sled tree).
+    pub records: std::collections::BTreeMap<String, u64>,
+    pub components: u64,
+}
+
+impl NatsStorage {
+    /// Copy everything a sled store keeps into this (empty) NATS store:
+    /// component bytes into the object store, every record as it was.
+    /// `progress` hears the records copied so far.
+    pub fn migrate_from(
+        &self,
+        source: &SledStorage,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Migrated, StorageError> {
+        let ops = self.applier.applied();
+        if ops > 0 {
+            return Err(StorageError::Backend(format!(
+                "NATS already holds {ops} kefu writes under this prefix: migrate into an empty one (another `prefix`), or remove those streams first"
+            )));
+        }
+        let mut migrated = Migrated::default();
+        for digest in source.version_digests()? {
+            if let Some(bytes) = source.component(&digest)? {
+                self.put_component(&digest, &bytes)?;
+                migrated.components += 1;
+            }
+        }
+        let mut copied = 0u64;
+        source.export(&mut |tree, key, value| {
+            self.write_later(Op::Import {
+                tree: tree.into(),
+                key: hex::encode(key),
+                value: hex::encode(value),
+            })?;
+            *migrated.records.entry(tree.to_string()).or_default() += 1;
+            copied += 1;
+            if copied.is_multiple_of(2000) {
+                self.flush()?;
+                progress(copied);
+            }
+            Ok(())
+        })?;
+        self.flush()?;
+        progress(copied);
+        Ok(migrated)
+    }
+}
+
 #[cfg(test)]
 impl NatsStorage {
     /// Put bytes into the object store under any name, as a faulty or

@@ -106,6 +106,13 @@ pub enum Op {
     PruneEvents {
         before_ms: i64,
     },
+    /// One record of a sled store copied as it was (`kefu migrate`), key
+    /// and value in hex.
+    Import {
+        tree: String,
+        key: String,
+        value: String,
+    },
     /// Several ops in one message (the writes of one group commit, a
     /// batch of events): one round trip and one fsync for them all,
     /// applied in order.
@@ -158,6 +165,7 @@ impl Op {
             | Op::SetActionStatus { .. }
             | Op::PruneEvents { .. } => "event",
             Op::Batch { .. } => "batch",
+            Op::Import { .. } => "import",
         }
     }
 
@@ -320,6 +328,14 @@ impl Op {
                 Outcome::Bool(view.set_action_status(&shop, id, status)?)
             }
             Op::PruneEvents { before_ms } => Outcome::Count(view.prune_events(before_ms)?),
+            Op::Import { tree, key, value } => {
+                let hex = |s: &str| {
+                    hex::decode(s)
+                        .map_err(|e| StorageError::Corrupt(format!("an imported record: {e}")))
+                };
+                view.import(&tree, &hex(&key)?, &hex(&value)?)?;
+                Outcome::Done
+            }
             Op::Batch { ops } => {
                 let mut outcomes = Vec::with_capacity(ops.len());
                 for op in ops {

@@ -203,6 +203,35 @@ impl SledStorage {
         Ok(())
     }
 
+    /// Visit every record the store keeps, tree by tree (a copy of the
+    /// store: `kefu migrate`), leaving out what only a write in progress
+    /// keeps (intents, settled at open) and component bytes (by digest,
+    /// through [`crate::storage::VersionStore::component`]).
+    pub fn export(&self, visit: &mut Visit<'_>) -> Result<(), StorageError> {
+        for name in COPIED_TREES {
+            let tree = self.db.open_tree(name).map_err(backend)?;
+            for item in tree.iter() {
+                let (k, v) = item.map_err(backend)?;
+                visit(name, &k, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keep one record [`SledStorage::export`] visited, as it was.
+    pub fn import(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        if !COPIED_TREES.contains(&tree) {
+            return Err(StorageError::Corrupt(format!(
+                "no tree `{tree}` to copy a record into"
+            )));
+        }
+        self.db
+            .open_tree(tree)
+            .and_then(|t| t.insert(key, value))
+            .map_err(backend)?;
+        Ok(())
+    }
+
     fn newest<T: DeserializeOwned>(
         tree: &sled::Tree,
         shop: &str,
@@ -215,6 +244,36 @@ impl SledStorage {
             .collect()
     }
 }
+
+/// Called with each record a copy visits: its tree, key and value.
+pub type Visit<'a> = dyn FnMut(&str, &[u8], &[u8]) -> Result<(), StorageError> + 'a;
+
+/// The trees a copy of the store carries (see [`SledStorage::export`]).
+const COPIED_TREES: &[&str] = &[
+    "state",
+    "decisions",
+    "decision_subjects",
+    "tallies",
+    "refunds",
+    "revisits",
+    "revisit_ids",
+    "revisits_due",
+    "outbox",
+    "do_not_contact",
+    "state_usage",
+    "audit",
+    "versions",
+    "active",
+    "shops",
+    "canaries",
+    "events",
+    "events_pending",
+    "events_by_subject",
+    "subjects",
+    "timers",
+    "timers_due",
+    "actions",
+];
 
 /// How an injected failure behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
