@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::hook::Receiver;
-use support::server::{ADMIN, Server, agent, get, metrics, post, write_config};
+use support::server::{
+    ADMIN, Server, agent, deploy_file, get, metrics, post, roll_back, write_config,
+};
+use support::shops::unpaid;
 use support::{example, wasm};
 
 const KEY: &str = "test-key-lab";
@@ -87,36 +90,16 @@ fn a_deploy_through_one_node_serves_from_every_node() {
         assert_eq!(version(s), 1, "every node serves the folder's version");
     }
     // Deploy through A.
-    let bytes = std::fs::read(wasm::HOSTILE).unwrap();
-    let mut resp = agent()
-        .post(a.url("/v1/shops/swap/steps/refund-policy/versions"))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .header("content-type", "application/wasm")
-        .send(&bytes[..])
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        201,
-        "{}",
-        resp.body_mut().read_to_string().unwrap()
-    );
+    let (status, out) = deploy_file(a, "swap", "refund-policy", wasm::HOSTILE);
+    assert_eq!(status, 201, "{out}");
     let deployed = Instant::now();
     until_all_serve(&[a, b, c], 2);
     let took = deployed.elapsed();
     eprintln!("a deploy through node A served from B and C after {took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     // Roll back through C: A and B follow.
-    let mut resp = agent()
-        .post(c.url("/v1/shops/swap/steps/refund-policy/rollback"))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .send_empty()
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        200,
-        "{}",
-        resp.body_mut().read_to_string().unwrap()
-    );
+    let (status, out) = roll_back(c, "swap", "refund-policy");
+    assert_eq!(status, 200, "{out}");
     let took = until_all_serve(&[c, a, b], 1);
     eprintln!("a rollback through node C served from A and B after {took:?}");
     // Decisions made through A, B and C are read through any node; the
@@ -142,32 +125,56 @@ fn a_deploy_through_one_node_serves_from_every_node() {
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert!(actions.contains(&"rolled-back"), "{actions:?}");
+    // A canary started through A (every customer, version 3) serves from
+    // B and C; aborted through B, it ends on A and C.
+    let (ct, body) = kefu_tests::multipart(&[
+        (
+            "component",
+            "refund.wasm",
+            "application/wasm",
+            &std::fs::read(wasm::HOSTILE).unwrap(),
+        ),
+        (
+            "config",
+            "c.json",
+            "application/json",
+            br#"{"behavior": "ok"}"#,
+        ),
+        ("canary", "canary", "text/plain", b"100"),
+    ]);
+    let mut resp = agent()
+        .post(a.url("/v1/shops/swap/steps/refund-policy/versions"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("content-type", ct)
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "{}",
+        resp.body_mut().read_to_string().unwrap()
+    );
+    until_all_serve(&[a, b, c], 3);
+    let mut resp = agent()
+        .delete(b.url("/v1/shops/swap/steps/refund-policy/canary"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .call()
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.body_mut().read_to_string().unwrap()
+    );
+    let took = until_all_serve(&[b, a, c], 1);
+    eprintln!("a canary aborted through node B ended on A and C after {took:?}");
     // A node started later serves what the cluster runs now.
     let late = Server::start(&node_config(dir.path(), 3, &nats, &swap_shop));
     assert_eq!(version(&late), 1);
 }
 
 fn crm_shop(webhook: String) -> impl Fn(&Path) {
-    move |shops: &Path| {
-        std::fs::create_dir_all(shops.join("crm")).unwrap();
-        std::fs::write(
-            shops.join("crm/shop.toml"),
-            format!(
-                "name = \"crm\"\napi_key_env = \"KEFU_KEY_LAB\"\nrevisit_webhook = \"{webhook}\"\nwebhook_secret_env = \"KEFU_WEBHOOK_SECRET_LAB\"\n\n[steps.revisit-planner]\nconfig = {{ unpaid_after_hours = 0, contact_hour = 0, contact_until_hour = 24 }}\n"
-            ),
-        )
-        .unwrap();
-    }
-}
-
-fn unpaid(i: usize, due: i64) -> Value {
-    let mut req: Value = serde_json::from_slice(
-        &std::fs::read(example("requests/revisit-planner/unpaid.json")).unwrap(),
-    )
-    .unwrap();
-    req["customer"]["id"] = json!(format!("c{i}"));
-    req["trigger"]["Unpaid"]["created_at"] = json!(due);
-    req
+    move |shops: &Path| support::shops::crm(shops, &webhook)
 }
 
 /// Which node runs the shared background work now.
@@ -380,14 +387,8 @@ fn a_single_node_migrates_into_nats_and_a_cluster_serves_its_history() {
     let shops = home.join("shops");
     swap_shop(&shops);
     let single = Server::start(&write_config(&home, &shops, ""));
-    let bytes = std::fs::read(wasm::HOSTILE).unwrap();
-    let resp = agent()
-        .post(single.url("/v1/shops/swap/steps/refund-policy/versions"))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .header("content-type", "application/wasm")
-        .send(&bytes[..])
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
+    let (status, out) = deploy_file(&single, "swap", "refund-policy", wasm::HOSTILE);
+    assert_eq!(status, 201, "{out}");
     let body = std::fs::read(example("requests/refund-policy/unshipped.json")).unwrap();
     let (_, answer) = post(&single, "/v1/shops/swap/refund-decision", Some(KEY), body);
     let decided = answer["decision_id"].as_u64().unwrap();

@@ -45,18 +45,7 @@ fn call(s: &Server, body: &[u8]) -> (u16, u64, String, Value) {
 }
 
 fn deploy(s: &Server, file: &str) -> (u16, Value) {
-    let bytes = std::fs::read(file).unwrap();
-    let mut resp = agent()
-        .post(s.url("/v1/shops/swap/steps/refund-policy/versions"))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .header("content-type", "application/wasm")
-        .send(&bytes[..])
-        .unwrap();
-    let status = resp.status().as_u16();
-    (
-        status,
-        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap(),
-    )
+    support::server::deploy_file(s, "swap", "refund-policy", file)
 }
 
 /// Write a file the way an editor or `cp` does: in place, not atomically.
@@ -313,17 +302,8 @@ fn rollback_brings_back_v1_and_the_audit_shows_it() {
     assert_eq!(v2, 2);
     assert!(second.get("Reject").is_some(), "{second}");
 
-    let mut resp = agent()
-        .post(s.url("/v1/shops/swap/steps/refund-policy/rollback"))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .send_empty()
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        200,
-        "{}",
-        resp.body_mut().read_to_string().unwrap()
-    );
+    let (status, out) = support::server::roll_back(&s, "swap", "refund-policy");
+    assert_eq!(status, 200, "{out}");
     assert_eq!(outcome(&s), (1, first.clone()), "v1 answers again");
 
     let (_, audit) = get(&s, "/v1/audit?shop=swap", Some(ADMIN));

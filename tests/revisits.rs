@@ -12,33 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::hook::Receiver;
 use support::server::{ADMIN, Server, WEBHOOK_SECRET, get, post, write_config};
+use support::shops::unpaid;
 
 const KEY: &str = "test-key-lab";
 
-/// A shop `crm` whose revisit planner reminds unpaid orders at once, with
-/// a webhook.
+/// The shop `crm` (see `support::shops::crm`) served alone.
 fn crm_server(dir: &std::path::Path, webhook: &str) -> Server {
     let shops = dir.join("shops");
-    std::fs::create_dir_all(shops.join("crm")).unwrap();
-    std::fs::write(
-        shops.join("crm/shop.toml"),
-        format!(
-            "name = \"crm\"\napi_key_env = \"KEFU_KEY_LAB\"\nrevisit_webhook = \"{webhook}\"\nwebhook_secret_env = \"KEFU_WEBHOOK_SECRET_LAB\"\n\n[steps.revisit-planner]\nconfig = {{ unpaid_after_hours = 0, contact_hour = 0, contact_until_hour = 24 }}\n"
-        ),
-    )
-    .unwrap();
+    support::shops::crm(&shops, webhook);
     Server::start(&write_config(dir, &shops, ""))
-}
-
-/// An unpaid-order revisit request due at `due` for customer `c{i}`.
-fn unpaid(i: usize, due: i64) -> Value {
-    let mut req: Value = serde_json::from_slice(
-        &std::fs::read(support::example("requests/revisit-planner/unpaid.json")).unwrap(),
-    )
-    .unwrap();
-    req["customer"]["id"] = json!(format!("c{i}"));
-    req["trigger"]["Unpaid"]["created_at"] = json!(due);
-    req
 }
 
 #[test]

@@ -206,3 +206,34 @@ pub fn get(server: &Server, path: &str, key: Option<&str>) -> (u16, Value) {
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
+
+/// Deploy the component `file` to `shop`'s `step` through the API:
+/// (status, answer).
+pub fn deploy_file(server: &Server, shop: &str, step: &str, file: &str) -> (u16, Value) {
+    let bytes = std::fs::read(file).unwrap();
+    let mut resp = agent()
+        .post(server.url(&format!("/v1/shops/{shop}/steps/{step}/versions")))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("content-type", "application/wasm")
+        .send(&bytes[..])
+        .unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap(),
+    )
+}
+
+/// Roll `shop`'s `step` back one version through the API: (status, answer).
+pub fn roll_back(server: &Server, shop: &str, step: &str) -> (u16, Value) {
+    let mut resp = agent()
+        .post(server.url(&format!("/v1/shops/{shop}/steps/{step}/rollback")))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .send_empty()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null),
+    )
+}

@@ -1,6 +1,7 @@
 //! Shop folders for server tests: the two example shops plus "lab" shops
 //! running hostile or broken plugins.
 
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -74,4 +75,28 @@ pub fn examples_and_crm(dir: &Path) -> PathBuf {
     )
     .unwrap();
     shops
+}
+
+/// A shop `crm` in `shops` whose revisit planner reminds unpaid orders at
+/// once (any hour), with a signed webhook to `webhook`.
+pub fn crm(shops: &Path, webhook: &str) {
+    std::fs::create_dir_all(shops.join("crm")).unwrap();
+    std::fs::write(
+        shops.join("crm/shop.toml"),
+        format!(
+            "name = \"crm\"\napi_key_env = \"KEFU_KEY_LAB\"\nrevisit_webhook = \"{webhook}\"\nwebhook_secret_env = \"KEFU_WEBHOOK_SECRET_LAB\"\n\n[steps.revisit-planner]\nconfig = {{ unpaid_after_hours = 0, contact_hour = 0, contact_until_hour = 24 }}\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// An unpaid-order revisit request due at `due` for customer `c{i}`.
+pub fn unpaid(i: usize, due: i64) -> Value {
+    let mut req: Value = serde_json::from_slice(
+        &std::fs::read(super::example("requests/revisit-planner/unpaid.json")).unwrap(),
+    )
+    .unwrap();
+    req["customer"]["id"] = json!(format!("c{i}"));
+    req["trigger"]["Unpaid"]["created_at"] = json!(due);
+    req
 }
