@@ -64,6 +64,17 @@ fn version(s: &Server) -> u64 {
     out["plugin"]["version"].as_u64().unwrap()
 }
 
+/// The ids of the `swap` shop's decisions as `s` lists them.
+fn decision_ids(s: &Server) -> Vec<u64> {
+    let (_, listed) = get(s, "/v1/shops/swap/decisions?limit=1000", Some(KEY));
+    listed["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect()
+}
+
 /// How long until every node in `nodes` answers with `v`.
 fn until_all_serve(nodes: &[&Server], v: u64) -> Duration {
     let start = Instant::now();
@@ -105,13 +116,7 @@ fn a_deploy_through_one_node_serves_from_every_node() {
     // Decisions made through A, B and C are read through any node; the
     // audit through B shows the deploy made through A and the rollback
     // made through C.
-    let (_, listed) = get(b, "/v1/shops/swap/decisions?limit=1000", Some(KEY));
-    let ids: Vec<u64> = listed["decisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_u64().unwrap())
-        .collect();
+    let ids = decision_ids(b);
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
@@ -362,13 +367,7 @@ fn nats_restarted_under_load_loses_no_acknowledged_decision() {
     assert!(acked.len() > 20 && acked.len() < 1000);
     // Every acknowledged decision is in the log, on every node.
     for node in &nodes {
-        let (_, listed) = get(node, "/v1/shops/swap/decisions?limit=1000", Some(KEY));
-        let kept: std::collections::HashSet<u64> = listed["decisions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["id"].as_u64().unwrap())
-            .collect();
+        let kept: std::collections::HashSet<u64> = decision_ids(node).into_iter().collect();
         let lost: Vec<&u64> = acked.iter().filter(|id| !kept.contains(id)).collect();
         assert!(
             lost.is_empty(),
@@ -425,13 +424,8 @@ fn a_single_node_migrates_into_nats_and_a_cluster_serves_its_history() {
     for s in &nodes {
         assert_eq!(version(s), 2, "the version deployed before the move");
     }
-    let (_, listed) = get(&nodes[2], "/v1/shops/swap/decisions?limit=1000", Some(KEY));
     assert!(
-        listed["decisions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["id"].as_u64() == Some(decided)),
+        decision_ids(&nodes[2]).contains(&decided),
         "the decision made before the move"
     );
 }

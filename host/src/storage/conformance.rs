@@ -117,6 +117,14 @@ fn delivery(key: &str, shop: &str, next_try_ms: i64) -> Delivery {
     .unwrap()
 }
 
+fn version_record(digest: &str, version: u64) -> VersionRecord {
+    serde_json::from_value(json!({
+        "version": version, "digest": digest, "config_json": "{}", "source": "api",
+        "path": null, "actor": "admin", "at_ms": 1,
+    }))
+    .unwrap()
+}
+
 fn query(shop: &str) -> DecisionQuery {
     DecisionQuery {
         shop: shop.into(),
@@ -240,11 +248,7 @@ fn versions(b: &Backend) {
     let bytes = b"\0asm component bytes".to_vec();
     let digest = crate::runtime::digest(&bytes);
     store.put_component(&digest, &bytes).unwrap();
-    let record: VersionRecord = serde_json::from_value(json!({
-        "version": 1, "digest": digest, "config_json": "{}", "source": "api",
-        "path": null, "actor": "admin", "at_ms": 1,
-    }))
-    .unwrap();
+    let record = version_record(&digest, 1);
     store.put_version("s", Step::Greeting, &record).unwrap();
     store
         .put_version(
@@ -663,11 +667,7 @@ fn a_sled_store_migrates_into_nats_with_its_history() {
         old.record_decision(&o, &Effects::None).unwrap();
         old.set(&StateScope::new("s", "p"), "k", "v").unwrap();
         old.put_component(&digest, &bytes).unwrap();
-        let record: VersionRecord = serde_json::from_value(json!({
-            "version": 3, "digest": digest, "config_json": "{}", "source": "api",
-            "path": null, "actor": "admin", "at_ms": 1,
-        }))
-        .unwrap();
+        let record = version_record(&digest, 3);
         old.put_version("s", Step::Greeting, &record).unwrap();
         old.set_active("s", Step::Greeting, 3).unwrap();
         let r = revisit(&old, "s", 100);
