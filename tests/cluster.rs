@@ -429,3 +429,34 @@ fn a_single_node_migrates_into_nats_and_a_cluster_serves_its_history() {
         "the decision made before the move"
     );
 }
+
+#[test]
+fn a_node_that_cannot_reach_nats_or_is_misconfigured_says_so_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let shops = dir.path().join("shops");
+    swap_shop(&shops);
+    // Nothing listens on port 1.
+    let cases = [
+        (
+            "[storage]\nbackend = \"nats\"\nurl = \"nats://127.0.0.1:1\"\n",
+            "cannot open the NATS store at nats://127.0.0.1:1",
+        ),
+        (
+            "[storage]\nbackend = \"nats\"\nprefix = \"a.b\"\n",
+            "prefix `a.b`",
+        ),
+        ("[storage]\nbackend = \"natz\"\n", "unknown variant `natz`"),
+    ];
+    for (extra, says) in cases {
+        let config = write_config(dir.path(), &shops, extra);
+        let out = support::kefu()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra}: started");
+        assert!(err.contains(says), "{extra}: said {err}");
+        assert!(!err.contains("panicked"), "{extra}: {err}");
+    }
+}

@@ -91,6 +91,8 @@ pub enum OpenError {
     // (anyhow's `{:#}`) would say it twice.
     #[error("cannot open the data directory {path}: {cause}")]
     Storage { path: String, cause: StorageError },
+    #[error("cannot open the NATS store at {url}: {cause}")]
+    Nats { url: String, cause: StorageError },
     #[error("cannot start the plugin runtime: {0}")]
     Runtime(#[from] LoadError),
     #[error("cannot read the shops directory {path}: {source}")]
@@ -214,13 +216,11 @@ impl App {
     /// (then [`App::load_shops`]).
     pub fn open_unloaded(config: ServerConfig, env: Env) -> Result<Arc<App>, OpenError> {
         if config.storage.backend == config::Backend::Nats {
-            let nats =
-                Arc::new(
-                    cluster::open(&config, &env).map_err(|cause| OpenError::Storage {
-                        path: format!("NATS at {}", config.storage.url),
-                        cause,
-                    })?,
-                );
+            let nats = cluster::open(&config, &env).map_err(|cause| OpenError::Nats {
+                url: config.storage.url.clone(),
+                cause,
+            })?;
+            let nats = Arc::new(nats);
             return Self::open_with(config, env, nats.clone(), Some(nats));
         }
         let (dir, cache) = (config.data_dir.clone(), config.storage_cache_mib << 20);

@@ -126,6 +126,19 @@ impl Drop for NatsStorage {
     }
 }
 
+/// The backend's runtime until a store owns it: dropped by a failed open
+/// (maybe within async code, where nothing may block) it shuts down in
+/// the background.
+struct Unowned(Option<tokio::runtime::Runtime>);
+
+impl Drop for Unowned {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 impl NatsStorage {
     /// Connect, make the streams and buckets that are missing, open this
     /// node's view and bring it up to the stream's end.
@@ -137,6 +150,7 @@ impl NatsStorage {
             .build()
             .map_err(|e| StorageError::Backend(e.to_string()))?;
         let handle = runtime.handle().clone();
+        let mut runtime = Unowned(Some(runtime));
         let prefix = options.prefix.to_ascii_lowercase();
         let upper = prefix.to_ascii_uppercase();
         let (client, js, stream, components, bucket) = {
@@ -204,7 +218,7 @@ impl NatsStorage {
             });
         }
         let store = NatsStorage {
-            runtime: Some(runtime),
+            runtime: runtime.0.take(),
             handle,
             client,
             js,
