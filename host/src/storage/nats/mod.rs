@@ -336,12 +336,16 @@ impl NatsStorage {
     /// Write `op` with the next flush (the group commit), in one message
     /// with the others written until then.
     fn write_later(&self, op: Op) -> Result<(), StorageError> {
-        let bytes = encode(&op)?;
+        self.write_encoded_later(encode(&op)?);
+        Ok(())
+    }
+
+    /// [`NatsStorage::write_later`] of an op already encoded.
+    fn write_encoded_later(&self, bytes: Vec<u8>) {
         self.buffered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(bytes);
-        Ok(())
     }
 
     fn acked(
@@ -670,11 +674,14 @@ impl Durable for NatsStorage {
 
 impl DecisionLog for NatsStorage {
     fn record_decision(&self, decision: &Decision, effects: &Effects) -> Result<(), StorageError> {
-        // The hot path: written with the group commit.
-        self.write_later(Op::Decision {
-            decision: decision.clone(),
-            effects: effects.clone(),
-        })
+        // The hot path: written with the group commit, encoded from the
+        // caller's records (no copy of them first).
+        let op = ops::DecisionRef::Decision { decision, effects };
+        self.write_encoded_later(
+            serde_json::to_vec(&op)
+                .map_err(|e| StorageError::Backend(format!("cannot encode a decision: {e}")))?,
+        );
+        Ok(())
     }
     fn decisions(&self, query: &DecisionQuery) -> Result<Vec<Decision>, StorageError> {
         self.view.decisions(query)

@@ -121,6 +121,17 @@ pub enum Op {
     },
 }
 
+/// [`Op::Decision`] encoded from borrowed records: the same JSON, without
+/// copying the decision first (the hot path of every answer).
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionRef<'a> {
+    Decision {
+        decision: &'a Decision,
+        effects: &'a Effects,
+    },
+}
+
 /// What applying an op answered, for the node that wrote it.
 #[derive(Debug)]
 pub enum Outcome {
@@ -348,5 +359,36 @@ impl Op {
                 Outcome::Many(outcomes)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_encoded_from_borrowed_records_reads_as_its_op() {
+        let decision: Decision = serde_json::from_value(serde_json::json!({
+            "id": 7, "shop": "s", "step": "greeting", "digest": "d", "version": 1,
+            "at_ms": 1000, "now": 1, "input": {"customer": {"id": "c"}},
+            "output": {"reply": "hi"}, "error": null, "duration_us": 3,
+        }))
+        .unwrap();
+        let bytes = serde_json::to_vec(&DecisionRef::Decision {
+            decision: &decision,
+            effects: &Effects::None,
+        })
+        .unwrap();
+        match serde_json::from_slice::<Op>(&bytes).unwrap() {
+            Op::Decision {
+                decision: read,
+                effects: Effects::None,
+            } => {
+                assert_eq!(read.id, 7);
+                assert_eq!(read.input.get(), decision.input.get());
+                assert_eq!(read.output.unwrap().get(), r#"{"reply":"hi"}"#);
+            }
+            other => panic!("read as {other:?}"),
+        }
     }
 }
