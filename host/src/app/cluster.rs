@@ -72,8 +72,15 @@ pub(super) fn follow(app: &Arc<App>, nats: &NatsStorage) {
 /// `stop`.
 pub(super) fn lead_while_leased(app: Arc<App>, nats: Arc<NatsStorage>, stop: Arc<AtomicBool>) {
     metrics::gauge!("kefu_cluster_leader").set(0.0);
+    type Running = Option<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)>;
+    let end = |running: &mut Running| {
+        if let Some((mine, retention)) = running.take() {
+            mine.store(true, Ordering::Relaxed);
+            retention.abort();
+        }
+    };
     tokio::spawn(async move {
-        let mut running: Option<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)> = None;
+        let mut running: Running = None;
         let mut tick = tokio::time::interval(LOOK_EVERY);
         while !stop.load(Ordering::Relaxed) {
             tick.tick().await;
@@ -86,10 +93,7 @@ pub(super) fn lead_while_leased(app: Arc<App>, nats: Arc<NatsStorage>, stop: Arc
                     running = Some((mine, retention));
                 }
                 (false, true) => {
-                    if let Some((mine, retention)) = running.take() {
-                        mine.store(true, Ordering::Relaxed);
-                        retention.abort();
-                    }
+                    end(&mut running);
                     metrics::gauge!("kefu_cluster_leader").set(0.0);
                     tracing::warn!(
                         "stopped the shared background work: another node holds the lease"
@@ -98,9 +102,6 @@ pub(super) fn lead_while_leased(app: Arc<App>, nats: Arc<NatsStorage>, stop: Arc
                 _ => {}
             }
         }
-        if let Some((mine, retention)) = running {
-            mine.store(true, Ordering::Relaxed);
-            retention.abort();
-        }
+        end(&mut running);
     });
 }

@@ -455,6 +455,15 @@ conformance!(
     workflow_events
 );
 
+/// Two nodes, `a` and `c`, on one NATS (kept running by the backend).
+fn two_nodes() -> (Backend, NatsStorage, NatsStorage) {
+    let b = Backend::nats();
+    let nats = b.nats.as_ref().unwrap();
+    let a = node(nats, &b.dir.path().join("view-a"), "a");
+    let c = node(nats, &b.dir.path().join("view-c"), "c");
+    (b, a, c)
+}
+
 /// Wait (at most 5 s) until `f` holds: another node's view applies what
 /// one node wrote a moment later.
 fn eventually(what: &str, f: impl Fn() -> bool) {
@@ -474,10 +483,7 @@ fn within(secs: u64, what: &str, f: impl Fn() -> bool) {
 
 #[test]
 fn nodes_read_what_other_nodes_wrote() {
-    let b = Backend::nats();
-    let nats = b.nats.as_ref().unwrap();
-    let a = node(nats, &b.dir.path().join("view-a"), "a");
-    let c = node(nats, &b.dir.path().join("view-c"), "c");
+    let (_b, a, c) = two_nodes();
     let scope = StateScope::new("s", "greeting");
     a.set(&scope, "visits", "3").unwrap();
     a.set_active("s", Step::Greeting, 7).unwrap();
@@ -518,10 +524,7 @@ fn nodes_read_what_other_nodes_wrote() {
 
 #[test]
 fn an_event_id_sent_to_two_nodes_at_once_is_kept_once() {
-    let b = Backend::nats();
-    let nats = b.nats.as_ref().unwrap();
-    let a = node(nats, &b.dir.path().join("view-a"), "a");
-    let c = node(nats, &b.dir.path().join("view-c"), "c");
+    let (_b, a, c) = two_nodes();
     for i in 0..50 {
         let id = format!("e{i}");
         let (ea, ec) = (event(&a, &id, "order:o1"), event(&c, &id, "order:o1"));
@@ -542,10 +545,7 @@ fn an_event_id_sent_to_two_nodes_at_once_is_kept_once() {
 
 #[test]
 fn a_revisit_fired_by_two_nodes_queues_its_webhook_once() {
-    let b = Backend::nats();
-    let nats = b.nats.as_ref().unwrap();
-    let a = node(nats, &b.dir.path().join("view-a"), "a");
-    let c = node(nats, &b.dir.path().join("view-c"), "c");
+    let (_b, a, c) = two_nodes();
     let r = revisit(&a, "s", 100);
     a.put_revisits(std::slice::from_ref(&r)).unwrap();
     eventually("c sees it due", || {

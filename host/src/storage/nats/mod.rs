@@ -735,31 +735,38 @@ impl RevisitStore for NatsStorage {
     ) -> Result<(), StorageError> {
         // A thousand revisits with their webhooks outgrow one message: in
         // ops of 100, each revisit with its webhooks (their keys name it).
-        let mut ops = Vec::new();
-        let mut rest: Vec<&Delivery> = deliveries.iter().collect();
-        for chunk in records.chunks(100) {
-            let (mine, others): (Vec<&Delivery>, Vec<&Delivery>) =
-                rest.into_iter().partition(|d| {
-                    chunk
-                        .iter()
-                        .any(|r| d.key.starts_with(&format!("revisit-{}-", r.id)))
-                });
-            rest = others;
-            ops.push(Op::FireRevisits {
-                records: chunk.to_vec(),
-                deliveries: mine.into_iter().cloned().collect(),
-            });
+        let chunks: Vec<&[RevisitRecord]> = records.chunks(100).collect();
+        let chunk_of: std::collections::HashMap<u64, usize> = chunks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, chunk)| chunk.iter().map(move |r| (r.id, i)))
+            .collect();
+        let mut mine: Vec<Vec<Delivery>> = vec![Vec::new(); chunks.len().max(1)];
+        for d in deliveries {
+            // `revisit-<id>-<attempt>`; any other goes with the first op.
+            let i = d
+                .key
+                .strip_prefix("revisit-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|id| id.parse().ok())
+                .and_then(|id: u64| chunk_of.get(&id).copied())
+                .unwrap_or(0);
+            mine[i].push(d.clone());
         }
-        if !rest.is_empty() {
-            match ops.first_mut() {
-                Some(Op::FireRevisits { deliveries, .. }) => {
-                    deliveries.extend(rest.into_iter().cloned())
-                }
-                _ => ops.push(Op::PutDeliveries {
-                    deliveries: rest.into_iter().cloned().collect(),
-                }),
-            }
-        }
+        let ops: Vec<Op> = if chunks.is_empty() {
+            vec![Op::PutDeliveries {
+                deliveries: mine.swap_remove(0),
+            }]
+        } else {
+            chunks
+                .into_iter()
+                .zip(mine)
+                .map(|(chunk, deliveries)| Op::FireRevisits {
+                    records: chunk.to_vec(),
+                    deliveries,
+                })
+                .collect()
+        };
         for outcome in self.write_all(ops)? {
             outcome?;
         }
