@@ -570,6 +570,50 @@ fn a_deploy_compiles_in_the_idle_class() {
     );
 }
 
+/// #31: a component that shares its code with one compiled before (two
+/// builds of a Python policy carry the same interpreter) compiles only
+/// what is new: the compile worker's functions come from the cache.
+#[test]
+fn a_second_python_component_compiles_from_the_function_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_shop, s) = swap_shop(dir.path(), wasm::REFUND_POLICY);
+    let python = std::fs::read(example("shops/apparel/plugins/refund.wasm")).unwrap();
+    let deploy_copy = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, support::unique(python.clone())).unwrap();
+        let (status, out) = deploy(&s, path.to_str().unwrap());
+        assert_eq!(status, 201, "{out}");
+        compiled_functions(&s)
+    };
+    let (cached_before, compiled_before) = deploy_copy("first.wasm");
+    assert!(
+        cached_before + compiled_before > 1_000,
+        "a Python component has thousands of functions: {cached_before} from the cache, {compiled_before} compiled"
+    );
+    let (cached, compiled) = deploy_copy("second.wasm");
+    let (cached, compiled) = (cached - cached_before, compiled - compiled_before);
+    assert!(
+        cached > 0 && compiled * 10 < cached,
+        "the second copy should compile from the cache: {cached} from the cache, {compiled} compiled"
+    );
+}
+
+/// `kefu_compiled_functions_total` from the cache and from the compiler.
+fn compiled_functions(s: &Server) -> (u64, u64) {
+    let (_, metrics) = get(s, "/metrics", None);
+    let count = |from: &str| {
+        let key = format!(r#"kefu_compiled_functions_total{{from="{from}"}}"#);
+        metrics
+            .as_str()
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with(&key))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0, |n| n.parse::<f64>().unwrap() as u64)
+    };
+    (count("cache"), count("compiler"))
+}
+
 /// #24: canaries started, raised, promoted and aborted while traffic
 /// flows lose no request, and between two changes every answer comes from
 /// the version the last change set for that customer.

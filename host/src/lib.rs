@@ -56,8 +56,11 @@ pub fn runtime_compile_worker_arg() -> &'static str {
 }
 
 /// A compile worker's main.
-pub fn runtime_compile_worker_main(limits_json: &str) -> std::process::ExitCode {
-    runtime::compile_worker_main(limits_json)
+pub fn runtime_compile_worker_main(
+    limits_json: &str,
+    functions: Option<&str>,
+) -> std::process::ExitCode {
+    runtime::compile_worker_main(limits_json, functions)
 }
 pub use state::{MemoryStateStore, StateError, StateScope, StateStore};
 pub use steps::{

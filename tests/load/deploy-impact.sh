@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# What a deploy costs the other shops: PAIRS alternating runs of the
-# tea-oil shop's refund step under load, without and with deploys of a
-# Python refund policy and a JavaScript greeting (each made unique, so
-# they compile) to the apparel shop during the run. Prints tea-oil's
-# req/s, p50 and p99 both ways, the p99 ratio, and how long the deploys
-# took under load; then the same deploys on the idle server.
+# What a deploy costs the other shops: PAIRS rounds of the tea-oil
+# shop's refund step under load, alternately without deploys, with
+# deploys of a Python refund policy and a JavaScript greeting (each made
+# unique, so they compile) to the apparel shop during the run, and with
+# the same deploys after the compiled-function cache was emptied ("cold":
+# every function compiled, as the first Python or JavaScript component a
+# node ever sees). Prints tea-oil's req/s, p50 and p99 each way, the p99
+# ratios, and how long the deploys took under load; first the same
+# deploys on the idle server, cold and warm.
 #   bash tests/load/deploy-impact.sh [PAIRS] [SECONDS] [CONNS]
 #   (defaults: 3 pairs, 20 s runs, 16 connections)
 set -euo pipefail
@@ -74,16 +77,23 @@ load() {
 }
 ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) print v/1000; else if (v ~ /ms$/) print v+0; else print v*1000 }'; }
 
-echo "==> on the idle server: Python $(deploy "$py" refund-policy) s, JavaScript $(deploy "$js" greeting) s"
-printf '\n%-5s %-8s %9s %9s %9s   %s\n' pair run "req/s" p50 p99 "deploys (s, under load)"
+# Forget every compiled function (the next compile is a first one).
+cold() { rm -rf "$work/cache/functions"; }
+cold
+echo "==> on the idle server, cold: Python $(deploy "$py" refund-policy) s, JavaScript $(deploy "$js" greeting) s"
+echo "==> on the idle server, warm: Python $(deploy "$py" refund-policy) s, JavaScript $(deploy "$js" greeting) s"
+printf '\n%-5s %-10s %9s %9s %9s   %s\n' pair run "req/s" p50 p99 "deploys (s, under load)"
 for i in $(seq 1 "$pairs"); do
     read -r rps p50 p99 <<<"$(load)"
-    printf '%-5s %-8s %9s %9s %9s\n' "$i" baseline "$rps" "$p50" "$p99"
+    printf '%-5s %-10s %9s %9s %9s\n' "$i" baseline "$rps" "$p50" "$p99"
     base="$p99"
-    (sleep 1; echo "$(deploy "$py" refund-policy) $(deploy "$js" greeting)" > "$work/took") &
-    deployer=$!
-    read -r rps p50 p99 <<<"$(load)"
-    wait "$deployer"
-    ratio="$(awk -v a="$(ms "$p99")" -v b="$(ms "$base")" 'BEGIN { printf "%.2f", a / b }')"
-    printf '%-5s %-8s %9s %9s %9s   %s  (p99 %sx baseline)\n' "$i" deploying "$rps" "$p50" "$p99" "$(cat "$work/took")" "$ratio"
+    for run in deploying cold; do
+        [ "$run" = cold ] && cold
+        (sleep 1; echo "$(deploy "$py" refund-policy) $(deploy "$js" greeting)" > "$work/took") &
+        deployer=$!
+        read -r rps p50 p99 <<<"$(load)"
+        wait "$deployer"
+        ratio="$(awk -v a="$(ms "$p99")" -v b="$(ms "$base")" 'BEGIN { printf "%.2f", a / b }')"
+        printf '%-5s %-10s %9s %9s %9s   %s  (p99 %sx baseline)\n' "$i" "$run" "$rps" "$p50" "$p99" "$(cat "$work/took")" "$ratio"
+    done
 done

@@ -116,6 +116,11 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "Compiles running and queued in the compile lane",
     ),
     (
+        "kefu_compiled_functions_total",
+        Kind::Counter,
+        "Functions of compiled components, by where their code came from: the compiled-function cache or the compiler",
+    ),
+    (
         "kefu_version_calls_total",
         Kind::Counter,
         "Plugin calls by shop, step, version (a canary's apart from the stable one's) and outcome",

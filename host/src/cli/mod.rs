@@ -94,7 +94,10 @@ pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(kefu::runtime_compile_worker_arg()) {
         let _telemetry = telemetry::init(LogFormat::Text, "info", false);
-        return kefu::runtime_compile_worker_main(args.get(2).map_or("{}", String::as_str));
+        return kefu::runtime_compile_worker_main(
+            args.get(2).map_or("{}", String::as_str),
+            args.get(3).map(String::as_str),
+        );
     }
     let cli = Cli::parse();
     // A simulation prints its own report: its scratch server's loading is

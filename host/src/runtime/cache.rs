@@ -1,13 +1,14 @@
 //! Compiled components, keyed by the SHA-256 of their bytes, in memory and
 //! on disk so that a restart does not recompile.
 
+use super::functions::FunctionCache;
 use crate::error::LoadError;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -26,6 +27,8 @@ pub struct CompileCache {
     compilations: AtomicU64,
     /// Where compiles run: at idle priority, a bounded number at once.
     lane: super::lane::Lane,
+    /// Compiled functions the engine keeps (swept with the artifacts).
+    functions: Option<Arc<FunctionCache>>,
 }
 
 /// Hex SHA-256 of a component's bytes: its identity everywhere in kefu.
@@ -38,6 +41,7 @@ impl CompileCache {
         engine: &Engine,
         dir: Option<PathBuf>,
         worker: Option<super::lane::Worker>,
+        functions: Option<Arc<FunctionCache>>,
     ) -> Result<Self, LoadError> {
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).map_err(|source| LoadError::Io {
@@ -52,7 +56,8 @@ impl CompileCache {
             fingerprint: format!("{:016x}", hasher.finish()),
             memory: Mutex::new(HashMap::new()),
             compilations: AtomicU64::new(0),
-            lane: super::lane::Lane::new(worker),
+            lane: super::lane::Lane::new(worker, functions.clone()),
+            functions,
         })
     }
 
@@ -114,6 +119,9 @@ impl CompileCache {
     /// for `unused_for`: a cache directory another server shares keeps
     /// what that server uses. How many were deleted.
     pub fn sweep(&self, keep: &std::collections::HashSet<String>, unused_for: Duration) -> usize {
+        if let Some(functions) = &self.functions {
+            functions.sweep(unused_for);
+        }
         let Some(dir) = &self.dir else { return 0 };
         let Ok(entries) = std::fs::read_dir(dir) else {
             return 0;

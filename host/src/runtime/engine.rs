@@ -1,5 +1,6 @@
 //! The shared wasmtime engine and the epoch ticker that enforces timeouts.
 
+use super::functions::FunctionCache;
 use super::limits::Limits;
 use crate::error::LoadError;
 use std::sync::Arc;
@@ -17,7 +18,9 @@ const KEEP_RESIDENT: usize = 256 << 10;
 /// Instances that may be alive at once across all calls.
 const POOL_INSTANCES: u32 = 1_000;
 
-pub fn build(limits: &Limits) -> Result<Engine, LoadError> {
+/// The engine every plugin runs in, and compiles with; `functions` keeps
+/// compiled functions for later compiles (see `functions`).
+pub fn build(limits: &Limits, functions: Option<Arc<FunctionCache>>) -> Result<Engine, LoadError> {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(POOL_INSTANCES)
         .total_core_instances(POOL_INSTANCES * 4)
@@ -52,6 +55,11 @@ pub fn build(limits: &Limits) -> Result<Engine, LoadError> {
         // shadow stack (see `failure::deep_recursion`); taken on traps only.
         .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64))
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if let Some(functions) = functions {
+        config
+            .enable_incremental_compilation(functions)
+            .map_err(|e| LoadError::Invalid(format!("cannot keep compiled functions: {e:#}")))?;
+    }
     Engine::new(&config).map_err(|e| LoadError::Invalid(format!("cannot build engine: {e:#}")))
 }
 

@@ -11,12 +11,13 @@
 //! executable (tests, tools), compiles run in this process on idle-class
 //! threads.
 
+use super::functions::FunctionCache;
 use crate::error::LoadError;
 use crate::runtime::Limits;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex, Once};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -74,32 +75,46 @@ fn idle_workers() {
 pub struct Worker {
     pub exe: PathBuf,
     pub limits: Limits,
+    /// The compiled-function cache the worker's engine reads and fills.
+    pub functions: Option<PathBuf>,
 }
 
 /// The hidden subcommand a worker runs.
 pub const WORKER_ARG: &str = "__compile";
 
+/// How a worker's stderr starts after a compile: then the functions found
+/// in the cache and the functions compiled and stored.
+const STATS: &str = "kefu-functions";
+
 /// A worker's main: limits (JSON) as the argument after
-/// [`WORKER_ARG`], the component on stdin, the compiled artifact on
-/// stdout, an error on stderr and exit code 1.
-pub fn compile_worker_main(limits_json: &str) -> std::process::ExitCode {
+/// [`WORKER_ARG`], then the compiled-function cache's folder if any; the
+/// component on stdin, the compiled artifact on stdout and how many
+/// functions came from the cache on stderr ([`STATS`]); an error on
+/// stderr and exit code 1.
+pub fn compile_worker_main(limits_json: &str, functions: Option<&str>) -> std::process::ExitCode {
     // Before any thread exists: every thread started later (wasmtime's
     // parallel workers) inherits the idle class.
     idle_priority();
-    let run = || -> Result<Vec<u8>, String> {
+    let run = || -> Result<(Vec<u8>, u64, u64), String> {
         let limits: Limits = serde_json::from_str(limits_json).map_err(|e| e.to_string())?;
-        let engine = super::engine::build(&limits).map_err(|e| e.to_string())?;
+        let cache = functions.map(|dir| Arc::new(FunctionCache::new(PathBuf::from(dir))));
+        let engine = super::engine::build(&limits, cache.clone()).map_err(|e| e.to_string())?;
         let mut bytes = Vec::new();
         std::io::stdin()
             .read_to_end(&mut bytes)
             .map_err(|e| e.to_string())?;
-        engine
+        let artifact = engine
             .precompile_component(&bytes)
-            .map_err(|e| format!("{e:#}"))
+            .map_err(|e| format!("{e:#}"))?;
+        let (hits, stored) = cache.map_or((0, 0), |c| c.counts());
+        Ok((artifact, hits, stored))
     };
     match run() {
-        Ok(artifact) => match std::io::stdout().write_all(&artifact) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok((artifact, hits, stored)) => match std::io::stdout().write_all(&artifact) {
+            Ok(()) => {
+                eprint!("{STATS} {hits} {stored}");
+                std::process::ExitCode::SUCCESS
+            }
             Err(_) => std::process::ExitCode::FAILURE,
         },
         Err(e) => {
@@ -115,11 +130,14 @@ pub struct Lane {
     freed: Condvar,
     queued: AtomicUsize,
     worker: Option<Worker>,
+    /// The cache in-process compiles use, to count what it saved.
+    functions: Option<Arc<FunctionCache>>,
 }
 
 /// What a worker process came back with.
 enum Outcome {
-    Compiled(Component),
+    /// Compiled: with the functions found in the cache and compiled.
+    Compiled(Component, u64, u64),
     /// The component is invalid: the worker's message.
     Refused(String),
     /// The worker could not be used (not started, killed, another
@@ -128,12 +146,13 @@ enum Outcome {
 }
 
 impl Lane {
-    pub fn new(worker: Option<Worker>) -> Self {
+    pub fn new(worker: Option<Worker>, functions: Option<Arc<FunctionCache>>) -> Self {
         Lane {
             running: Mutex::new(0),
             freed: Condvar::new(),
             queued: AtomicUsize::new(0),
             worker,
+            functions,
         }
     }
 
@@ -142,7 +161,10 @@ impl Lane {
         self.run(|| {
             if let Some(worker) = &self.worker {
                 match in_worker(worker, engine, bytes) {
-                    Outcome::Compiled(component) => return Ok(component),
+                    Outcome::Compiled(component, hits, stored) => {
+                        count_functions(hits, stored);
+                        return Ok(component);
+                    }
                     Outcome::Refused(message) => return Err(LoadError::Invalid(message)),
                     Outcome::Unusable(why) => {
                         tracing::warn!(%why, "compile worker unusable; compiling in process");
@@ -150,7 +172,8 @@ impl Lane {
                 }
             }
             idle_workers();
-            std::thread::scope(|s| {
+            let before = self.functions.as_ref().map_or((0, 0), |f| f.counts());
+            let compiled = std::thread::scope(|s| {
                 std::thread::Builder::new()
                     .name("kefu-compile".into())
                     // As much stack as a main thread: compiling big
@@ -164,7 +187,12 @@ impl Lane {
                     .join()
             })
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+            // Other compiles of this process may have counted meanwhile:
+            // what the metric adds up is right, the log line's share close.
+            let after = self.functions.as_ref().map_or((0, 0), |f| f.counts());
+            count_functions(after.0 - before.0, after.1 - before.1);
+            Ok(compiled)
         })
     }
 
@@ -209,8 +237,11 @@ fn in_worker(worker: &Worker, engine: &Engine, bytes: &[u8]) -> Outcome {
         Err(e) => return Outcome::Unusable(e.to_string()),
     };
     let mut command = Command::new(&worker.exe);
+    command.args([WORKER_ARG, &limits]);
+    if let Some(functions) = &worker.functions {
+        command.arg(functions);
+    }
     command
-        .args([WORKER_ARG, &limits])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -257,8 +288,24 @@ fn in_worker(worker: &Worker, engine: &Engine, bytes: &[u8]) -> Outcome {
     // SAFETY: the artifact was just written by this same executable's
     // worker from the component given to it, never by a client; wasmtime
     // checks that it was compiled for an engine configured like ours.
+    let stats = String::from_utf8_lossy(&output.stderr);
+    let mut counts = stats
+        .strip_prefix(STATS)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|n| n.parse::<u64>().unwrap_or(0));
+    let (hits, stored) = (counts.next().unwrap_or(0), counts.next().unwrap_or(0));
     match unsafe { Component::deserialize(engine, &output.stdout) } {
-        Ok(component) => Outcome::Compiled(component),
+        Ok(component) => Outcome::Compiled(component, hits, stored),
         Err(e) => Outcome::Unusable(format!("cannot load the worker's artifact: {e:#}")),
     }
+}
+
+/// Count a compile's functions: found in the cache, and compiled.
+fn count_functions(hits: u64, stored: u64) {
+    if hits + stored > 0 {
+        tracing::info!(from_cache = hits, compiled = stored, "component compiled");
+    }
+    metrics::counter!("kefu_compiled_functions_total", "from" => "cache").increment(hits);
+    metrics::counter!("kefu_compiled_functions_total", "from" => "compiler").increment(stored);
 }

@@ -5,6 +5,7 @@ mod cache;
 mod call;
 mod engine;
 mod failure;
+mod functions;
 mod host;
 mod lane;
 mod limits;
@@ -25,6 +26,9 @@ use crate::steps::Step;
 use std::path::PathBuf;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
+
+/// The folder of the cache directory that keeps compiled functions.
+const FUNCTIONS_DIR: &str = "functions";
 
 /// How to build a [`Runtime`].
 #[derive(Clone, Debug, Default)]
@@ -59,14 +63,22 @@ impl Runtime {
     /// Build the engine, the linker (WASI with nothing granted plus the
     /// kefu host imports) and the compile cache.
     pub fn new(config: RuntimeConfig) -> Result<Self, LoadError> {
-        let engine = engine::build(&config.limits)?;
+        // Compiled functions beside the compiled components: a component
+        // sharing most of its code with one compiled before (every Python
+        // plugin its interpreter) compiles only what is new.
+        let functions_dir = config.cache_dir.as_ref().map(|d| d.join(FUNCTIONS_DIR));
+        let functions = functions_dir
+            .clone()
+            .map(|dir| std::sync::Arc::new(functions::FunctionCache::new(dir)));
+        let engine = engine::build(&config.limits, functions.clone())?;
         let linker = host::linker(&engine, false)?;
         let async_linker = host::linker(&engine, true)?;
         let worker = config.compile_worker.map(|exe| lane::Worker {
             exe,
             limits: config.limits.clone(),
+            functions: functions_dir.clone(),
         });
-        let cache = cache::CompileCache::new(&engine, config.cache_dir, worker)?;
+        let cache = cache::CompileCache::new(&engine, config.cache_dir, worker, functions)?;
         let ticker = engine::EpochTicker::start(engine.clone());
         Ok(Runtime {
             engine,
