@@ -493,3 +493,71 @@ fn the_chinese_readme_keeps_in_step_with_the_readme() {
     }
     assert!(commands >= 7, "{commands} commands");
 }
+
+/// #31: a compile worker (`kefu __compile LIMITS FUNCTIONS OUT`, started
+/// by `kefu serve`) writes the artifact to the file it is given, whole,
+/// keeps the component's functions in the folder it is given, and says on
+/// stderr how many came from there: a second compile takes nearly all
+/// from it. An invalid component is refused with exit code 1 and the reason.
+#[test]
+fn a_compile_worker_writes_its_artifact_and_keeps_its_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let functions = dir.path().join("functions");
+    let compile = |out: &std::path::Path, input: &[u8]| {
+        use std::io::Write;
+        let mut child = kefu()
+            .args(["__compile", "{}"])
+            .arg(&functions)
+            .arg(out)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let counts = |out: &std::process::Output| -> (u64, u64) {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let mut n = err
+            .strip_prefix("kefu-functions ")
+            .unwrap_or_else(|| panic!("no counts: {err}"))
+            .split(' ')
+            .map(|n| n.trim().parse().unwrap());
+        (n.next().unwrap(), n.next().unwrap())
+    };
+    let bytes = std::fs::read(wasm::GREETING).unwrap();
+    let first = dir.path().join("first.cwasm");
+    let out = compile(&first, &bytes);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.is_empty(),
+        "the artifact goes to the file, not stdout"
+    );
+    let artifact = std::fs::read(&first).unwrap();
+    assert!(artifact.starts_with(b"\x7fELF"), "not an artifact");
+    let (_, stored) = counts(&out);
+    assert!(stored > 10, "functions compiled and kept: {stored}");
+
+    // The same code again (another digest): every function from the cache.
+    let second = dir.path().join("second.cwasm");
+    let out = compile(&second, &support::unique(bytes));
+    assert!(out.status.success(), "{out:?}");
+    let (hits, stored_again) = counts(&out);
+    // (A few functions compile to a new key each time.)
+    assert!(
+        stored_again * 5 < hits && hits * 10 >= stored * 8,
+        "{hits} from the cache, {stored_again} compiled; {stored} the first time"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let out = compile(&dir.path().join("bad.cwasm"), b"\0asm\x0d\0\x01\0garbage");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    assert!(!dir.path().join("bad.cwasm").exists());
+}

@@ -59,8 +59,9 @@ pub fn runtime_compile_worker_arg() -> &'static str {
 pub fn runtime_compile_worker_main(
     limits_json: &str,
     functions: Option<&str>,
+    out: Option<&str>,
 ) -> std::process::ExitCode {
-    runtime::compile_worker_main(limits_json, functions)
+    runtime::compile_worker_main(limits_json, functions, out)
 }
 pub use state::{MemoryStateStore, StateError, StateScope, StateStore};
 pub use steps::{

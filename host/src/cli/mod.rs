@@ -97,6 +97,7 @@ pub fn main() -> ExitCode {
         return kefu::runtime_compile_worker_main(
             args.get(2).map_or("{}", String::as_str),
             args.get(3).map(String::as_str),
+            args.get(4).map(String::as_str),
         );
     }
     let cli = Cli::parse();

@@ -1,6 +1,7 @@
 //! Compiled components, keyed by the SHA-256 of their bytes, in memory and
 //! on disk so that a restart does not recompile.
 
+use super::artifact;
 use super::functions::FunctionCache;
 use crate::error::LoadError;
 use sha2::{Digest as _, Sha256};
@@ -76,16 +77,11 @@ impl CompileCache {
         if let Some(component) = self.lock().get(digest) {
             return Ok(component.clone());
         }
-        let component = match self.artifact_path(digest) {
-            Some(path) => match load_artifact(engine, &path) {
-                Some(component) => component,
-                None => {
-                    let component = self.compile(engine, bytes)?;
-                    store_artifact(&component, &path);
-                    component
-                }
-            },
-            None => self.compile(engine, bytes)?,
+        let path = self.artifact_path(digest);
+        let cached = path.as_deref().and_then(|p| artifact::load(engine, p));
+        let component = match cached {
+            Some(component) => component,
+            None => self.compile(engine, bytes, path.as_deref())?,
         };
         self.lock().insert(digest.to_string(), component.clone());
         Ok(component)
@@ -96,9 +92,15 @@ impl CompileCache {
         self.lane.counts()
     }
 
-    fn compile(&self, engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
+    /// Compile, and keep the artifact at `artifact` if given.
+    fn compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        artifact: Option<&Path>,
+    ) -> Result<Component, LoadError> {
         self.compilations.fetch_add(1, Ordering::Relaxed);
-        self.lane.compile(engine, bytes)
+        self.lane.compile(engine, bytes, artifact)
     }
 
     /// Forget `digest`'s compiled component: in memory, and its artifact
@@ -177,48 +179,6 @@ fn sniff(bytes: &[u8]) -> Result<(), LoadError> {
         return Err(LoadError::CoreModule);
     }
     Ok(())
-}
-
-/// A cached artifact, or `None` when it is missing or unusable (then the
-/// caller recompiles and overwrites it).
-fn load_artifact(engine: &Engine, path: &Path) -> Option<Component> {
-    // Read, not mmap: a cache file truncated by someone else must not be
-    // able to crash the host with SIGBUS.
-    let bytes = std::fs::read(path).ok()?;
-    // SAFETY: artifacts are only ever written by `store_artifact` into the
-    // host's own cache directory, named by the digest of the source and the
-    // engine's compatibility fingerprint; wasmtime still checks the header.
-    match unsafe { Component::deserialize(engine, &bytes) } {
-        Ok(component) => {
-            // Its time of last use, for `CompileCache::sweep`.
-            if let Ok(file) = std::fs::File::options().write(true).open(path) {
-                let _ = file.set_modified(std::time::SystemTime::now());
-            }
-            Some(component)
-        }
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled artifact");
-            let _ = std::fs::remove_file(path);
-            None
-        }
-    }
-}
-
-/// Write an artifact atomically (temp file + rename); failures only cost a
-/// recompile later, so they are logged, not returned.
-fn store_artifact(component: &Component, path: &Path) {
-    let result = component
-        .serialize()
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| {
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes)
-                .and_then(|()| std::fs::rename(&tmp, path))
-                .map_err(|e| e.to_string())
-        });
-    if let Err(e) = result {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write compiled artifact");
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::functions::FunctionCache;
 use crate::error::LoadError;
 use crate::runtime::Limits;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Once};
 use wasmtime::Engine;
@@ -86,12 +86,21 @@ pub const WORKER_ARG: &str = "__compile";
 /// in the cache and the functions compiled and stored.
 const STATS: &str = "kefu-functions";
 
+/// A worker argument that names no folder or file.
+const NONE: &str = "-";
+
 /// A worker's main: limits (JSON) as the argument after
-/// [`WORKER_ARG`], then the compiled-function cache's folder if any; the
-/// component on stdin, the compiled artifact on stdout and how many
-/// functions came from the cache on stderr ([`STATS`]); an error on
-/// stderr and exit code 1.
-pub fn compile_worker_main(limits_json: &str, functions: Option<&str>) -> std::process::ExitCode {
+/// [`WORKER_ARG`], then the compiled-function cache's folder and the
+/// file to write the artifact to ([`NONE`] for no cache, for stdout); the
+/// component on stdin; how many functions came from the cache on stderr
+/// ([`STATS`]); an error on stderr and exit code 1.
+pub fn compile_worker_main(
+    limits_json: &str,
+    functions: Option<&str>,
+    out: Option<&str>,
+) -> std::process::ExitCode {
+    let functions = functions.filter(|f| *f != NONE);
+    let out = out.filter(|o| *o != NONE);
     // Before any thread exists: every thread started later (wasmtime's
     // parallel workers) inherits the idle class.
     idle_priority();
@@ -110,12 +119,25 @@ pub fn compile_worker_main(limits_json: &str, functions: Option<&str>) -> std::p
         Ok((artifact, hits, stored))
     };
     match run() {
-        Ok((artifact, hits, stored)) => match std::io::stdout().write_all(&artifact) {
-            Ok(()) => {
-                eprint!("{STATS} {hits} {stored}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(_) => std::process::ExitCode::FAILURE,
+        Ok((artifact, hits, stored)) => match out {
+            Some(path) => match super::artifact::write_paced(std::path::Path::new(path), &artifact)
+            {
+                Ok(()) => {
+                    eprint!("{STATS} {hits} {stored}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprint!("cannot write {path}: {e}");
+                    std::process::ExitCode::from(2)
+                }
+            },
+            None => match std::io::stdout().write_all(&artifact) {
+                Ok(()) => {
+                    eprint!("{STATS} {hits} {stored}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(_) => std::process::ExitCode::from(2),
+            },
         },
         Err(e) => {
             eprint!("{e}");
@@ -156,11 +178,17 @@ impl Lane {
         }
     }
 
-    /// Compile `bytes` in the lane.
-    pub fn compile(&self, engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
+    /// Compile `bytes` in the lane, and keep the artifact at `artifact`
+    /// if given.
+    pub fn compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        artifact: Option<&Path>,
+    ) -> Result<Component, LoadError> {
         self.run(|| {
             if let Some(worker) = &self.worker {
-                match in_worker(worker, engine, bytes) {
+                match in_worker(worker, engine, bytes, artifact) {
                     Outcome::Compiled(component, hits, stored) => {
                         count_functions(hits, stored);
                         return Ok(component);
@@ -192,6 +220,9 @@ impl Lane {
             // what the metric adds up is right, the log line's share close.
             let after = self.functions.as_ref().map_or((0, 0), |f| f.counts());
             count_functions(after.0 - before.0, after.1 - before.1);
+            if let Some(path) = artifact {
+                super::artifact::store(&compiled, path);
+            }
             Ok(compiled)
         })
     }
@@ -229,19 +260,19 @@ impl Lane {
     }
 }
 
-/// Compile in a worker process and load what it wrote.
-fn in_worker(worker: &Worker, engine: &Engine, bytes: &[u8]) -> Outcome {
+/// Compile in a worker process and load what it wrote: the artifact file
+/// `artifact` if given, else its stdout.
+fn in_worker(worker: &Worker, engine: &Engine, bytes: &[u8], artifact: Option<&Path>) -> Outcome {
     use std::process::{Command, Stdio};
     let limits = match serde_json::to_string(&worker.limits) {
         Ok(l) => l,
         Err(e) => return Outcome::Unusable(e.to_string()),
     };
     let mut command = Command::new(&worker.exe);
-    command.args([WORKER_ARG, &limits]);
-    if let Some(functions) = &worker.functions {
-        command.arg(functions);
-    }
     command
+        .args([WORKER_ARG, &limits])
+        .arg(worker.functions.as_deref().unwrap_or(Path::new(NONE)))
+        .arg(artifact.unwrap_or(Path::new(NONE)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -285,9 +316,6 @@ fn in_worker(worker: &Worker, engine: &Engine, bytes: &[u8]) -> Outcome {
             Outcome::Unusable(format!("worker ended with {}: {message}", output.status))
         };
     }
-    // SAFETY: the artifact was just written by this same executable's
-    // worker from the component given to it, never by a client; wasmtime
-    // checks that it was compiled for an engine configured like ours.
     let stats = String::from_utf8_lossy(&output.stderr);
     let mut counts = stats
         .strip_prefix(STATS)
@@ -295,6 +323,18 @@ fn in_worker(worker: &Worker, engine: &Engine, bytes: &[u8]) -> Outcome {
         .split_whitespace()
         .map(|n| n.parse::<u64>().unwrap_or(0));
     let (hits, stored) = (counts.next().unwrap_or(0), counts.next().unwrap_or(0));
+    if let Some(path) = artifact {
+        return match super::artifact::load(engine, path) {
+            Some(component) => Outcome::Compiled(component, hits, stored),
+            None => Outcome::Unusable(format!(
+                "cannot load the worker's artifact {}",
+                path.display()
+            )),
+        };
+    }
+    // SAFETY: the artifact was just written by this same executable's
+    // worker from the component given to it, never by a client; wasmtime
+    // checks that it was compiled for an engine configured like ours.
     match unsafe { Component::deserialize(engine, &output.stdout) } {
         Ok(component) => Outcome::Compiled(component, hits, stored),
         Err(e) => Outcome::Unusable(format!("cannot load the worker's artifact: {e:#}")),

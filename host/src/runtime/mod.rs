@@ -1,6 +1,7 @@
 //! The plugin runtime: one wasmtime engine, compiled components cached by
 //! content hash, and calls run in a fresh store with per-call limits.
 
+mod artifact;
 mod cache;
 mod call;
 mod engine;
