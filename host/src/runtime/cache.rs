@@ -137,12 +137,7 @@ impl CompileCache {
             let kept = stem
                 .rsplit_once('-')
                 .is_some_and(|(digest, fp)| fp == self.fingerprint && keep.contains(digest));
-            let idle = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age >= unused_for);
+            let idle = super::functions::untouched_for(entry.metadata(), unused_for);
             if !kept && idle && std::fs::remove_file(entry.path()).is_ok() {
                 deleted += 1;
             }

@@ -60,13 +60,9 @@ impl FunctionCache {
                 continue;
             };
             for entry in entries.flatten() {
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age >= unused_for);
-                if old && std::fs::remove_file(entry.path()).is_ok() {
+                if untouched_for(entry.metadata(), unused_for)
+                    && std::fs::remove_file(entry.path()).is_ok()
+                {
                     deleted += 1;
                 }
             }
@@ -82,13 +78,7 @@ impl wasmtime::CacheStore for FunctionCache {
     fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
         use std::io::Read;
         let mut file = std::fs::File::open(self.path(key)).ok()?;
-        let stale = file
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age >= MARK_AFTER);
-        if stale {
+        if untouched_for(file.metadata(), MARK_AFTER) {
             let _ = file.set_modified(SystemTime::now());
         }
         let mut bytes = Vec::new();
@@ -112,13 +102,41 @@ impl wasmtime::CacheStore for FunctionCache {
             std::process::id(),
             self.stored.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = std::fs::write(&tmp, &value).and_then(|()| std::fs::rename(&tmp, &path));
+        let written = write_now(&tmp, &value).and_then(|()| std::fs::rename(&tmp, &path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
             self.stored.fetch_sub(1, Ordering::Relaxed);
         }
         written.is_ok()
     }
+}
+
+/// Whether a file (its metadata) was last modified at least `age` ago.
+pub(super) fn untouched_for(metadata: std::io::Result<std::fs::Metadata>, age: Duration) -> bool {
+    metadata
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|elapsed| elapsed >= age)
+}
+
+/// Write a file and start its write-back at once: a first compile stores
+/// thousands of entries, and left to the kernel they would reach the disk
+/// in one burst that the decision log's next fsync waits behind.
+fn write_now(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain system call on a file this function owns; a
+        // failure only leaves the write-back to the kernel.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
