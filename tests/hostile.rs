@@ -350,10 +350,22 @@ fn compiled_code_is_cached_on_disk_across_restarts() {
         .unwrap();
     assert_eq!(second.compilations(), 0, "a restart must not recompile");
     eprintln!("load from cache took {:?}", started.elapsed());
-    // A corrupt artifact is discarded and rebuilt, not trusted.
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    // A corrupt artifact is discarded and rebuilt, not trusted; so are
+    // corrupt compiled functions (the `functions` folder).
+    let mut corrupted = 0;
+    let mut folders = vec![dir.path().to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                std::fs::write(path, b"garbage").unwrap();
+                corrupted += 1;
+            }
+        }
     }
+    assert!(corrupted > 10, "an artifact and its functions: {corrupted}");
     let third = Runtime::new(config()).unwrap();
     third
         .load_file(wasm::REFUND_POLICY.as_ref(), Step::RefundPolicy)
