@@ -118,30 +118,29 @@ pub fn compile_worker_main(
         let (hits, stored) = cache.map_or((0, 0), |c| c.counts());
         Ok((artifact, hits, stored))
     };
-    match run() {
-        Ok((artifact, hits, stored)) => match out {
-            Some(path) => match super::artifact::write_paced(std::path::Path::new(path), &artifact)
-            {
-                Ok(()) => {
-                    eprint!("{STATS} {hits} {stored}");
-                    std::process::ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprint!("cannot write {path}: {e}");
-                    std::process::ExitCode::from(2)
-                }
-            },
-            None => match std::io::stdout().write_all(&artifact) {
-                Ok(()) => {
-                    eprint!("{STATS} {hits} {stored}");
-                    std::process::ExitCode::SUCCESS
-                }
-                Err(_) => std::process::ExitCode::from(2),
-            },
-        },
+    let (artifact, hits, stored) = match run() {
+        Ok(compiled) => compiled,
         Err(e) => {
             eprint!("{e}");
-            std::process::ExitCode::FAILURE
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Exit code 2: compiled, but the artifact could not be handed over.
+    let handed = match out {
+        Some(path) => super::artifact::write_paced(Path::new(path), &artifact)
+            .map_err(|e| format!("cannot write {path}: {e}")),
+        None => std::io::stdout()
+            .write_all(&artifact)
+            .map_err(|e| format!("cannot write the artifact to stdout: {e}")),
+    };
+    match handed {
+        Ok(()) => {
+            eprint!("{STATS} {hits} {stored}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprint!("{e}");
+            std::process::ExitCode::from(2)
         }
     }
 }
