@@ -430,6 +430,14 @@ async fn a_shadow_decides_live_traffic_again_without_touching_it() {
     ]);
     let (status, out) = api.call(Method::POST, path, ADMIN, &ct, form.clone()).await;
     assert_eq!(status, 201, "{out}");
+    // Its thread runs at the serving threads' priority, held to its budget:
+    // an idle-class thread descheduled while it held the address-space
+    // lock stalled the live answers.
+    assert_eq!(
+        thread_policies("kefu-shadow-tea"),
+        vec![0],
+        "the shadow's thread is SCHED_OTHER (0), not SCHED_IDLE (5)"
+    );
     let (status, out) = api.call(Method::POST, path, ADMIN, &ct, form).await;
     assert_eq!(
         (status, out["error"]["code"].as_str()),
@@ -615,4 +623,23 @@ fn kefu_replay_on_a_running_servers_data_dir_replays_through_its_api() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused (403 forbidden)"), "{err}");
+}
+
+/// The scheduling policy of each thread of this process named `name`
+/// (field 41 of its `stat`).
+fn thread_policies(name: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        // Fields from the third on; the policy is the 41st.
+        let policy = after_name.split_whitespace().nth(41 - 3).unwrap();
+        found.push(policy.parse().unwrap());
+    }
+    found
 }

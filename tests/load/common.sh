@@ -23,7 +23,9 @@ start_server() {
 # A tea-oil shop in "$work/shops" whose refund policy runs the example
 # shop's config, its key "$KEFU_LOAD_KEY", and "$work/candidate.toml": the
 # same config with a 15-day no-reason window; "$work/kefu.toml" serves it
-# with the decision-log quota out of the way (one shop takes all the load).
+# with the shop's quotas out of the way (one shop takes all the load: a
+# stall of the VM's disk would otherwise hold its 8 concurrent calls and
+# turn the rest of a run into fast refusals).
 tea_oil_refund_shop() {
     local hash
     hash="$(printf %s "$KEFU_LOAD_KEY" | sha256sum | cut -d' ' -f1)"
@@ -39,6 +41,8 @@ shops_dir = "$work/shops"
 cache_dir = "$work/cache"
 [quotas]
 log_kib_per_window = 10000000
+concurrent_calls = 1000
+cpu_ms_per_window = 100000000
 TOML
 }
 

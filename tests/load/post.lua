@@ -28,3 +28,18 @@ if not os.getenv("KEFU_ANY_STATUS") then
     end
   end
 end
+-- With KEFU_LATENCY_OUT set, append this run's latency histogram to that
+-- file, one "microseconds count" line per distinct latency, so that
+-- runs can be pooled (tests/load/pool.py) instead of their percentiles
+-- compared one by one.
+local histogram = os.getenv("KEFU_LATENCY_OUT")
+if histogram then
+  done = function(summary, latency, requests)
+    local out = assert(io.open(histogram, "a"))
+    for i = 1, #latency do
+      local value, count = latency(i)
+      out:write(string.format("%d %d\n", value, count))
+    end
+    out:close()
+  end
+end

@@ -7,7 +7,7 @@
 //! reuse instances (Python, JS) make blocking calls on the blocking pool.
 
 use super::registry::{ActivePlugin, now_ms};
-use crate::runtime::{CallContext, CallOutcome, Runtime};
+use crate::runtime::{CallContext, CallOutcome, Runtime, thread_cpu_time};
 use crate::steps::StepInput;
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -171,26 +171,6 @@ fn allowed_cores() -> Vec<usize> {
 
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn pin_to_first_core() {}
-
-/// CPU time the calling thread has used.
-#[cfg(target_os = "linux")]
-pub(crate) fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; the clock id is a constant.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// Elsewhere, wall-clock time since first use (a preempted fast call may
-/// then be counted as slow).
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn thread_cpu_time() -> Duration {
-    static START: OnceLock<std::time::Instant> = OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed()
-}
 
 /// Poll `fut` once with the current task's waker.
 async fn poll_once<F: Future + Unpin>(mut fut: F) -> Poll<F::Output> {

@@ -4,6 +4,7 @@
 mod artifact;
 mod cache;
 mod call;
+mod cpu;
 mod engine;
 mod failure;
 mod functions;
@@ -16,6 +17,7 @@ mod pool;
 
 pub use cache::digest;
 pub use call::{CallContext, CallOutcome};
+pub use cpu::thread_cpu_time;
 pub use host::{LogLevel, LogLine};
 pub use lane::{WORKER_ARG, compile_worker_main, idle_priority};
 pub use limits::Limits;

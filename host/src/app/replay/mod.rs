@@ -308,6 +308,7 @@ pub(crate) fn call(
     candidate: &Candidate,
     config_json: String,
     d: Decision,
+    pace: Option<fn()>,
 ) -> Option<Called> {
     let input = step.parse_input(d.input.get().as_bytes()).ok()?;
     let replayed = Arc::new(state::Replayed::new(&d.state_reads));
@@ -318,7 +319,10 @@ pub(crate) fn call(
         now: d.now,
         state: replayed.clone(),
     };
-    let outcome = candidate.plugin.call(runtime, ctx, &input);
+    let outcome = match pace {
+        Some(pace) => candidate.plugin.call_paced(runtime, ctx, &input, pace),
+        None => candidate.plugin.call(runtime, ctx, &input),
+    };
     Some(Called {
         d,
         outcome,
@@ -337,7 +341,7 @@ impl Tally {
         config_json: String,
         d: Decision,
     ) {
-        match call(runtime, shop, step, candidate, config_json, d) {
+        match call(runtime, shop, step, candidate, config_json, d, None) {
             // What it came to is counted; the caller needs no more.
             Some(called) => _ = self.count(step, called),
             None => self.skip(),

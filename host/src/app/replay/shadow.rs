@@ -1,18 +1,19 @@
 //! Shadow runs: a candidate answering a shop step's live traffic in the
 //! shadows. After each live decision is logged, it goes to a bounded
-//! queue; one thread of the idle scheduling class runs the candidate on it
+//! queue; one thread held to a small CPU budget runs the candidate on it
 //! as a replay does (the live call's input, clock and state reads, writes
 //! thrown away), and counts what differs in the replay report's shape.
 //! The live answer never waits for it: a full queue drops the decision
 //! (`kefu_shadow_dropped_total`), a candidate that traps, loops or sleeps
-//! only slows its own thread, and that thread shares no lock with the
-//! serving ones (an engine of its own; a queue it polls).
+//! only slows its own thread, and that thread shares no lock of kefu's
+//! with the serving ones (an engine of its own; a queue it polls).
 
 use super::{Candidate, ReplayExample, ReplayReport, Tally};
 use crate::runtime::Runtime;
 use crate::steps::Step;
 use crate::storage::Decision;
 use serde::Serialize;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -21,10 +22,20 @@ use std::sync::{Arc, Mutex};
 pub const QUEUE: usize = 1024;
 
 /// The shadow's own CPU budget: the share of one core its thread may use,
-/// over each second. Past it the thread sleeps, its queue fills and drops
-/// (counted) rather than take CPU, caches and wakeups from the serving
-/// threads on a busy machine.
-pub const CPU_SHARE: f64 = 0.25;
+/// over each [`PERIOD`]. Past it the thread sleeps, its queue fills and
+/// drops (counted) rather than take CPU, caches and wakeups from the
+/// serving threads on a busy machine.
+pub const CPU_SHARE: f64 = 0.15;
+
+/// The span the budget is counted over: short, so that the thread never
+/// runs for long at a stretch. It runs at the serving threads' priority,
+/// not in the idle class: an idle-class thread descheduled inside the
+/// kernel while it holds the process's address-space lock (a fresh
+/// instance maps and protects memory on every call) stalls every serving
+/// thread that faults or maps until a core is idle again — measured as
+/// single windows at 20–35× the p99 with it, none without it
+/// (docs/perf-history.md, "A shadow beside the live traffic").
+pub const PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A shadow running on one shop step.
 pub struct Shadow {
@@ -80,7 +91,6 @@ impl Shadow {
         std::thread::Builder::new()
             .name(format!("kefu-shadow-{shop}"))
             .spawn(move || {
-                crate::runtime::idle_priority();
                 // With the slow lane, on one core (see `placement`).
                 crate::app::placement::pin_to_first_core();
                 work(
@@ -150,11 +160,11 @@ fn work(
 ) {
     // Polled, not waited on: a receiver blocked in `recv` registers with
     // the channel under a lock that every live `try_send` would then take,
-    // and an idle-class thread preempted while holding it would stall the
-    // live answers behind it. Polled, senders touch only atomics.
-    let mut budget = Budget::new();
+    // and the thread descheduled while holding it (out of its budget)
+    // would stall the live answers behind it. Polled, senders touch only
+    // atomics.
     loop {
-        budget.spend();
+        spend();
         let decision = match received.try_recv() {
             Ok(decision) => decision,
             Err(TryRecvError::Empty) => {
@@ -171,7 +181,15 @@ fn work(
             .unwrap_or_else(|| "{}".into());
         // The call runs outside the lock: a slow candidate never holds
         // up the report.
-        let called = super::call(runtime, shop, step, candidate, config, decision);
+        let called = super::call(
+            runtime,
+            shop,
+            step,
+            candidate,
+            config,
+            decision,
+            Some(spend),
+        );
         let mut tally = shared.tally.lock().unwrap_or_else(|e| e.into_inner());
         let Some(called) = called else {
             tally.skip();
@@ -187,7 +205,23 @@ fn work(
     }
 }
 
-/// Holds the calling thread to [`CPU_SHARE`] of a core, per second.
+thread_local! {
+    /// The shadow thread's budget, spent between calls and, through the
+    /// paced call, at every epoch tick of a long one.
+    static BUDGET: Cell<Budget> = Cell::new(Budget::new());
+}
+
+/// Sleep off what this thread used past its budget.
+fn spend() {
+    BUDGET.with(|b| {
+        let mut budget = b.get();
+        budget.spend();
+        b.set(budget);
+    });
+}
+
+/// Holds the calling thread to [`CPU_SHARE`] of a core, per [`PERIOD`].
+#[derive(Clone, Copy)]
 struct Budget {
     wall: std::time::Instant,
     cpu: std::time::Duration,
@@ -197,20 +231,49 @@ impl Budget {
     fn new() -> Self {
         Budget {
             wall: std::time::Instant::now(),
-            cpu: crate::app::placement::thread_cpu_time(),
+            cpu: crate::runtime::thread_cpu_time(),
         }
     }
 
-    /// Sleep off what was used past the budget; start a new second when
+    /// Sleep off what was used past the budget; start a new period when
     /// one has passed.
     fn spend(&mut self) {
-        let used = crate::app::placement::thread_cpu_time().saturating_sub(self.cpu);
+        let used = crate::runtime::thread_cpu_time().saturating_sub(self.cpu);
         let allowed = self.wall.elapsed().mul_f64(CPU_SHARE);
         if used > allowed {
             std::thread::sleep((used - allowed).div_f64(CPU_SHARE));
         }
-        if self.wall.elapsed() >= std::time::Duration::from_secs(1) {
+        if self.wall.elapsed() >= PERIOD {
             *self = Budget::new();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_holds_a_busy_thread_to_its_share_of_a_core() {
+        let std::thread::Result::Ok((cpu, wall)) = std::thread::spawn(|| {
+            let (cpu, wall) = (crate::runtime::thread_cpu_time(), std::time::Instant::now());
+            while wall.elapsed() < std::time::Duration::from_millis(400) {
+                // Work in slices of about 50 µs, as calls of a small plugin.
+                let slice = crate::runtime::thread_cpu_time();
+                while crate::runtime::thread_cpu_time() - slice
+                    < std::time::Duration::from_micros(50)
+                {}
+                spend();
+            }
+            (crate::runtime::thread_cpu_time() - cpu, wall.elapsed())
+        })
+        .join() else {
+            panic!("the busy thread panicked");
+        };
+        // Unbudgeted it would use the whole 400 ms (less whatever the
+        // machine took from it); held, about CPU_SHARE of it.
+        let share = cpu.as_secs_f64() / wall.as_secs_f64();
+        assert!(share < CPU_SHARE * 1.5, "used {share:.2} of a core");
+        assert!(share > 0.0);
     }
 }
