@@ -67,6 +67,7 @@ impl App {
                         &candidate,
                         &filters,
                         progress,
+                        Some(replay::jobs::spend),
                     )
                 },
                 move |job| {
@@ -342,6 +343,8 @@ pub fn replay_dir(
         cause,
     })?;
     let candidate = Candidate::upload(runtime, step, component, config_json)?;
-    let outcome = replay::run(runtime, &storage, shop, step, &candidate, filters, progress)?;
+    let outcome = replay::run(
+        runtime, &storage, shop, step, &candidate, filters, progress, None,
+    )?;
     Ok(outcome.report)
 }

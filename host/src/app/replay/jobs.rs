@@ -1,7 +1,7 @@
-//! Replays started through the admin API: each on a thread of its own in
-//! the idle scheduling class (it takes only the CPU serving leaves), with
-//! its progress, report and examples kept in memory for the latest
-//! [`KEPT`] replays.
+//! Replays started through the admin API: each on a thread of its own,
+//! held to half a core (`budget`), one at a time (the others wait their
+//! turn, their progress at 0), with its progress, report and examples
+//! kept in memory for the latest [`KEPT`] replays.
 
 use super::{Outcome, Progress, ReplayError, ReplayExample, ReplayReport};
 use crate::steps::Step;
@@ -13,11 +13,24 @@ use std::sync::{Arc, Mutex};
 /// Replays kept (the oldest finished ones go first).
 pub const KEPT: usize = 20;
 
+/// A replay job's CPU budget beside the live traffic: half a core (see
+/// `budget`). A report is waited for, so more than a shadow's share.
+pub const CPU_SHARE: f64 = 0.5;
+
+/// Sleep off what a replay job's thread used past [`CPU_SHARE`].
+pub fn spend() {
+    super::budget::spend(CPU_SHARE);
+}
+
 /// Every replay started since the server started.
 #[derive(Default)]
 pub struct Jobs {
     next: AtomicU64,
     jobs: Mutex<BTreeMap<u64, Arc<Job>>>,
+    /// Held by the replay running now: one at a time, so that replays
+    /// started together take [`CPU_SHARE`] of a core between them, not
+    /// each.
+    turn: Arc<Mutex<()>>,
 }
 
 /// One replay.
@@ -88,8 +101,9 @@ impl Job {
 }
 
 impl Jobs {
-    /// Start `work` on a new idle-class thread; `finished` runs after it
-    /// with what it came to.
+    /// Start `work` on a new thread (held to [`CPU_SHARE`] if it paces
+    /// itself with [`spend`]); `finished` runs after it with what it came
+    /// to.
     pub fn start(
         &self,
         shop: &str,
@@ -121,13 +135,13 @@ impl Jobs {
             }
             jobs.insert(job.id, job.clone());
         }
-        let running = job.clone();
+        let (running, turn) = (job.clone(), self.turn.clone());
         std::thread::Builder::new()
             .name(format!("kefu-replay-{}", job.id))
             .spawn(move || {
-                crate::runtime::idle_priority();
                 // With the slow lane, on one core (see `placement`).
                 crate::app::placement::pin_to_first_core();
+                let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
                 let state = match work(&running.progress) {
                     Ok(outcome) => State::Done(Arc::new(outcome)),
                     Err(e) => State::Failed(e.to_string()),
@@ -154,5 +168,51 @@ impl Jobs {
         jobs.get(&id)
             .filter(|j| j.shop == shop && j.step == step)
             .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    use std::time::Duration;
+
+    #[test]
+    fn replays_started_together_run_one_at_a_time() {
+        let jobs = Jobs::default();
+        let (release, held) = channel::<()>();
+        let (ran, second) = channel::<()>();
+        let first = jobs
+            .start(
+                "tea",
+                Step::RefundPolicy,
+                "a".into(),
+                move |_| {
+                    held.recv().ok();
+                    Err(ReplayError::Cancelled)
+                },
+                |_| {},
+            )
+            .unwrap();
+        jobs.start(
+            "tea",
+            Step::RefundPolicy,
+            "b".into(),
+            move |_| {
+                ran.send(()).ok();
+                Err(ReplayError::Cancelled)
+            },
+            |_| {},
+        )
+        .unwrap();
+        // The second waits while the first runs...
+        assert_eq!(
+            second.recv_timeout(Duration::from_millis(300)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert_eq!(first.view().status, "running");
+        // ...and runs once the first is done.
+        release.send(()).unwrap();
+        second.recv_timeout(Duration::from_secs(10)).unwrap();
     }
 }

@@ -4,6 +4,7 @@
 //! or the candidate's own), its state writes thrown away, nothing sent and
 //! nothing live changed; then the report of what would have changed.
 
+pub mod budget;
 mod diff;
 pub mod jobs;
 pub mod shadow;
@@ -200,6 +201,10 @@ fn query(shop: &str, step: Step, filters: &Filters) -> DecisionQuery {
 
 /// Replay `candidate` over `shop`'s logged `step` decisions, counting
 /// them first for `progress`.
+/// A job beside live traffic gives `pace` (see `budget`): called between
+/// decisions and at every epoch tick of a long call; the offline
+/// `kefu replay` runs flat out.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     runtime: &Runtime,
     storage: &dyn Storage,
@@ -208,6 +213,7 @@ pub fn run(
     candidate: &Candidate,
     filters: &Filters,
     progress: &Progress,
+    pace: Option<fn()>,
 ) -> Result<Outcome, ReplayError> {
     let started = std::time::Instant::now();
     progress
@@ -230,7 +236,14 @@ pub fn run(
             .clone()
             .or_else(|| configs.get(&d.version).cloned())
             .unwrap_or_else(|| "{}".into());
-        tally.replay(runtime, shop, step, candidate, config, d);
+        if let Some(pace) = pace {
+            pace();
+        }
+        // What it came to is counted; nothing more is needed here.
+        match call(runtime, shop, step, candidate, config, d, pace) {
+            Some(called) => _ = tally.count(step, called),
+            None => tally.skip(),
+        }
         let done = progress.done.fetch_add(1, Ordering::Relaxed) + 1;
         filters.limit.is_none_or(|l| done < l)
     })?;
@@ -331,23 +344,6 @@ pub(crate) fn call(
 }
 
 impl Tally {
-    /// Run the candidate on one logged decision and count what it did.
-    fn replay(
-        &mut self,
-        runtime: &Runtime,
-        shop: &str,
-        step: Step,
-        candidate: &Candidate,
-        config_json: String,
-        d: Decision,
-    ) {
-        match call(runtime, shop, step, candidate, config_json, d, None) {
-            // What it came to is counted; the caller needs no more.
-            Some(called) => _ = self.count(step, called),
-            None => self.skip(),
-        }
-    }
-
     /// Count a candidate's call: whether it answered alike (`Ok(true)`),
     /// otherwise, or failed (its code).
     pub(crate) fn count(&mut self, step: Step, called: Called) -> Result<bool, &'static str> {

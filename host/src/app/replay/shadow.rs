@@ -13,7 +13,6 @@ use crate::runtime::Runtime;
 use crate::steps::Step;
 use crate::storage::Decision;
 use serde::Serialize;
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -21,21 +20,16 @@ use std::sync::{Arc, Mutex};
 /// Live decisions waiting for the shadow, at most.
 pub const QUEUE: usize = 1024;
 
-/// The shadow's own CPU budget: the share of one core its thread may use,
-/// over each [`PERIOD`]. Past it the thread sleeps, its queue fills and
-/// drops (counted) rather than take CPU, caches and wakeups from the
-/// serving threads on a busy machine.
+/// The shadow's own CPU budget: the share of one core its thread may use
+/// (see `budget`). Past it the thread sleeps, its queue fills and drops
+/// (counted) rather than take CPU, caches and wakeups from the serving
+/// threads on a busy machine.
 pub const CPU_SHARE: f64 = 0.15;
 
-/// The span the budget is counted over: short, so that the thread never
-/// runs for long at a stretch. It runs at the serving threads' priority,
-/// not in the idle class: an idle-class thread descheduled inside the
-/// kernel while it holds the process's address-space lock (a fresh
-/// instance maps and protects memory on every call) stalls every serving
-/// thread that faults or maps until a core is idle again — measured as
-/// single windows at 20–35× the p99 with it, none without it
-/// (docs/perf-history.md, "A shadow beside the live traffic").
-pub const PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
+/// Sleep off what the shadow's thread used past [`CPU_SHARE`].
+fn spend() {
+    super::budget::spend(CPU_SHARE);
+}
 
 /// A shadow running on one shop step.
 pub struct Shadow {
@@ -202,78 +196,5 @@ fn work(
         };
         drop(tally);
         metrics::counter!("kefu_shadow_calls_total", "shop" => shop.to_string(), "step" => step.world(), "result" => result).increment(1);
-    }
-}
-
-thread_local! {
-    /// The shadow thread's budget, spent between calls and, through the
-    /// paced call, at every epoch tick of a long one.
-    static BUDGET: Cell<Budget> = Cell::new(Budget::new());
-}
-
-/// Sleep off what this thread used past its budget.
-fn spend() {
-    BUDGET.with(|b| {
-        let mut budget = b.get();
-        budget.spend();
-        b.set(budget);
-    });
-}
-
-/// Holds the calling thread to [`CPU_SHARE`] of a core, per [`PERIOD`].
-#[derive(Clone, Copy)]
-struct Budget {
-    wall: std::time::Instant,
-    cpu: std::time::Duration,
-}
-
-impl Budget {
-    fn new() -> Self {
-        Budget {
-            wall: std::time::Instant::now(),
-            cpu: crate::runtime::thread_cpu_time(),
-        }
-    }
-
-    /// Sleep off what was used past the budget; start a new period when
-    /// one has passed.
-    fn spend(&mut self) {
-        let used = crate::runtime::thread_cpu_time().saturating_sub(self.cpu);
-        let allowed = self.wall.elapsed().mul_f64(CPU_SHARE);
-        if used > allowed {
-            std::thread::sleep((used - allowed).div_f64(CPU_SHARE));
-        }
-        if self.wall.elapsed() >= PERIOD {
-            *self = Budget::new();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_budget_holds_a_busy_thread_to_its_share_of_a_core() {
-        let std::thread::Result::Ok((cpu, wall)) = std::thread::spawn(|| {
-            let (cpu, wall) = (crate::runtime::thread_cpu_time(), std::time::Instant::now());
-            while wall.elapsed() < std::time::Duration::from_millis(400) {
-                // Work in slices of about 50 µs, as calls of a small plugin.
-                let slice = crate::runtime::thread_cpu_time();
-                while crate::runtime::thread_cpu_time() - slice
-                    < std::time::Duration::from_micros(50)
-                {}
-                spend();
-            }
-            (crate::runtime::thread_cpu_time() - cpu, wall.elapsed())
-        })
-        .join() else {
-            panic!("the busy thread panicked");
-        };
-        // Unbudgeted it would use the whole 400 ms (less whatever the
-        // machine took from it); held, about CPU_SHARE of it.
-        let share = cpu.as_secs_f64() / wall.as_secs_f64();
-        assert!(share < CPU_SHARE * 1.5, "used {share:.2} of a core");
-        assert!(share > 0.0);
     }
 }
