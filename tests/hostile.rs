@@ -85,6 +85,51 @@ fn infinite_loop_is_stopped_within_twice_the_timeout() {
     still_serving(&rt);
 }
 
+/// Paced like a background job: 4 ms asleep for each epoch tick run.
+fn pace() -> Duration {
+    std::thread::sleep(Duration::from_millis(4));
+    Duration::from_millis(4)
+}
+
+#[test]
+fn a_paced_loop_is_stopped_at_its_timeout_less_the_time_paced_away() {
+    let rt = runtime(Limits {
+        timeout_ms: 300,
+        ..Limits::default()
+    });
+    let plugin = rt
+        .load_file(wasm::HOSTILE.as_ref(), Step::RefundPolicy)
+        .unwrap();
+    let out = plugin.call_paced(
+        &rt,
+        ctx(
+            "s",
+            r#"{"behavior":"loop"}"#,
+            Arc::new(MemoryStateStore::default()),
+        ),
+        &refund_input(),
+        pace,
+    );
+    assert!(
+        matches!(out.result, Err(CallError::Timeout(t)) if t == Duration::from_millis(300)),
+        "{:?}",
+        out.result
+    );
+    // About 300 ms of running and four times that asleep: stopped neither
+    // at 300 ms of the clock nor never.
+    assert!(
+        out.duration >= Duration::from_millis(900),
+        "stopped after {:?}",
+        out.duration
+    );
+    assert!(
+        out.duration < Duration::from_secs(10),
+        "stopped after {:?}",
+        out.duration
+    );
+    still_serving(&rt);
+}
+
 #[test]
 fn memory_bomb_hits_the_memory_limit() {
     let rt = runtime(Limits {

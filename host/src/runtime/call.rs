@@ -123,16 +123,16 @@ impl Plugin {
     }
 
     /// Run the plugin once on `input`, in a fresh instance, for a job in
-    /// the background (a shadow): `pace` is called at every epoch tick the
-    /// plugin runs through, and may sleep there to keep the job to its CPU
-    /// budget however long the plugin runs. The timeout counts the calling
-    /// thread's CPU time, not the time paced away.
+    /// the background (a shadow, a replay): `pace` is called at every epoch
+    /// tick the plugin runs through, and may sleep there (returning how
+    /// long) to keep the job to its CPU budget however long the plugin
+    /// runs. The timeout counts the call's time less the time paced away.
     pub fn call_paced(
         &self,
         rt: &Runtime,
         ctx: CallContext,
         input: &StepInput,
-        pace: fn(),
+        pace: fn() -> Duration,
     ) -> CallOutcome {
         let start = Instant::now();
         if let Some(refused) = self.refuse_wrong_step(input, start) {
@@ -140,13 +140,13 @@ impl Plugin {
         }
         let now = ctx.now;
         let mut store = new_store(rt, ctx);
-        let (timeout, cpu) = (rt.limits().timeout(), super::thread_cpu_time());
+        let (timeout, mut paced) = (rt.limits().timeout(), Duration::ZERO);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if super::thread_cpu_time().saturating_sub(cpu) >= timeout {
+            if start.elapsed().saturating_sub(paced) >= timeout {
                 return Ok(UpdateDeadline::Interrupt);
             }
-            pace();
+            paced += pace();
             Ok(UpdateDeadline::Continue(1))
         });
         self.run(rt, &mut store, None, input, now, start).0

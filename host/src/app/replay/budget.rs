@@ -24,13 +24,14 @@ thread_local! {
 }
 
 /// Sleep off what the calling thread used past `share` of a core in this
-/// period.
-pub fn spend(share: f64) {
+/// period; how long it slept.
+pub fn spend(share: f64) -> Duration {
     BUDGET.with(|b| {
         let mut budget = b.get().unwrap_or_else(Budget::new);
-        budget.spend(share);
+        let slept = budget.spend(share);
         b.set(Some(budget));
-    });
+        slept
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -47,17 +48,22 @@ impl Budget {
         }
     }
 
-    /// Sleep off what was used past the budget; start a new period when
-    /// one has passed.
-    fn spend(&mut self, share: f64) {
+    /// Sleep off what was used past the budget, starting a new period
+    /// when one has passed; how long it slept.
+    fn spend(&mut self, share: f64) -> Duration {
         let used = crate::runtime::thread_cpu_time().saturating_sub(self.cpu);
         let allowed = self.wall.elapsed().mul_f64(share);
-        if used > allowed {
+        let slept = if used > allowed {
+            let asleep = Instant::now();
             std::thread::sleep((used - allowed).div_f64(share));
-        }
+            asleep.elapsed()
+        } else {
+            Duration::ZERO
+        };
         if self.wall.elapsed() >= PERIOD {
             *self = Budget::new();
         }
+        slept
     }
 }
 
@@ -73,7 +79,7 @@ mod tests {
             while wall.elapsed() < Duration::from_millis(400) {
                 let slice = crate::runtime::thread_cpu_time();
                 while crate::runtime::thread_cpu_time() - slice < Duration::from_micros(50) {}
-                spend(share);
+                _ = spend(share);
             }
             (crate::runtime::thread_cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64()
         })

@@ -18,8 +18,8 @@ pub const KEPT: usize = 20;
 pub const CPU_SHARE: f64 = 0.5;
 
 /// Sleep off what a replay job's thread used past [`CPU_SHARE`].
-pub fn spend() {
-    super::budget::spend(CPU_SHARE);
+pub fn spend() -> std::time::Duration {
+    super::budget::spend(CPU_SHARE)
 }
 
 /// Every replay started since the server started.

@@ -213,7 +213,7 @@ pub fn run(
     candidate: &Candidate,
     filters: &Filters,
     progress: &Progress,
-    pace: Option<fn()>,
+    pace: Option<fn() -> std::time::Duration>,
 ) -> Result<Outcome, ReplayError> {
     let started = std::time::Instant::now();
     progress
@@ -237,7 +237,7 @@ pub fn run(
             .or_else(|| configs.get(&d.version).cloned())
             .unwrap_or_else(|| "{}".into());
         if let Some(pace) = pace {
-            pace();
+            _ = pace();
         }
         // What it came to is counted; nothing more is needed here.
         match call(runtime, shop, step, candidate, config, d, pace) {
@@ -321,7 +321,7 @@ pub(crate) fn call(
     candidate: &Candidate,
     config_json: String,
     d: Decision,
-    pace: Option<fn()>,
+    pace: Option<fn() -> std::time::Duration>,
 ) -> Option<Called> {
     let input = step.parse_input(d.input.get().as_bytes()).ok()?;
     let replayed = Arc::new(state::Replayed::new(&d.state_reads));

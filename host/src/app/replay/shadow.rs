@@ -27,8 +27,8 @@ pub const QUEUE: usize = 1024;
 pub const CPU_SHARE: f64 = 0.15;
 
 /// Sleep off what the shadow's thread used past [`CPU_SHARE`].
-fn spend() {
-    super::budget::spend(CPU_SHARE);
+fn spend() -> std::time::Duration {
+    super::budget::spend(CPU_SHARE)
 }
 
 /// A shadow running on one shop step.
@@ -158,7 +158,7 @@ fn work(
     // would stall the live answers behind it. Polled, senders touch only
     // atomics.
     loop {
-        spend();
+        _ = spend();
         let decision = match received.try_recv() {
             Ok(decision) => decision,
             Err(TryRecvError::Empty) => {
