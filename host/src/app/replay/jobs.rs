@@ -180,39 +180,35 @@ mod tests {
     #[test]
     fn replays_started_together_run_one_at_a_time() {
         let jobs = Jobs::default();
-        let (release, held) = channel::<()>();
-        let (ran, second) = channel::<()>();
-        let first = jobs
-            .start(
+        let (started, starts) = channel::<usize>();
+        let mut releases = Vec::new();
+        for i in 0..2 {
+            let (release, held) = channel::<()>();
+            releases.push(release);
+            let started = started.clone();
+            jobs.start(
                 "tea",
                 Step::RefundPolicy,
-                "a".into(),
+                i.to_string(),
                 move |_| {
+                    started.send(i).ok();
                     held.recv().ok();
                     Err(ReplayError::Cancelled)
                 },
                 |_| {},
             )
             .unwrap();
-        jobs.start(
-            "tea",
-            Step::RefundPolicy,
-            "b".into(),
-            move |_| {
-                ran.send(()).ok();
-                Err(ReplayError::Cancelled)
-            },
-            |_| {},
-        )
-        .unwrap();
-        // The second waits while the first runs...
+        }
+        // Whichever got its turn first runs alone...
+        let first = starts.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(
-            second.recv_timeout(Duration::from_millis(300)),
+            starts.recv_timeout(Duration::from_millis(300)),
             Err(RecvTimeoutError::Timeout)
         );
-        assert_eq!(first.view().status, "running");
-        // ...and runs once the first is done.
-        release.send(()).unwrap();
-        second.recv_timeout(Duration::from_secs(10)).unwrap();
+        // ...and the other runs once it is done.
+        releases[first].send(()).unwrap();
+        let second = starts.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_ne!(first, second);
+        releases[second].send(()).unwrap();
     }
 }
