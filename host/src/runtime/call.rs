@@ -29,6 +29,10 @@ pub struct CallContext {
     pub state: Arc<dyn StateStore>,
 }
 
+/// Called at every epoch tick of a paced call; sleeps to keep a background
+/// job to its CPU budget and says how long it slept.
+pub type Pace = fn() -> Duration;
+
 /// What a call produced, including its log, whether it succeeded or not.
 #[derive(Debug)]
 pub struct CallOutcome {
@@ -132,7 +136,7 @@ impl Plugin {
         rt: &Runtime,
         ctx: CallContext,
         input: &StepInput,
-        pace: fn() -> Duration,
+        pace: Pace,
     ) -> CallOutcome {
         let start = Instant::now();
         if let Some(refused) = self.refuse_wrong_step(input, start) {

@@ -1,5 +1,6 @@
-//! The calling thread's own CPU time: what budgets and paced calls count,
-//! since wall-clock time also counts the time a thread waited for a core.
+//! The calling thread's own CPU time: what the inline budget of a call and
+//! the budget of a background job count, since wall-clock time also counts
+//! the time a thread waited for a core.
 
 use std::time::Duration;
 

@@ -16,7 +16,7 @@ mod output;
 mod pool;
 
 pub use cache::digest;
-pub use call::{CallContext, CallOutcome};
+pub use call::{CallContext, CallOutcome, Pace};
 pub use cpu::thread_cpu_time;
 pub use host::{LogLevel, LogLine};
 pub use lane::{WORKER_ARG, compile_worker_main, idle_priority};

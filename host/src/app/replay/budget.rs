@@ -8,7 +8,7 @@
 //! holds the process's address-space lock (a fresh instance maps and
 //! protects memory on every call) stalls every serving thread that faults
 //! or maps until a core is idle again — measured as single windows at
-//! 20–35× the live p99 with a shadow, 7–13× with replay jobs, none without
+//! 20–35× the live p99 with a shadow, 4–13× with replay jobs, none without
 //! (docs/perf-history.md, "A shadow beside the live traffic").
 
 use std::cell::Cell;

@@ -11,7 +11,7 @@ pub mod shadow;
 pub mod state;
 
 use crate::error::CallError;
-use crate::runtime::{CallContext, Plugin, Runtime};
+use crate::runtime::{CallContext, Pace, Plugin, Runtime};
 use crate::steps::Step;
 use crate::storage::{Decision, DecisionLog, DecisionQuery, Storage, StorageError};
 pub use diff::changed_paths;
@@ -201,6 +201,7 @@ fn query(shop: &str, step: Step, filters: &Filters) -> DecisionQuery {
 
 /// Replay `candidate` over `shop`'s logged `step` decisions, counting
 /// them first for `progress`.
+///
 /// A job beside live traffic gives `pace` (see `budget`): called between
 /// decisions and at every epoch tick of a long call; the offline
 /// `kefu replay` runs flat out.
@@ -213,7 +214,7 @@ pub fn run(
     candidate: &Candidate,
     filters: &Filters,
     progress: &Progress,
-    pace: Option<fn() -> std::time::Duration>,
+    pace: Option<Pace>,
 ) -> Result<Outcome, ReplayError> {
     let started = std::time::Instant::now();
     progress
@@ -321,7 +322,7 @@ pub(crate) fn call(
     candidate: &Candidate,
     config_json: String,
     d: Decision,
-    pace: Option<fn() -> std::time::Duration>,
+    pace: Option<Pace>,
 ) -> Option<Called> {
     let input = step.parse_input(d.input.get().as_bytes()).ok()?;
     let replayed = Arc::new(state::Replayed::new(&d.state_reads));
