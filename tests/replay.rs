@@ -430,14 +430,6 @@ async fn a_shadow_decides_live_traffic_again_without_touching_it() {
     ]);
     let (status, out) = api.call(Method::POST, path, ADMIN, &ct, form.clone()).await;
     assert_eq!(status, 201, "{out}");
-    // Its thread runs at the serving threads' priority, held to its budget:
-    // an idle-class thread descheduled while it held the address-space
-    // lock stalled the live answers.
-    assert_eq!(
-        thread_policies("kefu-shadow-tea"),
-        vec![0],
-        "the shadow's thread is SCHED_OTHER (0), not SCHED_IDLE (5)"
-    );
     let (status, out) = api.call(Method::POST, path, ADMIN, &ct, form).await;
     assert_eq!(
         (status, out["error"]["code"].as_str()),
@@ -485,6 +477,15 @@ async fn a_shadow_decides_live_traffic_again_without_touching_it() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
+    // Its thread (by now long started and named) runs at the serving
+    // threads' priority, held to its budget: an idle-class thread
+    // descheduled while it held the address-space lock stalled the live
+    // answers.
+    assert_eq!(
+        thread_policies("kefu-shadow-tea"),
+        vec![0],
+        "the shadow's thread is SCHED_OTHER (0), not SCHED_IDLE (5)"
+    );
     let report = &view["report"];
     assert_eq!(
         report["flips"][0]["change"], "reject → approve",
