@@ -35,6 +35,7 @@
 pub mod app;
 mod bindings;
 mod error;
+mod files;
 mod json;
 mod runtime;
 pub mod server;

@@ -127,8 +127,10 @@ pub fn compile_worker_main(
     };
     // Exit code 2: compiled, but the artifact could not be handed over.
     let handed = match out {
-        Some(path) => super::artifact::write_paced(Path::new(path), &artifact)
-            .map_err(|e| format!("cannot write {path}: {e}")),
+        Some(path) => {
+            crate::files::write_paced(Path::new(path), &artifact, crate::files::Keep::Cache)
+                .map_err(|e| format!("cannot write {path}: {e}"))
+        }
         None => std::io::stdout()
             .write_all(&artifact)
             .map_err(|e| format!("cannot write the artifact to stdout: {e}")),

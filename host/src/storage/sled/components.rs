@@ -1,36 +1,51 @@
-//! Component bytes, kept apart from everything else in a sled store of
-//! their own under `<data>/components`.
+//! Component bytes, one file each under `<data>/component-files`, apart
+//! from sled.
 //!
-//! Why apart: sled cleans its log as it writes, on the writing thread. A
-//! component of a few hundred KiB (or MiB) makes its tree node too big for
-//! the log, so each time the cleaner moved that node it wrote the whole
-//! node out again as a separate file, and did so inside whichever
-//! decision-log insert triggered the cleaning: single requests stalled for
-//! 20-100 ms. In their own store, components are only touched by deploys.
+//! Why apart from the decision log's store: sled cleans its log as it
+//! writes, on the writing thread, and a component's node made each
+//! cleaning write it out again inside whichever decision-log insert
+//! triggered it (single requests stalled for 20-100 ms). Why files, not a
+//! sled store of their own: sled wrote a component (12-35 MB for Python or
+//! JavaScript) in one burst and fsynced it, and the decision log's next
+//! fsync waited behind it. A file is written paced ([`crate::files`]),
+//! each slice on the disk before the next, then synced.
 
 use super::keys::backend;
+use crate::files::{Keep, sync_folder, write_paced};
 use crate::storage::StorageError;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// The folder, inside the main store's, that holds the components.
-const FOLDER: &str = "components";
+/// The folder, inside the store's, that holds the components.
+const FOLDER: &str = "component-files";
+/// Where an earlier build kept them: a sled store of their own.
+const OLD_STORE: &str = "components";
 
 pub(super) struct Components {
-    db: sled::Db,
+    dir: PathBuf,
 }
 
 impl Components {
-    /// Open the component store in `dir`, moving in any components that
-    /// an earlier build kept in the main store's `old` tree (and dropping
-    /// that tree once they are safely copied).
+    /// The components in `dir`, moving in any that an earlier build kept
+    /// in a sled store of their own or in the main store's `old` tree
+    /// (and dropping those once the files are safely written).
     pub(super) fn open(dir: &Path, main: &sled::Db, old: &str) -> Result<Self, StorageError> {
-        let db = sled::Config::new()
-            .path(dir.join(FOLDER))
-            // Components are read at deploys and rollbacks, not per call.
-            .cache_capacity(8 << 20)
-            .open()
-            .map_err(backend)?;
-        let components = Components { db };
+        let components = Components {
+            dir: dir.join(FOLDER),
+        };
+        std::fs::create_dir_all(&components.dir).map_err(|e| io(&components.dir, e))?;
+        let old_store = dir.join(OLD_STORE);
+        if old_store.join("db").is_file() {
+            let db = sled::Config::new()
+                .path(&old_store)
+                .open()
+                .map_err(backend)?;
+            for item in db.iter() {
+                let (digest, bytes) = item.map_err(backend)?;
+                components.put(&String::from_utf8_lossy(&digest), &bytes)?;
+            }
+            drop(db);
+            std::fs::remove_dir_all(&old_store).map_err(|e| io(&old_store, e))?;
+        }
         if main
             .tree_names()
             .iter()
@@ -39,39 +54,60 @@ impl Components {
             let tree = main.open_tree(old).map_err(backend)?;
             for item in tree.iter() {
                 let (digest, bytes) = item.map_err(backend)?;
-                components.db.insert(digest, bytes).map_err(backend)?;
+                components.put(&String::from_utf8_lossy(&digest), &bytes)?;
             }
-            components.flush()?;
             main.drop_tree(old).map_err(backend)?;
         }
         Ok(components)
     }
 
-    /// Keep a component, durably before this returns: deploys are rare,
-    /// so the group commit of every answer need not flush this store too.
+    /// Keep a component, durably before this returns.
     pub(super) fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), StorageError> {
-        if !self.db.contains_key(digest).map_err(backend)? {
-            self.db.insert(digest, bytes).map_err(backend)?;
-            self.flush()?;
+        let path = self.path(digest);
+        if !path.is_file() {
+            write_paced(&path, bytes, Keep::Durable).map_err(|e| io(&path, e))?;
         }
         Ok(())
     }
 
     pub(super) fn get(&self, digest: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db.get(digest).map_err(backend)?.map(|v| v.to_vec()))
+        let path = self.path(digest);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path, e)),
+        }
     }
 
     /// Forget a component, durably before this returns.
     pub(super) fn remove(&self, digest: &str) -> Result<(), StorageError> {
-        if self.db.remove(digest).map_err(backend)?.is_some() {
-            self.flush()?;
+        let path = self.path(digest);
+        match std::fs::remove_file(&path) {
+            Ok(()) => sync_folder(&path).map_err(|e| io(&path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path, e)),
         }
-        Ok(())
     }
 
-    fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush().map(|_| ()).map_err(backend)
+    /// A digest's file: the digest itself when it is a plain name (kefu's
+    /// are hex), else its hex, so no digest can name a path elsewhere.
+    fn path(&self, digest: &str) -> PathBuf {
+        let plain = !digest.is_empty()
+            && digest.len() <= 128
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let name = if plain {
+            format!("{digest}.wasm")
+        } else {
+            format!("x{}.wasm", hex::encode(digest))
+        };
+        self.dir.join(name)
     }
+}
+
+fn io(path: &Path, e: std::io::Error) -> StorageError {
+    StorageError::Backend(format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -106,6 +142,50 @@ mod tests {
             store.component("digest-1").unwrap().map(|b| b.len()),
             Some(300 << 10)
         );
+    }
+
+    #[test]
+    fn components_of_their_own_sled_store_move_to_files() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path().join(OLD_STORE)).unwrap();
+            db.insert("digest-2", vec![9u8; 2 << 20]).unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStorage::open(dir.path()).unwrap();
+        assert_eq!(
+            store.component("digest-2").unwrap(),
+            Some(vec![9u8; 2 << 20])
+        );
+        assert!(
+            !dir.path().join(OLD_STORE).exists(),
+            "the old store is gone"
+        );
+        assert!(dir.path().join(FOLDER).join("digest-2.wasm").is_file());
+        drop(store);
+        let store = SledStorage::open(dir.path()).unwrap();
+        assert_eq!(
+            store.component("digest-2").unwrap().map(|b| b.len()),
+            Some(2 << 20)
+        );
+    }
+
+    #[test]
+    fn a_digest_names_a_file_in_the_folder_and_nowhere_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStorage::open(dir.path()).unwrap();
+        for digest in ["../escape", "a/b", ".hidden", ""] {
+            store.put_component(digest, b"bytes").unwrap();
+            assert_eq!(
+                store.component(digest).unwrap().as_deref(),
+                Some(&b"bytes"[..])
+            );
+            store.remove_component(digest).unwrap();
+            assert_eq!(store.component(digest).unwrap(), None);
+        }
+        assert!(!dir.path().join("escape").exists());
+        assert_eq!(store.component("never").unwrap(), None);
+        store.remove_component("never").unwrap();
     }
 
     #[test]
