@@ -14,7 +14,8 @@
 # KEFU_DEPLOY_COLD=1 empties the compiled-function cache before each
 # deploy (every function compiled, as the first Python or JavaScript
 # component a node ever sees); KEFU_LOAD_TMPFS=1 puts the data and cache
-# directories in memory (the disk's own stalls land in neither kind);
+# directories in memory (the disk's own stalls land in neither kind;
+# the decision log then takes memory, ~2 KB an answer: keep runs short);
 # KEFU_BIN picks the binary. Not part of tests/run.sh: figures go to
 # docs/PERFORMANCE.md.
 set -euo pipefail
