@@ -9,6 +9,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes written, then waited on to reach the disk, at a time.
 const SLICE: usize = 1 << 20;
@@ -25,8 +26,15 @@ pub enum Keep {
 
 /// Write `bytes` to `path` through a temporary file and a rename (a
 /// reader never sees half a file), [`SLICE`] bytes on the disk at a time.
+/// Two writers of one path (one component deployed to two shops at once)
+/// each write a temporary file of their own: the last rename wins, whole.
 pub fn write_paced(path: &Path, bytes: &[u8], keep: Keep) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let tmp = path.with_extension(format!(
+        "tmp{}-{}",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
     let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         let mut offset = 0;
@@ -99,5 +107,19 @@ mod tests {
                 .collect();
             assert_eq!(names.len(), 1, "{names:?}");
         }
+    }
+
+    #[test]
+    fn writers_of_one_path_at_once_leave_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("same.wasm");
+        let bytes: Vec<u8> = (0..(2 * SLICE + 5)).map(|i| (i % 253) as u8).collect();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| write_paced(&path, &bytes, Keep::Durable).unwrap());
+            }
+        });
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
