@@ -39,10 +39,7 @@ impl Components {
                 .path(&old_store)
                 .open()
                 .map_err(backend)?;
-            for item in db.iter() {
-                let (digest, bytes) = item.map_err(backend)?;
-                components.put(&String::from_utf8_lossy(&digest), &bytes)?;
-            }
+            components.move_in(&db)?;
             drop(db);
             std::fs::remove_dir_all(&old_store).map_err(|e| io(&old_store, e))?;
         }
@@ -51,14 +48,19 @@ impl Components {
             .iter()
             .any(|n| n.as_ref() == old.as_bytes())
         {
-            let tree = main.open_tree(old).map_err(backend)?;
-            for item in tree.iter() {
-                let (digest, bytes) = item.map_err(backend)?;
-                components.put(&String::from_utf8_lossy(&digest), &bytes)?;
-            }
+            components.move_in(&main.open_tree(old).map_err(backend)?)?;
             main.drop_tree(old).map_err(backend)?;
         }
         Ok(components)
+    }
+
+    /// Write every component of an earlier build's `tree` as a file.
+    fn move_in(&self, tree: &sled::Tree) -> Result<(), StorageError> {
+        for item in tree.iter() {
+            let (digest, bytes) = item.map_err(backend)?;
+            self.put(&String::from_utf8_lossy(&digest), &bytes)?;
+        }
+        Ok(())
     }
 
     /// Keep a component, durably before this returns.
