@@ -459,20 +459,35 @@ fn fill_free_and_resume(reserve_mib: u32) {
     eprintln!("writes resumed {resumed:?} after space was freed");
     let ready = agent().get(server.url("/readyz")).call().unwrap();
     assert_eq!(ready.status().as_u16(), 200, "ready again");
+    // Every answered greeting of tea-oil, a page of 200 at a time (more
+    // than a thousand fit on the disk; a page of 16 KB entries stays
+    // under the client's 10 MB).
     let logged = |server: &Server| -> BTreeSet<u64> {
-        let (status, log) = get(
-            server,
-            "/v1/shops/tea-oil/decisions?step=greeting&limit=1000",
-            Some(TEA_KEY),
-        );
-        assert_eq!(status, 200, "{log}");
-        log["decisions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| d["error"].is_null())
-            .map(|d| d["id"].as_u64().unwrap())
-            .collect()
+        let mut ids = BTreeSet::new();
+        let mut until = String::new();
+        loop {
+            let (status, log) = get(
+                server,
+                &format!("/v1/shops/tea-oil/decisions?step=greeting&limit=200{until}"),
+                Some(TEA_KEY),
+            );
+            assert_eq!(status, 200, "{log}");
+            let page = log["decisions"].as_array().unwrap();
+            let before = ids.len();
+            ids.extend(
+                page.iter()
+                    .filter(|d| d["error"].is_null())
+                    .map(|d| d["id"].as_u64().unwrap()),
+            );
+            let Some(oldest) = page.iter().filter_map(|d| d["at_ms"].as_i64()).min() else {
+                return ids;
+            };
+            if ids.len() == before {
+                return ids;
+            }
+            // Until is exclusive: the oldest time again, deduplicated.
+            until = format!("&until={}", oldest + 1);
+        }
     };
     let lost: Vec<u64> = acked.difference(&logged(&server)).copied().collect();
     assert!(

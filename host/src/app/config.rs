@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub max_body_kib: usize,
     /// Days the decision log keeps entries.
     pub decision_retention_days: u64,
+    /// Seconds the decision log keeps entries, instead of the days (for
+    /// tests and short-lived data; at least one).
+    pub decision_retention_secs: Option<u64>,
     /// sled's page cache, in MiB.
     pub storage_cache_mib: u64,
     /// Free space kept on the data dir's filesystem, in MiB: below it
@@ -210,6 +213,7 @@ impl Default for ServerConfig {
             admin_token_env: "KEFU_ADMIN_TOKEN".into(),
             max_body_kib: 256,
             decision_retention_days: 30,
+            decision_retention_secs: None,
             storage_cache_mib: 64,
             disk_reserve_mib: None,
             limits: Limits::default(),
@@ -237,6 +241,7 @@ const SETTINGS: &[&str] = &[
     "admin_token_env",
     "max_body_kib",
     "decision_retention_days",
+    "decision_retention_secs",
     "storage_cache_mib",
     "disk_reserve_mib",
     "deploy_wait_secs",
@@ -321,6 +326,14 @@ impl ServerConfig {
             path: source,
             message: e.to_string(),
         })
+    }
+
+    /// How long the decision log keeps entries, in milliseconds.
+    pub fn decision_retention_ms(&self) -> u64 {
+        match self.decision_retention_secs {
+            Some(secs) => secs.max(1).saturating_mul(1000),
+            None => self.decision_retention_days.saturating_mul(86_400_000),
+        }
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -758,6 +771,7 @@ mod tests {
         assert_eq!(config.shops_dir, Path::new("elsewhere/shops"), "as given");
         assert!(config.strict);
         assert_eq!(config.decision_retention_days, 30, "the default");
+        assert_eq!(config.decision_retention_ms(), 30 * 86_400_000);
         // No file: the environment alone.
         let config = ServerConfig::layered(None, vars(&[("KEFU_DATA_DIR", "/srv/kefu")])).unwrap();
         assert_eq!(config.data_dir, Path::new("/srv/kefu"));

@@ -225,8 +225,11 @@ impl App {
         }
         let (dir, cache) = (config.data_dir.clone(), config.storage_cache_mib << 20);
         let quota = config.quotas.state_kib * 1024;
+        let retention_ms = config.decision_retention_ms();
         let storage = Reopening::open(move || {
-            let store = SledStorage::open_with_cache(&dir, cache)?.with_state_quota(quota);
+            let store = SledStorage::open_with_cache(&dir, cache)?
+                .with_state_quota(quota)
+                .with_decision_retention(retention_ms);
             Ok(Arc::new(store) as Arc<dyn Storage>)
         })
         .map_err(|cause| OpenError::Storage {
@@ -351,7 +354,7 @@ impl App {
         .spawn(stop.clone());
         spawn_canary_ticker(self.clone(), stop.clone());
         self.start_events(stop);
-        spawn_retention(self.storage.clone(), self.config.decision_retention_days)
+        spawn_retention(self.storage.clone(), self.config.decision_retention_ms())
     }
 
     /// What to do when the store failed and cannot be opened again in
@@ -596,13 +599,16 @@ fn spawn_canary_ticker(app: Arc<App>, stop: Arc<AtomicBool>) {
     });
 }
 
-/// Prune the decision log hourly, starting now.
-fn spawn_retention(storage: Arc<dyn Storage>, days: u64) -> tokio::task::JoinHandle<()> {
+/// Prune the decision log (and processed events) every twentieth of the
+/// retention, at most hourly, starting now.
+fn spawn_retention(storage: Arc<dyn Storage>, retention_ms: u64) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        let every = Duration::from_millis(retention_ms / 20)
+            .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            let cutoff = now_ms() - (days as i64) * 86_400_000;
+            let cutoff = now_ms().saturating_sub(i64::try_from(retention_ms).unwrap_or(i64::MAX));
             let storage = storage.clone();
             let pruned = tokio::task::spawn_blocking(move || {
                 let events = storage.prune_events(cutoff)?;

@@ -206,6 +206,24 @@ fn decision_log(b: &Backend) {
         })
         .unwrap();
         assert_eq!(seen, 7);
+        let times: Vec<i64> = s
+            .decisions(&query("s"))
+            .unwrap()
+            .iter()
+            .map(|d| d.at_ms)
+            .collect();
+        assert_eq!(
+            times,
+            [3_600_000, 6000, 5000, 4000, 3000, 2000, 1000],
+            "newest first, entries with effects and without together"
+        );
+        let mut times = Vec::new();
+        s.scan_decisions(&query("s"), &mut |d| {
+            times.push(d.at_ms);
+            true
+        })
+        .unwrap();
+        assert_eq!(times, [1000, 2000, 3000, 4000, 5000, 6000, 3_600_000]);
         assert!(s.decision_at("s", r.at_ms, r.id).unwrap().is_some());
     };
     check(s);

@@ -164,16 +164,18 @@ impl SledStorage {
 
 impl DecisionLog for SledStorage {
     fn record_decision(&self, d: &Decision, effects: &Effects) -> Result<(), StorageError> {
-        let key = timed_key(&d.shop, d.at_ms, d.id);
         let value = encode(d)?;
-        // The index first: an entry whose decision never came is skipped
-        // when read, and pruned with the decisions of its time.
-        self.index(d)?;
         match effects {
-            Effects::None => {
-                self.decisions.insert(key, value).map_err(backend)?;
+            // Most answers: one frame in the log's segments.
+            Effects::None => self.log.append(d, &value)?,
+            _ => {
+                // The index first: an entry whose decision never came is
+                // skipped when read, and pruned with the decisions of its
+                // time.
+                self.index(d)?;
+                let key = timed_key(&d.shop, d.at_ms, d.id);
+                self.record_with_effects(key, value, d.id, effects)?
             }
-            _ => self.record_with_effects(key, value, d.id, effects)?,
         }
         self.tally(d)
     }
@@ -196,7 +198,75 @@ impl DecisionLog for SledStorage {
         Ok(out)
     }
 
+    /// Both homes of the log, merged: sled's (decisions that recorded
+    /// more, the workflow's, earlier builds') and the segments'.
     fn decisions(&self, q: &DecisionQuery) -> Result<Vec<Decision>, StorageError> {
+        let mut out = self.sled_decisions(q)?;
+        out.extend(self.log.newest_first(q, &|d| matches(q, d))?);
+        out.sort_unstable_by_key(|d| std::cmp::Reverse((d.at_ms, d.id)));
+        out.truncate(q.limit);
+        Ok(out)
+    }
+
+    fn scan_decisions(
+        &self,
+        q: &DecisionQuery,
+        visit: &mut dyn FnMut(Decision) -> bool,
+    ) -> Result<(), StorageError> {
+        let matching = |d: &Decision| matches(q, d);
+        let mut sled = self.decisions.range(time_range(q)).filter_map(|item| {
+            item.map_err(backend)
+                .and_then(|(_, v)| decode::<Decision>(&v))
+                .map(|d| matches(q, &d).then_some(d))
+                .transpose()
+        });
+        let mut log = self.log.oldest_first(q, &matching);
+        let (mut a, mut b) = (sled.next().transpose()?, log.next()?);
+        loop {
+            let take_a = match (&a, &b) {
+                (None, None) => return Ok(()),
+                (Some(x), Some(y)) => (x.at_ms, x.id) <= (y.at_ms, y.id),
+                (x, _) => x.is_some(),
+            };
+            let d = if take_a {
+                std::mem::replace(&mut a, sled.next().transpose()?)
+            } else {
+                std::mem::replace(&mut b, log.next()?)
+            };
+            if !visit(d.expect("one of them is there")) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sled's entries, then the segments'.
+    fn prune_decisions(&self, before_ms: i64) -> Result<usize, StorageError> {
+        Ok(self.prune_sled_decisions(before_ms)? + self.log.prune(before_ms)?)
+    }
+
+    fn refunds(&self, shop: &str, limit: usize) -> Result<Vec<RefundRecord>, StorageError> {
+        Self::newest(&self.refunds, shop, limit)
+    }
+
+    fn refunds_between(
+        &self,
+        shop: &str,
+        since_ms: i64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<RefundRecord>, StorageError> {
+        self.refunds
+            .range(timed_key(shop, since_ms, 0)..timed_key(shop, until_ms, 0))
+            .rev()
+            .take(limit)
+            .map(|item| decode(&item.map_err(backend)?.1))
+            .collect()
+    }
+}
+
+impl SledStorage {
+    /// The decisions kept in sled matching `q`, newest first.
+    fn sled_decisions(&self, q: &DecisionQuery) -> Result<Vec<Decision>, StorageError> {
         if let Some(subject) = indexed(q) {
             return self.decisions_of(q, subject);
         }
@@ -225,23 +295,9 @@ impl DecisionLog for SledStorage {
         Ok(out)
     }
 
-    fn scan_decisions(
-        &self,
-        q: &DecisionQuery,
-        visit: &mut dyn FnMut(Decision) -> bool,
-    ) -> Result<(), StorageError> {
-        for item in self.decisions.range(time_range(q)) {
-            let d: Decision = decode(&item.map_err(backend)?.1)?;
-            if matches(q, &d) && !visit(d) {
-                break;
-            }
-        }
-        Ok(())
-    }
-
     /// Each shop's keys are in time order: per shop, remove the range
     /// before the cutoff, then seek past the shop to the next one.
-    fn prune_decisions(&self, before_ms: i64) -> Result<usize, StorageError> {
+    fn prune_sled_decisions(&self, before_ms: i64) -> Result<usize, StorageError> {
         let mut pruned = 0;
         let mut cursor = Vec::new();
         while let Some(item) = self.decisions.range(cursor.as_slice()..).next() {
@@ -266,25 +322,6 @@ impl DecisionLog for SledStorage {
         }
         self.prune_subjects(before_ms)?;
         Ok(pruned)
-    }
-
-    fn refunds(&self, shop: &str, limit: usize) -> Result<Vec<RefundRecord>, StorageError> {
-        Self::newest(&self.refunds, shop, limit)
-    }
-
-    fn refunds_between(
-        &self,
-        shop: &str,
-        since_ms: i64,
-        until_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<RefundRecord>, StorageError> {
-        self.refunds
-            .range(timed_key(shop, since_ms, 0)..timed_key(shop, until_ms, 0))
-            .rev()
-            .take(limit)
-            .map(|item| decode(&item.map_err(backend)?.1))
-            .collect()
     }
 }
 

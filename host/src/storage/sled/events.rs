@@ -557,11 +557,14 @@ impl EventStore for SledStorage {
         at_ms: i64,
         id: u64,
     ) -> Result<Option<Decision>, StorageError> {
-        self.decisions
+        match self
+            .decisions
             .get(timed_key(shop, at_ms, id))
             .map_err(backend)?
-            .map(|v| decode(&v))
-            .transpose()
+        {
+            Some(v) => decode(&v).map(Some),
+            None => self.log.find(shop, at_ms, id),
+        }
     }
 
     fn prune_events(&self, before_ms: i64) -> Result<usize, StorageError> {

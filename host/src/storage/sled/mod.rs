@@ -1,6 +1,7 @@
 //! The embedded backend: sled 0.34. One tree per kind of record, one
 //! file per capability (`decisions`, `revisits`, `versions`, `state`);
-//! keys and values are made in `keys`. Writes that belong together are
+//! keys and values are made in `keys`; most decision-log entries are in
+//! segment files beside sled (`log`). Writes that belong together are
 //! all or nothing across a crash: a decision and its effects under an
 //! intent settled at open (`decisions`), a revisit's move between
 //! indexes and revisits fired with their webhooks in one sled transaction
@@ -10,6 +11,7 @@ mod components;
 mod decisions;
 mod events;
 mod keys;
+mod log;
 mod revisits;
 mod state;
 #[cfg(test)]
@@ -28,9 +30,12 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 pub struct SledStorage {
     db: sled::Db,
     state: sled::Tree,
-    /// `shop \0 time id` -> decision: one insert per answer; retention
-    /// walks it shop by shop.
+    /// `shop \0 time id` -> decision, for decisions written with more
+    /// (a refund, revisits, a workflow's commit) and by earlier builds;
+    /// retention walks it shop by shop.
     decisions: sled::Tree,
+    /// The other decisions (most answers), in segment files.
+    log: log::Log,
     /// `shop \0 kind len subject time id` → nothing: the decision log by
     /// customer (`c`) and by order (`o`).
     decision_subjects: sled::Tree,
@@ -116,6 +121,7 @@ impl SledStorage {
         Ok(SledStorage {
             state: tree("state")?,
             decisions: tree("decisions")?,
+            log: log::Log::open(dir)?,
             decision_subjects: tree("decision_subjects")?,
             tallies: {
                 let t = tree("tallies")?;
@@ -186,6 +192,13 @@ impl SledStorage {
         Ok(())
     }
 
+    /// Keep decisions for `retention_ms`: the log's segments roll at a
+    /// twentieth of it, so that retention frees space in twentieths.
+    pub fn with_decision_retention(self, retention_ms: u64) -> Self {
+        self.log.set_retention(retention_ms);
+        self
+    }
+
     /// A number the store keeps for its owner (the NATS backend's last op
     /// applied to this store as its view), in the default tree.
     pub fn meta(&self, key: &str) -> Result<Option<u64>, StorageError> {
@@ -215,7 +228,15 @@ impl SledStorage {
                 visit(name, &k, &v)?;
             }
         }
-        Ok(())
+        // The segments' decisions, as the tree keeps them: a copy keeps
+        // them in its own tree (findable by buyer and order once indexed).
+        self.log.each(&mut |d, body| {
+            visit("decisions", &keys::timed_key(&d.shop, d.at_ms, d.id), body)?;
+            for key in decisions::subject_keys(d) {
+                visit("decision_subjects", &key, &[])?;
+            }
+            Ok(())
+        })
     }
 
     /// Keep one record [`SledStorage::export`] visited, as it was.
@@ -294,6 +315,7 @@ impl Ids for SledStorage {
 impl Durable for SledStorage {
     fn flush(&self) -> Result<(), StorageError> {
         // Components are flushed as they are put (see `components`).
+        self.log.sync()?;
         self.db.flush().map(|_| ()).map_err(backend)
     }
 

@@ -9,7 +9,14 @@ use crate::storage::{
 };
 
 fn decision(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision {
-    let d = Decision {
+    let d = made(store, shop, step, at_ms);
+    store.record_decision(&d, &Effects::None).unwrap();
+    d
+}
+
+/// A decision of `shop`'s `step` at `at_ms`, not recorded.
+fn made(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision {
+    Decision {
         id: store.next_id().unwrap(),
         shop: shop.into(),
         step,
@@ -27,9 +34,7 @@ fn decision(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision
         customer: String::new(),
         order: None,
         logs: Vec::new(),
-    };
-    store.record_decision(&d, &Effects::None).unwrap();
-    d
+    }
 }
 
 #[test]
@@ -452,11 +457,7 @@ fn pending_event_record(store: &SledStorage, id: &str) -> crate::storage::EventR
 
 /// A decision of `customer` (and `order`) at `at_ms`.
 fn about(store: &SledStorage, customer: &str, order: Option<&str>, at_ms: i64) -> Decision {
-    let mut d = decision(store, "s", Step::RefundPolicy, at_ms);
-    store
-        .decisions
-        .remove(super::keys::timed_key("s", at_ms, d.id))
-        .unwrap();
+    let mut d = made(store, "s", Step::RefundPolicy, at_ms);
     d.customer = customer.into();
     d.order = order.map(Into::into);
     store.record_decision(&d, &Effects::None).unwrap();
@@ -521,12 +522,66 @@ fn decisions_are_found_by_customer_and_order_through_the_index() {
             .len(),
         50
     );
-    let entries = store.decision_subjects.len();
-    assert_eq!(
-        entries,
-        1 + 150 * 2,
-        "the marker, a customer and an order each"
-    );
+    // Plain decisions are indexed in their segments, not in sled.
+    assert_eq!(store.decision_subjects.len(), 1, "the marker alone");
+}
+
+/// A decision of `customer` kept in sled as an earlier build (or a
+/// decision with effects) keeps it: the entry and its index.
+fn in_sled(store: &SledStorage, customer: &str, order: Option<&str>, at_ms: i64) -> Decision {
+    let mut d = made(store, "s", Step::RefundPolicy, at_ms);
+    d.customer = customer.into();
+    d.order = order.map(Into::into);
+    store
+        .decisions
+        .insert(
+            super::keys::timed_key("s", at_ms, d.id),
+            super::keys::encode(&d).unwrap(),
+        )
+        .unwrap();
+    for key in super::decisions::subject_keys(&d) {
+        store.decision_subjects.insert(key, &[]).unwrap();
+    }
+    d
+}
+
+#[test]
+fn decisions_in_sled_and_in_segments_read_as_one_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStorage::open(dir.path()).unwrap();
+    let mut ids = Vec::new();
+    for t in 1..=40 {
+        let d = if t % 3 == 0 {
+            in_sled(&store, &format!("c{}", t % 2), Some("o"), t * 1000)
+        } else {
+            about(&store, &format!("c{}", t % 2), Some("o"), t * 1000)
+        };
+        ids.push(d.id);
+    }
+    let q = |customer: Option<&str>, limit| DecisionQuery {
+        shop: "s".into(),
+        customer: customer.map(Into::into),
+        limit,
+        ..DecisionQuery::default()
+    };
+    let newest: Vec<u64> = ids.iter().rev().copied().collect();
+    let got = |q: &DecisionQuery| -> Vec<u64> {
+        store.decisions(q).unwrap().iter().map(|d| d.id).collect()
+    };
+    assert_eq!(got(&q(None, 100)), newest);
+    assert_eq!(got(&q(None, 7)), newest[..7]);
+    let of_c1: Vec<u64> = newest.iter().copied().skip(1).step_by(2).collect();
+    assert_eq!(got(&q(Some("c1"), 100)), of_c1, "by buyer, both homes");
+    let mut seen = Vec::new();
+    store
+        .scan_decisions(&q(None, 1), &mut |d| {
+            seen.push(d.id);
+            true
+        })
+        .unwrap();
+    assert_eq!(seen, ids, "oldest first, both homes merged");
+    assert_eq!(store.prune_decisions(20_500).unwrap(), 20);
+    assert_eq!(got(&q(None, 100)), newest[..20]);
 }
 
 #[test]
@@ -535,7 +590,7 @@ fn a_store_without_the_index_gets_one_at_open() {
     {
         let store = SledStorage::open(dir.path()).unwrap();
         for t in 1..=10 {
-            about(&store, "old", Some("o"), t * 1000);
+            in_sled(&store, "old", Some("o"), t * 1000);
         }
         // As an earlier build left it: no index at all.
         store.decision_subjects.clear().unwrap();

@@ -1,0 +1,259 @@
+//! The segments alone: entries read back across rolls and restarts, a torn
+//! tail, pruning that gives space back, queries merged across segments.
+
+use super::*;
+use crate::steps::Step;
+use serde_json::value::RawValue;
+
+fn decision(id: u64, shop: &str, at_ms: i64, customer: &str, order: Option<&str>) -> Decision {
+    let input = format!(
+        r#"{{"customer":{{"id":"{customer}"}},"pad":"{}"}}"#,
+        "x".repeat(200)
+    );
+    Decision {
+        id,
+        shop: shop.into(),
+        step: if id.is_multiple_of(2) {
+            Step::Greeting
+        } else {
+            Step::RefundPolicy
+        },
+        digest: "d".into(),
+        version: id % 3,
+        at_ms,
+        now: 0,
+        input: RawValue::from_string(input).unwrap(),
+        output: None,
+        error: None,
+        duration_us: 1,
+        canary: false,
+        fallback: None,
+        state_reads: Vec::new(),
+        customer: customer.into(),
+        order: order.map(String::from),
+        logs: Vec::new(),
+    }
+}
+
+fn append(log: &Log, d: &Decision) {
+    log.append(d, &serde_json::to_vec(d).unwrap()).unwrap();
+}
+
+fn query(shop: &str) -> DecisionQuery {
+    DecisionQuery {
+        shop: shop.into(),
+        step: None,
+        since_ms: None,
+        until_ms: None,
+        customer: None,
+        order: None,
+        version: None,
+        limit: usize::MAX,
+        scan_limit: None,
+    }
+}
+
+fn ids(ds: &[Decision]) -> Vec<u64> {
+    ds.iter().map(|d| d.id).collect()
+}
+
+fn ascending(log: &Log, q: &DecisionQuery) -> Vec<u64> {
+    let all = |_: &Decision| true;
+    let mut it = log.oldest_first(q, &all);
+    let mut out = Vec::new();
+    while let Some(d) = it.next().unwrap() {
+        out.push(d.id);
+    }
+    out
+}
+
+/// 300 entries of three shops over many small segments, times a little
+/// out of order (as concurrent writers append them).
+fn filled(dir: &Path) -> (Log, Vec<Decision>) {
+    let log = Log::open_with(dir, 4_000).unwrap();
+    let mut all = Vec::new();
+    for id in 1..=300u64 {
+        let at = (id as i64) * 10 - if id % 7 == 0 { 25 } else { 0 };
+        let shop = ["a", "b", "c"][(id % 3) as usize];
+        let d = decision(
+            id,
+            shop,
+            at,
+            &format!("buyer{}", id % 10),
+            (id % 4 == 0).then_some("T1"),
+        );
+        append(&log, &d);
+        all.push(d);
+    }
+    (log, all)
+}
+
+fn expected(all: &[Decision], keep: impl Fn(&Decision) -> bool) -> Vec<u64> {
+    let mut v: Vec<&Decision> = all.iter().filter(|d| keep(d)).collect();
+    v.sort_by_key(|d| (d.at_ms, d.id));
+    v.iter().map(|d| d.id).collect()
+}
+
+#[test]
+fn queries_read_back_across_rolls_and_restarts_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, all) = filled(dir.path());
+    let check = |log: &Log| {
+        assert!(log.segments.read().unwrap().len() > 10, "it rolled");
+        let want = expected(&all, |d| d.shop == "a");
+        assert_eq!(ascending(log, &query("a")), want);
+        let mut newest = want.clone();
+        newest.reverse();
+        let all_a = log.newest_first(&query("a"), &|_| true).unwrap();
+        assert_eq!(ids(&all_a), newest);
+        let five = log
+            .newest_first(
+                &DecisionQuery {
+                    limit: 5,
+                    ..query("a")
+                },
+                &|_| true,
+            )
+            .unwrap();
+        assert_eq!(ids(&five), newest[..5]);
+        let window = DecisionQuery {
+            since_ms: Some(500),
+            until_ms: Some(1500),
+            step: Some(Step::Greeting),
+            ..query("b")
+        };
+        assert_eq!(
+            ascending(log, &window),
+            expected(&all, |d| d.shop == "b"
+                && d.at_ms >= 500
+                && d.at_ms < 1500
+                && d.step == Step::Greeting)
+        );
+        let of_buyer = DecisionQuery {
+            customer: Some("buyer3".into()),
+            ..query("a")
+        };
+        let mut by_buyer = expected(&all, |d| d.shop == "a" && d.customer == "buyer3");
+        by_buyer.reverse();
+        assert!(!by_buyer.is_empty());
+        assert_eq!(
+            ids(&log.newest_first(&of_buyer, &|_| true).unwrap()),
+            by_buyer
+        );
+        let of_order = DecisionQuery {
+            order: Some("T1".into()),
+            ..query("c")
+        };
+        assert_eq!(
+            ascending(log, &of_order),
+            expected(&all, |d| d.shop == "c" && d.order.as_deref() == Some("T1"))
+        );
+        let d = &all[41];
+        assert_eq!(log.find(&d.shop, d.at_ms, d.id).unwrap().unwrap().id, d.id);
+        assert!(log.find(&d.shop, d.at_ms, d.id + 1000).unwrap().is_none());
+        assert!(log.find("b", d.at_ms, d.id).unwrap().is_none() || d.shop == "b");
+    };
+    check(&log);
+    log.sync().unwrap();
+    drop(log);
+    let again = Log::open_with(dir.path(), 4_000).unwrap();
+    check(&again);
+    // Appends after a restart go to a segment of their own.
+    let before = again.segments.read().unwrap().len();
+    append(&again, &decision(1000, "a", 5000, "z", None));
+    assert_eq!(again.segments.read().unwrap().len(), before + 1);
+    assert_eq!(
+        again.newest_first(&query("a"), &|_| true).unwrap()[0].id,
+        1000
+    );
+}
+
+#[test]
+fn a_torn_tail_or_a_lost_index_is_rebuilt_from_the_frames_that_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    for id in 1..=10 {
+        append(&log, &decision(id, "a", id as i64, "b", None));
+    }
+    let no = log.writer.lock().unwrap().current.as_ref().unwrap().no;
+    drop(log);
+    // The last frame half written, as a crash may leave it.
+    let path = seg_path(&dir.path().join(FOLDER), no);
+    let bytes = std::fs::read(&path).unwrap();
+    let end = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+    std::fs::write(&path, &bytes[..end - 30]).unwrap();
+    let again = Log::open(dir.path()).unwrap();
+    assert_eq!(ascending(&again, &query("a")), (1..=9).collect::<Vec<_>>());
+    // An index file lost or cut short is built again.
+    drop(again);
+    let idx = idx_path(&dir.path().join(FOLDER), no);
+    let bytes = std::fs::read(&idx).unwrap();
+    std::fs::write(&idx, &bytes[..bytes.len() - 5]).unwrap();
+    let again = Log::open(dir.path()).unwrap();
+    assert_eq!(ascending(&again, &query("a")), (1..=9).collect::<Vec<_>>());
+    // A damaged body is skipped, never read as another entry.
+    drop(again);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = segment::FRAME_HEAD + 20;
+    bytes[at] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let again = Log::open(dir.path()).unwrap();
+    assert_eq!(ascending(&again, &query("a")), (2..=9).collect::<Vec<_>>());
+}
+
+#[test]
+fn pruning_hides_what_it_prunes_and_deletes_whole_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, all) = filled(dir.path());
+    log.sync().unwrap();
+    let bytes = log.bytes();
+    let segments = log.segments.read().unwrap().len();
+    let cutoff = 1500;
+    let pruned = log.prune(cutoff).unwrap();
+    assert_eq!(pruned, all.iter().filter(|d| d.at_ms < cutoff).count());
+    let left_segments = log.segments.read().unwrap().len();
+    assert!(
+        left_segments <= segments / 2 + 1,
+        "{left_segments} of {segments} left"
+    );
+    assert!(log.bytes() < bytes, "{} of {bytes}", log.bytes());
+    let left = |log: &Log| {
+        let mut v = ascending(log, &query("a"));
+        v.extend(ascending(log, &query("b")));
+        v.extend(ascending(log, &query("c")));
+        v.sort_unstable();
+        v
+    };
+    let mut want: Vec<u64> = all
+        .iter()
+        .filter(|d| d.at_ms >= cutoff)
+        .map(|d| d.id)
+        .collect();
+    want.sort_unstable();
+    assert_eq!(left(&log), want);
+    assert_eq!(log.prune(cutoff).unwrap(), 0, "nothing twice");
+    drop(log);
+    // Still pruned after a restart, though some of it is still on disk.
+    let again = Log::open_with(dir.path(), 4_000).unwrap();
+    assert_eq!(left(&again), want);
+    assert_eq!(again.prune(i64::MAX).unwrap(), want.len());
+    assert!(left(&again).is_empty());
+}
+
+#[test]
+fn a_quiet_log_rolls_by_age_so_retention_can_free_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    log.set_retention(0); // the shortest: a second
+    append(&log, &decision(1, "a", 1, "b", None));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    append(&log, &decision(2, "a", 2, "b", None));
+    assert_eq!(log.segments.read().unwrap().len(), 2);
+    assert_eq!(log.prune(2).unwrap(), 1);
+    assert_eq!(
+        log.segments.read().unwrap().len(),
+        1,
+        "the closed one deleted"
+    );
+    assert_eq!(ascending(&log, &query("a")), [2]);
+}
