@@ -47,17 +47,9 @@ fn main() {
     let store = SledStorage::open(dir.path())
         .unwrap()
         .with_decision_retention(retention_ms as u64);
-    let tiny = std::env::var_os("TINY").is_some();
-    let input = if tiny {
-        "{}".to_string()
-    } else {
-        std::fs::read_to_string(kefu_tests::example("requests/greeting/discount.json")).unwrap()
-    };
-    let output = if tiny {
-        "{}"
-    } else {
-        r#"{"reply":"您好，欢迎光临山野茶油旗舰店，我是客服慧兰 :)","quick_replies":["查询物流"],"hand_off":false,"matched_keywords":["便宜"],"off_hours":false}"#
-    };
+    let input =
+        std::fs::read_to_string(kefu_tests::example("requests/greeting/discount.json")).unwrap();
+    let output = r#"{"reply":"您好，欢迎光临山野茶油旗舰店，我是客服慧兰 :)","quick_replies":["查询物流"],"hand_off":false,"matched_keywords":["便宜"],"off_hours":false}"#;
     let mut live: std::collections::VecDeque<(i64, u64)> = Default::default();
     let (mut live_bytes, mut written, mut written_bytes) = (0u64, 0u64, 0u64);
     let start = Instant::now();
@@ -77,11 +69,7 @@ fn main() {
                 id,
                 shop: format!("shop-{:04}", id % 1000),
                 step: kefu::Step::Greeting,
-                digest: if tiny {
-                    String::new()
-                } else {
-                    "f864a9a9696026bc7c38006e9e35e33d9623f0cd7a8bfa26e93ef01c3795cb30".into()
-                },
+                digest: "f864a9a9696026bc7c38006e9e35e33d9623f0cd7a8bfa26e93ef01c3795cb30".into(),
                 version: 1,
                 at_ms: now_ms(),
                 now: 1_795_140_000,
