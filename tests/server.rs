@@ -851,3 +851,79 @@ fn request_spans_go_to_the_otlp_collector_in_the_callers_trace() {
     assert!(attribute("version").parse::<u64>().unwrap() >= 1);
     assert_eq!(received.lock().unwrap()[0].0, "application/json");
 }
+
+/// #29: with a short retention (`decision_retention_secs`) the server
+/// prunes the decision log by itself and deletes its old segment files:
+/// the entries go, the folder does not keep them, new answers are logged.
+#[test]
+fn retention_prunes_the_log_and_deletes_its_old_segments() {
+    use std::time::{Duration, Instant};
+    let (dir, s) = lab_server("decision_retention_secs = 2\n");
+    let greet = |s: &Server| {
+        let (status, out) = post(
+            s,
+            "/v1/shops/tea-oil/greeting",
+            Some(TEA_KEY),
+            request("greeting", "discount"),
+        );
+        assert_eq!(status, 200, "{out}");
+        out["decision_id"].as_u64().unwrap()
+    };
+    let logged = |s: &Server| -> Vec<u64> {
+        let (status, log) = get(s, "/v1/shops/tea-oil/decisions?limit=1000", Some(TEA_KEY));
+        assert_eq!(status, 200, "{log}");
+        log["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_u64().unwrap())
+            .collect()
+    };
+    // The numbers of the segment files there are.
+    let segment_files = || -> Vec<u32> {
+        std::fs::read_dir(dir.path().join("data/decision-log"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.strip_suffix(".seg").and_then(|n| n.parse().ok())
+            })
+            .collect()
+    };
+    let segments = || segment_files().len();
+    let first: Vec<u64> = (0..20).map(|_| greet(&s)).collect();
+    assert!(first.iter().all(|id| logged(&s).contains(id)));
+    let oldest = *segment_files().iter().min().expect("a segment file");
+    // Segments roll at a second (a twentieth of 2 s, at least 1 s):
+    // answers over three seconds fill several.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        greet(&s);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Pruned every second (at least): within a few seconds the first
+    // answers are gone, and so are their segments.
+    let pruned = Instant::now();
+    loop {
+        let now = logged(&s);
+        if first.iter().all(|id| !now.contains(id)) {
+            break;
+        }
+        assert!(
+            pruned.elapsed() < Duration::from_secs(10),
+            "still logged after 10 s with a retention of 2 s: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while segments() > 3 || segment_files().contains(&oldest) {
+        assert!(
+            Instant::now() < deadline,
+            "segments kept: {:?} (the first: {oldest})",
+            segment_files()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let last = greet(&s);
+    assert!(logged(&s).contains(&last), "new answers are logged");
+}
