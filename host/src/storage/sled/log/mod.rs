@@ -312,13 +312,22 @@ impl Log {
         Ok(())
     }
 
+    /// Every segment, oldest first.
+    fn all_segments(&self) -> Vec<Arc<Segment>> {
+        self.segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The segments whose entries may fall in `[since, until)`, with
     /// their spans.
     fn overlapping(&self, since: i64, until: i64) -> Vec<(Arc<Segment>, (i64, i64))> {
-        let segments = self.segments.read().unwrap_or_else(|e| e.into_inner());
-        segments
-            .values()
-            .filter_map(|s| s.span().map(|span| (s.clone(), span)))
+        self.all_segments()
+            .into_iter()
+            .filter_map(|s| s.span().map(|span| (s, span)))
             .filter(|(_, (oldest, newest))| *newest >= since && *oldest < until)
             .collect()
     }
@@ -465,13 +474,7 @@ impl Log {
             return Ok(0);
         }
         let current = lock(&self.writer).current.as_ref().map(|s| s.no);
-        let segments: Vec<Arc<Segment>> = self
-            .segments
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let segments = self.all_segments();
         let mut pruned = 0;
         for seg in segments {
             let Some((oldest, newest)) = seg.span() else {
@@ -519,13 +522,7 @@ impl Log {
     /// Visit every entry kept (a copy of the store), segment by segment.
     pub(super) fn each(&self, visit: &mut EachEntry<'_>) -> Result<(), StorageError> {
         let since = self.pruned_before.load(Ordering::Relaxed);
-        let segments: Vec<Arc<Segment>> = self
-            .segments
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let segments = self.all_segments();
         for seg in segments {
             for row in seg.all_rows()?.iter().filter(|r| r.at >= since) {
                 if let Some(body) = seg.body(row)? {
