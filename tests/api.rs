@@ -1380,10 +1380,25 @@ async fn old_versions_their_components_and_compiled_artifacts_are_let_go() {
         .unwrap()
         .file_name();
     let kept_path = aged(&kept_file.to_string_lossy(), old);
+    // A compile killed while it wrote its artifact left a part (its
+    // writer's pid gone); one of a writer still running stays.
+    let part = cache.join(format!(
+        "{}-0123456789abcdef.tmp999999999-0",
+        "c".repeat(64)
+    ));
+    std::fs::write(&part, b"half").unwrap();
+    let writing = cache.join(format!(
+        "{}-0123456789abcdef.tmp{}-0",
+        "d".repeat(64),
+        std::process::id()
+    ));
+    std::fs::write(&writing, b"half").unwrap();
     let api = Api::open(at).await;
     assert!(!stale.exists());
     assert!(recent.exists());
     assert!(kept_path.exists());
+    assert!(!part.exists(), "a killed writer's part is swept");
+    assert!(writing.exists(), "a running writer's part is left");
     drop(api);
     released(&data).await;
 }

@@ -60,6 +60,39 @@ pub fn write_paced(path: &Path, bytes: &[u8], keep: Keep) -> std::io::Result<()>
     written
 }
 
+/// Whether `name` is a temporary file of [`write_paced`] whose writer is
+/// gone (killed mid-write): the process its name carries is not running,
+/// so no rename will ever come. A pid used again since keeps it (safe).
+pub fn is_leftover(name: &str) -> bool {
+    let Some(rest) = name.rsplit_once(".tmp").map(|(_, rest)| rest) else {
+        return false;
+    };
+    let Some((pid, n)) = rest.split_once('-') else {
+        return false;
+    };
+    let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u64>()) else {
+        return false;
+    };
+    pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Delete the temporary files in `folder` that writers killed mid-write
+/// left (see [`is_leftover`]); how many.
+pub fn sweep_leftovers(folder: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return 0;
+    };
+    let swept = entries
+        .flatten()
+        .filter(|e| is_leftover(&e.file_name().to_string_lossy()))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count();
+    if swept > 0 {
+        tracing::info!(swept, folder = %folder.display(), "files left half written by a process that stopped deleted");
+    }
+    swept
+}
+
 /// Make a rename or removal in `path`'s folder durable.
 pub fn sync_folder(path: &Path) -> std::io::Result<()> {
     match path.parent() {
@@ -107,6 +140,37 @@ mod tests {
                 .collect();
             assert_eq!(names.len(), 1, "{names:?}");
         }
+    }
+
+    #[test]
+    fn only_the_temporary_files_of_writers_gone_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        // pid_max is at most 4,194,304: this writer never ran here.
+        let gone = ["a.tmp999999999-0", "abc-fp.tmp999999998-17"];
+        let kept = [
+            format!("a.tmp{me}-3"), // a write of this process, running
+            "b.tmp1-0".to_string(), // pid 1 is running
+            "c.wasm".to_string(),   // a finished file
+            "d.tmpx-1".to_string(), // not a temporary file's name
+            "e.tmp999999999".to_string(),
+        ];
+        for name in gone
+            .iter()
+            .map(|n| n.to_string())
+            .chain(kept.iter().cloned())
+        {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(sweep_leftovers(dir.path()), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = kept.to_vec();
+        want.sort();
+        assert_eq!(left, want);
     }
 
     #[test]

@@ -131,6 +131,11 @@ impl CompileCache {
         let mut deleted = 0;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
+            // An artifact a compile killed mid-write left a part of.
+            if crate::files::is_leftover(&name) && std::fs::remove_file(entry.path()).is_ok() {
+                deleted += 1;
+                continue;
+            }
             let Some(stem) = name.strip_suffix(".cwasm") else {
                 continue;
             };

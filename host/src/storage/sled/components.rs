@@ -33,6 +33,8 @@ impl Components {
             dir: dir.join(FOLDER),
         };
         std::fs::create_dir_all(&components.dir).map_err(|e| io(&components.dir, e))?;
+        // A deploy killed while it wrote its component left a part.
+        crate::files::sweep_leftovers(&components.dir);
         let old_store = dir.join(OLD_STORE);
         if old_store.join("db").is_file() {
             let db = sled::Config::new()
@@ -169,6 +171,23 @@ mod tests {
         assert_eq!(
             store.component("digest-2").unwrap().map(|b| b.len()),
             Some(2 << 20)
+        );
+    }
+
+    #[test]
+    fn a_component_half_written_by_a_killed_process_is_swept_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join(FOLDER);
+        std::fs::create_dir_all(&folder).unwrap();
+        // As `write_paced` names its temporary file; this pid never ran.
+        let part = folder.join("abc.tmp999999999-4");
+        std::fs::write(&part, vec![1u8; 4096]).unwrap();
+        let store = SledStorage::open(dir.path()).unwrap();
+        assert!(!part.exists(), "the part is gone");
+        store.put_component("abc", b"whole").unwrap();
+        assert_eq!(
+            store.component("abc").unwrap().as_deref(),
+            Some(&b"whole"[..])
         );
     }
 
