@@ -111,15 +111,15 @@ impl Log {
     pub(super) fn open_with(store: &Path, max_bytes: u64) -> Result<Self, StorageError> {
         let dir = store.join(FOLDER);
         std::fs::create_dir_all(&dir).map_err(|e| io("cannot make its folder", e))?;
+        // An index (or the retention's mark) a stop cut short mid-write.
+        crate::files::sweep_leftovers(&dir);
         let (mut numbers, mut indexes) = (Vec::new(), Vec::new());
         for entry in std::fs::read_dir(&dir).map_err(|e| io("cannot list its folder", e))? {
             let name = entry
                 .map_err(|e| io("cannot list its folder", e))?
                 .file_name();
             let name = name.to_string_lossy();
-            if name.ends_with(".idx-new") {
-                let _ = std::fs::remove_file(dir.join(&*name));
-            } else if let Some(n) = name.strip_suffix(".seg").and_then(|n| n.parse().ok()) {
+            if let Some(n) = name.strip_suffix(".seg").and_then(|n| n.parse().ok()) {
                 numbers.push(n);
             } else if let Some(n) = name
                 .strip_suffix(".idx")
@@ -511,11 +511,12 @@ impl Log {
             }
         }
         self.pruned_before.store(before_ms, Ordering::Relaxed);
-        let path = self.dir.join(PRUNED);
-        let tmp = path.with_extension("new");
-        std::fs::write(&tmp, before_ms.to_string())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| io("cannot keep the retention's mark", e))?;
+        crate::files::write_paced(
+            &self.dir.join(PRUNED),
+            before_ms.to_string().as_bytes(),
+            crate::files::Keep::Cache,
+        )
+        .map_err(|e| io("cannot keep the retention's mark", e))?;
         Ok(pruned)
     }
 

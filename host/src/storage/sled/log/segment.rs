@@ -276,14 +276,8 @@ pub(super) fn seal(dir: &Path, no: u32, b: &Building) -> Result<Sealed, StorageE
         out.extend_from_slice(&row.to_le_bytes());
     }
     let path = idx_path(dir, no);
-    let tmp = path.with_extension("idx-new");
-    (|| {
-        let mut f = File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &out)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
-    })()
-    .map_err(|e| io("cannot write a segment's index", e))?;
+    crate::files::write_paced(&path, &out, crate::files::Keep::Durable)
+        .map_err(|e| io("cannot write a segment's index", e))?;
     open_sealed(&path)?.ok_or_else(|| {
         StorageError::Corrupt("decision log: index just written does not read".into())
     })
