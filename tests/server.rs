@@ -246,15 +246,19 @@ fn bad_requests_get_clear_errors() {
 /// A plugin that is slow but within its timeout answers normally: after
 /// its first 5 ms of CPU it moves to the slow lane, and its later calls go
 /// there directly, while other shops keep answering from the async threads.
+/// The same for a step that reuses its instances: its calls run inline like
+/// fresh ones and move to the slow lane the same way (they used to block a
+/// thread of the blocking pool at normal priority, however long they ran).
 #[test]
 fn a_slow_but_legal_plugin_answers_from_the_slow_lane() {
     let dir = tempfile::tempdir().unwrap();
     let shops = shops::lab(dir.path());
-    shops::hostile_shop_with(
-        &shops,
-        "busy",
-        r#"behavior = "spin", iterations = 100000000"#,
-    );
+    let spin = r#"behavior = "spin", iterations = 100000000"#;
+    shops::hostile_shop_with(&shops, "busy", spin);
+    shops::hostile_shop_with(&shops, "busy-reused", spin);
+    let toml = shops.join("busy-reused/shop.toml");
+    let reused = std::fs::read_to_string(&toml).unwrap() + "instances = \"reuse\"\n";
+    std::fs::write(&toml, reused).unwrap();
     let s = Server::start(&write_config(
         dir.path(),
         &shops,
@@ -262,10 +266,16 @@ fn a_slow_but_legal_plugin_answers_from_the_slow_lane() {
     ));
     let body = request("refund-policy", "unshipped");
     std::thread::scope(|scope| {
-        let busy = scope.spawn(|| {
-            (0..3)
-                .map(|_| post(&s, "/v1/shops/busy/refund-decision", Some(LAB_KEY), &body))
-                .collect::<Vec<_>>()
+        let busy = ["busy", "busy-reused"].map(|shop| {
+            let (s, body) = (&s, &body);
+            scope.spawn(move || {
+                (0..3)
+                    .map(|_| {
+                        let path = format!("/v1/shops/{shop}/refund-decision");
+                        post(s, &path, Some(LAB_KEY), body)
+                    })
+                    .collect::<Vec<_>>()
+            })
         });
         for _ in 0..20 {
             let (status, _) = post(
@@ -276,7 +286,7 @@ fn a_slow_but_legal_plugin_answers_from_the_slow_lane() {
             );
             assert_eq!(status, 200, "another shop must keep answering");
         }
-        for (status, out) in busy.join().unwrap() {
+        for (status, out) in busy.into_iter().flat_map(|b| b.join().unwrap()) {
             assert_eq!(status, 200, "{out}");
             assert_eq!(out["output"]["message"], "spun 100000000", "{out}");
             assert!(
@@ -287,11 +297,16 @@ fn a_slow_but_legal_plugin_answers_from_the_slow_lane() {
     });
     let (_, metrics) = get(&s, "/metrics", None);
     let metrics = metrics.as_str().unwrap();
-    // Moved once; the next two calls went to the slow lane directly.
+    // The reused instance was kept for the next call.
     assert!(
-        metrics.contains(r#"kefu_calls_offloaded_total{shop="busy"} 1"#),
+        metrics.contains("kefu_reused_instances_idle 1\n"),
         "{metrics}"
     );
+    // Moved once each; the next two calls went to the slow lane directly.
+    for shop in ["busy", "busy-reused"] {
+        let moved = format!("kefu_calls_offloaded_total{{shop=\"{shop}\"}} 1\n");
+        assert!(metrics.contains(&moved), "{shop}: {metrics}");
+    }
     assert!(!metrics.contains(r#"kefu_calls_offloaded_total{shop="apparel"}"#));
 }
 

@@ -47,7 +47,8 @@ TOML
 }
 
 # SHOPS shops of the bundled plugins in "$work/shops" (shop-1 .. shop-N),
-# each answering to "$KEFU_LOAD_KEY", and "$work/kefu.toml" serving them.
+# each answering to "$KEFU_LOAD_KEY", and "$work/kefu.toml" serving them;
+# with KEFU_LOAD_REUSE=STEP each shop's STEP reuses its instances.
 many_shops() {
     local shops="$1" hash i
     hash="$(printf %s "$KEFU_LOAD_KEY" | sha256sum | cut -d' ' -f1)"
@@ -55,6 +56,9 @@ many_shops() {
     for i in $(seq 1 "$shops"); do
         mkdir -p "$work/shops/shop-$i"
         printf 'name = "shop %s"\napi_key_sha256 = "%s"\n' "$i" "$hash" > "$work/shops/shop-$i/shop.toml"
+        if [ -n "${KEFU_LOAD_REUSE:-}" ]; then
+            printf '[steps.%s]\ninstances = "reuse"\n' "$KEFU_LOAD_REUSE" >> "$work/shops/shop-$i/shop.toml"
+        fi
     done
     cat > "$work/kefu.toml" <<TOML
 listen = "127.0.0.1:0"

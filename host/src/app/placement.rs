@@ -49,18 +49,14 @@ pub async fn call(
     ctx: CallContext,
     input: StepInput,
 ) -> Result<(CallOutcome, StepInput), String> {
-    if active.pool.is_some() {
-        return blocking(move || {
-            let outcome = active.call(&runtime, ctx, &input);
-            (outcome, input)
-        })
-        .await;
-    }
     let slow = now_ms() < active.slow_until_ms.load(Ordering::Relaxed);
     let marker = active.clone();
     let shop = ctx.shop.clone();
     let mut call = Box::pin(async move {
-        let outcome = active.plugin.call_async(&runtime, ctx, &input).await;
+        let outcome = match &active.pool {
+            Some(pool) => pool.call_async(&runtime, ctx, &input).await,
+            None => active.plugin.call_async(&runtime, ctx, &input).await,
+        };
         (outcome, input)
     });
     if !slow {
@@ -175,12 +171,6 @@ pub(crate) fn pin_to_first_core() {}
 /// Poll `fut` once with the current task's waker.
 async fn poll_once<F: Future + Unpin>(mut fut: F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut fut).poll(cx))).await
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| format!("plugin task failed: {e}"))
 }
 
 #[cfg(all(test, target_os = "linux"))]

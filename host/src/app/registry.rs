@@ -4,9 +4,8 @@
 
 use super::replay::shadow::Shadow;
 use super::rollout::{Canary, StepPolicy};
-use crate::runtime::{CallContext, CallOutcome, Plugin, ReusePool, Runtime};
+use crate::runtime::{Plugin, ReusePool};
 use crate::steps::Step;
-use crate::steps::StepInput;
 use crate::storage::{VersionRecord, VersionSource};
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -97,14 +96,6 @@ impl CallMetrics {
 }
 
 impl ActivePlugin {
-    /// Run one call, on a kept instance when the step reuses them.
-    pub fn call(&self, runtime: &Runtime, ctx: CallContext, input: &StepInput) -> CallOutcome {
-        match &self.pool {
-            Some(pool) => pool.call(runtime, ctx, input),
-            None => self.plugin.call(runtime, ctx, input),
-        }
-    }
-
     /// Count one call of `shop`'s `step`, in the listing and the metrics.
     pub fn count(&self, shop: &str, step: Step, ok: bool, duration: std::time::Duration) {
         let metrics = self

@@ -67,10 +67,16 @@ pub(super) fn new_store(rt: &Runtime, ctx: CallContext) -> Store<CallState> {
 /// A store for an async call: every epoch tick the plugin yields to the
 /// executor (so a slow plugin cannot hold an async thread), and after the
 /// timeout's ticks it is interrupted, as in a synchronous call.
-fn new_async_store(rt: &Runtime, ctx: CallContext) -> Store<CallState> {
+pub(super) fn new_async_store(rt: &Runtime, ctx: CallContext) -> Store<CallState> {
     let mut store = new_store(rt, ctx);
-    // Wall-clock, not a count of ticks: a call that waits for a thread
-    // does not see every tick.
+    arm_async(rt, &mut store);
+    store
+}
+
+/// Set `store` for one async call from now: yield at every tick, and be
+/// interrupted once the timeout has passed. Wall-clock, not a count of
+/// ticks: a call that waits for a thread does not see every tick.
+pub(super) fn arm_async(rt: &Runtime, store: &mut Store<CallState>) {
     let deadline = Instant::now() + rt.limits().timeout();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
@@ -80,7 +86,6 @@ fn new_async_store(rt: &Runtime, ctx: CallContext) -> Store<CallState> {
             UpdateDeadline::Yield(1)
         })
     });
-    store
 }
 
 impl Plugin {
@@ -100,19 +105,9 @@ impl Plugin {
         }
         let now = ctx.now;
         let mut store = new_async_store(rt, ctx);
-        let called = match self.pre_async.instantiate_async(&mut store).await {
-            Ok(instance) => {
-                let call = Call {
-                    store: &mut store,
-                    instance: &instance,
-                    plugin: self,
-                };
-                let returned = input.visit_async(call).await;
-                returned.map(|r| (instance, r))
-            }
-            Err(e) => Err(e),
-        };
-        self.finish(rt, &mut store, called, input, now, start).0
+        self.run_async(rt, &mut store, None, input, now, start)
+            .await
+            .0
     }
 
     /// Run the plugin once on `input`, in a fresh instance.
@@ -196,6 +191,36 @@ impl Plugin {
             };
             input.visit(call).map(|r| (instance, r))
         });
+        self.finish(rt, store, called, input, now, start)
+    }
+
+    /// [`Plugin::run`] in a store made for async calls
+    /// ([`new_async_store`]), yielding at every epoch tick.
+    pub(super) async fn run_async(
+        &self,
+        rt: &Runtime,
+        store: &mut Store<CallState>,
+        instance: Option<Instance>,
+        input: &StepInput,
+        now: i64,
+        start: Instant,
+    ) -> (CallOutcome, Option<Instance>) {
+        let instance = match instance {
+            Some(instance) => Ok(instance),
+            None => self.pre_async.instantiate_async(&mut *store).await,
+        };
+        let called = match instance {
+            Ok(instance) => {
+                let call = Call {
+                    store: &mut *store,
+                    instance: &instance,
+                    plugin: self,
+                };
+                let returned = input.visit_async(call).await;
+                returned.map(|r| (instance, r))
+            }
+            Err(e) => Err(e),
+        };
         self.finish(rt, store, called, input, now, start)
     }
 

@@ -6,9 +6,14 @@
 //! serves the shop it was created for; the host-side store data (shop
 //! scope, config, time, logs) is reset before every call. An instance that
 //! trapped or timed out is dropped, never reused.
+//!
+//! The server calls reused instances like fresh ones, on the request's
+//! async task ([`ReusePool::call_async`]); `kefu run --reuse` calls them
+//! synchronously. An instance serves calls of the kind it was made for
+//! (their WASI is linked differently).
 
 use super::Runtime;
-use super::call::{CallContext, CallOutcome, new_store};
+use super::call::{CallContext, CallOutcome, arm_async, new_async_store, new_store};
 use super::engine::deadline_ticks;
 use super::host::CallState;
 use super::load::Plugin;
@@ -36,6 +41,8 @@ struct Idle {
     store: Store<CallState>,
     instance: Instance,
     stamp: u64,
+    /// Made for async calls.
+    is_async: bool,
 }
 
 type IdleList = Mutex<Vec<Idle>>;
@@ -136,45 +143,100 @@ impl ReusePool {
             return refused;
         }
         let now = ctx.now;
-        let taken = lock(&self.idle).pop();
-        let (mut store, instance) = match taken {
-            Some(Idle {
-                mut store,
-                instance,
-                ..
-            }) => {
-                rt.idle_instances().count.fetch_sub(1, Ordering::AcqRel);
-                let scope = StateScope::new(ctx.shop, ctx.plugin);
-                store
-                    .data_mut()
-                    .reset(scope, ctx.state, ctx.config_json, ctx.now);
+        let (mut store, instance) = match self.take(rt, false) {
+            Some((mut store, instance)) => {
+                reset(&mut store, ctx);
                 store.set_epoch_deadline(deadline_ticks(rt.limits().timeout()));
+                store.epoch_deadline_trap();
                 (store, Some(instance))
             }
             None => (new_store(rt, ctx), None),
         };
         let (outcome, instance) = self.plugin.run(rt, &mut store, instance, input, now, start);
-        if let Some(instance) = instance {
-            let all = self.all.get_or_init(|| rt.idle_instances().clone());
-            let stamp = all.stamps.fetch_add(1, Ordering::Relaxed);
-            let kept = {
-                let mut idle = lock(&self.idle);
-                let room = idle.len() < MAX_IDLE;
-                if room {
-                    idle.push(Idle {
-                        store,
-                        instance,
-                        stamp,
-                    });
-                }
-                room
-            };
-            if kept {
-                all.kept(&self.idle, stamp);
-            }
-        }
+        self.put_back(rt, store, instance, false);
         outcome
     }
+
+    /// [`ReusePool::call`] on the calling task, yielding at every epoch
+    /// tick like a fresh instance's call (`Plugin::call_async`), so that
+    /// the server runs it inline and moves it to the slow lane only if it
+    /// runs long.
+    pub async fn call_async(
+        &self,
+        rt: &Runtime,
+        ctx: CallContext,
+        input: &StepInput,
+    ) -> CallOutcome {
+        let start = Instant::now();
+        if let Some(refused) = self.plugin.refuse_wrong_step(input, start) {
+            return refused;
+        }
+        let now = ctx.now;
+        let (mut store, instance) = match self.take(rt, true) {
+            Some((mut store, instance)) => {
+                reset(&mut store, ctx);
+                arm_async(rt, &mut store);
+                (store, Some(instance))
+            }
+            None => (new_async_store(rt, ctx), None),
+        };
+        let (outcome, instance) = self
+            .plugin
+            .run_async(rt, &mut store, instance, input, now, start)
+            .await;
+        self.put_back(rt, store, instance, true);
+        outcome
+    }
+
+    /// An idle instance of the kind asked for (the most recently kept).
+    fn take(&self, rt: &Runtime, is_async: bool) -> Option<(Store<CallState>, Instance)> {
+        let Idle {
+            store, instance, ..
+        } = {
+            let mut idle = lock(&self.idle);
+            let at = idle.iter().rposition(|i| i.is_async == is_async)?;
+            idle.remove(at)
+        };
+        rt.idle_instances().count.fetch_sub(1, Ordering::AcqRel);
+        Some((store, instance))
+    }
+
+    /// Keep an instance fit for another call, if there is room.
+    fn put_back(
+        &self,
+        rt: &Runtime,
+        store: Store<CallState>,
+        instance: Option<Instance>,
+        is_async: bool,
+    ) {
+        let Some(instance) = instance else { return };
+        let all = self.all.get_or_init(|| rt.idle_instances().clone());
+        let stamp = all.stamps.fetch_add(1, Ordering::Relaxed);
+        let kept = {
+            let mut idle = lock(&self.idle);
+            let room = idle.len() < MAX_IDLE;
+            if room {
+                idle.push(Idle {
+                    store,
+                    instance,
+                    stamp,
+                    is_async,
+                });
+            }
+            room
+        };
+        if kept {
+            all.kept(&self.idle, stamp);
+        }
+    }
+}
+
+/// An idle instance's host-side data, for the call `ctx`.
+fn reset(store: &mut Store<CallState>, ctx: CallContext) {
+    let scope = StateScope::new(ctx.shop, ctx.plugin);
+    store
+        .data_mut()
+        .reset(scope, ctx.state, ctx.config_json, ctx.now);
 }
 
 impl Drop for ReusePool {
