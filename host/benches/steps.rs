@@ -1,5 +1,6 @@
 //! One call of each default step: the same rule compiled natively (the
-//! floor), in a fresh instance and in a reused instance, on the example
+//! floor), in a fresh instance and in a reused instance (each called
+//! synchronously and, as the server calls it, async), on the example
 //! inputs and the tea-oil shop's config. After criterion's figures, a table
 //! of per-call p50 and the ratio to native, measured in the same run.
 //!
@@ -84,6 +85,7 @@ struct Setup {
     fresh: Box<dyn Fn() -> bool>,
     fresh_async: Box<dyn Fn() -> bool>,
     reused: Box<dyn Fn() -> bool>,
+    reused_async: Box<dyn Fn() -> bool>,
 }
 
 /// Drive a future to its end on this thread, as the server's first poll
@@ -153,10 +155,17 @@ fn setups(rt: &Arc<Runtime>) -> Vec<Setup> {
                     .result
                     .is_ok()
             });
+            let (pool4, rt4, input4, ctx4) =
+                (pool.clone(), rt2.clone(), input2.clone(), ctx2.clone());
             let reused: Box<dyn Fn() -> bool> =
                 Box::new(move || pool.call(&rt2, ctx2.clone(), &input2).result.is_ok());
+            let reused_async: Box<dyn Fn() -> bool> = Box::new(move || {
+                drive(pool4.call_async(&rt4, ctx4.clone(), &input4))
+                    .result
+                    .is_ok()
+            });
             assert!(
-                fresh() && fresh_async() && reused(),
+                fresh() && fresh_async() && reused() && reused_async(),
                 "{} fails in wasm",
                 case.example
             );
@@ -166,6 +175,7 @@ fn setups(rt: &Arc<Runtime>) -> Vec<Setup> {
                 fresh,
                 fresh_async,
                 reused,
+                reused_async,
             }
         })
         .collect()
@@ -212,22 +222,40 @@ fn main() {
         group.bench_function(BenchmarkId::new("wasm-reused", ""), |b| {
             b.iter(|| (s.reused)())
         });
+        group.bench_function(BenchmarkId::new("wasm-reused-async", ""), |b| {
+            b.iter(|| (s.reused_async)())
+        });
         group.finish();
     }
     c.final_summary();
 
     println!("\nper-call p50 over 20,000 calls each, in turns of 1,000 (µs), and ratio to native");
     println!(
-        "{:<20} {:>10} {:>12} {:>8} {:>12} {:>8} {:>12} {:>8}",
-        "step", "native", "wasm-fresh", "x", "fresh-async", "x", "wasm-reused", "x"
+        "{:<20} {:>10} {:>12} {:>8} {:>12} {:>8} {:>12} {:>8} {:>12} {:>8}",
+        "step",
+        "native",
+        "wasm-fresh",
+        "x",
+        "fresh-async",
+        "x",
+        "wasm-reused",
+        "x",
+        "reused-async",
+        "x"
     );
     for s in &setups {
-        let calls: [&dyn Fn() -> bool; 4] = [&s.native, &s.fresh, &s.fresh_async, &s.reused];
-        let [n, f, a, r] = p50s(&calls, 20_000)[..] else {
-            unreachable!("four calls, four medians")
+        let calls: [&dyn Fn() -> bool; 5] = [
+            &s.native,
+            &s.fresh,
+            &s.fresh_async,
+            &s.reused,
+            &s.reused_async,
+        ];
+        let [n, f, a, r, ra] = p50s(&calls, 20_000)[..] else {
+            unreachable!("five calls, five medians")
         };
         println!(
-            "{:<20} {:>10.2} {:>12.2} {:>8.1} {:>12.2} {:>8.1} {:>12.2} {:>8.1}",
+            "{:<20} {:>10.2} {:>12.2} {:>8.1} {:>12.2} {:>8.1} {:>12.2} {:>8.1} {:>12.2} {:>8.1}",
             s.name,
             n,
             f,
@@ -235,7 +263,9 @@ fn main() {
             a,
             a / n,
             r,
-            r / n
+            r / n,
+            ra,
+            ra / n
         );
     }
 }
