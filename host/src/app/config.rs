@@ -375,10 +375,12 @@ pub struct StepFile {
     pub plugin: Option<PathBuf>,
     /// The plugin's config: a TOML/JSON file path or an inline table.
     pub config: Option<ConfigRef>,
-    /// "fresh" (default): a new instance per call; "reuse": instances are
-    /// kept between calls of this shop's step.
+    /// "fresh": a new instance per call; "reuse": instances are kept
+    /// between calls of this shop's step. Default: fresh for the shop's
+    /// own plugin, reuse for the bundled one (kefu's own code, which keeps
+    /// nothing between calls).
     #[serde(default)]
-    pub instances: InstanceMode,
+    pub instances: Option<InstanceMode>,
     /// What answers when the plugin fails: "previous" (default), "default"
     /// or "error" (see docs/rollouts.md).
     #[serde(default)]
@@ -454,7 +456,8 @@ impl std::fmt::Debug for Webhook {
 pub struct StepSpec {
     pub plugin: Option<PathBuf>,
     pub config_json: String,
-    pub instances: InstanceMode,
+    /// As the folder says it (none: the default, see [`StepFile`]).
+    pub instances: Option<InstanceMode>,
     /// Fallback and canary analysis.
     pub policy: StepPolicy,
     /// The folder's canary of the step, if it has one.

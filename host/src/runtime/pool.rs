@@ -32,9 +32,17 @@ pub const MAX_IDLE: usize = 4;
 
 /// Idle instances kept across every pool of a runtime: half the engine's
 /// instance slots (`engine::POOL_INSTANCES`), so that 1,000 shops that
-/// all reuse instances leave room for the calls running; past it the
-/// least recently used idle instance anywhere is dropped.
+/// all reuse instances leave room for the calls running. Past it, the
+/// least recently used idle instance anywhere gives way if it has been
+/// idle [`KEEP_FOR`]; if every one was used more lately, the instance
+/// just used is dropped instead. (Giving way at once, under calls spread
+/// evenly over more pools than the cap, would drop every instance before
+/// its next call: each call then pays a fresh instance and an eviction,
+/// 1,000 shops answered 0.75-0.85x as fast as with fresh instances.)
 pub const MAX_IDLE_TOTAL: usize = 500;
+
+/// How long an idle instance is kept, at the cap, against newer ones.
+pub const KEEP_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One idle instance, and when it was last put back.
 struct Idle {
@@ -58,10 +66,10 @@ pub(crate) struct IdleInstances {
     /// Idle instances now, in all pools.
     count: AtomicUsize,
     stamps: AtomicU64,
-    /// (pool, stamp) of each instance put back, oldest first; an entry
-    /// whose instance was taken since, or whose pool is gone, is stale
-    /// and skipped.
-    queue: Mutex<VecDeque<(Weak<IdleList>, u64)>>,
+    /// (pool, stamp, when) of each instance put back, oldest first; an
+    /// entry whose instance was taken since, or whose pool is gone, is
+    /// stale and skipped.
+    queue: Mutex<VecDeque<(Weak<IdleList>, u64, Instant)>>,
 }
 
 impl IdleInstances {
@@ -80,28 +88,44 @@ impl IdleInstances {
     }
 
     /// An instance was put back in `list` with `stamp`: past the cap, drop
-    /// the least recently used idle ones.
+    /// the least recently used idle one if it has been idle [`KEEP_FOR`],
+    /// else this one.
     fn kept(&self, list: &Arc<IdleList>, stamp: u64) {
         let mut victims = Vec::new();
         {
             let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.push_back((Arc::downgrade(list), stamp));
+            let now = Instant::now();
+            queue.push_back((Arc::downgrade(list), stamp, now));
             let mut count = self.count.fetch_add(1, Ordering::AcqRel) + 1;
             while count > self.cap {
-                let Some((pool, stamp)) = queue.pop_front() else {
+                let Some((pool, old, at)) = queue.pop_front() else {
                     break;
                 };
                 let Some(pool) = pool.upgrade() else { continue };
                 let mut idle = lock(&pool);
-                if let Some(at) = idle.iter().position(|i| i.stamp == stamp) {
-                    victims.push(idle.remove(at));
-                    count = self.count.fetch_sub(1, Ordering::AcqRel) - 1;
+                let Some(i) = idle.iter().position(|i| i.stamp == old) else {
+                    continue;
+                };
+                if old != stamp && now.duration_since(at) < KEEP_FOR {
+                    // Every idle instance was used lately: keep them all
+                    // and let the one just used go.
+                    drop(idle);
+                    queue.push_front((Arc::downgrade(&pool), old, at));
+                    queue.pop_back();
+                    let mut mine = lock(list);
+                    if let Some(j) = mine.iter().position(|i| i.stamp == stamp) {
+                        victims.push(mine.remove(j));
+                        count = self.count.fetch_sub(1, Ordering::AcqRel) - 1;
+                    }
+                    break;
                 }
+                victims.push(idle.remove(i));
+                count = self.count.fetch_sub(1, Ordering::AcqRel) - 1;
             }
             // Stale entries (instances taken since) pile up under steady
             // reuse: drop them once they outnumber the live ones.
             if queue.len() > 2 * self.cap.max(count) + 1024 {
-                queue.retain(|(pool, stamp)| {
+                queue.retain(|(pool, stamp, _)| {
                     pool.upgrade()
                         .is_some_and(|p| lock(&p).iter().any(|i| i.stamp == *stamp))
                 });

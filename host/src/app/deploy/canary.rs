@@ -713,11 +713,11 @@ impl Deployer {
             Some(&StepSpec {
                 plugin: spec.plugin.clone(),
                 config_json: spec.config_json.clone(),
-                instances: if active.pool.is_some() {
+                instances: Some(if active.pool.is_some() {
                     InstanceMode::Reuse
                 } else {
                     InstanceMode::Fresh
-                },
+                }),
                 policy: Default::default(),
                 canary: None,
             }),

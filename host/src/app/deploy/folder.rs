@@ -375,7 +375,10 @@ impl Deployer {
         spec: Option<&StepSpec>,
     ) -> Result<Candidate, String> {
         let config_json = spec.map_or_else(|| "{}".to_string(), |s| s.config_json.clone());
-        let reuse = spec.is_some_and(|s| s.instances == InstanceMode::Reuse);
+        let asked = spec.and_then(|s| s.instances);
+        // The bundled plugins keep nothing between calls: reused unless
+        // the folder says otherwise.
+        let reuse = |default| asked.map_or(default, |m| m == InstanceMode::Reuse);
         Ok(match spec.and_then(|s| s.plugin.as_ref()) {
             Some(path) => {
                 let bytes = read_plugin(path).map_err(|e| e.to_string())?;
@@ -384,7 +387,7 @@ impl Deployer {
                     bytes: Cow::Owned(bytes),
                     config_json,
                     source: PluginSource::File(path.clone()),
-                    reuse,
+                    reuse: reuse(false),
                 }
             }
             None => Candidate {
@@ -392,7 +395,7 @@ impl Deployer {
                 digest: default_digest(step).to_string(),
                 config_json,
                 source: PluginSource::Bundled,
-                reuse,
+                reuse: reuse(true),
             },
         })
     }
