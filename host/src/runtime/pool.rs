@@ -170,8 +170,9 @@ impl ReusePool {
         let (mut store, instance) = match self.take(rt, false) {
             Some((mut store, instance)) => {
                 reset(&mut store, ctx);
+                // Made by `new_store` for synchronous calls: it traps at
+                // its deadline; only the deadline is new.
                 store.set_epoch_deadline(deadline_ticks(rt.limits().timeout()));
-                store.epoch_deadline_trap();
                 (store, Some(instance))
             }
             None => (new_store(rt, ctx), None),
