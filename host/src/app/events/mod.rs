@@ -1,13 +1,15 @@
 //! Workflows: a shop's marketplace events in, its flow and steps run in
 //! order, timers and actions out. Events are accepted into a durable
 //! inbox (`input`), processed one subject at a time by the worker
-//! (`worker`, `process`), and what each made is kept in one commit; the
-//! views here answer the API (an event, the actions, a timeline).
+//! (`worker`, `process`), and what each made is kept in one commit,
+//! written by the inbox's own threads (`writer`); the views here answer
+//! the API (an event, the actions, a timeline).
 
 pub mod input;
 mod process;
 pub mod simulate;
 pub mod worker;
+mod writer;
 
 pub use process::{MAX_FLOW_CALLS, MAX_STEP_RUNS};
 

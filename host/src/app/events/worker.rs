@@ -4,6 +4,7 @@
 //! due timers into `timer.fired` events.
 
 use super::process::{Outcome, process};
+use super::writer::Writers;
 use crate::app::App;
 use crate::app::registry::now_ms;
 use crate::bindings::flow::{Event, EventData, RevisitEvent, Subject, TimerEvent};
@@ -61,6 +62,13 @@ fn subject_key(e: &PendingRef) -> String {
 /// Process pending events until `stop`.
 pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) {
     let inbox = app.inbox.clone();
+    let writers = match Writers::start(app.storage.clone()) {
+        Ok(w) => Arc::new(w),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the event writers: events stay in the inbox");
+            return;
+        }
+    };
     tokio::spawn(async move {
         let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
         let said = crate::app::said::Said::default();
@@ -110,9 +118,9 @@ pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) {
                     break;
                 };
                 inbox.busy().insert(key.clone());
-                let (app, inbox) = (app.clone(), inbox.clone());
+                let (app, inbox, writers) = (app.clone(), inbox.clone(), writers.clone());
                 tokio::spawn(async move {
-                    handle(&app, event).await.unwrap_or_else(|why| {
+                    handle(&app, &writers, event).await.unwrap_or_else(|why| {
                         tracing::warn!(subject = %key.replace('\0', "/"), reason = %why, "event left in the inbox for later");
                         inbox.later().insert(key.clone(), Instant::now() + LATER);
                     });
@@ -133,7 +141,7 @@ pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) {
 
 /// Process one event and keep the result; an error says why it stays
 /// pending.
-async fn handle(app: &Arc<App>, entry: PendingRef) -> Result<(), String> {
+async fn handle(app: &Arc<App>, writers: &Writers, entry: PendingRef) -> Result<(), String> {
     // The inbox list may be older than the last commit of its subject:
     // only an event still pending, in the same place in line, is
     // processed (the subject is this task's alone now).
@@ -162,16 +170,11 @@ async fn handle(app: &Arc<App>, entry: PendingRef) -> Result<(), String> {
         Outcome::Commit(c) => c,
         Outcome::Later(why) => return Err(why),
     };
-    let storage = app.storage.clone();
     let status = commit.event.status;
-    let commit =
-        tokio::task::spawn_blocking(move || storage.commit_event(&commit).map(|()| commit))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| {
-                app.committer.write_failed(&e);
-                e.to_string()
-            })?;
+    let commit = writers.commit(commit).await.map_err(|e| {
+        app.committer.write_failed(&e);
+        e.to_string()
+    })?;
     app.durable().await.map_err(|e| e.to_string())?;
     for (d, _) in &commit.decisions {
         if let Some(shop) = app.registry.get(&d.shop)
