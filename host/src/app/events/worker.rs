@@ -62,7 +62,8 @@ fn subject_key(e: &PendingRef) -> String {
 /// Process pending events until `stop`.
 pub fn spawn(app: Arc<App>, stop: Arc<AtomicBool>) {
     let inbox = app.inbox.clone();
-    let writers = match Writers::start(app.storage.clone()) {
+    let threads = super::writer::threads(app.cluster.is_some(), PARALLEL);
+    let writers = match Writers::start(app.storage.clone(), threads) {
         Ok(w) => Arc::new(w),
         Err(e) => {
             tracing::error!(error = %e, "cannot start the event writers: events stay in the inbox");

@@ -3,7 +3,8 @@
 //! blocking pool one by one, thousands a second, the pool's own hand-offs
 //! (its lock, waking and parking its threads) cost a sixth of the CPU of
 //! an event, and its many threads contend inside the store. Here each
-//! commit goes to one of a few threads, in turn, over a channel.
+//! commit goes to one of a few threads, in turn, over a channel (to one
+//! of many for a networked store, whose commits wait on the network).
 
 use crate::storage::{EventCommit, Storage, StorageError};
 use std::sync::Arc;
@@ -11,10 +12,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
-/// Threads writing commits: as many as this machine has cores, at most
-/// this (measured on two cores: one or two threads alike, both well
-/// ahead of the blocking pool).
-const MAX_THREADS: usize = 2;
+/// Threads writing commits to a local store: as many as this machine has
+/// cores, at most this (measured on two cores: one or two threads alike,
+/// both well ahead of the blocking pool).
+const MAX_LOCAL_THREADS: usize = 2;
+
+/// How many threads write to a store: a local one is busy on the CPU
+/// while it writes (a few threads); a networked one mostly waits for each
+/// commit's round trip, so it gets one thread per event processed at
+/// once (`parallel`), as many as the blocking pool gave it.
+pub fn threads(networked: bool, parallel: usize) -> usize {
+    if networked {
+        return parallel.max(1);
+    }
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_LOCAL_THREADS)
+}
 
 type Done = Result<Box<EventCommit>, StorageError>;
 type Job = (Box<EventCommit>, oneshot::Sender<Done>);
@@ -27,11 +41,9 @@ pub struct Writers {
 }
 
 impl Writers {
-    /// Start the threads writing to `storage`.
-    pub fn start(storage: Arc<dyn Storage>) -> std::io::Result<Self> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, MAX_THREADS);
+    /// Start `threads` threads writing to `storage`.
+    pub fn start(storage: Arc<dyn Storage>, threads: usize) -> std::io::Result<Self> {
+        let threads = threads.max(1);
         let mut lanes = Vec::with_capacity(threads);
         for i in 0..threads {
             let (tx, rx) = mpsc::channel::<Job>();
@@ -108,7 +120,7 @@ mod tests {
     async fn commits_sent_together_are_all_kept_and_come_back() {
         let dir = tempfile::tempdir().unwrap();
         let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
-        let writers = Arc::new(Writers::start(storage.clone()).unwrap());
+        let writers = Arc::new(Writers::start(storage.clone(), threads(false, 32)).unwrap());
         let mut tasks = Vec::new();
         for n in 0..50u64 {
             let commit = commit_of(&*storage, &format!("e{n}"));
