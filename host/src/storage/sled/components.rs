@@ -116,7 +116,6 @@ fn io(path: &Path, e: std::io::Error) -> StorageError {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{once_unlocked, reopen};
     use super::*;
     use crate::storage::SledStorage;
     use crate::storage::{Durable, VersionStore};
@@ -130,7 +129,7 @@ mod tests {
             old.insert("digest-1", vec![7u8; 300 << 10]).unwrap();
             db.flush().unwrap();
         }
-        let store = reopen(dir.path());
+        let store = SledStorage::open(dir.path()).unwrap();
         assert_eq!(
             store.component("digest-1").unwrap(),
             Some(vec![7u8; 300 << 10])
@@ -139,10 +138,10 @@ mod tests {
         drop(store);
         // The main store no longer has them; the component store does,
         // across a restart.
-        let db = once_unlocked(|| sled::open(dir.path()));
+        let db = sled::open(dir.path()).unwrap();
         assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"blobs"));
         drop(db);
-        let store = reopen(dir.path());
+        let store = SledStorage::open(dir.path()).unwrap();
         assert_eq!(
             store.component("digest-1").unwrap().map(|b| b.len()),
             Some(300 << 10)
@@ -157,7 +156,7 @@ mod tests {
             db.insert("digest-2", vec![9u8; 2 << 20]).unwrap();
             db.flush().unwrap();
         }
-        let store = reopen(dir.path());
+        let store = SledStorage::open(dir.path()).unwrap();
         assert_eq!(
             store.component("digest-2").unwrap(),
             Some(vec![9u8; 2 << 20])
@@ -168,7 +167,7 @@ mod tests {
         );
         assert!(dir.path().join(FOLDER).join("digest-2.wasm").is_file());
         drop(store);
-        let store = reopen(dir.path());
+        let store = SledStorage::open(dir.path()).unwrap();
         assert_eq!(
             store.component("digest-2").unwrap().map(|b| b.len()),
             Some(2 << 20)

@@ -8,27 +8,6 @@ use crate::storage::{
     RevisitStore,
 };
 
-/// What `open` opens, once a handle just dropped lets go of its files:
-/// sled's flusher thread holds the lock a moment longer.
-pub(super) fn once_unlocked<T, E: std::fmt::Debug + std::fmt::Display>(
-    open: impl Fn() -> Result<T, E>,
-) -> T {
-    for _ in 0..100 {
-        match open() {
-            Err(e) if e.to_string().contains("could not acquire lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            opened => return opened.unwrap(),
-        }
-    }
-    open().unwrap()
-}
-
-/// The store in `dir`, opened again after a handle was dropped.
-pub(super) fn reopen(dir: &std::path::Path) -> SledStorage {
-    once_unlocked(|| SledStorage::open(dir))
-}
-
 fn decision(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision {
     let d = made(store, shop, step, at_ms);
     store.record_decision(&d, &Effects::None).unwrap();
@@ -179,7 +158,7 @@ fn cut_short(
         Failure::Crash => {
             store.flush().unwrap();
             drop(store);
-            reopen(dir)
+            SledStorage::open(dir).unwrap()
         }
     }
 }
@@ -394,7 +373,7 @@ fn an_event_and_all_it_made_are_committed_together_or_not_at_all() {
         if failure == Failure::Crash {
             store.flush().unwrap();
             drop(store);
-            store = reopen(dir.path());
+            store = SledStorage::open(dir.path()).unwrap();
         }
         // Nothing of it: the event still pending and first in line, the
         // state and the timer as before, no decision, no action.
@@ -617,7 +596,16 @@ fn a_store_without_the_index_gets_one_at_open() {
         store.decision_subjects.clear().unwrap();
         store.db.flush().unwrap();
     }
-    let store = reopen(dir.path());
+    let mut tries = 0;
+    let store = loop {
+        match SledStorage::open(dir.path()) {
+            Err(StorageError::Locked(_)) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            opened => break opened.unwrap(),
+        }
+    };
     let found = store
         .decisions(&DecisionQuery {
             shop: "s".into(),
