@@ -26,6 +26,8 @@ use std::path::Path;
 
 /// sled's page cache unless configured: enough for the hot decision log.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+/// How long opening waits for a lock a dropped handle still holds.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct SledStorage {
     db: sled::Db,
@@ -97,21 +99,36 @@ impl SledStorage {
 
     /// Open with a page cache of `cache_bytes`.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StorageError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                // sled takes an exclusive lock on its files at open, and
-                // says so in an `Other` error when it cannot.
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("could not acquire lock") =>
-                {
-                    StorageError::Locked(io.to_string())
+        let open = || {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .open()
+                .map_err(|e| match e {
+                    // sled takes an exclusive lock on its files at open, and
+                    // says so in an `Other` error when it cannot.
+                    sled::Error::Io(io)
+                        if io.kind() == std::io::ErrorKind::WouldBlock
+                            || io.to_string().contains("could not acquire lock") =>
+                    {
+                        StorageError::Locked(io.to_string())
+                    }
+                    e => backend(e),
+                })
+        };
+        // A handle to the store dropped in this process lets go of the
+        // lock a moment later (sled's shared I/O threads finish its work
+        // first; longer when other stores keep them busy): wait that out.
+        // Another process holding it is still refused, after the wait.
+        let started = std::time::Instant::now();
+        let db = loop {
+            match open() {
+                Err(StorageError::Locked(_)) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                e => backend(e),
-            })?;
+                opened => break opened?,
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         // Stores written by earlier builds kept a second, global time
         // index of the decision log; retention no longer needs it.

@@ -187,18 +187,8 @@ mod tests {
             store.set(&b, "k1", "other").unwrap();
             Durable::flush(&store).unwrap();
         }
-        // sled's flusher thread lets go of the store's lock a moment after
-        // the handle is dropped.
-        let mut tries = 0;
-        let store = loop {
-            match SledStorage::open(dir.path()) {
-                Err(crate::storage::StorageError::Locked(_)) if tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                opened => break opened.unwrap(),
-            }
-        };
+        // Opening waits out the lock the dropped handle still holds.
+        let store = SledStorage::open(dir.path()).unwrap();
         assert_eq!(store.get(&a, "k1").unwrap().as_deref(), Some("v1"));
         assert_eq!(store.list_keys(&a, "k", None, 10).unwrap(), ["k1", "k2"]);
         assert_eq!(store.get(&b, "k2").unwrap(), None);

@@ -596,16 +596,7 @@ fn a_store_without_the_index_gets_one_at_open() {
         store.decision_subjects.clear().unwrap();
         store.db.flush().unwrap();
     }
-    let mut tries = 0;
-    let store = loop {
-        match SledStorage::open(dir.path()) {
-            Err(StorageError::Locked(_)) if tries < 100 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            opened => break opened.unwrap(),
-        }
-    };
+    let store = SledStorage::open(dir.path()).unwrap();
     let found = store
         .decisions(&DecisionQuery {
             shop: "s".into(),
@@ -643,4 +634,28 @@ fn orders_confirmed_are_tallied_by_hour() {
         store.orders_confirmed("a", t0 + 1, t0 + 5 * hour).unwrap(),
         vec![(t0 + 2 * hour, 1)]
     );
+}
+
+#[test]
+fn opening_waits_out_a_lock_let_go_of_in_a_moment_and_refuses_one_held_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SledStorage::open(dir.path()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let _ = rx.recv();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(first);
+    });
+    tx.send(()).unwrap();
+    // Let go of 200 ms from now: this open waits for it.
+    let second = SledStorage::open(dir.path()).unwrap();
+    holder.join().unwrap();
+    // Held on past the wait: refused, saying why.
+    let started = std::time::Instant::now();
+    let err = SledStorage::open(dir.path())
+        .err()
+        .expect("the store is held");
+    assert!(matches!(err, StorageError::Locked(_)), "{err}");
+    assert!(started.elapsed() >= LOCK_WAIT, "{:?}", started.elapsed());
+    drop(second);
 }
