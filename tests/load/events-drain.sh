@@ -28,27 +28,7 @@ trap 'kill "$pid" 2>/dev/null || true; [ -n "$work" ] && rm -rf "$work"' EXIT
 drain() { # drain BINARY: prints "events/s busy% us/event"
     kefu="$1"
     work="$(mktemp -d)"
-    local hash
-    hash="$(printf %s "$KEFU_LOAD_KEY" | sha256sum | cut -d' ' -f1)"
-    mkdir -p "$work/shops/shop-1"
-    printf 'name = "shop 1"\napi_key_sha256 = "%s"\n' "$hash" > "$work/shops/shop-1/shop.toml"
-    cat > "$work/kefu.toml" <<TOML
-listen = "127.0.0.1:0"
-data_dir = "$work/data"
-shops_dir = "$work/shops"
-cache_dir = "$work/cache"
-[quotas]
-log_kib_per_window = 100000000
-cpu_ms_per_window = 100000000
-TOML
-    python3 - "$work" <<'PY'
-import json, sys
-work = sys.argv[1]
-greeting = json.load(open("examples/requests/greeting/discount.json"))
-greeting["customer"]["id"] = "__ID__"
-event = {"id": "__ID__", "type": "message.received", "at": 1794967200, "data": greeting}
-open(f"{work}/event.json", "w").write(json.dumps(event, ensure_ascii=False))
-PY
+    events_shop
     start_server
     processed() { curl -s "$addr/metrics" | awk '$1 == "kefu_events_total{status=\"processed\"}" {v=$2} END {print v+0}'; }
     cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }

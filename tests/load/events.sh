@@ -30,27 +30,7 @@ kefu="${KEFU_BIN:-$CARGO_TARGET_DIR/release/kefu}"
 work="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 export KEFU_LOAD_KEY="load-test-key"
-hash="$(printf %s "$KEFU_LOAD_KEY" | sha256sum | cut -d' ' -f1)"
-mkdir -p "$work/shops/shop-1"
-printf 'name = "shop 1"\napi_key_sha256 = "%s"\n' "$hash" > "$work/shops/shop-1/shop.toml"
-cat > "$work/kefu.toml" <<TOML
-listen = "127.0.0.1:0"
-data_dir = "$work/data"
-shops_dir = "$work/shops"
-cache_dir = "$work/cache"
-[quotas]
-log_kib_per_window = 100000000
-cpu_ms_per_window = 100000000
-TOML
-python3 - "$work" <<'PY'
-import json, sys
-work = sys.argv[1]
-greeting = json.load(open("examples/requests/greeting/discount.json"))
-json.dump(greeting, open(f"{work}/greeting.json", "w"), ensure_ascii=False)
-greeting["customer"]["id"] = "__ID__"
-event = {"id": "__ID__", "type": "message.received", "at": 1794967200, "data": greeting}
-open(f"{work}/event.json", "w").write(json.dumps(event, ensure_ascii=False))
-PY
+events_shop
 start_server
 
 metric() { # metric NAME [LABELS]: its value now (0 when absent)
