@@ -68,6 +68,7 @@ fn fill(data: &Path, n: u64) {
             customer: customer.clone(),
             order: Some(order.clone()),
             logs: Vec::new(),
+            event: None,
         };
         let effects = match i % 20 {
             1 => Effects::Refund(RefundRecord {

@@ -83,6 +83,7 @@ fn main() {
                 customer: format!("buyer-{id}"),
                 order: Some(format!("T{id}")),
                 logs: Vec::new(),
+                event: None,
             };
             let size = serde_json::to_vec(&d).unwrap().len() as u64;
             store.record_decision(&d, &Effects::None).unwrap();

@@ -35,6 +35,7 @@ fn entry(
         customer: "tb_xiaowang".into(),
         order: Some("T20261118001".into()),
         logs: Vec::new(),
+        event: None,
     }
 }
 

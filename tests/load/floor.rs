@@ -107,6 +107,7 @@ async fn greeting(
             customer: String::new(),
             order: None,
             logs: Vec::new(),
+            event: None,
         };
         if let Err(e) = storage.record_decision(&decision, &Effects::None) {
             return error(

@@ -327,6 +327,7 @@ impl StepCall<'_> {
             customer: input.customer().to_string(),
             order: input.order().map(str::to_string),
             logs: std::mem::take(&mut outcome.logs),
+            event: None,
         };
         Ok(Decided {
             decision,

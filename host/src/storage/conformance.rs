@@ -86,6 +86,7 @@ fn decision(store: &dyn Storage, shop: &str, step: Step, at_ms: i64, customer: &
         customer: customer.into(),
         order: None,
         logs: Vec::new(),
+        event: None,
     }
 }
 

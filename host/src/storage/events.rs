@@ -59,6 +59,10 @@ pub struct EventRecord {
     pub processed_ms: Option<i64>,
     /// The decisions processing made, in order.
     pub decisions: Vec<DecisionRef>,
+    /// The ids of decisions earlier tries made (a failed try keeps them):
+    /// with `decisions`, every entry of the log this event made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_decisions: Vec<u64>,
     /// The actions it queued (ids in the shop's action list).
     pub actions: Vec<u64>,
     /// Timers it set (name, due) and cancelled (name).
@@ -110,6 +114,7 @@ impl EventRecord {
             attempts: 0,
             processed_ms: None,
             decisions: Vec::new(),
+            earlier_decisions: Vec::new(),
             actions: Vec::new(),
             timers_set: Vec::new(),
             timers_cancelled: Vec::new(),

@@ -207,6 +207,10 @@ pub struct Decision {
     /// call's log budget.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<crate::runtime::LogLine>,
+    /// The workflow event whose processing made the call (its id in the
+    /// shop's inbox); none for a call made over the step's endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 /// One read of a call's plugin state, as the decision log keeps it.

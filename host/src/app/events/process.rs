@@ -111,7 +111,10 @@ pub async fn process(
     let storage = app.storage.clone();
     record.attempts += 1;
     record.processed_ms = Some(clock.map_or_else(now_ms, |c| c * 1000));
-    record.decisions.clear();
+    let earlier = std::mem::take(&mut record.decisions);
+    record
+        .earlier_decisions
+        .extend(earlier.iter().map(|d| d.id));
     record.actions.clear();
     record.timers_set.clear();
     record.timers_cancelled.clear();
@@ -219,7 +222,9 @@ pub async fn process(
             .output
             .as_ref()
             .map(|o| o.get().to_string());
-        commit.decisions.push((decided.decision, decided.effects));
+        let mut decision = decided.decision;
+        decision.event = Some(commit.event.id.clone());
+        commit.decisions.push((decision, decided.effects));
         if let Some(error) = error {
             return fail(commit, error);
         }
@@ -291,7 +296,9 @@ pub async fn process(
                             error: error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
                         },
                     };
-                    commit.decisions.push((decided.decision, decided.effects));
+                    let mut decision = decided.decision;
+                    decision.event = Some(commit.event.id.clone());
+                    commit.decisions.push((decision, decided.effects));
                     queue.push_back(completed(&record, &subject, event_at, step_runs, result));
                 }
                 Action::ScheduleTimer(t) => {

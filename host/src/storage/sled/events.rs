@@ -7,7 +7,9 @@
 //! other writer): the intent holds each key's value before the commit,
 //! the event record (carrying the commit's id) is written last but one,
 //! and at open a leftover intent whose event does not carry its commit is
-//! undone key by key.
+//! undone key by key. Its plain decisions go to the decision log's
+//! segments first and count once the event record lists them
+//! ([`beside_log`]).
 
 use super::decisions::RevisitKeys;
 use super::keys::{SEP, backend, decode, encode, ordered, shop_prefix, timed_key};
@@ -98,6 +100,27 @@ fn action_key(shop: &str, id: u64) -> Vec<u8> {
     let mut k = shop_prefix(shop);
     k.extend_from_slice(&id.to_be_bytes());
     k
+}
+
+/// What the decision log needs of the store: an entry an event commit
+/// appended counts only if the event's record (the commit's mark) lists
+/// it; and sled flushed before a segment's index says its entries count.
+pub(super) fn beside_log(db: &sled::Db, events: &sled::Tree) -> super::log::Beside {
+    let events = events.clone();
+    let db = db.clone();
+    super::log::Beside {
+        keep: Box::new(move |d: &Decision| {
+            let Some(id) = &d.event else {
+                return Ok(true);
+            };
+            let Some(v) = events.get(event_key(&d.shop, id)).map_err(backend)? else {
+                return Ok(false);
+            };
+            let e: EventRecord = decode(&v)?;
+            Ok(e.decisions.iter().any(|r| r.id == d.id) || e.earlier_decisions.contains(&d.id))
+        }),
+        flush: Box::new(move || db.flush().map(|_| ()).map_err(backend)),
+    }
 }
 
 impl SledStorage {
@@ -328,8 +351,14 @@ impl EventStore for SledStorage {
     fn commit_event(&self, c: &EventCommit) -> Result<(), StorageError> {
         let e = &c.event;
         let mut writes: Vec<Write> = Vec::new();
+        // Plain decisions (most) go to the log's segments first: they
+        // count once the event's record, written below, lists them.
+        let mut logged = self.log.in_commit();
         for (d, effects) in &c.decisions {
-            Self::decision_writes(d, effects, &mut writes)?;
+            match effects {
+                Effects::None => logged.append(d, &encode(d)?)?,
+                _ => Self::decision_writes(d, effects, &mut writes)?,
+            }
         }
         if let Some(state) = &c.state {
             writes.push((
@@ -412,6 +441,7 @@ impl EventStore for SledStorage {
         })();
         match written {
             Ok(()) => {
+                logged.kept();
                 self.event_intents.remove(intent_key).map_err(backend)?;
                 for (d, _) in &c.decisions {
                     self.tally(d)?;

@@ -103,6 +103,12 @@ impl SledStorage {
             sled::Config::new()
                 .path(dir)
                 .cache_capacity(cache_bytes)
+                // No flush of its own: an event's record must not be
+                // durable before the decision-log frames it lists, so
+                // every flush syncs the segments first (`Durable::flush`;
+                // a server's runs at least every half second, and a
+                // store dropped is flushed).
+                .flush_every_ms(None)
                 .open()
                 .map_err(|e| match e {
                     // sled takes an exclusive lock on its files at open, and
@@ -135,10 +141,12 @@ impl SledStorage {
         db.drop_tree("decisions_by_time").map_err(backend)?;
         // They also kept component bytes in the `blobs` tree.
         let components = components::Components::open(dir, &db, "blobs")?;
+        let events = tree("events")?;
+        let log = log::Log::open(dir, events::beside_log(&db, &events))?;
         Ok(SledStorage {
             state: tree("state")?,
             decisions: tree("decisions")?,
-            log: log::Log::open(dir)?,
+            log,
             decision_subjects: tree("decision_subjects")?,
             tallies: {
                 let t = tree("tallies")?;
@@ -160,7 +168,7 @@ impl SledStorage {
             shops: tree("shops")?,
             canaries: tree("canaries")?,
             intents: tree("intents")?,
-            events: tree("events")?,
+            events,
             events_pending: tree("events_pending")?,
             events_by_subject: tree("events_by_subject")?,
             subjects: tree("subjects")?,

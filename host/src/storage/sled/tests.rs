@@ -34,6 +34,7 @@ fn made(store: &SledStorage, shop: &str, step: Step, at_ms: i64) -> Decision {
         customer: String::new(),
         order: None,
         logs: Vec::new(),
+        event: None,
     }
 }
 
@@ -333,14 +334,20 @@ fn an_event_and_all_it_made_are_committed_together_or_not_at_all() {
         })
         .unwrap();
     let commit = |store: &SledStorage| {
-        let mut d = decision(store, "a", Step::Workflow, 2000);
-        store.prune_decisions(i64::MAX).unwrap();
-        d.id = store.next_id().unwrap();
+        let mut d = made(store, "a", Step::Workflow, 2000);
         d.customer = "c1".into();
         d.order = Some("o1".into());
+        d.event = Some("e1".into());
         let mut event = e.clone();
         event.status = EventStatus::Processed;
         event.commit = store.next_id().unwrap();
+        event.decisions = vec![crate::storage::DecisionRef {
+            id: d.id,
+            step: "workflow".into(),
+            version: d.version,
+            at_ms: d.at_ms,
+            ok: true,
+        }];
         EventCommit {
             event,
             decisions: vec![(d, Effects::None)],
@@ -434,6 +441,13 @@ fn an_event_and_all_it_made_are_committed_together_or_not_at_all() {
             .unwrap();
         assert_eq!(found.len(), 1, "{customer:?} {order:?}");
     }
+    // Reopened, the log's segments indexed again from their frames: the
+    // decision its event lists is there, those of the two commits that
+    // did not happen are not.
+    store.flush().unwrap();
+    drop(store);
+    store = SledStorage::open(dir.path()).unwrap();
+    assert_eq!(all_of(&store, "a"), 1, "after reopening");
     // The same id again is the first record, not a new event.
     let again = store
         .accept_event(&pending_event_record(&store, "e1"))

@@ -12,9 +12,14 @@
 //!
 //! A frame is in its file when [`Log::append`] returns and durable after
 //! [`Log::sync`], which the group commit runs with sled's flush before an
-//! answer leaves. Entries that record more (a refund, revisits) and the
-//! workflow's commits stay in sled, whose writes they must be atomic
-//! with; readers merge both (`decisions`).
+//! answer leaves. Entries that record more (a refund, revisits) stay in
+//! sled, whose writes they must be atomic with; readers merge both
+//! (`decisions`). A workflow event's plain entries are appended here
+//! within its commit ([`Log::in_commit`]) and count once the commit is
+//! kept: a failed one's rows are voided, a segment's index waits for the
+//! commits that appended to it and a flush of sled, and at open a segment
+//! without an index leaves out what its store refuses ([`Beside`]: the
+//! entries whose event's record does not list them).
 
 mod row;
 mod segment;
@@ -27,7 +32,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
 /// The folder, inside the store's, that holds the segments.
@@ -61,15 +66,68 @@ struct Writer {
     unsynced: Vec<Arc<Segment>>,
 }
 
+/// Entries appended for event commits not settled yet, by segment, and
+/// the sealer's wake-up when that count falls.
+#[derive(Default)]
+struct InCommits {
+    by_segment: Mutex<BTreeMap<u32, usize>>,
+    settled: Condvar,
+}
+
+impl InCommits {
+    fn add(&self, segment: u32) {
+        *lock(&self.by_segment).entry(segment).or_default() += 1;
+    }
+
+    fn settle(&self, segment: u32) {
+        let mut counts = lock(&self.by_segment);
+        if let Some(n) = counts.get_mut(&segment) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&segment);
+                self.settled.notify_all();
+            }
+        }
+    }
+
+    /// Wait until no commit that appended to `segment` is unsettled.
+    fn wait(&self, segment: u32) {
+        let mut counts = lock(&self.by_segment);
+        while counts.contains_key(&segment) {
+            counts = self.settled.wait(counts).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// What the log asks of the store it sits beside: whether an entry found
+/// without an index counts (at open), and making the store's writes
+/// durable (before an index is written).
+pub(super) struct Beside {
+    pub keep: Box<segment::Keep>,
+    pub flush: Box<dyn Fn() -> Result<(), StorageError> + Send + Sync>,
+}
+
+impl Beside {
+    /// Every entry counts; nothing to flush (a log on its own).
+    #[cfg(test)]
+    pub(super) fn alone() -> Self {
+        Beside {
+            keep: Box::new(|_| Ok(true)),
+            flush: Box::new(|| Ok(())),
+        }
+    }
+}
+
 pub(super) struct Log {
     dir: PathBuf,
+    in_commits: Arc<InCommits>,
     /// Rolled segments to close, to the thread that writes their indexes
     /// (off the answering thread: an index is synced).
     sealer: Mutex<Option<std::sync::mpsc::Sender<Rolled>>>,
     sealing: Option<std::thread::JoinHandle<()>>,
     max_bytes: u64,
     max_age_ms: AtomicU64,
-    writer: Mutex<Writer>,
+    writer: Arc<Mutex<Writer>>,
     segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
     /// Entries before this time are pruned (hidden until their segment
     /// goes).
@@ -101,14 +159,19 @@ fn grow(file: &File, from: u64, len: u64) -> std::io::Result<()> {
 }
 
 impl Log {
-    pub(super) fn open(store: &Path) -> Result<Self, StorageError> {
-        Self::open_with(store, SEGMENT_BYTES)
+    pub(super) fn open(store: &Path, beside: Beside) -> Result<Self, StorageError> {
+        Self::open_with(store, SEGMENT_BYTES, beside)
     }
 
     /// Open the segments in `store`'s folder: each gets its index (built
-    /// from its frames when it has none whole), and appends go to a new
+    /// from its frames when it has none whole, without the entries of
+    /// event commits the store did not keep), and appends go to a new
     /// segment after the last.
-    pub(super) fn open_with(store: &Path, max_bytes: u64) -> Result<Self, StorageError> {
+    pub(super) fn open_with(
+        store: &Path,
+        max_bytes: u64,
+        beside: Beside,
+    ) -> Result<Self, StorageError> {
         let dir = store.join(FOLDER);
         std::fs::create_dir_all(&dir).map_err(|e| io("cannot make its folder", e))?;
         // An index (or the retention's mark) a stop cut short mid-write.
@@ -138,7 +201,7 @@ impl Log {
         }
         let mut segments = BTreeMap::new();
         for no in numbers.iter().copied() {
-            if let Some(seg) = Self::open_segment(&dir, no)? {
+            if let Some(seg) = Self::open_segment(&dir, no, &*beside.keep)? {
                 segments.insert(no, Arc::new(seg));
             }
         }
@@ -148,25 +211,46 @@ impl Log {
             .unwrap_or(i64::MIN);
         let (sealer, rolled) = std::sync::mpsc::channel::<Rolled>();
         let folder = dir.clone();
+        let in_commits = Arc::new(InCommits::default());
+        let waits = in_commits.clone();
+        let flush = beside.flush;
+        let writer = Arc::new(Mutex::new(Writer {
+            current: None,
+            next: numbers.last().map_or(1, |n| n + 1),
+            len: 0,
+            allocated: 0,
+            opened: Instant::now(),
+            unsynced: Vec::new(),
+        }));
+        let appends = writer.clone();
         let sealing = std::thread::Builder::new()
             .name("kefu-log-seal".into())
             .spawn(move || {
                 for (seg, len) in rolled {
-                    seal(&folder, &seg, len);
+                    // An index says its entries count: only once the
+                    // commits that appended to it are settled and what
+                    // they kept is durable. Until then (or when the flush
+                    // fails) its index is read from memory, and a segment
+                    // left without one is indexed at the next open.
+                    // The segments first: the store's flush may make an
+                    // event's record durable, and its entries with it.
+                    waits.wait(seg.no);
+                    match sync(&appends).and_then(|()| flush()) {
+                        Ok(()) => seal(&folder, &seg, len),
+                        Err(e) => tracing::error!(
+                            error = %e,
+                            segment = seg.no,
+                            "cannot flush before closing a decision-log segment; the next start will close it"
+                        ),
+                    }
                 }
             })
             .map_err(|e| io("cannot start its sealing thread", e))?;
         Ok(Log {
+            in_commits,
             sealer: Mutex::new(Some(sealer)),
             sealing: Some(sealing),
-            writer: Mutex::new(Writer {
-                current: None,
-                next: numbers.last().map_or(1, |n| n + 1),
-                len: 0,
-                allocated: 0,
-                opened: Instant::now(),
-                unsynced: Vec::new(),
-            }),
+            writer,
             dir,
             max_bytes,
             max_age_ms: AtomicU64::new(MAX_AGE_MS),
@@ -177,7 +261,11 @@ impl Log {
 
     /// A segment found at open, with its index; none (and its files gone)
     /// when it holds no entry.
-    fn open_segment(dir: &Path, no: u32) -> Result<Option<Segment>, StorageError> {
+    fn open_segment(
+        dir: &Path,
+        no: u32,
+        keep: &segment::Keep,
+    ) -> Result<Option<Segment>, StorageError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -186,7 +274,7 @@ impl Log {
         let sealed = match segment::open_sealed(&idx_path(dir, no))? {
             Some(s) => s,
             None => {
-                let (built, end) = segment::scan(&file)?;
+                let (built, end) = segment::scan(&file, keep)?;
                 if built.len() == 0 {
                     drop(file);
                     let _ = std::fs::remove_file(seg_path(dir, no));
@@ -221,6 +309,27 @@ impl Log {
 
     /// Append `d` (in its file, not yet durable, when this returns).
     pub(super) fn append(&self, d: &Decision, body: &[u8]) -> Result<(), StorageError> {
+        self.append_frame(d, body, false).map(|_| ())
+    }
+
+    /// Entries of one event commit: each counts once the commit is kept
+    /// ([`InCommit::kept`]); dropped unkept, they are left out, and the
+    /// segment they are in is not closed before.
+    pub(super) fn in_commit(&self) -> InCommit<'_> {
+        InCommit {
+            log: self,
+            appended: Vec::new(),
+            kept: false,
+        }
+    }
+
+    /// Append a frame; where it went.
+    fn append_frame(
+        &self,
+        d: &Decision,
+        body: &[u8],
+        in_commit: bool,
+    ) -> Result<(Arc<Segment>, u32), StorageError> {
         let mut row = Row::of(d);
         row.len = u32::try_from(body.len())
             .ok()
@@ -279,37 +388,27 @@ impl Log {
         if let Index::Open(b) = &mut *seg.index.write().unwrap_or_else(|e| e.into_inner()) {
             b.push(row, &subjects);
         }
+        if in_commit {
+            // Under the writer's lock: a segment rolled after this is
+            // not closed before the commit is settled.
+            self.in_commits.add(seg.no);
+        }
         if !w.unsynced.iter().any(|s| Arc::ptr_eq(s, &seg)) {
-            w.unsynced.push(seg);
+            w.unsynced.push(seg.clone());
         }
         drop(w);
-        if let Some((old, len)) = rolled {
-            let unsent = match &*lock(&self.sealer) {
-                Some(sealer) => sealer.send((old, len)).err().map(|e| e.0),
-                None => Some((old, len)),
-            };
-            if let Some((old, len)) = unsent {
-                seal(&self.dir, &old, len);
-            }
+        if let Some(rolled) = rolled
+            && let Some(sealer) = &*lock(&self.sealer)
+        {
+            // Closing as the store drops: the next open indexes it.
+            let _ = sealer.send(rolled);
         }
-        Ok(())
+        Ok((seg, row.offset))
     }
 
     /// Make every append so far durable.
     pub(super) fn sync(&self) -> Result<(), StorageError> {
-        let segs = std::mem::take(&mut lock(&self.writer).unsynced);
-        for (i, s) in segs.iter().enumerate() {
-            if let Err(e) = s.file.sync_data() {
-                let mut w = lock(&self.writer);
-                for s in &segs[i..] {
-                    if !w.unsynced.iter().any(|u| Arc::ptr_eq(u, s)) {
-                        w.unsynced.push(s.clone());
-                    }
-                }
-                return Err(io("cannot sync", e));
-            }
-        }
-        Ok(())
+        sync(&self.writer)
     }
 
     /// Every segment, oldest first.
@@ -550,6 +649,39 @@ impl Log {
     }
 }
 
+/// The entries one event commit appended (see [`Log::in_commit`]).
+pub(super) struct InCommit<'a> {
+    log: &'a Log,
+    appended: Vec<(Arc<Segment>, u32)>,
+    kept: bool,
+}
+
+impl InCommit<'_> {
+    pub(super) fn append(&mut self, d: &Decision, body: &[u8]) -> Result<(), StorageError> {
+        let at = self.log.append_frame(d, body, true)?;
+        self.appended.push(at);
+        Ok(())
+    }
+
+    /// The commit was kept: its entries count.
+    pub(super) fn kept(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for InCommit<'_> {
+    fn drop(&mut self) {
+        for (seg, offset) in self.appended.drain(..) {
+            if !self.kept
+                && let Index::Open(b) = &mut *seg.index.write().unwrap_or_else(|e| e.into_inner())
+            {
+                b.void(offset);
+            }
+            self.log.in_commits.settle(seg.no);
+        }
+    }
+}
+
 impl Drop for Log {
     /// Segments rolled before are closed before the store is.
     fn drop(&mut self) {
@@ -558,6 +690,23 @@ impl Drop for Log {
             let _ = t.join();
         }
     }
+}
+
+/// Make every append of `writer` so far durable.
+fn sync(writer: &Mutex<Writer>) -> Result<(), StorageError> {
+    let segs = std::mem::take(&mut lock(writer).unsynced);
+    for (i, s) in segs.iter().enumerate() {
+        if let Err(e) = s.file.sync_data() {
+            let mut w = lock(writer);
+            for s in &segs[i..] {
+                if !w.unsynced.iter().any(|u| Arc::ptr_eq(u, s)) {
+                    w.unsynced.push(s.clone());
+                }
+            }
+            return Err(io("cannot sync", e));
+        }
+    }
+    Ok(())
 }
 
 /// Close a rolled segment: cut its file to what it holds, write its

@@ -15,7 +15,7 @@
 
 use super::row::Row;
 use crate::storage::{Decision, StorageError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -54,6 +54,9 @@ pub(super) struct Building {
     rows: Vec<Row>,
     by_shop: HashMap<u64, Vec<u32>>,
     by_subject: HashMap<u64, Vec<u32>>,
+    /// Rows whose entries do not count: appended for an event commit that
+    /// then failed (its frames stay in the file, unread).
+    dead: HashSet<u32>,
     pub oldest: i64,
     pub newest: i64,
 }
@@ -79,7 +82,18 @@ impl Building {
     }
 
     pub(super) fn len(&self) -> usize {
-        self.rows.len()
+        self.rows.len() - self.dead.len()
+    }
+
+    /// The row of the frame at `offset` no longer counts.
+    pub(super) fn void(&mut self, offset: u32) {
+        if let Ok(i) = self.rows.binary_search_by_key(&offset, |r| r.offset) {
+            self.dead.insert(i as u32);
+        }
+    }
+
+    fn live(&self, i: u32) -> bool {
+        !self.dead.contains(&i)
     }
 }
 
@@ -140,6 +154,7 @@ impl Segment {
                 positions
                     .into_iter()
                     .flatten()
+                    .filter(|&&i| b.live(i))
                     .map(|&i| b.rows[i as usize])
                     .filter(in_window)
                     .collect::<Vec<_>>()
@@ -181,15 +196,23 @@ impl Segment {
     /// Every row, in frame order (a copy of the store, pruning's count).
     pub(super) fn all_rows(&self) -> Result<Vec<Row>, StorageError> {
         match &*self.index.read().unwrap_or_else(|e| e.into_inner()) {
-            Index::Open(b) => Ok(b.rows.clone()),
+            Index::Open(b) => Ok((0..b.rows.len() as u32)
+                .filter(|&i| b.live(i))
+                .map(|i| b.rows[i as usize])
+                .collect()),
             Index::Sealed(s) => s.rows_between(0, s.count),
         }
     }
 }
 
+/// Whether an entry found in a segment without an index counts (one an
+/// event commit appended counts only if the commit was kept).
+pub(super) type Keep = dyn Fn(&Decision) -> Result<bool, StorageError> + Send + Sync;
+
 /// Read the frames of `file` from the start into an index, up to the
-/// first that does not check; the end of the last that does.
-pub(super) fn scan(file: &File) -> Result<(Building, u64), StorageError> {
+/// first that does not check, leaving out the entries `keep` refuses; the
+/// end of the last frame that checks.
+pub(super) fn scan(file: &File, keep: &Keep) -> Result<(Building, u64), StorageError> {
     let size = file
         .metadata()
         .map_err(|e| io("cannot read a segment", e))?
@@ -218,10 +241,12 @@ pub(super) fn scan(file: &File) -> Result<(Building, u64), StorageError> {
         let Ok(d) = serde_json::from_slice::<Decision>(&body) else {
             break;
         };
-        let mut row = Row::of(&d);
-        row.offset = offset as u32;
-        row.len = len;
-        b.push(row, &super::row::subjects(&d));
+        if keep(&d)? {
+            let mut row = Row::of(&d);
+            row.offset = offset as u32;
+            row.len = len;
+            b.push(row, &super::row::subjects(&d));
+        }
         offset = end;
     }
     Ok((b, offset))
@@ -230,7 +255,7 @@ pub(super) fn scan(file: &File) -> Result<(Building, u64), StorageError> {
 /// Write `b` as segment `no`'s index file (synced, then renamed into
 /// place) and open it.
 pub(super) fn seal(dir: &Path, no: u32, b: &Building) -> Result<Sealed, StorageError> {
-    let mut order: Vec<u32> = (0..b.rows.len() as u32).collect();
+    let mut order: Vec<u32> = (0..b.rows.len() as u32).filter(|&i| b.live(i)).collect();
     order.sort_unstable_by_key(|&i| {
         let r = &b.rows[i as usize];
         (r.shop, r.at, r.id)
@@ -250,14 +275,18 @@ pub(super) fn seal(dir: &Path, no: u32, b: &Building) -> Result<Sealed, StorageE
     let mut subjects: Vec<(u64, u32)> = b
         .by_subject
         .iter()
-        .flat_map(|(h, rows)| rows.iter().map(|&i| (*h, place[i as usize])))
+        .flat_map(|(h, rows)| {
+            rows.iter()
+                .filter(|&&i| b.live(i))
+                .map(|&i| (*h, place[i as usize]))
+        })
         .collect();
     subjects.sort_unstable();
     let mut out = Vec::with_capacity(
-        INDEX_HEAD + shops.len() * SHOP + b.rows.len() * Row::BYTES + subjects.len() * SUBJECT,
+        INDEX_HEAD + shops.len() * SHOP + order.len() * Row::BYTES + subjects.len() * SUBJECT,
     );
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(b.rows.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(order.len() as u32).to_le_bytes());
     out.extend_from_slice(&(shops.len() as u32).to_le_bytes());
     out.extend_from_slice(&(subjects.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);

@@ -32,6 +32,7 @@ fn decision(id: u64, shop: &str, at_ms: i64, customer: &str, order: Option<&str>
         customer: customer.into(),
         order: order.map(String::from),
         logs: Vec::new(),
+        event: None,
     }
 }
 
@@ -70,7 +71,7 @@ fn ascending(log: &Log, q: &DecisionQuery) -> Vec<u64> {
 /// 300 entries of three shops over many small segments, times a little
 /// out of order (as concurrent writers append them).
 fn filled(dir: &Path) -> (Log, Vec<Decision>) {
-    let log = Log::open_with(dir, 4_000).unwrap();
+    let log = Log::open_with(dir, 4_000, Beside::alone()).unwrap();
     let mut all = Vec::new();
     for id in 1..=300u64 {
         let at = (id as i64) * 10 - if id % 7 == 0 { 25 } else { 0 };
@@ -156,7 +157,7 @@ fn queries_read_back_across_rolls_and_restarts_in_time_order() {
     check(&log);
     log.sync().unwrap();
     drop(log);
-    let again = Log::open_with(dir.path(), 4_000).unwrap();
+    let again = Log::open_with(dir.path(), 4_000, Beside::alone()).unwrap();
     check(&again);
     // Appends after a restart go to a segment of their own.
     let before = again.segments.read().unwrap().len();
@@ -171,7 +172,7 @@ fn queries_read_back_across_rolls_and_restarts_in_time_order() {
 #[test]
 fn a_torn_tail_or_a_lost_index_is_rebuilt_from_the_frames_that_check() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path()).unwrap();
+    let log = Log::open(dir.path(), Beside::alone()).unwrap();
     for id in 1..=10 {
         append(&log, &decision(id, "a", id as i64, "b", None));
     }
@@ -182,14 +183,14 @@ fn a_torn_tail_or_a_lost_index_is_rebuilt_from_the_frames_that_check() {
     let bytes = std::fs::read(&path).unwrap();
     let end = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
     std::fs::write(&path, &bytes[..end - 30]).unwrap();
-    let again = Log::open(dir.path()).unwrap();
+    let again = Log::open(dir.path(), Beside::alone()).unwrap();
     assert_eq!(ascending(&again, &query("a")), (1..=9).collect::<Vec<_>>());
     // An index file lost or cut short is built again.
     drop(again);
     let idx = idx_path(&dir.path().join(FOLDER), no);
     let bytes = std::fs::read(&idx).unwrap();
     std::fs::write(&idx, &bytes[..bytes.len() - 5]).unwrap();
-    let again = Log::open(dir.path()).unwrap();
+    let again = Log::open(dir.path(), Beside::alone()).unwrap();
     assert_eq!(ascending(&again, &query("a")), (1..=9).collect::<Vec<_>>());
     // A damaged body is skipped, never read as another entry.
     drop(again);
@@ -197,7 +198,7 @@ fn a_torn_tail_or_a_lost_index_is_rebuilt_from_the_frames_that_check() {
     let at = segment::FRAME_HEAD + 20;
     bytes[at] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    let again = Log::open(dir.path()).unwrap();
+    let again = Log::open(dir.path(), Beside::alone()).unwrap();
     assert_eq!(ascending(&again, &query("a")), (2..=9).collect::<Vec<_>>());
 }
 
@@ -234,7 +235,7 @@ fn pruning_hides_what_it_prunes_and_deletes_whole_segments() {
     assert_eq!(log.prune(cutoff).unwrap(), 0, "nothing twice");
     drop(log);
     // Still pruned after a restart, though some of it is still on disk.
-    let again = Log::open_with(dir.path(), 4_000).unwrap();
+    let again = Log::open_with(dir.path(), 4_000, Beside::alone()).unwrap();
     assert_eq!(left(&again), want);
     assert_eq!(again.prune(i64::MAX).unwrap(), want.len());
     assert!(left(&again).is_empty());
@@ -243,7 +244,7 @@ fn pruning_hides_what_it_prunes_and_deletes_whole_segments() {
 #[test]
 fn a_quiet_log_rolls_by_age_so_retention_can_free_it() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path()).unwrap();
+    let log = Log::open(dir.path(), Beside::alone()).unwrap();
     log.set_retention(0); // the shortest: a second
     append(&log, &decision(1, "a", 1, "b", None));
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -256,4 +257,63 @@ fn a_quiet_log_rolls_by_age_so_retention_can_free_it() {
         "the closed one deleted"
     );
     assert_eq!(ascending(&log, &query("a")), [2]);
+}
+
+#[test]
+fn an_event_commits_entries_count_once_kept_and_its_segment_closes_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open_with(dir.path(), 4_000, Beside::alone()).unwrap();
+    // A commit that fails: its entries are never read.
+    let mut failed = log.in_commit();
+    let d = decision(1, "a", 10, "b1", None);
+    failed.append(&d, &serde_json::to_vec(&d).unwrap()).unwrap();
+    drop(failed);
+    assert!(ascending(&log, &query("a")).is_empty());
+    // A commit in flight while its segment rolls: the segment keeps no
+    // index until the commit is settled.
+    let mut open = log.in_commit();
+    let d = decision(2, "a", 20, "b1", None);
+    open.append(&d, &serde_json::to_vec(&d).unwrap()).unwrap();
+    let first = log.segments.read().unwrap().keys().next().copied().unwrap();
+    for id in 3..=40 {
+        append(&log, &decision(id, "a", id as i64 * 10, "b1", None));
+    }
+    assert!(log.segments.read().unwrap().len() > 1, "it rolled");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        !idx_path(&log.dir, first).exists(),
+        "closed with a commit in flight"
+    );
+    open.kept();
+    let closed = std::time::Instant::now();
+    while !idx_path(&log.dir, first).exists() {
+        assert!(closed.elapsed().as_secs() < 5, "never closed");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let want: Vec<u64> = (2..=40).collect();
+    assert_eq!(ascending(&log, &query("a")), want);
+    drop(log);
+    // Read back from the index written: the failed entry stays out.
+    let again = Log::open_with(dir.path(), 4_000, Beside::alone()).unwrap();
+    assert_eq!(ascending(&again, &query("a")), want);
+}
+
+#[test]
+fn a_segment_indexed_at_open_leaves_out_the_entries_its_store_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), Beside::alone()).unwrap();
+        for id in 1..=10 {
+            let mut d = decision(id, "a", id as i64, "b1", None);
+            d.event = Some(format!("e{}", id % 2));
+            append(&log, &d);
+        }
+        // A stop that closes nothing: the segment has no index.
+    }
+    let refuse_odd = Beside {
+        keep: Box::new(|d: &Decision| Ok(d.event.as_deref() != Some("e1"))),
+        flush: Box::new(|| Ok(())),
+    };
+    let again = Log::open(dir.path(), refuse_odd).unwrap();
+    assert_eq!(ascending(&again, &query("a")), vec![2, 4, 6, 8, 10]);
 }
