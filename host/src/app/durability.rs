@@ -31,8 +31,6 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 
 /// Shortest time between the starts of two flushes.
 pub const MIN_FLUSH_INTERVAL: Duration = Duration::from_micros(1_000);
-/// How often a server flushes when nobody waits (sled's own default).
-pub const BACKGROUND_FLUSH: Duration = Duration::from_millis(500);
 /// Longest a request waits for its writes to be made durable.
 pub const DURABLE_DEADLINE: Duration = Duration::from_secs(5);
 /// A flush still running after this marks storage failing.
@@ -302,34 +300,12 @@ impl Committer {
     /// Start the flusher thread, watching the free space of the
     /// filesystem holding `data_dir` and keeping `reserve` bytes free
     /// (`None`: [`reserve`]).
-    /// Everything written is also flushed every [`BACKGROUND_FLUSH`],
-    /// waited on or not (the store does not flush on its own: a flush
-    /// that makes its writes durable must sync the decision log's
-    /// segments first, and this one does).
     pub fn watching(
         storage: Arc<dyn Durable>,
         data_dir: &std::path::Path,
         reserve: Option<u64>,
     ) -> Self {
-        let committer = Self::new(storage, MIN_FLUSH_INTERVAL, Some((data_dir, reserve)));
-        let flusher = committer.tx.downgrade();
-        let started = std::thread::Builder::new()
-            .name("kefu-flush-tick".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(BACKGROUND_FLUSH);
-                    // Gone with the last committer.
-                    let Some(tx) = flusher.upgrade() else { return };
-                    let (waiter, _) = oneshot::channel();
-                    if tx.send(waiter).is_err() {
-                        return;
-                    }
-                }
-            });
-        if let Err(e) = started {
-            tracing::error!(error = %e, "cannot start the background flush: writes not waited on are durable at the next flush asked for");
-        }
-        committer
+        Self::new(storage, MIN_FLUSH_INTERVAL, Some((data_dir, reserve)))
     }
 
     #[cfg(test)]
@@ -541,23 +517,6 @@ mod tests {
             assert!(Instant::now() < deadline, "never recovered");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// A server's store is flushed every half second with nobody
-    /// waiting (sled no longer flushes on its own), and the flushing
-    /// stops with the last committer.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_servers_store_is_flushed_in_the_background_until_its_committer_goes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Faulty::default());
-        let committer = Committer::watching(store.clone(), dir.path(), Some(0));
-        tokio::time::sleep(BACKGROUND_FLUSH * 3).await;
-        let flushed = committer.flushes();
-        assert!((1..=6).contains(&flushed), "{flushed} flushes in 1.5 s");
-        let count = committer.flushes.clone();
-        drop(committer);
-        tokio::time::sleep(BACKGROUND_FLUSH * 3).await;
-        assert!(count.load(Ordering::Relaxed) <= flushed + 1, "flushing on");
     }
 
     /// #30: a failing flush marks storage failing at once; a probe finds

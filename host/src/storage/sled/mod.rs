@@ -23,6 +23,8 @@ use keys::{backend, decode, shop_prefix};
 use serde::de::DeserializeOwned;
 use sled::transaction::ConflictableTransactionError;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// sled's page cache unless configured: enough for the hot decision log.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
@@ -30,6 +32,10 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct SledStorage {
+    /// Held for its drop: first, so that it stops (and lets go of the
+    /// store) first.
+    #[cfg_attr(not(test), allow(dead_code))]
+    flusher: Flusher,
     db: sled::Db,
     state: sled::Tree,
     /// `shop \0 time id` -> decision, for decisions written with more
@@ -37,7 +43,7 @@ pub struct SledStorage {
     /// retention walks it shop by shop.
     decisions: sled::Tree,
     /// The other decisions (most answers), in segment files.
-    log: log::Log,
+    log: Arc<log::Log>,
     /// `shop \0 kind len subject time id` → nothing: the decision log by
     /// customer (`c`) and by order (`o`).
     decision_subjects: sled::Tree,
@@ -103,11 +109,9 @@ impl SledStorage {
             sled::Config::new()
                 .path(dir)
                 .cache_capacity(cache_bytes)
-                // No flush of its own: an event's record must not be
+                // Not sled's own flush: an event's record must not be
                 // durable before the decision-log frames it lists, so
-                // every flush syncs the segments first (`Durable::flush`;
-                // a server's runs at least every half second, and a
-                // store dropped is flushed).
+                // every flush syncs the segments first (`Flusher`).
                 .flush_every_ms(None)
                 .open()
                 .map_err(|e| match e {
@@ -142,8 +146,9 @@ impl SledStorage {
         // They also kept component bytes in the `blobs` tree.
         let components = components::Components::open(dir, &db, "blobs")?;
         let events = tree("events")?;
-        let log = log::Log::open(dir, events::beside_log(&db, &events))?;
+        let log = Arc::new(log::Log::open(dir, events::beside_log(&db, &events))?);
         Ok(SledStorage {
+            flusher: Flusher::start(&db, &log)?,
             state: tree("state")?,
             decisions: tree("decisions")?,
             log,
@@ -329,6 +334,63 @@ pub(super) enum Failure {
     /// The process dies there: nothing after it runs.
     #[cfg_attr(not(test), allow(dead_code))]
     Crash,
+}
+
+/// How often the store is flushed with nobody waiting (sled's own
+/// default, which this replaces).
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// The store's background flush, as sled's own would do it but with the
+/// decision log's segments synced first.
+struct Flusher {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    #[cfg(test)]
+    flushes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Flusher {
+    fn start(db: &sled::Db, log: &Arc<log::Log>) -> Result<Self, StorageError> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (db, log) = (db.clone(), log.clone());
+        let flushes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = flushes.clone();
+        let thread = std::thread::Builder::new()
+            .name("kefu-store-flush".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(FLUSH_EVERY)
+                {
+                    let flushed = log
+                        .sync()
+                        .and_then(|()| db.flush().map(|_| ()).map_err(backend));
+                    match flushed {
+                        Ok(()) => {
+                            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "the store's background flush failed"),
+                    }
+                }
+            })
+            .map_err(|e| StorageError::Backend(format!("cannot start the store's flush: {e}")))?;
+        #[cfg(not(test))]
+        let _ = flushes;
+        Ok(Flusher {
+            stop: Some(stop),
+            thread: Some(thread),
+            #[cfg(test)]
+            flushes,
+        })
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Ids for SledStorage {

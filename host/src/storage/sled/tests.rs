@@ -673,3 +673,27 @@ fn opening_waits_out_a_lock_let_go_of_in_a_moment_and_refuses_one_held_on() {
     assert!(started.elapsed() >= LOCK_WAIT, "{:?}", started.elapsed());
     drop(second);
 }
+
+/// sled's own background flush is off (it could make an event's record
+/// durable before the decision-log frames it lists); the store's flusher
+/// does it instead, segments first, every half second.
+#[test]
+fn the_store_flushes_itself_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStorage::open(dir.path()).unwrap();
+    decision(&store, "a", Step::Greeting, 1000);
+    let started = std::time::Instant::now();
+    while store
+        .flusher
+        .flushes
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        assert!(started.elapsed().as_secs() < 5, "never flushed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Its thread lets go of the store with it: opened again at once.
+    drop(store);
+    let again = SledStorage::open(dir.path()).unwrap();
+    assert_eq!(all_of(&again, "a"), 1);
+}
