@@ -29,7 +29,7 @@ use std::time::Duration;
 /// sled's page cache unless configured: enough for the hot decision log.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 /// How long opening waits for a lock a dropped handle still holds.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 pub struct SledStorage {
     /// Held for its drop: first, so that it stops (and lets go of the
@@ -134,7 +134,7 @@ impl SledStorage {
         let db = loop {
             match open() {
                 Err(StorageError::Locked(_)) if started.elapsed() < LOCK_WAIT => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(20));
                 }
                 opened => break opened?,
             }
@@ -336,6 +336,13 @@ pub(super) enum Failure {
     Crash,
 }
 
+/// Make every write durable: the decision log's segments first, so that
+/// no event record is durable before the frames it lists.
+fn flush_in_order(log: &log::Log, db: &sled::Db) -> Result<(), StorageError> {
+    log.sync()?;
+    db.flush().map(|_| ()).map_err(backend)
+}
+
 /// How often the store is flushed with nobody waiting (sled's own
 /// default, which this replaces).
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -361,10 +368,7 @@ impl Flusher {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(FLUSH_EVERY)
                 {
-                    let flushed = log
-                        .sync()
-                        .and_then(|()| db.flush().map(|_| ()).map_err(backend));
-                    match flushed {
+                    match flush_in_order(&log, &db) {
                         Ok(()) => {
                             counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
@@ -402,8 +406,7 @@ impl Ids for SledStorage {
 impl Durable for SledStorage {
     fn flush(&self) -> Result<(), StorageError> {
         // Components are flushed as they are put (see `components`).
-        self.log.sync()?;
-        self.db.flush().map(|_| ()).map_err(backend)
+        flush_in_order(&self.log, &self.db)
     }
 
     fn probe(&self) -> Result<(), StorageError> {

@@ -128,6 +128,9 @@ pub(super) struct Log {
     max_bytes: u64,
     max_age_ms: AtomicU64,
     writer: Arc<Mutex<Writer>>,
+    /// Held through a sync: one that finds another under way waits for
+    /// it, so no flush goes on while frames it must cover are unsynced.
+    syncing: Arc<Mutex<()>>,
     segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
     /// Entries before this time are pruned (hidden until their segment
     /// goes).
@@ -222,7 +225,8 @@ impl Log {
             opened: Instant::now(),
             unsynced: Vec::new(),
         }));
-        let appends = writer.clone();
+        let syncing = Arc::new(Mutex::new(()));
+        let (appends, synced) = (writer.clone(), syncing.clone());
         let sealing = std::thread::Builder::new()
             .name("kefu-log-seal".into())
             .spawn(move || {
@@ -235,7 +239,7 @@ impl Log {
                     // The segments first: the store's flush may make an
                     // event's record durable, and its entries with it.
                     waits.wait(seg.no);
-                    match sync(&appends).and_then(|()| flush()) {
+                    match sync(&appends, &synced).and_then(|()| flush()) {
                         Ok(()) => seal(&folder, &seg, len),
                         Err(e) => tracing::error!(
                             error = %e,
@@ -251,6 +255,7 @@ impl Log {
             sealer: Mutex::new(Some(sealer)),
             sealing: Some(sealing),
             writer,
+            syncing,
             dir,
             max_bytes,
             max_age_ms: AtomicU64::new(MAX_AGE_MS),
@@ -408,7 +413,7 @@ impl Log {
 
     /// Make every append so far durable.
     pub(super) fn sync(&self) -> Result<(), StorageError> {
-        sync(&self.writer)
+        sync(&self.writer, &self.syncing)
     }
 
     /// Every segment, oldest first.
@@ -693,7 +698,10 @@ impl Drop for Log {
 }
 
 /// Make every append of `writer` so far durable.
-fn sync(writer: &Mutex<Writer>) -> Result<(), StorageError> {
+fn sync(writer: &Mutex<Writer>, syncing: &Mutex<()>) -> Result<(), StorageError> {
+    // Taken before the list: a sync that finds it emptied by another
+    // still under way returns only once that one has synced.
+    let _one = lock(syncing);
     let segs = std::mem::take(&mut lock(writer).unsynced);
     for (i, s) in segs.iter().enumerate() {
         if let Err(e) = s.file.sync_data() {
