@@ -20,6 +20,19 @@ start_server() {
     addr="$(grep -o 'http://[0-9.:]*' "$work/out")"
 }
 
+# "$work/kefu.toml": serve "$work/shops" on a free loopback port, data and
+# cache in "$work"; each argument is one line of its [quotas] table.
+serve_config() {
+    {
+        printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\nshops_dir = "%s/shops"\ncache_dir = "%s/cache"\n' \
+            "$work" "$work" "$work"
+        if [ "$#" -gt 0 ]; then
+            echo "[quotas]"
+            printf '%s\n' "$@"
+        fi
+    } > "$work/kefu.toml"
+}
+
 # A tea-oil shop in "$work/shops" whose refund policy runs the example
 # shop's config, its key "$KEFU_LOAD_KEY", and "$work/candidate.toml": the
 # same config with a 15-day no-reason window; "$work/kefu.toml" serves it
@@ -34,16 +47,7 @@ tea_oil_refund_shop() {
     printf 'name = "tea-oil"\napi_key_sha256 = "%s"\n[steps.refund-policy]\nconfig = "refund.toml"\n' "$hash" \
         > "$work/shops/tea-oil/shop.toml"
     sed 's/no_reason_return_days = 7/no_reason_return_days = 15/' "$work/shops/tea-oil/refund.toml" > "$work/candidate.toml"
-    cat > "$work/kefu.toml" <<TOML
-listen = "127.0.0.1:0"
-data_dir = "$work/data"
-shops_dir = "$work/shops"
-cache_dir = "$work/cache"
-[quotas]
-log_kib_per_window = 10000000
-concurrent_calls = 1000
-cpu_ms_per_window = 100000000
-TOML
+    serve_config "log_kib_per_window = 10000000" "concurrent_calls = 1000" "cpu_ms_per_window = 100000000"
 }
 
 # SHOPS shops of the bundled plugins in "$work/shops" (shop-1 .. shop-N),
@@ -60,12 +64,7 @@ many_shops() {
             printf '[steps.%s]\ninstances = "reuse"\n' "$KEFU_LOAD_REUSE" >> "$work/shops/shop-$i/shop.toml"
         fi
     done
-    cat > "$work/kefu.toml" <<TOML
-listen = "127.0.0.1:0"
-data_dir = "$work/data"
-shops_dir = "$work/shops"
-cache_dir = "$work/cache"
-TOML
+    serve_config
 }
 
 # One shop (shop-1, the default flow) answering to "$KEFU_LOAD_KEY" in
@@ -78,15 +77,7 @@ events_shop() {
     hash="$(printf %s "$KEFU_LOAD_KEY" | sha256sum | cut -d' ' -f1)"
     mkdir -p "$work/shops/shop-1"
     printf 'name = "shop 1"\napi_key_sha256 = "%s"\n' "$hash" > "$work/shops/shop-1/shop.toml"
-    cat > "$work/kefu.toml" <<TOML
-listen = "127.0.0.1:0"
-data_dir = "$work/data"
-shops_dir = "$work/shops"
-cache_dir = "$work/cache"
-[quotas]
-log_kib_per_window = 100000000
-cpu_ms_per_window = 100000000
-TOML
+    serve_config "log_kib_per_window = 100000000" "cpu_ms_per_window = 100000000"
     python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]

@@ -17,8 +17,7 @@ work="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/shops"
 for shop in a b; do cp -r examples/shops/apparel "$work/shops/$shop"; done
-printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\nshops_dir = "%s/shops"\ncache_dir = "%s/cache"\n' \
-    "$work" "$work" "$work" > "$work/kefu.toml"
+serve_config
 python3 - "$kib" "$work/big.json" <<'PY'
 import json, sys
 body = json.load(open("examples/requests/greeting/first-visit.json"))
