@@ -21,15 +21,13 @@ start_server() {
 }
 
 # "$work/kefu.toml": serve "$work/shops" on a free loopback port, data and
-# cache in "$work"; each argument is one line of its [quotas] table.
+# cache in "$work"; each argument is one more top-level line (a table's
+# keys dotted: `quotas.concurrent_calls = 1000`).
 serve_config() {
     {
         printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\nshops_dir = "%s/shops"\ncache_dir = "%s/cache"\n' \
             "$work" "$work" "$work"
-        if [ "$#" -gt 0 ]; then
-            echo "[quotas]"
-            printf '%s\n' "$@"
-        fi
+        if [ "$#" -gt 0 ]; then printf '%s\n' "$@"; fi
     } > "$work/kefu.toml"
 }
 
@@ -47,7 +45,8 @@ tea_oil_refund_shop() {
     printf 'name = "tea-oil"\napi_key_sha256 = "%s"\n[steps.refund-policy]\nconfig = "refund.toml"\n' "$hash" \
         > "$work/shops/tea-oil/shop.toml"
     sed 's/no_reason_return_days = 7/no_reason_return_days = 15/' "$work/shops/tea-oil/refund.toml" > "$work/candidate.toml"
-    serve_config "log_kib_per_window = 10000000" "concurrent_calls = 1000" "cpu_ms_per_window = 100000000"
+    serve_config "quotas.log_kib_per_window = 10000000" "quotas.concurrent_calls = 1000" \
+        "quotas.cpu_ms_per_window = 100000000"
 }
 
 # SHOPS shops of the bundled plugins in "$work/shops" (shop-1 .. shop-N),
@@ -77,7 +76,7 @@ events_shop() {
     hash="$(printf %s "$KEFU_LOAD_KEY" | sha256sum | cut -d' ' -f1)"
     mkdir -p "$work/shops/shop-1"
     printf 'name = "shop 1"\napi_key_sha256 = "%s"\n' "$hash" > "$work/shops/shop-1/shop.toml"
-    serve_config "log_kib_per_window = 100000000" "cpu_ms_per_window = 100000000"
+    serve_config "quotas.log_kib_per_window = 100000000" "quotas.cpu_ms_per_window = 100000000"
     python3 - "$work" <<'PY'
 import json, sys
 work = sys.argv[1]

@@ -37,10 +37,10 @@ trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/shops"
 cp -r examples/shops/tea-oil examples/shops/apparel "$work/shops/"
 export KEFU_KEY_TEA_OIL=load-tea KEFU_KEY_APPAREL=load-apparel KEFU_ADMIN_TOKEN=load-admin
-# The loaded shop measures latency, not its quotas.
-serve_config "concurrent_calls = 1000" "cpu_ms_per_window = 100000000" "log_kib_per_window = 100000000"
-# A deploy answers when it is live, however long the compile takes.
-sed -i '1i deploy_wait_secs = 600' "$work/kefu.toml"
+# A deploy answers when it is live, however long the compile takes; the
+# loaded shop measures latency, not its quotas.
+serve_config "deploy_wait_secs = 600" "quotas.concurrent_calls = 1000" \
+    "quotas.cpu_ms_per_window = 100000000" "quotas.log_kib_per_window = 100000000"
 start_server
 
 # A copy of $1 with a custom section of its own (a new digest: compiled).
