@@ -12,8 +12,10 @@
 #     acceptance until the inbox is empty);
 #   - latency at an offered rate below that: 2,000 events/s one per
 #     request (20 connections, one request each 8 ms: about 2,000 once
-#     answers take their time) and 5,000 events/s
-#     in batches of 100 (7 connections, one batch each 100 ms): p50 / p99
+#     answers take their time) and 5,000 events/s in batches of 100 (6
+#     connections, one batch each 115 ms after the last answer: about
+#     5,000 once answers take their time), the connections taking turns
+#     (tests/load/events.lua): p50 / p99
 #     from acceptance to the commit of everything an event made
 #     (kefu_event_latency_seconds, bucket bounds).
 # Not part of tests/run.sh: figures go to docs/PERFORMANCE.md.
@@ -58,7 +60,7 @@ events() { # events BATCH RUN [CONNECTIONS DELAY_MS]
     start="$(date +%s.%N)"
     local rps
     rps="$(KEFU_BODY="$work/event.json" KEFU_PATH="/v1/shops/shop-1/events" KEFU_BATCH="$1" KEFU_RUN="$2" \
-        KEFU_DELAY_MS="${4:-0}" wrk -t2 -c"${3:-64}" -d"${secs}s" -s tests/load/events.lua "$addr" \
+        KEFU_DELAY_MS="${4:-0}" KEFU_CONNS="$(( ${3:-64} / 2 * 2 ))" KEFU_THREADS=2 wrk -t2 -c"${3:-64}" -d"${secs}s" -s tests/load/events.lua "$addr" \
         | awk '/Requests\/sec/ {print $2}')"
     # Wait (up to 120 s) until everything ever accepted is processed (a
     # fresh server: every event accepted once, none retried).
@@ -84,5 +86,5 @@ for round in $(seq 1 "$rounds"); do
     echo "    saturation, 1 per request:    $(events 1 "r$round-one")"
     echo "    saturation, 100 per request:  $(events 100 "r$round-batch")"
     echo "    2,000/s offered, 1 per request:   $(events 1 "r$round-rate-one" 20 8)"
-    echo "    5,000/s offered, 100 per request: $(events 100 "r$round-rate-batch" 7 100)"
+    echo "    5,000/s offered, 100 per request: $(events 100 "r$round-rate-batch" 6 115)"
 done
