@@ -29,6 +29,18 @@ const LOOK_AHEAD: usize = 8 * PARALLEL;
 const LOOK_PER_SLOT: usize = 8;
 /// How often due timers are looked for.
 pub const TIMER_TICK: Duration = Duration::from_millis(500);
+/// Waits before reading again an event whose inbox entry was seen before
+/// its record: an accept writes the entry first and the record a moment
+/// later (see `accept_event`), and a look can fall in between. Only past
+/// these (31 ms) does its subject wait [`LATER`]: the record of an entry
+/// cut short by a crash never comes.
+const UNWRITTEN: [Duration; 5] = [
+    Duration::from_millis(1),
+    Duration::from_millis(2),
+    Duration::from_millis(4),
+    Duration::from_millis(8),
+    Duration::from_millis(16),
+];
 
 /// What the worker shares with the API: a wake-up when events arrive.
 #[derive(Default)]
@@ -146,15 +158,14 @@ async fn handle(app: &Arc<App>, writers: &Writers, entry: PendingRef) -> Result<
     // The inbox list may be older than the last commit of its subject:
     // only an event still pending, in the same place in line, is
     // processed (the subject is this task's alone now).
-    let current = app
-        .storage
-        .event(&entry.shop, &entry.id)
+    let current = written(|| app.storage.event(&entry.shop, &entry.id), &UNWRITTEN)
+        .await
         .map_err(|e| e.to_string())?;
     let event = match current {
         Some(e) if e.status == EventStatus::Pending && e.seq == entry.seq => e,
         // Processed meanwhile (its entry goes with the commit).
         Some(_) => return Ok(()),
-        // Being written now, or cut short by a crash (its entry goes at
+        // Still not written, so cut short by a crash (its entry goes at
         // the next open): look again in a while, not at once.
         None => {
             let key = subject_key(&entry);
@@ -193,6 +204,21 @@ async fn handle(app: &Arc<App>, writers: &Writers, entry: PendingRef) -> Result<
     metrics::histogram!("kefu_event_latency_seconds")
         .record((now_ms() - received_ms).max(0) as f64 / 1000.0);
     Ok(())
+}
+
+/// `read` until it finds something, waiting each of `waits` in turn
+/// between tries; `None` once they are all spent.
+async fn written<T, E>(
+    mut read: impl FnMut() -> Result<Option<T>, E>,
+    waits: &[Duration],
+) -> Result<Option<T>, E> {
+    for wait in waits {
+        if let Some(found) = read()? {
+            return Ok(Some(found));
+        }
+        tokio::time::sleep(*wait).await;
+    }
+    read()
 }
 
 /// The `timer.fired` event of a due timer.
@@ -274,4 +300,43 @@ pub fn spawn_timers(app: Arc<App>, stop: Arc<AtomicBool>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_event_seen_before_its_record_is_read_again_until_it_is_written() {
+        // The record lands on the third read: found, not left for later.
+        let mut reads = 0;
+        let found = written(
+            || {
+                reads += 1;
+                Ok::<_, ()>((reads >= 3).then_some(reads))
+            },
+            &[Duration::ZERO; 5],
+        )
+        .await;
+        assert_eq!(found, Ok(Some(3)));
+        assert_eq!(reads, 3);
+
+        // A record that never comes (an entry cut short by a crash): one
+        // read per wait and one more, then none.
+        let mut reads = 0;
+        let found = written(
+            || {
+                reads += 1;
+                Ok::<Option<()>, ()>(None)
+            },
+            &UNWRITTEN.map(|_| Duration::ZERO),
+        )
+        .await;
+        assert_eq!(found, Ok(None));
+        assert_eq!(reads, UNWRITTEN.len() + 1);
+
+        // A failed read is an error at once.
+        let found = written(|| Err::<Option<()>, _>("down"), &[Duration::ZERO; 5]).await;
+        assert_eq!(found, Err("down"));
+    }
 }
