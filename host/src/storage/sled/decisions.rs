@@ -220,7 +220,7 @@ impl DecisionLog for SledStorage {
                 .map(|d| matches(q, &d).then_some(d))
                 .transpose()
         });
-        let mut log = self.log.oldest_first(q, &matching);
+        let mut log = self.log.oldest_first(q, &matching)?;
         let (mut a, mut b) = (sled.next().transpose()?, log.next()?);
         loop {
             let take_a = match (&a, &b) {
@@ -371,9 +371,10 @@ pub(super) fn add_counts(_key: &[u8], old: Option<&[u8]>, more: &[u8]) -> Option
 
 impl SledStorage {
     /// Count a decision in the hourly tallies: an order confirmation that
-    /// answered is an order confirmed. After the decision is written, not
-    /// with it: a crash between them may lose one count (a figure for
-    /// people, not an account).
+    /// answered is an order confirmed. Beside the decision, not atomic
+    /// with it: a crash before both are durable may lose one count or
+    /// keep one of an answer never given (a figure for people, not an
+    /// account).
     pub(super) fn tally(&self, d: &Decision) -> Result<(), StorageError> {
         if d.step == crate::steps::Step::OrderConfirmation && d.error.is_none() {
             self.tallies

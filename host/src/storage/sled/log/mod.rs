@@ -10,9 +10,10 @@
 //! row in the segment's index; retention deletes whole segments, and a
 //! segment rolls at [`SEGMENT_BYTES`] or at a twentieth of the retention.
 //!
-//! A frame is in its file when [`Log::append`] returns and durable after
+//! An entry is read back once [`Log::append`] returns and durable after
 //! [`Log::sync`], which the group commit runs with sled's flush before an
-//! answer leaves. Entries that record more (a refund, revisits) stay in
+//! answer leaves; in between, plain entries wait in memory and the sync
+//! writes them together (one write, not one per answer). Entries that record more (a refund, revisits) stay in
 //! sled, whose writes they must be atomic with; readers merge both
 //! (`decisions`). A workflow event's plain entries are appended here
 //! within its commit ([`Log::in_commit`]) and count once the commit is
@@ -59,11 +60,51 @@ pub(super) type EachEntry<'a> = dyn FnMut(&Decision, &[u8]) -> Result<(), Storag
 struct Writer {
     current: Option<Arc<Segment>>,
     next: u32,
+    /// The current segment's length, frames not written yet included.
     len: u64,
     allocated: u64,
     opened: Instant,
     /// Segments appended to since the last sync.
     unsynced: Vec<Arc<Segment>>,
+    /// Frames appended to the current segment and not written yet, from
+    /// `written` on, and their rows: plain entries wait here for the next
+    /// sync (or read, roll, or event commit) to be written at once,
+    /// instead of a write each.
+    pending: Vec<u8>,
+    pending_rows: Vec<(Row, Vec<u64>)>,
+    written: u64,
+}
+
+/// Past this many bytes of frames waiting, an append writes them.
+const PENDING_BYTES: usize = 256 << 10;
+
+impl Writer {
+    /// Write the frames waiting into the current segment, and index them.
+    /// When that fails they stay waiting, so that the sync that would
+    /// cover them fails too (none is answered as kept).
+    fn write_pending(&mut self) -> Result<(), StorageError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Some(seg) = self.current.clone() else {
+            return Err(StorageError::Backend(
+                "decision log: frames waiting without a segment".into(),
+            ));
+        };
+        seg.file
+            .write_all_at(&self.pending, self.written)
+            .map_err(|e| io("cannot append", e))?;
+        self.written += self.pending.len() as u64;
+        self.pending.clear();
+        if let Index::Open(b) = &mut *seg.index.write().unwrap_or_else(|e| e.into_inner()) {
+            for (row, subjects) in self.pending_rows.drain(..) {
+                b.push(row, &subjects);
+            }
+        } else {
+            self.pending_rows.clear();
+        }
+        Ok(())
+    }
 }
 
 /// Entries appended for event commits not settled yet, by segment, and
@@ -224,6 +265,9 @@ impl Log {
             allocated: 0,
             opened: Instant::now(),
             unsynced: Vec::new(),
+            pending: Vec::new(),
+            pending_rows: Vec::new(),
+            written: 0,
         }));
         let syncing = Arc::new(Mutex::new(()));
         let (appends, synced) = (writer.clone(), syncing.clone());
@@ -312,9 +356,16 @@ impl Log {
         );
     }
 
-    /// Append `d` (in its file, not yet durable, when this returns).
+    /// Append `d`: read back from when this returns, in its file and
+    /// durable after the next [`Log::sync`] (until then it may wait in
+    /// memory with others, to be written with them).
     pub(super) fn append(&self, d: &Decision, body: &[u8]) -> Result<(), StorageError> {
         self.append_frame(d, body, false).map(|_| ())
+    }
+
+    /// Write the frames waiting, so that a read sees every append.
+    fn written(&self) -> Result<(), StorageError> {
+        lock(&self.writer).write_pending()
     }
 
     /// Entries of one event commit: each counts once the commit is kept
@@ -328,7 +379,9 @@ impl Log {
         }
     }
 
-    /// Append a frame; where it went.
+    /// Append a frame; where it went. An event commit's frame is in its
+    /// file when this returns (with every frame before it): the commit's
+    /// records, written next, must not reach the disk before it.
     fn append_frame(
         &self,
         d: &Decision,
@@ -347,6 +400,9 @@ impl Log {
         let mut w = lock(&self.writer);
         let full = w.len + frame_len > self.max_bytes
             || w.opened.elapsed().as_millis() as u64 > self.max_age_ms.load(Ordering::Relaxed);
+        if full {
+            w.write_pending()?;
+        }
         let rolled = match &w.current {
             Some(_) if full => w.current.take().map(|old| (old, w.len)),
             _ => None,
@@ -372,6 +428,7 @@ impl Log {
                     .insert(no, seg.clone());
                 w.next += 1;
                 w.len = 0;
+                w.written = 0;
                 w.allocated = 0;
                 w.opened = Instant::now();
                 w.current = Some(seg.clone());
@@ -379,19 +436,26 @@ impl Log {
             }
         };
         row.offset = w.len as u32;
-        let frame = segment::frame(body);
         let end = w.len + frame_len;
         if end > w.allocated {
             let more = (end - w.allocated).div_ceil(GROW) * GROW;
             grow(&seg.file, w.allocated, more).map_err(|e| io("cannot grow a segment", e))?;
             w.allocated += more;
         }
-        seg.file
-            .write_all_at(&frame, w.len)
-            .map_err(|e| io("cannot append", e))?;
+        let (bytes_before, rows_before) = (w.pending.len(), w.pending_rows.len());
+        segment::frame_into(&mut w.pending, body);
+        w.pending_rows.push((row, subjects));
         w.len = end;
-        if let Index::Open(b) = &mut *seg.index.write().unwrap_or_else(|e| e.into_inner()) {
-            b.push(row, &subjects);
+        if (in_commit || w.pending.len() >= PENDING_BYTES)
+            && let Err(e) = w.write_pending()
+        {
+            if in_commit {
+                // Not this commit's: the frames before it still wait.
+                w.pending.truncate(bytes_before);
+                w.pending_rows.truncate(rows_before);
+                w.len -= frame_len;
+            }
+            return Err(e);
         }
         if in_commit {
             // Under the writer's lock: a segment rolled after this is
@@ -484,6 +548,7 @@ impl Log {
         q: &DecisionQuery,
         matches: &dyn Fn(&Decision) -> bool,
     ) -> Result<Vec<Decision>, StorageError> {
+        self.written()?;
         let want = self.want(q);
         let mut segs = self.overlapping(want.since, want.until);
         segs.sort_by_key(|(_, (_, newest))| std::cmp::Reverse(*newest));
@@ -526,11 +591,12 @@ impl Log {
         &'a self,
         q: &'a DecisionQuery,
         matches: &'a dyn Fn(&Decision) -> bool,
-    ) -> Ascending<'a> {
+    ) -> Result<Ascending<'a>, StorageError> {
+        self.written()?;
         let want = self.want(q);
         let mut segs = self.overlapping(want.since, want.until);
         segs.sort_by_key(|(_, (oldest, _))| *oldest);
-        Ascending {
+        Ok(Ascending {
             q,
             matches,
             want,
@@ -538,7 +604,7 @@ impl Log {
             next: 0,
             rows: Vec::new(),
             heap: BinaryHeap::new(),
-        }
+        })
     }
 
     /// The entry `(shop, at_ms, id)`, if it is here.
@@ -559,6 +625,7 @@ impl Log {
             limit: usize::MAX,
             scan_limit: None,
         };
+        self.written()?;
         let want = self.want(&q);
         for (seg, _) in self.overlapping(want.since, want.until) {
             for row in seg.rows(&want)?.iter().filter(|r| r.id == id) {
@@ -577,6 +644,7 @@ impl Log {
         if before_ms <= old {
             return Ok(0);
         }
+        self.written()?;
         let current = lock(&self.writer).current.as_ref().map(|s| s.no);
         let segments = self.all_segments();
         let mut pruned = 0;
@@ -626,6 +694,7 @@ impl Log {
 
     /// Visit every entry kept (a copy of the store), segment by segment.
     pub(super) fn each(&self, visit: &mut EachEntry<'_>) -> Result<(), StorageError> {
+        self.written()?;
         let since = self.pruned_before.load(Ordering::Relaxed);
         let segments = self.all_segments();
         for seg in segments {
@@ -690,6 +759,9 @@ impl Drop for InCommit<'_> {
 impl Drop for Log {
     /// Segments rolled before are closed before the store is.
     fn drop(&mut self) {
+        if let Err(e) = self.written() {
+            tracing::error!(error = %e, "decision log: cannot write its last entries as it closes");
+        }
         lock(&self.sealer).take();
         if let Some(t) = self.sealing.take() {
             let _ = t.join();
@@ -702,7 +774,11 @@ fn sync(writer: &Mutex<Writer>, syncing: &Mutex<()>) -> Result<(), StorageError>
     // Taken before the list: a sync that finds it emptied by another
     // still under way returns only once that one has synced.
     let _one = lock(syncing);
-    let segs = std::mem::take(&mut lock(writer).unsynced);
+    let segs = {
+        let mut w = lock(writer);
+        w.write_pending()?;
+        std::mem::take(&mut w.unsynced)
+    };
     for (i, s) in segs.iter().enumerate() {
         if let Err(e) = s.file.sync_data() {
             let mut w = lock(writer);

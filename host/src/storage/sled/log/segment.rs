@@ -39,13 +39,12 @@ pub(super) fn idx_path(dir: &Path, no: u32) -> PathBuf {
     dir.join(format!("{no:010}.idx"))
 }
 
-/// The frame of one entry.
-pub(super) fn frame(body: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(FRAME_HEAD + body.len());
-    f.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    f.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-    f.extend_from_slice(body);
-    f
+/// The frame of one entry, added to `out`.
+pub(super) fn frame_into(out: &mut Vec<u8>, body: &[u8]) {
+    out.reserve(FRAME_HEAD + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out.extend_from_slice(body);
 }
 
 /// An index being written: every row appended so far.

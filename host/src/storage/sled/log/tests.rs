@@ -60,7 +60,7 @@ fn ids(ds: &[Decision]) -> Vec<u64> {
 
 fn ascending(log: &Log, q: &DecisionQuery) -> Vec<u64> {
     let all = |_: &Decision| true;
-    let mut it = log.oldest_first(q, &all);
+    let mut it = log.oldest_first(q, &all).unwrap();
     let mut out = Vec::new();
     while let Some(d) = it.next().unwrap() {
         out.push(d.id);
@@ -316,4 +316,47 @@ fn a_segment_indexed_at_open_leaves_out_the_entries_its_store_refuses() {
     };
     let again = Log::open(dir.path(), refuse_odd).unwrap();
     assert_eq!(ascending(&again, &query("a")), vec![2, 4, 6, 8, 10]);
+}
+
+#[test]
+fn plain_entries_wait_in_memory_until_a_sync_a_read_an_event_commit_or_a_close_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Beside::alone()).unwrap();
+    // Entries whose frames are in the segment's file.
+    let in_file = |log: &Log| {
+        let seg = log.all_segments().pop().unwrap();
+        segment::scan(&seg.file, &|_| Ok(true)).unwrap().0.len()
+    };
+    for id in 1..=5 {
+        append(&log, &decision(id, "a", id as i64, "b1", None));
+    }
+    assert_eq!(in_file(&log), 0, "each entry written on its own");
+    log.sync().unwrap();
+    assert_eq!(in_file(&log), 5, "a sync writes what waits");
+    for id in 6..=8 {
+        append(&log, &decision(id, "a", id as i64, "b1", None));
+    }
+    assert_eq!(in_file(&log), 5);
+    assert_eq!(
+        ascending(&log, &query("a")),
+        (1..=8).collect::<Vec<_>>(),
+        "a read sees every append"
+    );
+    assert_eq!(in_file(&log), 8);
+    // An event commit's frame is in the file when its append returns,
+    // with the plain ones before it.
+    append(&log, &decision(9, "a", 9, "b1", None));
+    let mut commit = log.in_commit();
+    let d = decision(10, "a", 10, "b1", None);
+    commit.append(&d, &serde_json::to_vec(&d).unwrap()).unwrap();
+    assert_eq!(in_file(&log), 10);
+    commit.kept();
+    append(&log, &decision(11, "a", 11, "b1", None));
+    drop(log);
+    let again = Log::open(dir.path(), Beside::alone()).unwrap();
+    assert_eq!(
+        ascending(&again, &query("a")),
+        (1..=11).collect::<Vec<_>>(),
+        "a close writes what waits"
+    );
 }
