@@ -15,8 +15,9 @@ pub const TICK: Duration = Duration::from_millis(1);
 /// Bytes of a linear memory or table reset in place on reuse of a slot.
 const KEEP_RESIDENT: usize = 256 << 10;
 
-/// Instances that may be alive at once across all calls.
-const POOL_INSTANCES: u32 = 1_000;
+/// Instances that may be alive at once: the calls running and the idle
+/// instances kept for reuse (`pool::MAX_IDLE_TOTAL`).
+pub(super) const POOL_INSTANCES: u32 = 2_000;
 
 /// The engine every plugin runs in, and compiles with; `functions` keeps
 /// compiled functions for later compiles (see `functions`).
@@ -26,6 +27,8 @@ pub fn build(limits: &Limits, functions: Option<Arc<FunctionCache>>) -> Result<E
         .total_core_instances(POOL_INSTANCES * 4)
         .total_memories(POOL_INSTANCES * 2)
         .total_tables(POOL_INSTANCES * 4)
+        // An idle store keeps the stack of its last async call.
+        .total_stacks(POOL_INSTANCES)
         .max_core_instances_per_component(64)
         .max_memories_per_component(8)
         .max_tables_per_component(64)

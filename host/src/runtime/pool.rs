@@ -30,8 +30,8 @@ use wasmtime::component::Instance;
 /// are dropped after use).
 pub const MAX_IDLE: usize = 4;
 
-/// Idle instances kept across every pool of a runtime: half the engine's
-/// instance slots (`engine::POOL_INSTANCES`), so that 1,000 shops that
+/// Idle instances kept across every pool of a runtime: the engine's
+/// instance slots (`engine::POOL_INSTANCES`) but 500, so that shops that
 /// all reuse instances leave room for the calls running. Past it, the
 /// least recently used idle instance anywhere gives way if it has been
 /// idle [`KEEP_FOR`]; if every one was used more lately, the instance
@@ -39,7 +39,7 @@ pub const MAX_IDLE: usize = 4;
 /// evenly over more pools than the cap, would drop every instance before
 /// its next call: each call then pays a fresh instance and an eviction,
 /// 1,000 shops answered 0.75-0.85x as fast as with fresh instances.)
-pub const MAX_IDLE_TOTAL: usize = 500;
+pub const MAX_IDLE_TOTAL: usize = super::engine::POOL_INSTANCES as usize - 500;
 
 /// How long an idle instance is kept, at the cap, against newer ones.
 pub const KEEP_FOR: std::time::Duration = std::time::Duration::from_secs(1);
