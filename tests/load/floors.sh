@@ -7,8 +7,9 @@
 #               decision logged in kefu's sled store through kefu's group
 #               commit before the answer;
 #   floor       the same without the log.
-# ROUNDS rounds, the three servers in a rotating order within each (the
-# machine is noisy: compare within a round). Prints req/s, p50, p99 and
+# After 2 s of warm-up each, ROUNDS rounds, the three servers in a
+# rotating order within each (the machine is noisy: compare within a
+# round). Prints req/s, p50, p99 and
 # the server's CPU per answer (user + system time of its process over the
 # answers), then kefu's ratios to floor+sled and to floor, round by round.
 #   bash tests/load/floors.sh [SHOPS] [SECONDS] [ROUNDS]   (defaults 1000 10 2)
@@ -79,6 +80,13 @@ us() { awk -v t="$1" 'BEGIN { n = t + 0; if (t ~ /us$/) print n; else if (t ~ /m
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 servers=(kefu floor+sled floor)
+# Warm each server up before measuring (2 s at 64 connections, not
+# counted): kefu's first calls of each shop make its instances, and the
+# first round would otherwise count them.
+for name in "${servers[@]}"; do
+    KEFU_SHOPS="$shops" KEFU_STEP=greeting KEFU_BODY="$root/examples/requests/greeting/discount.json" \
+        wrk -t2 -c64 -d2s -s tests/load/post.lua "${addr_of[$name]}" >/dev/null 2>&1
+done
 printf '%-6s %5s  %-11s %10s %10s %10s %9s\n' round conns server "req/s" p50 p99 "cpu/answer"
 summary=""
 for round in $(seq 1 "$rounds"); do
