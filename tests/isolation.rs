@@ -273,12 +273,13 @@ fn noisy_neighbour_control_with_shop_a_on_its_own_server() {
 /// #29: 1,000 shops that all reuse their greeting's and order
 /// confirmation's instances, each step of every shop called twice by 8
 /// clients at once, then another step (a fresh instance per call) of 50
-/// of them: each answers 200. The engine has 2,000 instance slots and
-/// keeps 1,500 idle: every shop keeps an idle greeting (the calls spread
-/// over 1,000 shops find one), and the 2,000 idle instances the two
-/// steps would keep leave room for the calls running. Without a cap
-/// across shops they took every slot, and the other calls failed with 503
-/// ("maximum concurrent limit ... for component instances reached").
+/// of them: each answers 200. By default 1,000 instances stay idle (as
+/// many as shops: calls of one step spread over 1,000 shops each find
+/// one), the engine has 1,000 slots more for the calls running, and the
+/// 2,000 idle instances the two steps would keep are held to the cap.
+/// Without a cap across shops they took every slot, and the other calls
+/// failed with 503 ("maximum concurrent limit ... for component instances
+/// reached").
 #[test]
 fn a_thousand_shops_that_all_reuse_instances_answer_every_call() {
     let dir = tempfile::tempdir().unwrap();
@@ -365,6 +366,6 @@ fn a_thousand_shops_that_all_reuse_instances_answer_every_call() {
         .and_then(|v| v.trim().parse::<f64>().ok())
         .expect("the idle gauge");
     eprintln!("{idle} reused instances idle after the calls");
-    // More than one a shop (the old cap was 500), never past the cap.
-    assert!((1001.0..=1500.0).contains(&idle), "{idle} idle");
+    // One a shop (the cap was 500), never past the cap.
+    assert_eq!(idle, 1000.0);
 }

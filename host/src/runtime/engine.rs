@@ -15,20 +15,23 @@ pub const TICK: Duration = Duration::from_millis(1);
 /// Bytes of a linear memory or table reset in place on reuse of a slot.
 const KEEP_RESIDENT: usize = 256 << 10;
 
-/// Instances that may be alive at once: the calls running and the idle
-/// instances kept for reuse (`pool::MAX_IDLE_TOTAL`).
-pub(super) const POOL_INSTANCES: u32 = 2_000;
+/// Instance slots for the calls running, beside the idle instances kept
+/// for reuse (`Limits::idle_instances`).
+const RUNNING: u32 = 1_000;
 
 /// The engine every plugin runs in, and compiles with; `functions` keeps
 /// compiled functions for later compiles (see `functions`).
 pub fn build(limits: &Limits, functions: Option<Arc<FunctionCache>>) -> Result<Engine, LoadError> {
+    // Instances that may be alive at once: the calls running and the idle
+    // ones.
+    let instances = RUNNING.saturating_add(limits.idle_instances);
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(POOL_INSTANCES)
-        .total_core_instances(POOL_INSTANCES * 4)
-        .total_memories(POOL_INSTANCES * 2)
-        .total_tables(POOL_INSTANCES * 4)
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(4))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
         // An idle store keeps the stack of its last async call.
-        .total_stacks(POOL_INSTANCES)
+        .total_stacks(instances)
         .max_core_instances_per_component(64)
         .max_memories_per_component(8)
         .max_tables_per_component(64)

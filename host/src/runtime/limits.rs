@@ -17,6 +17,10 @@ pub struct Limits {
     pub output_kib: u64,
     /// Bytes of log (log calls, stdout, stderr) kept per call, in KiB.
     pub log_kib: u64,
+    /// Reused instances kept idle across all shops and steps (the least
+    /// recently used gives way past it). Each costs ~50-150 KB resident
+    /// for a Rust plugin, far more for Python or JavaScript.
+    pub idle_instances: u32,
 }
 
 impl Default for Limits {
@@ -26,6 +30,7 @@ impl Default for Limits {
             memory_mib: 128,
             output_kib: 256,
             log_kib: 64,
+            idle_instances: 1_000,
         }
     }
 }

@@ -88,9 +88,11 @@ impl Runtime {
             linker,
             async_linker,
             cache,
+            idle: std::sync::Arc::new(pool::IdleInstances::new(
+                config.limits.idle_instances as usize,
+            )),
             limits: config.limits,
             prepared: Default::default(),
-            idle: std::sync::Arc::new(pool::IdleInstances::new(pool::MAX_IDLE_TOTAL)),
             _ticker: ticker,
         })
     }

@@ -30,17 +30,6 @@ use wasmtime::component::Instance;
 /// are dropped after use).
 pub const MAX_IDLE: usize = 4;
 
-/// Idle instances kept across every pool of a runtime: the engine's
-/// instance slots (`engine::POOL_INSTANCES`) but 500, so that shops that
-/// all reuse instances leave room for the calls running. Past it, the
-/// least recently used idle instance anywhere gives way if it has been
-/// idle [`KEEP_FOR`]; if every one was used more lately, the instance
-/// just used is dropped instead. (Giving way at once, under calls spread
-/// evenly over more pools than the cap, would drop every instance before
-/// its next call: each call then pays a fresh instance and an eviction,
-/// 1,000 shops answered 0.75-0.85x as fast as with fresh instances.)
-pub const MAX_IDLE_TOTAL: usize = super::engine::POOL_INSTANCES as usize - 500;
-
 /// How long an idle instance is kept, at the cap, against newer ones.
 pub const KEEP_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -60,7 +49,15 @@ fn lock(list: &IdleList) -> std::sync::MutexGuard<'_, Vec<Idle>> {
 }
 
 /// Every pool's idle instances in the order they were put back: a
-/// runtime's cap on how many stay idle in all.
+/// runtime's cap on how many stay idle in all (`Limits::idle_instances`;
+/// the engine has slots for them beside those of the calls running).
+/// Past it, the least recently used idle instance anywhere gives way if
+/// it has been idle [`KEEP_FOR`]; if every one was used more lately, the
+/// instance just used is dropped instead. (Giving way at once, under calls
+/// spread evenly over more pools than the cap, would drop every instance
+/// before its next call: each call then pays a fresh instance and an
+/// eviction, 1,000 shops answered 0.75-0.85x as fast as with fresh
+/// instances.)
 pub(crate) struct IdleInstances {
     cap: usize,
     /// Idle instances now, in all pools.
