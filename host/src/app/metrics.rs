@@ -49,8 +49,26 @@ fn install() -> Result<PrometheusHandle, String> {
     }
     let handle = builder.install_recorder().map_err(|e| e.to_string())?;
     describe();
+    // Histograms keep each sample until upkeep folds it into their
+    // buckets, which nothing else does between scrapes: a server nobody
+    // scrapes would grow by every answer's samples.
+    let kept = handle.clone();
+    std::thread::Builder::new()
+        .name(UPKEEP_THREAD.into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                kept.run_upkeep();
+            }
+        })
+        .map_err(|e| format!("cannot start the metrics' upkeep: {e}"))?;
     Ok(handle)
 }
+
+/// How often the histograms' samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// The thread that does it.
+const UPKEEP_THREAD: &str = "kefu-metrics";
 
 /// What kind of metric a name is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -357,6 +375,33 @@ pub fn record_process_gauges() {
         }
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             metrics::gauge!("process_open_fds").set(fds.count() as f64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The recorder comes with the thread that folds its histograms'
+    /// samples into their buckets (without it they pile up until a
+    /// scrape).
+    #[test]
+    fn the_recorder_comes_with_its_upkeep() {
+        handle().unwrap();
+        let names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        };
+        // A new thread names itself as it starts.
+        let since = std::time::Instant::now();
+        while !names().iter().any(|n| n == UPKEEP_THREAD) {
+            assert!(since.elapsed().as_secs() < 5, "{:?}", names());
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 }
