@@ -200,6 +200,11 @@ pub fn field_path(parent: &str, message: &str) -> String {
 /// Parse JSON, naming the offending field's path; nothing but whitespace
 /// may follow the value.
 fn parse<T: DeserializeOwned>(json: &[u8]) -> Result<T, InputError> {
+    // Most inputs are good: parse them without tracking the path, and
+    // only parse a bad one again to name where it went wrong.
+    if let Ok(value) = serde_json::from_slice(json) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(json);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let message = e.inner().to_string();
