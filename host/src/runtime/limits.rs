@@ -18,7 +18,7 @@ pub struct Limits {
     /// Bytes of log (log calls, stdout, stderr) kept per call, in KiB.
     pub log_kib: u64,
     /// Reused instances kept idle across all shops and steps (the least
-    /// recently used gives way past it). Each costs ~50-150 KB resident
+    /// recently used gives way past it). Each costs ~90-110 KB resident
     /// for a Rust plugin, far more for Python or JavaScript.
     pub idle_instances: u32,
 }

@@ -13,14 +13,15 @@
 //! An entry is read back once [`Log::append`] returns and durable after
 //! [`Log::sync`], which the group commit runs with sled's flush before an
 //! answer leaves; in between, plain entries wait in memory and the sync
-//! writes them together (one write, not one per answer). Entries that record more (a refund, revisits) stay in
-//! sled, whose writes they must be atomic with; readers merge both
-//! (`decisions`). A workflow event's plain entries are appended here
-//! within its commit ([`Log::in_commit`]) and count once the commit is
-//! kept: a failed one's rows are voided, a segment's index waits for the
-//! commits that appended to it and a flush of sled, and at open a segment
-//! without an index leaves out what its store refuses ([`Beside`]: the
-//! entries whose event's record does not list them).
+//! writes them together (one write, not one per answer). Entries that
+//! record more (a refund, revisits) stay in sled, whose writes they must
+//! be atomic with; readers merge both (`decisions`). A workflow event's
+//! plain entries are appended here within its commit ([`Log::in_commit`])
+//! and count once the commit is kept: a failed one's rows are voided, a
+//! segment's index waits for the commits that appended to it and a flush
+//! of sled, and at open a segment without an index leaves out what its
+//! store refuses ([`Beside`]: the entries whose event's record does not
+//! list them).
 
 mod row;
 mod segment;
