@@ -67,13 +67,12 @@ struct Writer {
     opened: Instant,
     /// Segments appended to since the last sync.
     unsynced: Vec<Arc<Segment>>,
-    /// Frames appended to the current segment and not written yet, from
-    /// `written` on, and their rows: plain entries wait here for the next
-    /// sync (or read, roll, or event commit) to be written at once,
+    /// Frames appended to the current segment and not written yet (the
+    /// last of its `len`), and their rows: plain entries wait here for the
+    /// next sync (or read, roll, or event commit) to be written at once,
     /// instead of a write each.
     pending: Vec<u8>,
     pending_rows: Vec<(Row, Vec<u64>)>,
-    written: u64,
 }
 
 /// Past this many bytes of frames waiting, an append writes them.
@@ -92,10 +91,10 @@ impl Writer {
                 "decision log: frames waiting without a segment".into(),
             ));
         };
+        let at = self.len - self.pending.len() as u64;
         seg.file
-            .write_all_at(&self.pending, self.written)
+            .write_all_at(&self.pending, at)
             .map_err(|e| io("cannot append", e))?;
-        self.written += self.pending.len() as u64;
         self.pending.clear();
         if let Index::Open(b) = &mut *seg.index.write().unwrap_or_else(|e| e.into_inner()) {
             for (row, subjects) in self.pending_rows.drain(..) {
@@ -268,7 +267,6 @@ impl Log {
             unsynced: Vec::new(),
             pending: Vec::new(),
             pending_rows: Vec::new(),
-            written: 0,
         }));
         let syncing = Arc::new(Mutex::new(()));
         let (appends, synced) = (writer.clone(), syncing.clone());
@@ -429,7 +427,6 @@ impl Log {
                     .insert(no, seg.clone());
                 w.next += 1;
                 w.len = 0;
-                w.written = 0;
                 w.allocated = 0;
                 w.opened = Instant::now();
                 w.current = Some(seg.clone());
