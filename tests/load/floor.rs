@@ -4,9 +4,13 @@
 //! JSON request parsed, the same answer shape — with the default greeting
 //! rule compiled natively instead of run in a sandbox. With `--durable
 //! DIR` it also logs each decision in kefu's own sled store through
-//! kefu's own group commit before it answers ("floor+sled").
+//! kefu's own group commit before it answers ("floor+sled"). With
+//! `--sandbox` the rule is the bundled greeting plugin instead, called in
+//! kefu's runtime as kefu calls it (an instance reused per shop, on the
+//! request's task): what is left between that and kefu is kefu's own
+//! request path ("floor+sled+wasm").
 //!
-//!   cargo run --release -p kefu --example floor -- SHOPS KEY [--durable DIR]
+//!   cargo run --release -p kefu --example floor -- SHOPS KEY [--durable DIR] [--sandbox]
 //!
 //! Prints `floor listening on http://ADDR` once it listens.
 
@@ -18,18 +22,71 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kefu::app::Committer;
 use kefu::storage_types::{Decision, DecisionLog, Effects, Ids};
-use kefu::{SledStorage, Step};
+use kefu::{
+    CallContext, MemoryStateStore, ReusePool, Runtime, RuntimeConfig, SledStorage, StateStore,
+    Step, StepOutput,
+};
 use serde_json::json;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+// The allocator kefu runs with (host/src/main.rs), so that the floors
+// differ from kefu only in what they leave out.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Floor {
     shops: HashSet<String>,
     key_sha256: [u8; 32],
     ids: AtomicU64,
     log: Option<(Arc<SledStorage>, Committer)>,
+    sandbox: Option<Sandbox>,
+}
+
+/// The bundled greeting plugin in kefu's runtime: a pool of reused
+/// instances per shop, as kefu keeps them.
+struct Sandbox {
+    runtime: Arc<Runtime>,
+    pools: HashMap<String, ReusePool>,
+    state: Arc<dyn StateStore>,
+}
+
+impl Sandbox {
+    fn new(shops: &HashSet<String>) -> anyhow::Result<Self> {
+        let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+        let plugin = runtime.load(kefu::default_plugin(Step::Greeting), Step::Greeting)?;
+        let pools = shops
+            .iter()
+            .map(|shop| (shop.clone(), ReusePool::new(plugin.clone())))
+            .collect();
+        Ok(Sandbox {
+            runtime,
+            pools,
+            state: Arc::new(MemoryStateStore::default()),
+        })
+    }
+
+    /// The plugin's answer for `shop` on `body`, as JSON.
+    async fn call(&self, shop: &str, body: &[u8], now: i64) -> Result<Box<RawValue>, String> {
+        let input = Step::Greeting
+            .parse_input(body)
+            .map_err(|e| e.to_string())?;
+        let ctx = CallContext {
+            shop: shop.to_string(),
+            plugin: Step::Greeting.world().to_string(),
+            config_json: "{}".into(),
+            now,
+            state: self.state.clone(),
+        };
+        let outcome = self.pools[shop]
+            .call_async(&self.runtime, ctx, &input)
+            .await;
+        let output: StepOutput = outcome.result.map_err(|e| e.to_string())?;
+        Ok(serde_json::value::to_raw_value(&output).expect("a reply serializes"))
+    }
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -57,20 +114,32 @@ async fn greeting(
     if digest != floor.key_sha256 {
         return error(StatusCode::FORBIDDEN, "forbidden", "not this shop's key");
     }
-    let Ok(request) = serde_json::from_slice(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "not a greeting request",
-        );
-    };
     let now = chrono::Utc::now().timestamp();
     let started = std::time::Instant::now();
-    let output = match kefu_greeting::run("{}", &request, now) {
-        Ok(output) => output,
-        Err(e) => return error(StatusCode::BAD_GATEWAY, "plugin_error", &e),
+    let digest = if floor.sandbox.is_some() {
+        "wasm"
+    } else {
+        "native"
     };
-    let output = serde_json::value::to_raw_value(&output).expect("a reply serializes");
+    let output = match &floor.sandbox {
+        Some(sandbox) => match sandbox.call(&shop, &body, now).await {
+            Ok(output) => output,
+            Err(e) => return error(StatusCode::BAD_GATEWAY, "plugin_error", &e),
+        },
+        None => {
+            let Ok(request) = serde_json::from_slice(&body) else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    "not a greeting request",
+                );
+            };
+            match kefu_greeting::run("{}", &request, now) {
+                Ok(output) => serde_json::value::to_raw_value(&output).expect("a reply serializes"),
+                Err(e) => return error(StatusCode::BAD_GATEWAY, "plugin_error", &e),
+            }
+        }
+    };
     let id = match &floor.log {
         // kefu's ids come from the store.
         Some((storage, _)) => match storage.next_id() {
@@ -90,14 +159,12 @@ async fn greeting(
             id,
             shop: shop.clone(),
             step: Step::Greeting,
-            digest: "native".into(),
+            digest: digest.into(),
             version: 1,
             at_ms: chrono::Utc::now().timestamp_millis(),
             now,
-            input: serde_json::value::RawValue::from_string(
-                String::from_utf8_lossy(&body).into_owned(),
-            )
-            .expect("parsed above"),
+            input: RawValue::from_string(String::from_utf8_lossy(&body).into_owned())
+                .expect("parsed above"),
             output: Some(output.clone()),
             error: None,
             duration_us: started.elapsed().as_micros() as u64,
@@ -128,7 +195,7 @@ async fn greeting(
         "decision_id": id,
         "shop": shop,
         "step": "greeting",
-        "plugin": {"digest": "native", "version": 1, "source": {"kind": "bundled"}},
+        "plugin": {"digest": digest, "version": 1, "source": {"kind": "bundled"}},
         "canary": false,
         "output": output,
     });
@@ -139,22 +206,32 @@ async fn greeting(
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(shops), Some(key)) = (args.first(), args.get(1)) else {
-        anyhow::bail!("usage: floor SHOPS KEY [--durable DIR]");
+        anyhow::bail!("usage: floor SHOPS KEY [--durable DIR] [--sandbox]");
     };
     let shops: usize = shops.parse()?;
-    let log = match (args.get(2).map(String::as_str), args.get(3)) {
-        (Some("--durable"), Some(dir)) => {
-            let storage = Arc::new(SledStorage::open(std::path::Path::new(dir))?);
-            let committer = Committer::watching(storage.clone(), std::path::Path::new(dir), None);
-            Some((storage, committer))
+    let (mut log, mut sandbox) = (None, false);
+    let mut rest = args[2..].iter();
+    while let Some(arg) = rest.next() {
+        match (arg.as_str(), rest.clone().next()) {
+            ("--durable", Some(dir)) => {
+                rest.next();
+                let dir = std::path::Path::new(dir);
+                let storage = Arc::new(SledStorage::open(dir)?);
+                let committer = Committer::watching(storage.clone(), dir, None);
+                log = Some((storage, committer));
+            }
+            ("--sandbox", _) => sandbox = true,
+            _ => anyhow::bail!("usage: floor SHOPS KEY [--durable DIR] [--sandbox]"),
         }
-        _ => None,
-    };
+    }
+    let shops: HashSet<String> = (1..=shops).map(|i| format!("shop-{i}")).collect();
+    let sandbox = sandbox.then(|| Sandbox::new(&shops)).transpose()?;
     let floor = Arc::new(Floor {
-        shops: (1..=shops).map(|i| format!("shop-{i}")).collect(),
+        shops,
         key_sha256: Sha256::digest(key.as_bytes()).into(),
         ids: AtomicU64::new(1),
         log,
+        sandbox,
     });
     let app = Router::new()
         .route("/v1/shops/{shop}/greeting", post(greeting))
