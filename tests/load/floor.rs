@@ -24,7 +24,7 @@ use kefu::app::Committer;
 use kefu::storage_types::{Decision, DecisionLog, Effects, Ids};
 use kefu::{
     CallContext, MemoryStateStore, ReusePool, Runtime, RuntimeConfig, SledStorage, StateStore,
-    Step, StepOutput,
+    Step, StepInput, StepOutput,
 };
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -69,11 +69,8 @@ impl Sandbox {
         })
     }
 
-    /// The plugin's answer for `shop` on `body`, as JSON.
-    async fn call(&self, shop: &str, body: &[u8], now: i64) -> Result<Box<RawValue>, String> {
-        let input = Step::Greeting
-            .parse_input(body)
-            .map_err(|e| e.to_string())?;
+    /// The plugin's answer for `shop` on `input`, as JSON.
+    async fn call(&self, shop: &str, input: &StepInput, now: i64) -> Result<Box<RawValue>, String> {
         let ctx = CallContext {
             shop: shop.to_string(),
             plugin: Step::Greeting.world().to_string(),
@@ -81,9 +78,7 @@ impl Sandbox {
             now,
             state: self.state.clone(),
         };
-        let outcome = self.pools[shop]
-            .call_async(&self.runtime, ctx, &input)
-            .await;
+        let outcome = self.pools[shop].call_async(&self.runtime, ctx, input).await;
         let output: StepOutput = outcome.result.map_err(|e| e.to_string())?;
         Ok(serde_json::value::to_raw_value(&output).expect("a reply serializes"))
     }
@@ -110,35 +105,39 @@ async fn greeting(
     let Some(key) = key else {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "no key");
     };
-    let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-    if digest != floor.key_sha256 {
+    let key_hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    if key_hash != floor.key_sha256 {
         return error(StatusCode::FORBIDDEN, "forbidden", "not this shop's key");
     }
     let now = chrono::Utc::now().timestamp();
     let started = std::time::Instant::now();
-    let digest = if floor.sandbox.is_some() {
-        "wasm"
-    } else {
-        "native"
+    let not_greeting = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "not a greeting request",
+        )
     };
-    let output = match &floor.sandbox {
-        Some(sandbox) => match sandbox.call(&shop, &body, now).await {
-            Ok(output) => output,
-            Err(e) => return error(StatusCode::BAD_GATEWAY, "plugin_error", &e),
-        },
+    let (digest, answered) = match &floor.sandbox {
+        Some(sandbox) => {
+            let Ok(input) = Step::Greeting.parse_input(&body) else {
+                return not_greeting();
+            };
+            ("wasm", sandbox.call(&shop, &input, now).await)
+        }
         None => {
             let Ok(request) = serde_json::from_slice(&body) else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    "not a greeting request",
-                );
+                return not_greeting();
             };
-            match kefu_greeting::run("{}", &request, now) {
-                Ok(output) => serde_json::value::to_raw_value(&output).expect("a reply serializes"),
-                Err(e) => return error(StatusCode::BAD_GATEWAY, "plugin_error", &e),
-            }
+            let output = kefu_greeting::run("{}", &request, now).map(|output| {
+                serde_json::value::to_raw_value(&output).expect("a reply serializes")
+            });
+            ("native", output)
         }
+    };
+    let output = match answered {
+        Ok(output) => output,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, "plugin_error", &e),
     };
     let id = match &floor.log {
         // kefu's ids come from the store.
