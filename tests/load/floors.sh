@@ -10,7 +10,7 @@
 #   floor+sled+wasm  floor+sled with the bundled greeting plugin called in
 #               kefu's runtime (an instance reused per shop) instead of
 #               the native rule: kefu less its own request path.
-# After 2 s of warm-up each, ROUNDS rounds, the three servers in a
+# After 2 s of warm-up each, ROUNDS rounds, the four servers in a
 # rotating order within each (the machine is noisy: compare within a
 # round). Prints req/s, p50, p99 and
 # the server's CPU per answer (user + system time of its process over the
